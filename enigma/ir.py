@@ -1,0 +1,198 @@
+"""Enigma IR: typed SSA with structured control flow (the shape of MLIR's scf).
+
+A `Kernel` holds its arguments, its threadgroup arrays and one `Block` of `Op`s. Every value is
+defined once (`Op.results`) and used by later ops (`Op.operands`). Control flow nests blocks inside
+ops (`Op.regions`) and passes values in and out only through block arguments and `yield`/`condition`,
+never by mutation, so every later stage (passes, printers, the portable form the runtime executes)
+walks plain data in one direction.
+
+The op catalogue (names, operands, attributes, results) is specified in runtime/FORMAT.md: the
+portable form is this IR written as JSON, and the runtime's CPU executor implements exactly it.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from enigma_runtime.dtypes import DType
+
+# ---------------------------------------------------------------------------------------------------
+# op classes (every op name in the catalogue is in exactly one)
+BINARY = ("add", "sub", "mul", "div", "mod", "min", "max", "and", "or", "xor", "shl", "shr")
+COMPARE = ("lt", "le", "gt", "ge", "eq", "ne")
+UNARY = ("neg", "not", "abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh",
+         "floor", "ceil")
+TERNARY = ("fma", "select")
+BUILTIN = ("thread_idx", "block_idx", "block_dim", "grid_dim", "simd_lane_id", "simd_group_id")
+MEMORY = ("load", "store", "vload", "vstore", "atomic_add", "atomic_max", "atomic_min")
+SIMD = ("simd_sum", "simd_max", "simd_min", "simd_shuffle_down", "simd_broadcast")
+CONTROL = ("if", "for", "while", "yield", "condition")
+OTHER = ("const", "param", "dim", "stride", "cast", "broadcast", "barrier")
+ALL_OPS = frozenset(BINARY + COMPARE + UNARY + TERNARY + BUILTIN + MEMORY + SIMD + CONTROL + OTHER)
+# ops with an effect besides their result: never removed or merged by passes
+SIDE_EFFECTS = frozenset(("store", "vstore", "atomic_add", "atomic_max", "atomic_min", "barrier",
+                          "if", "for", "while", "yield", "condition"))
+# ops whose result depends on the memory state or on the other lanes: never merged (CSE) or folded
+NOT_PURE = SIDE_EFFECTS | frozenset(("load", "vload") + SIMD)
+
+
+@dataclass(frozen=True)
+class Type:
+    """A value's type: a scalar dtype, or a vector of `lanes` of it (lanes > 1 only after vectorising)."""
+
+    dtype: DType
+    lanes: int = 1
+
+    @property
+    def name(self) -> str:  # "float32", "float32x4"
+        return self.dtype.name if self.lanes == 1 else f"{self.dtype.name}x{self.lanes}"
+
+    def __str__(self) -> str:
+        return self.dtype.short if self.lanes == 1 else f"vector<{self.lanes}x{self.dtype.short}>"
+
+
+_ids = itertools.count()
+
+
+@dataclass(eq=False)
+class Value:
+    """An SSA value. Identity is the object; `id` only names it in dumps and in the portable form."""
+
+    type: Type
+    id: int = field(default_factory=lambda: next(_ids))
+
+    @property
+    def dtype(self) -> DType:
+        return self.type.dtype
+
+    def __repr__(self) -> str:
+        return f"%{self.id}:{self.type}"
+
+
+@dataclass(eq=False)
+class Block:
+    """A region's single block: arguments (loop induction variable, carried values) and ops."""
+
+    args: list[Value] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Op:
+    """One operation. `line` is the kernel author's source line it was traced from (0 if none)."""
+
+    name: str
+    operands: list[Value] = field(default_factory=list)
+    results: list[Value] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    regions: list[Block] = field(default_factory=list)
+    line: int = 0
+
+    @property
+    def result(self) -> Value:
+        assert len(self.results) == 1, f"{self.name} has {len(self.results)} results"
+        return self.results[0]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A kernel argument and its place in the binding ABI (runtime/FORMAT.md, "Binding ABI").
+
+    shape entries: int (static), str (symbolic size shared by name across arguments) or None
+    (dynamic, unnamed). Scalars have rank 0 and shape (). access: "read", "write", "readwrite" for
+    tensors (derived from the body), "read" for scalars.
+    """
+
+    name: str
+    kind: str  # "tensor" | "scalar"
+    dtype: DType
+    shape: tuple[int | str | None, ...] = ()
+    access: str = "read"
+    buffer: int = 0
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(s, int) for s in self.shape)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A threadgroup array declared in the kernel body (`enigma.shared_tensor`)."""
+
+    name: str
+    dtype: DType
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        n = self.dtype.itemsize
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass(eq=False)
+class Kernel:
+    """One traced @enigma.kernel, specialised for its constexpr values and dtypes."""
+
+    name: str  # the Python function's name
+    args: list[Arg]
+    body: Block
+    shared: list[Shared] = field(default_factory=list)
+    file: str = ""
+    line: int = 0  # line of the `def`
+    vec_width: int = 0
+
+    @property
+    def kernel_name(self) -> str:
+        return f"enigma_kernel_{self.name}"
+
+    @property
+    def threadgroup_memory(self) -> int:
+        return sum(s.nbytes for s in self.shared)
+
+    def arg(self, name: str) -> Arg:
+        return next(a for a in self.args if a.name == name)
+
+
+def walk(block: Block) -> Iterator[Op]:
+    """Every op of `block` and of the blocks nested in it, in program order (pre-order)."""
+    for op in block.ops:
+        yield op
+        for region in op.regions:
+            yield from walk(region)
+
+
+# ---------------------------------------------------------------------------------------------------
+# readable dump (dump_ir=True)
+
+def _attrs(op: Op) -> str:
+    return "" if not op.attrs else " {" + ", ".join(f"{k}={v!r}" for k, v in op.attrs.items()) + "}"
+
+
+def _dump_block(block: Block, indent: int, out: list[str]) -> None:
+    pad = "  " * indent
+    for op in block.ops:
+        lhs = ", ".join(map(repr, op.results)) + " = " if op.results else ""
+        loc = f"  # line {op.line}" if op.line else ""
+        out.append(f"{pad}{lhs}{op.name}({', '.join(f'%{v.id}' for v in op.operands)}){_attrs(op)}{loc}")
+        for i, region in enumerate(op.regions):
+            args = f"({', '.join(map(repr, region.args))})" if region.args else ""
+            out.append(f"{pad}  region {i}{args}:")
+            _dump_block(region, indent + 2, out)
+
+
+def dump(kernel: Kernel) -> str:
+    """The kernel as readable text: one op a line, with the user's source line of each op."""
+    sig = ", ".join(f"{a.name}: {a.dtype.name}{list(a.shape) if a.kind == 'tensor' else ''}"
+                    f"{' ' + a.access if a.kind == 'tensor' else ''}" for a in kernel.args)
+    out = [f"kernel {kernel.name}({sig})  # {kernel.file}:{kernel.line}"]
+    out += [f"  shared {s.name}: {s.dtype.name}{list(s.shape)}" for s in kernel.shared]
+    _dump_block(kernel.body, 1, out)
+    return "\n".join(out) + "\n"
