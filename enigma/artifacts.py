@@ -1,0 +1,110 @@
+"""Write compiled kernels in the artifact format (runtime/FORMAT.md sections 1-3).
+
+The bytes depend only on the inputs: JSON with sorted keys, "\\n" newlines, UTF-8, so two builds of the
+same tree give identical files (and wheels).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+SCHEMA = 1
+DIR = "_enigma"
+MANIFEST = "manifest.json"
+METALLIB = "kernels.metallib"
+_BARE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
+
+
+class Compiled(Protocol):
+    """What the writer reads from a CompiledKernel (or any object with the same attributes)."""
+
+    kernel_name: str
+    metal_source: str
+    signature: dict[str, Any]
+    ir_json: dict[str, Any]
+
+
+def dumps(obj: Any, *, indent: int | None = 1) -> bytes:
+    """Deterministic JSON bytes: sorted keys, '\\n' newlines, a final newline."""
+    seps = (",", ": ") if indent is not None else (",", ":")
+    return (json.dumps(obj, sort_keys=True, indent=indent, separators=seps, ensure_ascii=False)
+            + "\n").encode()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _bare(name: str) -> str:
+    if not _BARE.match(name) or ".." in name:
+        raise ValueError(f"artifact file name {name!r} is not a bare file name (FORMAT.md section 1)")
+    return name
+
+
+def render(package: str, kernels: Iterable[Compiled], *, metallib: bytes | None, msl_version: str,
+           macos_target: str, enigma_version: str | None = None) -> dict[str, bytes]:
+    """The files of `<package>/_enigma/` as {name: bytes}, manifest included.
+
+    Kernels sharing a `signature["name"]` are specialisations of one kernel, in the order given (the
+    first is the default); each needs its own `kernel_name`.
+    """
+    if enigma_version is None:
+        from enigma import __version__ as enigma_version
+    files: dict[str, bytes] = {}
+    table: dict[str, list[dict[str, Any]]] = {}
+    owner: dict[str, str] = {}
+    for k in kernels:
+        spec = dict(k.signature)
+        name, kname = spec["name"], k.kernel_name
+        if kname in owner:
+            raise ValueError(f"two specialisations share the Metal function name {kname!r} "
+                             f"({owner[kname]} and {name}); each needs its own kernel_name")
+        owner[kname] = name
+        metal, ir = _bare(f"{kname}.metal"), _bare(f"{kname}.ir.json")
+        source = k.metal_source.replace("\r\n", "\n")
+        files[metal] = (source if source.endswith("\n") else source + "\n").encode()
+        files[ir] = dumps(k.ir_json, indent=None)
+        spec["metal"], spec["ir"] = metal, ir
+        table.setdefault(name, []).append(spec)
+    if metallib is not None:
+        files[METALLIB] = bytes(metallib)
+    manifest = {
+        "schema": SCHEMA,
+        "enigma_version": enigma_version,
+        "package": package,
+        "msl_version": msl_version,
+        "macos_target": macos_target,
+        "metallib": METALLIB if metallib is not None else None,
+        "files": {n: sha256(b) for n, b in sorted(files.items())},
+        "kernels": table,
+    }
+    files[MANIFEST] = dumps(manifest)
+    return files
+
+
+def write_files(out: Path, files: dict[str, bytes]) -> Path:
+    """Replace directory `out` with exactly `files` (stale artifacts of removed kernels go away)."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, data in files.items():
+        (tmp / _bare(name)).write_bytes(data)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def write_artifacts(out_dir: str | os.PathLike[str], package: str, kernels: Iterable[Compiled], *,
+                    metallib: bytes | None, msl_version: str, macos_target: str) -> Path:
+    """Write `<out_dir>/_enigma/` (out_dir is the package directory) and return that directory."""
+    files = render(package, kernels, metallib=metallib, msl_version=msl_version,
+                   macos_target=macos_target)
+    return write_files(Path(out_dir) / DIR, files)

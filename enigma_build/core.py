@@ -1,0 +1,321 @@
+"""The backend-agnostic build: discover -> compile (in parallel, cached) -> render artifacts -> report.
+
+The adapters (hatch.py, setuptools.py) and the CLI only decide where the files go.
+
+Caching: a package's finished `_enigma/` files are stored under `cache_dir/packages/<key>/`, the key
+hashing the kernel module files, the enigma compiler's own sources and the settings that change the
+output. A warm rebuild reads them back without importing enigma or any kernel module.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from enigma_build import discover
+from enigma_build.config import Settings
+from enigma_build.discover import Found
+
+CACHE_SCHEMA = "enigma-build-1"
+Log = Callable[[str], None]
+
+
+class BuildError(Exception):
+    """One or more kernels failed; the message lists every failure with its file:line."""
+
+
+@dataclass
+class Record:
+    """One compiled specialisation (the attributes enigma.artifacts reads from a CompiledKernel)."""
+
+    kernel_name: str
+    metal_source: str
+    signature: dict[str, Any]
+    ir_json: dict[str, Any]
+
+
+@dataclass
+class KernelOutcome:
+    found: Found
+    records: list[Record] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class PackageBuild:
+    name: str
+    files: dict[str, bytes]  # the files of <package>/_enigma/
+    kernels: list[str]
+    cached: bool
+    metallib: bool
+
+
+@dataclass
+class BuildResult:
+    packages: list[PackageBuild]
+    seconds: float
+
+    @property
+    def has_metallib(self) -> bool:
+        return any(p.metallib for p in self.packages)
+
+
+# ---------------------------------------------------------------------------------------------------
+# compile one kernel (runs in a worker)
+
+def _relativise(rec: Record, f: Found) -> Record:
+    """Build-directory independent records: the user's file as `pkg/module.py`, never an absolute path."""
+    absolute = str(f.path)
+    sig = dict(rec.signature)
+    sig["file"] = f.rel
+    ir = dict(rec.ir_json)
+    if "file" in ir:
+        ir["file"] = f.rel
+    return Record(rec.kernel_name, rec.metal_source.replace(absolute, f.rel), sig, ir)
+
+
+def _to_record(ck: Any) -> Record:
+    return Record(ck.kernel_name, ck.metal_source, dict(ck.signature), dict(ck.ir_json))
+
+
+def compile_found(f: Found, settings: Settings) -> KernelOutcome:
+    """Load `f`'s module (once per process) and compile every specialisation of the kernel."""
+    t0 = time.perf_counter()
+    try:
+        (_, obj), = discover.load([f])
+        from enigma_build import frontend
+        records = [_relativise(_to_record(ck), f) for ck in frontend.compile_all(obj, settings)]
+        if not records:
+            raise BuildError("no specialisation was compiled")
+        return KernelOutcome(f, records, time.perf_counter() - t0)
+    except discover.DiscoveryError as e:
+        return KernelOutcome(f, [], time.perf_counter() - t0, str(e))
+    except Exception as e:
+        return KernelOutcome(f, [], time.perf_counter() - t0, _describe(e, f))
+
+
+def _describe(e: BaseException, f: Found) -> str:
+    msg = f"{type(e).__name__}: {e}"
+    # point at the innermost frame in the user's kernel file when the error does not say where
+    if f.rel not in msg and str(f.path) not in msg:
+        lines = [fr.lineno for fr in traceback.extract_tb(e.__traceback__) if fr.filename == str(f.path)]
+        if lines:
+            msg = f"{f.rel}:{lines[-1]}: {msg}"
+    return msg.replace(str(f.path), f.rel)
+
+
+def _pool(jobs: int, n: int) -> cf.Executor | None:
+    """Processes where fork is available (tracing holds the GIL); serial for a single job or kernel."""
+    if jobs <= 1 or n <= 1:
+        return None
+    import multiprocessing as mp
+    if "fork" in mp.get_all_start_methods() and sys.platform != "darwin":
+        return cf.ProcessPoolExecutor(max_workers=min(jobs, n), mp_context=mp.get_context("fork"))
+    return cf.ThreadPoolExecutor(max_workers=min(jobs, n))
+
+
+def compile_many(found: list[Found], settings: Settings, log: Log) -> list[KernelOutcome]:
+    """Compile every kernel, logging one line each; all of them run even when some fail."""
+    width = max((len(f.name) for f in found), default=0)
+
+    def report(o: KernelOutcome) -> None:
+        status = f"{o.seconds * 1e3:7.1f} ms" if o.error is None else "  FAILED"
+        spec = f" ({len(o.records)} specialisations)" if len(o.records) > 1 else ""
+        log(f"enigma: {o.found.name:<{width}} {o.found.where}  {status}{spec}")
+
+    if found:
+        # load the modules in this process first: import errors surface once, and forked workers
+        # inherit the loaded modules
+        discover.load(found)
+    pool = _pool(settings.jobs, len(found))
+    outcomes: list[KernelOutcome] = []
+    if pool is None:
+        for f in found:
+            outcomes.append(compile_found(f, settings))
+            report(outcomes[-1])
+        return outcomes
+    with pool:
+        futures = {pool.submit(compile_found, f, settings): i for i, f in enumerate(found)}
+        done: dict[int, KernelOutcome] = {}
+        for fut in cf.as_completed(futures):
+            done[futures[fut]] = fut.result()
+            report(done[futures[fut]])
+    return [done[i] for i in range(len(found))]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the package-level cache
+
+def _enigma_fingerprint() -> str:
+    """Hash of the enigma compiler's sources (its version alone misses development edits)."""
+    spec = importlib.util.find_spec("enigma")
+    h = hashlib.sha256()
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        for dirpath, dirs, files in os.walk(loc):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith((".py", ".h", ".hpp", ".metal")):
+                    p = Path(dirpath, name)
+                    h.update(p.relative_to(loc).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+_FINGERPRINT: str | None = None
+
+
+def cache_key(package: str, found: list[Found], settings: Settings) -> str:
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        _FINGERPRINT = _enigma_fingerprint()
+    h = hashlib.sha256()
+    parts = {
+        "schema": CACHE_SCHEMA, "enigma": _FINGERPRINT, "package": package,
+        "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+        "msl": settings.msl_version, "target": settings.macos_target, "emit_only": settings.emit_only,
+        "fast_math": settings.fast_math,
+        "kernels": [[f.rel, f.name, f.line] for f in found],
+        "files": {f.rel: hashlib.sha256(f.path.read_bytes()).hexdigest() for f in found},
+    }
+    if not settings.emit_only:
+        parts["toolchain"] = _toolchain_id()
+    h.update(json.dumps(parts, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _toolchain_id() -> str:
+    try:
+        from enigma.toolchain import xcrun
+    except ImportError:
+        return "none"
+    fn = getattr(xcrun, "toolchain_version", None) or getattr(xcrun, "version", None)
+    try:
+        return str(fn()) if callable(fn) else "unknown"
+    except Exception:
+        return "unavailable"
+
+
+def _cache_dir(settings: Settings, key: str) -> Path:
+    return settings.cache_dir / "packages" / key[:2] / key
+
+
+def cache_read(settings: Settings, key: str) -> dict[str, bytes] | None:
+    d = _cache_dir(settings, key)
+    index = d / "index.json"
+    try:
+        names = json.loads(index.read_text())
+        files = {n: (d / n).read_bytes() for n in names}
+    except (OSError, ValueError):
+        return None
+    return files
+
+
+def cache_write(settings: Settings, key: str, files: dict[str, bytes]) -> None:
+    """Atomic: a complete entry appears under its final name or not at all (concurrent builds race
+    harmlessly: the loser's identical entry is dropped)."""
+    d = _cache_dir(settings, key)
+    if (d / "index.json").exists():
+        return
+    try:
+        d.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=d.parent))
+        for n, data in files.items():
+            (tmp / n).write_bytes(data)
+        (tmp / "index.json").write_text(json.dumps(sorted(files)))
+        try:
+            os.replace(tmp, d)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        pass  # an unwritable cache never fails a build
+
+
+# ---------------------------------------------------------------------------------------------------
+# the build
+
+def _metallib(records: list[Record], settings: Settings) -> bytes:
+    from enigma.toolchain import xcrun
+    sources = {r.kernel_name: r.metal_source for r in records}
+    with tempfile.TemporaryDirectory(prefix="enigma-metallib-") as work:
+        path = xcrun.build_metallib(sources, work, msl_version=settings.msl_version,
+                                    macos_target=settings.macos_target, fast_math=settings.fast_math)
+        return Path(path).read_bytes()
+
+
+def build_package(package: str, found: list[Found], settings: Settings, log: Log) -> PackageBuild:
+    key = cache_key(package, found, settings)
+    names = [f.name for f in found]
+    files = cache_read(settings, key)
+    if files is not None:
+        log(f"enigma: {package}: {len(found)} kernels from the cache ({key[:12]})")
+        return PackageBuild(package, files, names, True, "kernels.metallib" in files)
+    outcomes = compile_many(found, settings, log)
+    failed = [o for o in outcomes if o.error is not None]
+    if failed:
+        lines = "\n".join(f"  {o.found.name} ({o.found.where}): {o.error}" for o in failed)
+        raise BuildError(f"{len(failed)} of {len(outcomes)} kernels of {package!r} failed to compile:\n"
+                         f"{lines}")
+    records = [r for o in outcomes for r in o.records]
+    metallib = None
+    if not settings.emit_only and records:
+        t0 = time.perf_counter()
+        metallib = _metallib(records, settings)
+        log(f"enigma: {package}: kernels.metallib ({len(records)} .air) {time.perf_counter() - t0:.2f} s")
+    from enigma.artifacts import render
+    files = render(package, records, metallib=metallib, msl_version=settings.msl_version,
+                   macos_target=settings.macos_target)
+    cache_write(settings, key, files)
+    return PackageBuild(package, files, names, False, metallib is not None)
+
+
+def build(settings: Settings, hints: Iterable[str] = (), *, log: Log | None = None) -> BuildResult:
+    """Discover and compile every kernel of the project; artifacts in memory, per package."""
+    log = log or (lambda s: print(s, file=sys.stderr))
+    t0 = time.perf_counter()
+    found = discover.scan(settings, hints)
+    by_pkg: dict[str, list[Found]] = {}
+    for f in found:
+        by_pkg.setdefault(f.package, []).append(f)
+    if not found:
+        log("enigma: no @enigma.kernel or @enigma.jit functions found")
+    packages = [build_package(p, fs, settings, log) for p, fs in by_pkg.items()]
+    result = BuildResult(packages, time.perf_counter() - t0)
+    log(f"enigma: {len(found)} kernels in {len(packages)} package(s), "
+        f"{'metallib' if result.has_metallib else 'emit-only'}, {result.seconds:.2f} s")
+    return result
+
+
+def write(result: BuildResult, package_dir: Callable[[str], Path]) -> dict[str, list[Path]]:
+    """Write each package's `_enigma/` into `package_dir(name)`; returns the written files."""
+    out = {}
+    for p in result.packages:
+        d = replace_dir(Path(package_dir(p.name)) / "_enigma", p.files)
+        out[p.name] = [d / n for n in sorted(p.files)]
+    return out
+
+
+def replace_dir(out: Path, files: dict[str, bytes]) -> Path:
+    """Make directory `out` hold exactly `files` (stale artifacts of removed kernels go away). Kept
+    here rather than importing enigma.artifacts so a warm build never imports the compiler."""
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, data in files.items():
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise BuildError(f"artifact file name {name!r} is not a bare file name")
+        (tmp / name).write_bytes(data)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

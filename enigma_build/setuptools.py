@@ -1,0 +1,96 @@
+"""setuptools plugin: `finalize_distribution_options` appends the `build_enigma` command to `build`
+when the project's pyproject.toml has `[tool.enigma]` (nothing happens otherwise; no setup.py needed).
+
+build_enigma writes `<pkg>/_enigma/` into build_lib (reported by get_outputs/get_output_mapping); in
+editable mode (strict and lenient) it writes into the source tree, where the package is imported from.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from setuptools import Command
+
+from enigma_build import config, core, discover
+
+
+def _root(dist: Any) -> Path:
+    return Path(getattr(dist, "src_root", None) or ".").resolve()
+
+
+def finalize_distribution_options(dist: Any) -> None:
+    root = _root(dist)
+    if not config.has_enigma_table(root):
+        return
+    build = dist.get_command_class("build")
+    if not any(name == "build_enigma" for name, _ in build.sub_commands):
+        build.sub_commands = [*build.sub_commands, ("build_enigma", None)]
+    settings = config.load(root)
+    if not settings.emit_only:
+        dist.cmdclass["bdist_wheel"] = _platform_wheel(dist.get_command_class("bdist_wheel"),
+                                                       settings.platform_tag)
+
+
+def _platform_wheel(base: type, plat: str) -> type:
+    """bdist_wheel tagged py3-none-<plat>: the wheel carries a .metallib for that macOS target."""
+    if getattr(base, "_enigma_plat", None) == plat:
+        return base
+
+    class bdist_wheel(base):  # type: ignore[misc, valid-type]
+        _enigma_plat = plat
+
+        def get_tag(self) -> tuple[str, str, str]:
+            return "py3", "none", plat
+
+    return bdist_wheel
+
+
+class build_enigma(Command):
+    """Compile the project's Enigma kernels into <package>/_enigma/."""
+
+    description = "compile Enigma kernels (@enigma.kernel) into the packages"
+    user_options: list[tuple[str, str | None, str]] = []
+
+    def initialize_options(self) -> None:
+        self.build_lib: str | None = None
+        self.editable_mode = False
+        self._outputs: list[str] = []
+        self._mapping: dict[str, str] = {}
+
+    def finalize_options(self) -> None:
+        self.set_undefined_options("build_py", ("build_lib", "build_lib"))
+
+    def run(self) -> None:
+        root = _root(self.distribution)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            settings = config.load(root)
+        for w in caught:
+            self.announce(f"enigma: {w.message}", level=3)
+            print(f"WARNING enigma: {w.message}")
+        hints = [p for p in (self.distribution.packages or []) if "." not in p]
+        result = core.build(settings, hints, log=print)
+        assert self.build_lib is not None
+        written = core.write(result, lambda name: Path(self.build_lib, name))
+        self._outputs = [str(p) for paths in written.values() for p in paths]
+        self._mapping = {}
+        if self.editable_mode:
+            # lenient mode imports the package from the source tree: the artifacts go there; strict
+            # mode links build_lib outputs to these source-tree files (get_output_mapping)
+            roots = {p.name: p.path for p in discover.find_packages(settings, hints)}
+            in_source = core.write(result, lambda name: roots[name])
+            for pkg, paths in in_source.items():
+                for lib, src in zip(written[pkg], paths):
+                    self._mapping[str(lib)] = str(src)
+
+    def get_outputs(self) -> list[str]:
+        return list(self._outputs)
+
+    def get_output_mapping(self) -> dict[str, str]:
+        """Editable mode: build_lib artifact -> its copy in the source tree; otherwise generated files
+        have no source."""
+        return dict(self._mapping)
+
+    def get_source_files(self) -> list[str]:
+        return []
