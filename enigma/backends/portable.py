@@ -1,0 +1,221 @@
+"""The portable form of a kernel (runtime/FORMAT.md section 4) and its signature metadata (section 3).
+
+This module is the single source of truth for the binding ABI (FORMAT.md section 5, docs/abi.md):
+which buffer carries which argument, where the dims buffer is, where each tensor's sizes and strides
+start in it, and each tensor's access. The MSL printer calls `bindings` too, so the two never disagree.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from enigma_runtime import dtypes
+
+from enigma import ir
+
+FORMAT = "enigma-ir"
+VERSION = 1
+MSL_VERSION = "3.1"
+
+
+# ---------------------------------------------------------------------------------------------------
+# binding ABI
+
+@dataclass(frozen=True)
+class Binding:
+    """Where one argument lives at launch: `[[buffer(buffer)]]`, and for a tensor with a non-static
+    size, `dims_offset` = index of its first size in the dims buffer (its strides follow its sizes)."""
+
+    arg: ir.Arg
+    buffer: int
+    access: str
+    dims_offset: int | None
+
+
+def tensor_access(kernel: ir.Kernel) -> dict[str, str]:
+    """`read`/`write`/`readwrite` of every tensor argument, derived from the body (loads read, stores
+    write, atomics do both). A wider access declared on the `Arg` (by the tracer) is kept."""
+    reads: set[str] = set()
+    writes: set[str] = set()
+    for op in ir.walk(kernel.body):
+        t = op.attrs.get("tensor")
+        if op.name in ("load", "vload"):
+            reads.add(t)
+        elif op.name in ("store", "vstore"):
+            writes.add(t)
+        elif op.name.startswith("atomic_"):
+            reads.add(t)
+            writes.add(t)
+    out = {}
+    for a in kernel.args:
+        if a.kind != "tensor":
+            continue
+        r = a.name in reads or a.access == "readwrite"
+        w = a.name in writes or a.access in ("write", "readwrite")
+        out[a.name] = "readwrite" if r and w else "write" if w else "read"
+    return out
+
+
+def bindings(kernel: ir.Kernel) -> tuple[list[Binding], int | None]:
+    """Every argument's binding, in argument order, and the dims buffer index (None when no tensor has a
+    non-static size). Argument i is at buffer i; the dims buffer follows the arguments."""
+    access = tensor_access(kernel)
+    out: list[Binding] = []
+    offset = 0
+    for i, a in enumerate(kernel.args):
+        if a.kind == "tensor" and not a.is_static:
+            out.append(Binding(a, i, access[a.name], offset))
+            offset += 2 * a.rank
+        else:
+            out.append(Binding(a, i, access.get(a.name, "read"), None))
+    return out, (len(kernel.args) if offset else None)
+
+
+def dims_slot(kernel: ir.Kernel, tensor: str, axis: int, stride: bool) -> int | None:
+    """Index in the dims buffer of a tensor's size (or stride) along `axis`; None for static tensors."""
+    for b in bindings(kernel)[0]:
+        if b.arg.name == tensor:
+            if b.dims_offset is None:
+                return None
+            return b.dims_offset + (b.arg.rank if stride else 0) + axis
+    raise KeyError(f"kernel {kernel.name} has no tensor argument {tensor!r}")
+
+
+def static_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Row-major element strides of a static shape."""
+    out, acc = [], 1
+    for s in reversed(shape):
+        out.append(acc)
+        acc *= s
+    return tuple(reversed(out))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Kernel -> JSON
+
+def _type_name(t: ir.Type) -> str:
+    return t.name
+
+
+def _arg_json(b: Binding) -> dict[str, Any]:
+    a = b.arg
+    return {"name": a.name, "kind": a.kind, "dtype": a.dtype.name, "rank": a.rank, "shape": list(a.shape),
+            "access": b.access, "buffer": b.buffer, "dims_offset": b.dims_offset}
+
+
+def _op_json(op: ir.Op) -> dict[str, Any]:
+    d: dict[str, Any] = {"op": op.name}
+    if op.operands:
+        d["in"] = [v.id for v in op.operands]
+    if op.results:
+        d["out"] = [v.id for v in op.results]
+        d["types"] = [_type_name(v.type) for v in op.results]
+    if op.attrs:
+        d["attrs"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in op.attrs.items()}
+    if op.regions:
+        d["regions"] = [{"args": [v.id for v in r.args], "types": [_type_name(v.type) for v in r.args],
+                         "body": [_op_json(o) for o in r.ops]} for r in op.regions]
+    if op.line:
+        d["line"] = op.line
+    return d
+
+
+def ir_to_json(kernel: ir.Kernel) -> dict[str, Any]:
+    """The kernel as FORMAT.md section 4 JSON (plain dicts/lists/numbers/strings)."""
+    binds, _ = bindings(kernel)
+    return {"format": FORMAT, "version": VERSION, "name": kernel.name, "kernel_name": kernel.kernel_name,
+            "file": kernel.file, "line": kernel.line, "args": [_arg_json(b) for b in binds],
+            "shared": [{"name": s.name, "dtype": s.dtype.name, "shape": list(s.shape)} for s in kernel.shared],
+            "vec_width": kernel.vec_width, "body": [_op_json(op) for op in kernel.body.ops]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# JSON -> Kernel (the inverse, for round-trip tests and tools)
+
+def parse_type(name: str) -> ir.Type:
+    """`float32` or `float32x4` -> Type."""
+    if name in dtypes.BY_NAME:
+        return ir.Type(dtypes.BY_NAME[name])
+    base, sep, lanes = name.rpartition("x")
+    if not sep or not lanes.isdigit():
+        raise ValueError(f"bad IR type {name!r}")
+    return ir.Type(dtypes.from_name(base), int(lanes))
+
+
+def json_to_ir(data: dict[str, Any]) -> ir.Kernel:
+    """Rebuild an `ir.Kernel` from its portable JSON. Value ids are kept."""
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise ValueError(f"not {FORMAT} version {VERSION}: format={data.get('format')!r} "
+                         f"version={data.get('version')!r}")
+    values: dict[int, ir.Value] = {}
+
+    def define(vid: int, tname: str) -> ir.Value:
+        if vid in values:
+            raise ValueError(f"value id {vid} is defined twice")
+        values[vid] = v = ir.Value(parse_type(tname), vid)
+        return v
+
+    def use(vid: int) -> ir.Value:
+        try:
+            return values[vid]
+        except KeyError:
+            raise ValueError(f"value id {vid} is used before its definition") from None
+
+    def block(ops: list[dict], args: list[int] = (), types: list[str] = ()) -> ir.Block:
+        b = ir.Block(args=[define(i, t) for i, t in zip(args, types)])
+        for d in ops:
+            operands = [use(i) for i in d.get("in", [])]
+            regions = [block(r.get("body", []), r.get("args", []), r.get("types", []))
+                       for r in d.get("regions", [])]
+            results = [define(i, t) for i, t in zip(d.get("out", []), d.get("types", []))]
+            b.ops.append(ir.Op(d["op"], operands, results, dict(d.get("attrs", {})), regions, d.get("line", 0)))
+        return b
+
+    args = [ir.Arg(a["name"], a["kind"], dtypes.from_name(a["dtype"]), tuple(a.get("shape", ())),
+                   a.get("access", "read"), a.get("buffer", i)) for i, a in enumerate(data["args"])]
+    shared = [ir.Shared(s["name"], dtypes.from_name(s["dtype"]), tuple(s["shape"])) for s in data.get("shared", [])]
+    return ir.Kernel(data["name"], args, block(data["body"]), shared, data.get("file", ""), data.get("line", 0),
+                     data.get("vec_width", 0))
+
+
+# ---------------------------------------------------------------------------------------------------
+# signature metadata
+
+def _grid_json(grid: Any) -> list | None:
+    if grid is None:
+        return None
+    g = list(grid)
+    if len(g) != 3:
+        raise ValueError(f"grid must have 3 entries (x, y, z), got {grid!r}")
+    return [int(e) if isinstance(e, int) else e for e in g]
+
+
+def source_hash(msl_source: str, ir_json: dict[str, Any]) -> str:
+    """sha256 hex of the MSL source (UTF-8), one NUL byte, then the portable IR as canonical JSON
+    (sorted keys, separators `,` and `:`). Same kernel + same options -> same hash, on any machine."""
+    h = hashlib.sha256(msl_source.encode())
+    h.update(b"\0")
+    h.update(json.dumps(ir_json, sort_keys=True, separators=(",", ":")).encode())
+    return h.hexdigest()
+
+
+def signature(kernel: ir.Kernel, *, block: Any, grid: Any, msl_source: str | None = None,
+              msl_version: str = MSL_VERSION) -> dict[str, Any]:
+    """FORMAT.md section 3 without the `metal`/`ir` file keys. `block`: 3 ints or None; `grid`: 3 grid
+    expressions (ints or dicts, FORMAT.md "Grid expressions") or None. `msl_source` defaults to
+    `backends.msl.emit(kernel)` (pass it when already emitted)."""
+    if msl_source is None:
+        from enigma.backends import msl
+        msl_source = msl.emit(kernel)
+    binds, dims_buffer = bindings(kernel)
+    if block is not None:
+        block = [int(b) for b in block]
+        if len(block) != 3:
+            raise ValueError(f"block must have 3 entries (x, y, z), got {block!r}")
+    return {"name": kernel.name, "kernel_name": kernel.kernel_name, "file": kernel.file, "line": kernel.line,
+            "args": [_arg_json(b) for b in binds], "dims_buffer": dims_buffer, "block": block,
+            "grid": _grid_json(grid), "grid_unit": "threadgroups",
+            "threadgroup_memory": kernel.threadgroup_memory, "vec_width": kernel.vec_width,
+            "msl_version": msl_version, "source_hash": source_hash(msl_source, ir_to_json(kernel))}

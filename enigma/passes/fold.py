@@ -1,0 +1,188 @@
+"""Constant folding. Pure scalar ops whose operands are all constants become `const` ops, with the
+catalogue's exact semantics (integers wrap at their width, division truncates, IEEE float32/float16
+arithmetic). Only exactly-rounded operations fold: transcendental math (exp, sin, ...), sqrt, fma and
+bfloat16 arithmetic are left to the device, so folding never changes a result. Also: algebraic identities
+(x+0, x-0, x*1, x/1, int x*0), `select` on a constant condition, `dim`/`stride` of static tensors, `if`
+on a constant condition (the branch taken is inlined) and `for` loops that run zero times."""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from enigma_runtime.dtypes import DType
+
+from enigma import ir
+from enigma.backends.portable import static_strides
+from enigma.passes.rewrite import with_body
+
+_NP_FLOAT = {"float32": np.float32, "float16": np.float16}
+
+
+def wrap(n: int, d: DType) -> int:
+    """`n` wrapped to the integer type `d` (two's complement)."""
+    n &= (1 << d.bits) - 1
+    return n - (1 << d.bits) if d.kind == "i" and n >= 1 << (d.bits - 1) else n
+
+
+def normalise(value: Any, d: DType) -> Any:
+    """A constant's Python value as the type holds it (bool, wrapped int, or float rounded to the type)."""
+    if d.kind == "b":
+        return bool(value)
+    if d.is_int:
+        return wrap(int(value), d)
+    if d.name in _NP_FLOAT:
+        return float(_NP_FLOAT[d.name](value))
+    return float(value)
+
+
+def _cast(x: Any, src: DType, dst: DType) -> Any:
+    if dst.kind == "b":
+        return x != 0
+    if dst.is_int:
+        if src.is_float:
+            if not math.isfinite(x) or not (-(1 << (dst.bits - 1)) <= math.trunc(x) < 1 << dst.bits):
+                return None  # out of range: unspecified, leave to the device
+            return wrap(math.trunc(x), dst)
+        return wrap(int(x), dst)
+    if dst.name not in _NP_FLOAT:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(_NP_FLOAT[dst.name](np.float32(x) if src.is_float and src.name != "bfloat16" else x))
+
+
+def evaluate(name: str, args: list[Any], src: DType, dst: DType) -> Any:
+    """The value of a pure scalar op on constant operands, or None when it must not be folded."""
+    if "bfloat16" in (src.name, dst.name):
+        return None
+    if name == "cast":
+        return _cast(args[0], src, dst)
+    if name == "select":
+        return args[1] if args[0] else args[2]
+    if src.is_float:
+        f = _NP_FLOAT[src.name]
+        x = [f(a) for a in args]
+        fns = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "mod": np.fmod,
+               "min": np.fmin, "max": np.fmax, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+               "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal, "neg": np.negative,
+               "abs": np.abs, "floor": np.floor, "ceil": np.ceil}
+        if name not in fns:
+            return None
+        with np.errstate(all="ignore"):
+            r = fns[name](*x)
+        return bool(r) if name in ir.COMPARE else float(f(r))
+    if src.kind == "b":
+        a = [bool(v) for v in args]
+        r = {"and": lambda: a[0] and a[1], "or": lambda: a[0] or a[1], "xor": lambda: a[0] != a[1],
+             "not": lambda: not a[0], "eq": lambda: a[0] == a[1], "ne": lambda: a[0] != a[1]}.get(name)
+        return None if r is None else r()
+    a = [int(v) for v in args]
+    if name in ("div", "mod") and a[1] == 0:
+        return None
+    if name in ("shl", "shr") and not 0 <= a[1] < src.bits:
+        return None
+    ops = {
+        "add": lambda: a[0] + a[1], "sub": lambda: a[0] - a[1], "mul": lambda: a[0] * a[1],
+        "div": lambda: abs(a[0]) // abs(a[1]) * (1 if (a[0] < 0) == (a[1] < 0) else -1),
+        "mod": lambda: a[0] - a[1] * (abs(a[0]) // abs(a[1]) * (1 if (a[0] < 0) == (a[1] < 0) else -1)),
+        "min": lambda: min(a), "max": lambda: max(a), "and": lambda: a[0] & a[1], "or": lambda: a[0] | a[1],
+        "xor": lambda: a[0] ^ a[1], "shl": lambda: a[0] << a[1], "shr": lambda: a[0] >> a[1],
+        "lt": lambda: a[0] < a[1], "le": lambda: a[0] <= a[1], "gt": lambda: a[0] > a[1],
+        "ge": lambda: a[0] >= a[1], "eq": lambda: a[0] == a[1], "ne": lambda: a[0] != a[1],
+        "neg": lambda: -a[0], "not": lambda: ~a[0], "abs": lambda: abs(a[0]), "fma": lambda: a[0] * a[1] + a[2],
+    }
+    if name not in ops:
+        return None
+    r = ops[name]()
+    return r if name in ir.COMPARE else wrap(r, dst)
+
+
+class _Folder:
+    def __init__(self, kernel: ir.Kernel):
+        self.k = kernel
+        self.consts: dict[int, Any] = {}  # value id -> constant value
+        self.env: dict[int, ir.Value] = {}  # value id -> the value replacing it
+
+    def block(self, block: ir.Block) -> ir.Block:
+        out: list[ir.Op] = []
+        for op in block.ops:
+            self.op(op, out)
+        return ir.Block(block.args, out)
+
+    def const(self, op: ir.Op, value: Any, out: list[ir.Op]) -> None:
+        r = op.result
+        value = normalise(value, r.dtype)
+        self.consts[r.id] = value
+        out.append(ir.Op("const", [], [r], {"value": value}, [], op.line))
+
+    def alias(self, op: ir.Op, value: ir.Value) -> bool:
+        if value.type != op.result.type:
+            return False
+        self.env[op.result.id] = value
+        return True
+
+    def op(self, op: ir.Op, out: list[ir.Op]) -> None:
+        operands = [self.env.get(v.id, v) for v in op.operands]
+        c = [self.consts.get(v.id) for v in operands]
+        known = all(x is not None for x in c)
+        name = op.name
+        if name == "const":
+            self.consts[op.result.id] = op.attrs["value"]
+        elif name in ("dim", "stride") and op.attrs["tensor"] in {a.name for a in self.k.args}:
+            arg = self.k.arg(op.attrs["tensor"])
+            if arg.is_static:
+                shape = static_strides(arg.shape) if name == "stride" else arg.shape
+                return self.const(op, shape[op.attrs["axis"]], out)
+        elif name == "if" and c[0] is not None:
+            taken = op.regions[0 if c[0] else 1]
+            inner = self.block(taken)
+            *body, term = inner.ops
+            out.extend(body)
+            for r, y in zip(op.results, term.operands):
+                self.env[r.id] = y
+            return
+        elif name == "for" and all(x is not None for x in c[:3]) and c[2] != 0 and not range(*c[:3]):
+            for r, init in zip(op.results, operands[3:]):
+                self.env[r.id] = init
+            return
+        elif name not in ir.NOT_PURE and op.results and all(v.type.lanes == 1 for v in operands) and \
+                name not in ("param", "broadcast") and name not in ir.BUILTIN and operands:
+            rt = op.result.dtype
+            if known:
+                value = evaluate(name, c, operands[-1].dtype if name == "select" else operands[0].dtype, rt)
+                if value is not None:
+                    return self.const(op, value, out)
+            if self.identity(op, operands, c, out):
+                return
+        regions = [self.block(r) for r in op.regions]
+        out.append(ir.Op(op.name, operands, op.results, op.attrs, regions, op.line))
+
+    def identity(self, op: ir.Op, operands: list[ir.Value], c: list[Any], out: list[ir.Op]) -> bool:
+        """Fold x+0, x-0, x*1, x/1, x|0, x^0, x<<0, x>>0, int x*0 and select on a constant condition
+        (float x+0 is not folded: -0.0 + 0.0 is +0.0)."""
+        name = op.name
+        if name == "select":
+            return c[0] is not None and self.alias(op, operands[1] if c[0] else operands[2])
+        if len(operands) != 2 or op.result.dtype.kind == "b":
+            return False
+        (x, y), (cx, cy) = operands, c
+        is_int = x.dtype.is_int
+        if is_int and name in ("add", "or", "xor") and cx == 0:
+            return self.alias(op, y)
+        if (is_int and name in ("add", "or", "xor", "shl", "shr") or name == "sub") and cy == 0 \
+                and math.copysign(1, cy) > 0:  # x - (-0.0) is x + 0.0, not x
+            return self.alias(op, x)
+        if name == "mul" and cx == 1:
+            return self.alias(op, y)
+        if name in ("mul", "div") and cy == 1:
+            return self.alias(op, x)
+        if is_int and name == "mul" and 0 in (cx, cy):
+            self.const(op, 0, out)
+            return True
+        return False
+
+
+def fold(kernel: ir.Kernel) -> ir.Kernel:
+    return with_body(kernel, _Folder(kernel).block(kernel.body))
