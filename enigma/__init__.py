@@ -1,2 +1,68 @@
 """Enigma: Apple-GPU (Metal) compute kernels written in Python."""
 __version__ = "0.1.0"
+
+from enigma_runtime.dtypes import (
+                                   DType,
+                                   bfloat16,
+                                   bool_,
+                                   float16,
+                                   float32,
+                                   int8,
+                                   int16,
+                                   int32,
+                                   uint8,
+                                   uint16,
+                                   uint32,
+)
+
+from enigma.compiler import CompiledKernel, compile
+from enigma.errors import EnigmaError
+from enigma.frontend.kernel import jit, kernel
+from enigma.frontend.language import abs_ as abs
+from enigma.frontend.language import (
+                                   atomic_add,
+                                   atomic_max,
+                                   atomic_min,
+                                   barrier,
+                                   block_dim,
+                                   block_idx,
+                                   ceil,
+                                   ceil_div,
+                                   const_expr,
+                                   cos,
+                                   exp,
+                                   exp2,
+                                   floor,
+                                   fma,
+                                   grid_dim,
+                                   log,
+                                   log2,
+                                   maximum,
+                                   minimum,
+                                   range_constexpr,
+                                   rsqrt,
+                                   shared_tensor,
+                                   simd_broadcast,
+                                   simd_group_id,
+                                   simd_lane_id,
+                                   simd_max,
+                                   simd_min,
+                                   simd_shuffle_down,
+                                   simd_sum,
+                                   sin,
+                                   sqrt,
+                                   tanh,
+                                   thread_idx,
+                                   where,
+)
+from enigma.frontend.types import Constexpr, Tensor, TensorSpec
+
+__all__ = [
+    "CompiledKernel", "Constexpr", "DType", "EnigmaError", "Tensor", "TensorSpec", "abs", "atomic_add",
+    "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx", "bool_", "ceil", "ceil_div",
+    "compile", "const_expr", "cos", "exp", "exp2", "float16", "float32", "floor", "fma", "grid_dim", "int8",
+    "int16", "int32", "jit", "kernel", "log", "log2", "maximum", "minimum", "range_constexpr", "rsqrt",
+    "shared_tensor", "simd_broadcast", "simd_group_id", "simd_lane_id", "simd_max", "simd_min",
+    "simd_shuffle_down", "simd_sum", "sin", "sqrt", "tanh", "thread_idx", "uint8", "uint16", "uint32",
+    "where",
+]

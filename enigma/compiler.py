@@ -1,0 +1,115 @@
+"""enigma.compile: trace -> passes -> MSL / MLIR / portable IR + signature -> (macOS) .metallib.
+
+Each stage is its own module (docs/ARCHITECTURE.md); this file only runs them in order and packs the
+outputs into a CompiledKernel (the contract is ../shared/seed/compile-api.txt)."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from enigma import ir
+from enigma.frontend.kernel import Launch, launch_of
+
+MSL_VERSION = "3.1"
+MACOS_TARGET = "14.0"
+
+
+@dataclass(eq=False)
+class CompiledKernel:
+    """One compiled kernel specialisation (what enigma.compile returns).
+
+    grid/block: the launch configuration computed at compile time; `grid` entries are ints, or
+    launch-size expressions (printing like `ceil_div(n, 256)`) when they depend on symbolic sizes;
+    None when the kernel declares none (the caller gives one). Calling the CompiledKernel runs the
+    *kernel's* arguments (for a @jit: the kernel it launched, not the jit function's arguments)."""
+
+    kernel_name: str
+    metallib_path: str | None
+    metallib_bytes: bytes | None
+    metal_source: str
+    mlir_source: str | None
+    grid: tuple[Any, Any, Any] | None
+    block: tuple[int, int, int] | None
+    signature: dict[str, Any]
+    ir_json: dict[str, Any]
+    ir: ir.Kernel
+    launch: Launch = field(repr=False)
+    work_dir: str = ""
+    _runnable: Any = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.ir.name
+
+    def export_metal(self, path: str | os.PathLike[str]) -> str:
+        """Write the Metal source to `path`; returns the resolved path."""
+        p = Path(path).expanduser().resolve()
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(self.metal_source)
+        return str(p)
+
+    def __call__(self, *args: Any, grid: Any = None, block: Any = None, device: Any = None) -> Any:
+        """Run the kernel through enigma_runtime (Metal on macOS, its CPU executor elsewhere)."""
+        if self._runnable is None:
+            from enigma_runtime import Kernel
+
+            self._runnable = Kernel.from_spec(self.signature, self.ir_json, self.metal_source, self.metallib_bytes)
+        return self._runnable(*args, grid=grid, block=block, device=device)
+
+    def save(self, directory: str | os.PathLike[str], package: str | None = None) -> Path:
+        """Write this kernel as a package's artifacts (runtime/FORMAT.md section 1) into `directory`."""
+        from enigma.artifacts import write_artifacts
+
+        package = package or (getattr(self.launch, "package", None) or Path(directory).resolve().parent.name)
+        return write_artifacts(Path(directory), package, [self], metallib=self.metallib_bytes,
+                               msl_version=MSL_VERSION, macos_target=MACOS_TARGET)
+
+
+def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, dump_mlir: bool = False,
+            keep_metal_source: bool = False, work_dir: str | None = None,
+            emit_only: bool | None = None) -> CompiledKernel:
+    """Compile an @enigma.kernel (from its annotations, or for `jit_args` as its arguments) or an
+    @enigma.jit function (run on `jit_args`: numpy arrays or TensorSpecs) to a CompiledKernel."""
+    from enigma import passes
+    from enigma.backends import msl, portable
+
+    if vec_width not in (0, 1, 2, 4, 8):
+        raise ValueError(f"vec_width must be 0 (scalar), 2, 4 or 8, got {vec_width}")
+    launch = launch_of(fn, jit_args)
+    kernel = launch.kernel
+    if dump_ir:
+        print(ir.dump(kernel), end="")
+    kernel = passes.run(kernel, vec_width)
+    metal = msl.emit(kernel)
+    mlir_source = None
+    if dump_mlir:
+        from enigma.backends import mlir
+
+        mlir_source = mlir.emit(kernel)
+        print(mlir_source, end="" if mlir_source.endswith("\n") else "\n")
+    ir_json = portable.ir_to_json(kernel)
+    signature = portable.signature(kernel, block=list(launch.block) if launch.block else None,
+                                   grid=launch.grid_json)
+    signature["source_hash"] = launch.source_hash + ("" if not vec_width else f"-v{vec_width}")
+    if emit_only is None:
+        emit_only = sys.platform != "darwin"
+    need_dir = keep_metal_source or not emit_only
+    wd = work_dir if work_dir is not None else (tempfile.mkdtemp(prefix="enigma-") if need_dir else "")
+    if keep_metal_source:
+        Path(wd).mkdir(parents=True, exist_ok=True)
+        (Path(wd) / f"{kernel.kernel_name}.metal").write_text(metal)
+    metallib_path: str | None = None
+    metallib_bytes: bytes | None = None
+    if not emit_only:
+        from enigma.toolchain import xcrun
+
+        path = xcrun.build_metallib({kernel.kernel_name: metal}, wd, msl_version=MSL_VERSION,
+                                    macos_target=MACOS_TARGET)
+        metallib_path = str(Path(path).resolve())
+        metallib_bytes = Path(path).read_bytes()
+    return CompiledKernel(kernel.kernel_name, metallib_path, metallib_bytes, metal, mlir_source, launch.grid,
+                          launch.block, signature, ir_json, kernel, launch, str(wd))

@@ -1,0 +1,56 @@
+"""Compile errors. Every error names the kernel author's file:line, shows the source line and says
+how to fix it:
+
+    path/to/kernels.py:12: <message>
+        <source line>
+      hint: <how to fix it>
+"""
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+
+_PKG = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class EnigmaError(Exception):
+    """A kernel or launcher that cannot be compiled, located at the user's source line."""
+
+    def __init__(self, message: str, file: str = "", line: int = 0, source_line: str | None = None,
+                 hint: str = "") -> None:
+        self.message, self.file, self.line, self.hint = message, file, line, hint
+        if source_line is None and file and line:
+            source_line = linecache.getline(file, line).strip()
+        self.source_line = source_line or ""
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        out = f"{self.file}:{self.line}: {self.message}" if self.file else self.message
+        if self.source_line:
+            out += f"\n    {self.source_line}"
+        if self.hint:
+            out += f"\n  hint: {self.hint}"
+        return out
+
+
+class EnigmaTypeError(EnigmaError, TypeError):
+    """Python values and traced (run-time) values mixed in a way that cannot work."""
+
+
+def user_frame(depth: int = 1) -> tuple[str, int]:
+    """(file, line) of the innermost caller outside the enigma package: the kernel author's line."""
+    f = sys._getframe(depth)
+    while f is not None and f.f_code.co_filename.startswith(_PKG):
+        f = f.f_back
+    return (f.f_code.co_filename, f.f_lineno) if f is not None else ("", 0)
+
+
+def error_here(message: str, hint: str = "", cls: type[EnigmaError] = EnigmaError) -> EnigmaError:
+    """An error located at the kernel author's current line (raise it)."""
+    file, line = user_frame(2)
+    return cls(message, file, line, hint=hint)
+
+
+def is_user_file(path: str) -> bool:
+    return not path.startswith(_PKG)

@@ -1,0 +1,80 @@
+"""The op-emitting context of one trace: the block stack, hoisted entry ops, shared arrays and the
+tensor accesses seen so far. Every op records the kernel author's source line."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from enigma import ir
+from enigma.errors import _PKG, error_here
+
+
+class Builder:
+    def __init__(self) -> None:
+        self.body = ir.Block()
+        self.blocks: list[ir.Block] = [self.body]
+        self.n_entry = 0  # operand-free ops hoisted to the start of the body (params, dims, builtins, consts)
+        self.cache: dict[tuple, ir.Value] = {}
+        self.shared: list[ir.Shared] = []
+        self.access: dict[str, set[str]] = {}  # tensor argument -> {"r", "w"}
+
+    @staticmethod
+    def line() -> int:
+        f = sys._getframe(2)
+        while f is not None and f.f_code.co_filename.startswith(_PKG):
+            f = f.f_back
+        return f.f_lineno if f is not None else 0
+
+    def emit(self, name: str, operands: list[ir.Value] | tuple = (), types: list[ir.Type] | tuple = (),
+             attrs: dict[str, Any] | None = None, regions: list[ir.Block] | None = None) -> ir.Op:
+        op = ir.Op(name, list(operands), [ir.Value(t) for t in types], attrs or {}, regions or [], self.line())
+        self.blocks[-1].ops.append(op)
+        return op
+
+    def entry(self, name: str, type: ir.Type, attrs: dict[str, Any] | None = None) -> ir.Value:
+        """An operand-free pure op placed once at the top of the kernel (dominates every use)."""
+        key = (name, type, tuple(sorted((attrs or {}).items())))
+        v = self.cache.get(key)
+        if v is None:
+            op = ir.Op(name, [], [ir.Value(type)], attrs or {}, [], self.line())
+            self.body.ops.insert(self.n_entry, op)
+            self.n_entry += 1
+            v = self.cache[key] = op.results[0]
+        return v
+
+    def push(self, block: ir.Block) -> None:
+        self.blocks.append(block)
+
+    def pop(self) -> ir.Block:
+        return self.blocks.pop()
+
+    def record(self, tensor: str, mode: str) -> None:
+        self.access.setdefault(tensor, set()).add(mode)
+
+    def add_shared(self, shared: ir.Shared) -> None:
+        if any(s.name == shared.name for s in self.shared):
+            raise error_here(f"a threadgroup array named {shared.name!r} already exists in this kernel",
+                             "give each enigma.shared_tensor(...) its own name=")
+        self.shared.append(shared)
+
+
+_current: list[Builder] = []
+
+
+def current() -> Builder:
+    if not _current:
+        raise error_here("enigma kernel-language functions only work inside an @enigma.kernel body",
+                         "call them from a kernel; compile it with enigma.compile(kernel)")
+    return _current[-1]
+
+
+class tracing:
+    def __init__(self, builder: Builder) -> None:
+        self.builder = builder
+
+    def __enter__(self) -> Builder:
+        _current.append(self.builder)
+        return self.builder
+
+    def __exit__(self, *exc: object) -> None:
+        _current.pop()

@@ -1,0 +1,306 @@
+"""What the rewritten kernel source calls (see rewrite.py): dynamic `if`/`for`/`while` become IR
+control flow when their condition or bounds are traced; values assigned inside are merged (`if`
+results) or carried (loop block arguments and `yield`)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from enigma_runtime import dtypes as dt
+from enigma_runtime.dtypes import DType
+
+from enigma import ir
+from enigma.errors import error_here
+from enigma.frontend.builder import current
+from enigma.frontend.values import (
+    PyNum,
+    Undefined,
+    Val,
+    as_val,
+    default_dtype,
+    describe,
+    join,
+    to_bool,
+    weak_join,
+)
+
+
+def pick(scope: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The current values of `names` (Undefined for names not assigned yet)."""
+    return tuple(scope[n] if n in scope else Undefined(n, "it is not assigned before this point")
+                 for n in names)
+
+
+def is_static(c: Any) -> bool:
+    if isinstance(c, Undefined):
+        c.fail()
+    return not isinstance(c, Val)
+
+
+def while_static(cond: Callable[[], Any]) -> bool:
+    """Whether a `while` condition is a Python value (evaluated in a scratch block, then dropped)."""
+    b = current()
+    b.push(ir.Block())
+    try:
+        return is_static(cond())
+    finally:
+        b.pop()
+
+
+def control_error(stmt: str, construct: str) -> Exception:
+    where = {"if": "an `if` on a traced condition", "for": "a `for ... in range(...)` loop (a run-time loop)",
+             "while": "a `while` loop on a traced condition"}[construct]
+    hint = {"return": "assign the result to an output tensor and let control reach the end of the kernel",
+            "break": "fold the exit test into a `while` condition, or unroll with enigma.range_constexpr",
+            "continue": "wrap the rest of the loop body in an `if` instead"}[stmt]
+    return error_here(f"`{stmt}` inside {where} is not supported", hint)
+
+
+# ---------------------------------------------------------------------------------------------------
+# merging
+
+def _num(x: Any) -> bool:
+    return isinstance(x, (Val, *PyNum))
+
+
+def _merge_type(xs: list[Any]) -> DType:
+    vals = [x for x in xs if isinstance(x, Val)]
+    d = vals[0].dtype if vals else None
+    for v in vals[1:]:
+        d = join(d, v.dtype)  # type: ignore[arg-type]
+    for x in xs:
+        if not isinstance(x, Val):
+            d = default_dtype(x) if d is None else weak_join(d, x)
+    return d  # type: ignore[return-value]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    return type(a) is type(b) and isinstance(a, PyNum) and a == b
+
+
+def _yield(block: ir.Block, values: list[Any], types: list[DType], op: str = "yield",
+           lead: list[ir.Value] | None = None) -> None:
+    b = current()
+    b.push(block)
+    try:
+        vs = [as_val(v, d).v for v, d in zip(values, types)]
+        b.emit(op, (lead or []) + vs)
+    finally:
+        b.pop()
+
+
+def dyn_if(cond: Any, then_fn: Callable[..., tuple], else_fn: Callable[..., tuple] | None,
+           names: tuple[str, ...], values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`if` on a traced condition: trace both branches into regions; merge what they assign."""
+    b = current()
+    c = to_bool(cond)
+    blocks, outs = [ir.Block(), ir.Block()], []
+    for blk, fn in zip(blocks, (then_fn, else_fn)):
+        b.push(blk)
+        try:
+            outs.append(tuple(fn(*values)) if fn is not None else values)
+        finally:
+            b.pop()
+    t_out, e_out = outs
+    merged: list[Any] = list(values)
+    carried: list[int] = []
+    for k, (t, e) in enumerate(zip(t_out, e_out)):
+        if _same(t, e):
+            merged[k] = t
+        elif isinstance(t, Undefined) or isinstance(e, Undefined):
+            branch = "else" if isinstance(t, Undefined) else "then"
+            merged[k] = Undefined(names[k], f"it is assigned only in the {branch} branch of the `if` on a "
+                                            "traced condition")
+        elif _num(t) and _num(e):
+            carried.append(k)
+        else:
+            merged[k] = Undefined(names[k], f"the branches of the `if` on a traced condition assign it "
+                                            f"different Python objects ({describe(t)}, {describe(e)})")
+    types = [_merge_type([t_out[k], e_out[k]]) for k in carried]
+    _yield(blocks[0], [t_out[k] for k in carried], types)
+    _yield(blocks[1], [e_out[k] for k in carried], types)
+    op = b.emit("if", [c.v], [ir.Type(d) for d in types], regions=blocks)
+    for k, r in zip(carried, op.results):
+        merged[k] = Val(r)
+    return tuple(merged)
+
+
+def ifexp(cond: Any, then_fn: Callable[[], Any], else_fn: Callable[[], Any]) -> Any:
+    """`a if cond else b`: a Python choice, or an `if` op evaluating only the taken side at run time."""
+    if is_static(cond):
+        return then_fn() if cond else else_fn()
+    (r,) = dyn_if(cond, lambda _: (then_fn(),), lambda _: (else_fn(),), ("<expression>",), (None,))
+    if isinstance(r, Undefined):
+        r.fail()
+    return r
+
+
+def and_(*operands: Callable[[], Any]) -> Any:
+    """`a and b`: Python short-circuit on Python values; `&` of bools once a value is traced."""
+    acc: Any = None
+    for fn in operands:
+        x = fn()
+        if isinstance(acc, Val):
+            acc = acc & to_bool(x)
+        elif isinstance(x, Val):
+            acc = to_bool(x)
+        else:
+            if not x:
+                return x
+            acc = x
+    return acc
+
+
+def or_(*operands: Callable[[], Any]) -> Any:
+    acc: Any = None
+    for fn in operands:
+        x = fn()
+        if isinstance(acc, Val):
+            acc = acc | to_bool(x)
+        elif isinstance(x, Val):
+            acc = to_bool(x)
+        else:
+            if x:
+                return x
+            acc = x
+    return acc
+
+
+def not_(x: Any) -> Any:
+    if isinstance(x, Undefined):
+        x.fail()
+    return ~to_bool(x) if isinstance(x, Val) else not x
+
+
+# ---------------------------------------------------------------------------------------------------
+# loops
+
+def _carry_plan(names: tuple[str, ...], values: tuple[Any, ...]) -> list[int]:
+    return [k for k, v in enumerate(values) if _num(v)]
+
+
+def _loop(kind: str, names: tuple[str, ...], values: tuple[Any, ...],
+          build: Callable[[list[DType]], tuple[ir.Op, list[Any]]]) -> tuple[Any, ...]:
+    """Trace a loop whose carried values are the numeric `values`; retrace once when a variable that
+    started as a Python number (weak) gets a wider type in the body."""
+    carried = _carry_plan(names, values)
+    types = [values[k].dtype if isinstance(values[k], Val) else default_dtype(values[k]) for k in carried]
+    for _attempt in range(3):
+        op, outs = build(types)
+        new_types = list(types)
+        for j, k in enumerate(carried):
+            o = outs[k]
+            if isinstance(o, Val) and o.dtype != types[j]:
+                if isinstance(values[k], Val) or join(types[j], o.dtype) != o.dtype:
+                    raise error_here(f"variable {names[k]!r} changes type in the {kind} loop: it is "
+                                     f"{types[j].name} before the loop and {o.dtype.name} after the body",
+                                     f"give it its final type before the loop, e.g. {names[k]} = "
+                                     f"enigma.{o.dtype.name}-typed value or .to(enigma.{types[j].name})")
+                new_types[j] = o.dtype
+        if new_types == types:
+            break
+        types = new_types
+    else:
+        raise error_here(f"the types of the {kind} loop's variables do not settle")
+    result: list[Any] = list(values)
+    for j, k in enumerate(carried):
+        result[k] = Val(op.results[j])
+    for k, (v, o) in enumerate(zip(values, outs)):
+        if k in carried:
+            continue
+        if isinstance(v, Undefined):
+            result[k] = Undefined(names[k], f"it is assigned only inside the body of a {kind} loop")
+        elif o is not v:
+            raise error_here(f"variable {names[k]!r} holds a {describe(v)} and is reassigned inside a {kind} "
+                             "loop; only numbers can change from one iteration to the next",
+                             "use enigma.range_constexpr to unroll the loop in Python instead")
+    return tuple(result)
+
+
+def _body_outs(out: Any, n: int) -> list[Any]:
+    return list(out) if n else []
+
+
+def dyn_for(bounds: tuple[Any, ...], body: Callable[..., tuple], names: tuple[str, ...],
+            values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`for i in range(...)`: an IR `for` loop (bounds are int32; the step must be positive)."""
+    if not 1 <= len(bounds) <= 3:
+        raise error_here(f"range expects 1 to 3 arguments, got {len(bounds)}")
+    lb, ub, step = (0, bounds[0], 1) if len(bounds) == 1 else (*bounds, 1)[:3]
+    for x in (lb, ub, step):
+        if isinstance(x, Undefined):
+            x.fail()
+        if not (isinstance(x, Val) and x.dtype.is_int) and not (isinstance(x, int) and not isinstance(x, bool)):
+            raise error_here(f"range bounds must be integers, got {describe(x)}")
+    if isinstance(step, int) and step <= 0:
+        raise error_here(f"range step must be positive in a run-time loop, got {step}",
+                         "count up and compute the index: for k in range(n): i = n - 1 - k")
+    b = current()
+    lbv, ubv, stv = (as_val(x, dt.int32) for x in (lb, ub, step))
+
+    def build(types: list[DType]) -> tuple[ir.Op, list[Any]]:
+        carried = _carry_plan(names, values)
+        init = [as_val(values[k], d) for k, d in zip(carried, types)]
+        blk = ir.Block([ir.Value(ir.Type(dt.int32))] + [ir.Value(ir.Type(d)) for d in types])
+        ins = list(values)
+        for k, a in zip(carried, blk.args[1:]):
+            ins[k] = Val(a)
+        b.push(blk)
+        try:
+            outs = list(body(Val(blk.args[0]), *ins))
+        finally:
+            b.pop()
+        _yield(blk, [outs[k] for k in carried], types)
+        op = ir.Op("for", [lbv.v, ubv.v, stv.v] + [v.v for v in init], [ir.Value(ir.Type(d)) for d in types],
+                   {}, [blk], b.line())
+        return op, outs
+
+    return _finish(b, "`for`", names, values, build)
+
+
+def _finish(b: Any, kind: str, names: tuple[str, ...], values: tuple[Any, ...],
+            build: Callable[[list[DType]], tuple[ir.Op, list[Any]]]) -> tuple[Any, ...]:
+    holder: list[ir.Op] = []
+
+    def build_and_keep(types: list[DType]) -> tuple[ir.Op, list[Any]]:
+        op, outs = build(types)
+        holder[:] = [op]
+        return op, outs
+
+    result = _loop(kind, names, values, build_and_keep)
+    b.blocks[-1].ops.append(holder[0])
+    return result
+
+
+def dyn_while(cond: Callable[..., Any], body: Callable[..., tuple], names: tuple[str, ...],
+              values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`while` on a traced condition: before-region computes the condition, after-region the body."""
+    b = current()
+
+    def build(types: list[DType]) -> tuple[ir.Op, list[Any]]:
+        carried = _carry_plan(names, values)
+        init = [as_val(values[k], d) for k, d in zip(carried, types)]
+        before = ir.Block([ir.Value(ir.Type(d)) for d in types])
+        after = ir.Block([ir.Value(ir.Type(d)) for d in types])
+        ins_b, ins_a = list(values), list(values)
+        for k, x, y in zip(carried, before.args, after.args):
+            ins_b[k], ins_a[k] = Val(x), Val(y)
+        b.push(before)
+        try:
+            c = to_bool(cond(*ins_b))
+        finally:
+            b.pop()
+        _yield(before, [ins_b[k] for k in carried], types, "condition", [c.v])
+        b.push(after)
+        try:
+            outs = list(body(*ins_a))
+        finally:
+            b.pop()
+        _yield(after, [outs[k] for k in carried], types)
+        op = ir.Op("while", [v.v for v in init], [ir.Value(ir.Type(d)) for d in types], {}, [before, after],
+                   b.line())
+        return op, outs
+
+    return _finish(b, "`while`", names, values, build)

@@ -1,0 +1,266 @@
+"""AST rewrite of a kernel's control flow (a "hybrid DSL", as in CuTe's Python DSL).
+
+Each `if`, `while` and `for ... in range(...)` statement becomes code that asks at trace time whether
+its condition is a Python value or a traced one:
+
+    if c:                    __enigma_c1 = c
+        x = f(x)      ==>    if __enigma_rt.is_static(__enigma_c1):
+                                 if __enigma_c1: x = f(x)          # the original, run by Python
+                             else:
+                                 def __enigma_then2(x): x = f(x); return (x,)
+                                 (x,) = __enigma_rt.dyn_if(__enigma_c1, __enigma_then2, None, ('x',),
+                                                           __enigma_rt.pick(locals(), ('x',)))
+
+`range(...)` loops are always run-time loops (unroll with enigma.range_constexpr). Inside the
+function copies `return`/`break`/`continue` become errors raised at their own line. `and`/`or`/`not`
+and `a if c else b` are rewritten to helpers that work on traced values. Line numbers are preserved.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import inspect
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+from enigma.errors import EnigmaError
+
+RT = "__enigma_rt"
+_PREFIX = "__enigma_"
+
+
+def _name(id: str, store: bool = False) -> ast.Name:
+    return ast.Name(id=id, ctx=ast.Store() if store else ast.Load())
+
+
+def _rt(attr: str) -> ast.Attribute:
+    return ast.Attribute(value=_name(RT), attr=attr, ctx=ast.Load())
+
+
+def _call(fn: ast.expr, *args: ast.expr) -> ast.Call:
+    return ast.Call(func=fn, args=list(args), keywords=[])
+
+
+def _strs(names: list[str]) -> ast.Tuple:
+    return ast.Tuple(elts=[ast.Constant(n) for n in names], ctx=ast.Load())
+
+
+def _names_tuple(names: list[str], store: bool = False) -> ast.Tuple:
+    return ast.Tuple(elts=[_name(n, store) for n in names], ctx=ast.Store() if store else ast.Load())
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp,
+           ast.DictComp, ast.GeneratorExp)
+
+
+def assigned(stmts: list[ast.stmt]) -> list[str]:
+    """Names bound by `stmts` (not looking into nested scopes), in first-binding order."""
+    out: dict[str, None] = {}
+    stack: list[ast.AST] = list(reversed(stmts))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out[node.id] = None
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out[node.name] = None
+            continue
+        elif isinstance(node, ast.NamedExpr):
+            out[node.target.id] = None  # type: ignore[union-attr]
+        if isinstance(node, _SCOPES):
+            continue
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+    return [n for n in out if not n.startswith(_PREFIX)]
+
+
+class _Guard(ast.NodeTransformer):
+    """Turn return (and break/continue of the enclosing construct) into `raise control_error(...)`."""
+
+    def __init__(self, construct: str, loop_level: bool) -> None:
+        self.construct, self.loop_level = construct, loop_level
+
+    def _raise(self, node: ast.stmt, stmt: str) -> ast.stmt:
+        r = ast.Raise(exc=_call(_rt("control_error"), ast.Constant(stmt), ast.Constant(self.construct)))
+        return _at(r, node)
+
+    def visit_Return(self, node: ast.Return) -> ast.stmt:
+        return self._raise(node, "return")
+
+    def visit_Break(self, node: ast.Break) -> ast.stmt:
+        return self._raise(node, "break") if self.loop_level else node
+
+    def visit_Continue(self, node: ast.Continue) -> ast.stmt:
+        return self._raise(node, "continue") if self.loop_level else node
+
+    def _loop(self, node: ast.For | ast.While) -> ast.AST:
+        saved, self.loop_level = self.loop_level, False  # break/continue here belong to this Python loop
+        node.body = [self.visit(s) for s in node.body]
+        self.loop_level = saved
+        node.orelse = [self.visit(s) for s in node.orelse]
+        return node
+
+    visit_For = visit_While = _loop  # type: ignore[assignment]
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return node
+
+    visit_Lambda = visit_AsyncFunctionDef = visit_ClassDef = visit_FunctionDef  # type: ignore[assignment]
+
+
+def _guarded(stmts: list[ast.stmt], construct: str) -> list[ast.stmt]:
+    g = _Guard(construct, True)
+    return [g.visit(s) for s in copy.deepcopy(stmts)]
+
+
+class Rewriter(ast.NodeTransformer):
+    def __init__(self) -> None:
+        self.n = 0
+
+    def fresh(self, base: str) -> str:
+        self.n += 1
+        return f"{_PREFIX}{base}{self.n}"
+
+    def _def(self, name: str, params: list[str], body: list[ast.stmt], returns: list[str],
+             at: ast.AST) -> ast.FunctionDef:
+        args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=p) for p in params], vararg=None,
+                             kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+        ret = ast.Return(value=_names_tuple(returns))
+        fn = ast.FunctionDef(name=name, args=args, body=(body or [ast.Pass()]) + [ret], decorator_list=[],
+                             returns=None, type_params=[])
+        for node in (fn, ret):
+            _at(node, at)
+        return fn
+
+    def _bind(self, names: list[str], call: ast.Call, at: ast.AST) -> ast.stmt:
+        stmt: ast.stmt = (ast.Assign(targets=[_names_tuple(names, True)], value=call) if names
+                          else ast.Expr(value=call))
+        return _at(stmt, at)
+
+    def _pick(self, names: list[str]) -> ast.Call:
+        return _call(_rt("pick"), _call(_name("locals")), _strs(names))
+
+    def visit_If(self, node: ast.If) -> list[ast.stmt]:
+        self.generic_visit(node)
+        c, then, other = self.fresh("c"), self.fresh("then"), self.fresh("else")
+        names = assigned(node.body + node.orelse)
+        defs = [self._def(then, names, _guarded(node.body, "if"), names, node)]
+        if node.orelse:
+            defs.append(self._def(other, names, _guarded(node.orelse, "if"), names, node.orelse[0]))
+        call = _call(_rt("dyn_if"), _name(c), _name(then), _name(other) if node.orelse else ast.Constant(None),
+                     _strs(names), self._pick(names))
+        static = ast.If(test=_name(c), body=node.body, orelse=node.orelse)
+        out = [ast.Assign(targets=[_name(c, True)], value=node.test),
+               ast.If(test=_call(_rt("is_static"), _name(c)), body=[static],
+                      orelse=defs + [self._bind(names, call, node)])]
+        return [ast.fix_missing_locations(_at(s, node)) for s in out]
+
+    def visit_For(self, node: ast.For) -> Any:
+        self.generic_visit(node)
+        it = node.iter
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
+                and not it.keywords and not any(isinstance(a, ast.Starred) for a in it.args)):
+            return node  # a Python loop over a Python iterable (range_constexpr, lists): unrolled
+        if node.orelse or not isinstance(node.target, ast.Name):
+            raise EnigmaError("a run-time `for ... in range(...)` loop needs a single loop variable and no "
+                              "`else:`", self.file, node.lineno,
+                              hint="use enigma.range_constexpr(...) to unroll it in Python instead")
+        body = self.fresh("body")
+        names = [n for n in assigned(node.body) if n != node.target.id]
+        fn = self._def(body, [node.target.id] + names, _guarded(node.body, "for"), names, node)
+        call = _call(_rt("dyn_for"), ast.Tuple(elts=it.args, ctx=ast.Load()), _name(body), _strs(names),
+                     self._pick(names))
+        return [ast.fix_missing_locations(s) for s in (fn, self._bind(names, call, node))]
+
+    def visit_While(self, node: ast.While) -> Any:
+        self.generic_visit(node)
+        if node.orelse:
+            return node
+        cond, body = self.fresh("cond"), self.fresh("wbody")
+        names = assigned(node.body)
+        cond_fn = self._def(cond, names, [], [], node)
+        cond_fn.body = [_at(ast.Return(value=copy.deepcopy(node.test)), node)]
+        body_fn = self._def(body, names, _guarded(node.body, "while"), names, node)
+        call = _call(_rt("dyn_while"), _name(cond), _name(body), _strs(names), self._pick(names))
+        lam = ast.Lambda(args=_noargs(), body=copy.deepcopy(node.test))
+        out = ast.If(test=_call(_rt("while_static"), lam), body=[node],
+                     orelse=[cond_fn, body_fn, self._bind(names, call, node)])
+        return ast.fix_missing_locations(_at(out, node))
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.expr:
+        self.generic_visit(node)
+        fn = "and_" if isinstance(node.op, ast.And) else "or_"
+        lams = [ast.Lambda(args=_noargs(), body=v) for v in node.values]
+        return _at(_call(_rt(fn), *lams), node)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.expr:
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Not):
+            return _at(_call(_rt("not_"), node.operand), node)
+        return node
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.expr:
+        self.generic_visit(node)
+        lam = [ast.Lambda(args=_noargs(), body=x) for x in (node.body, node.orelse)]
+        return _at(_call(_rt("ifexp"), node.test, *lam), node)
+
+    file = ""
+
+
+def _at(node: Any, at: ast.AST) -> Any:
+    """Place a generated node on `at`'s first line (a one-line span: CPython 3.11 attributes method calls
+    to the end line of their span, which must stay the statement's own line)."""
+    node.lineno = node.end_lineno = at.lineno  # type: ignore[attr-defined]
+    node.col_offset = node.end_col_offset = at.col_offset  # type: ignore[attr-defined]
+    return node
+
+
+def _noargs() -> ast.arguments:
+    return ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None,
+                         defaults=[])
+
+
+def rewrite(fn: Callable[..., Any], rt: Any) -> tuple[Callable[..., Any], int]:
+    """The rewritten function (same globals; closure values bound) and the line of its `def`."""
+    file = fn.__code__.co_filename
+    try:
+        lines, first = inspect.getsourcelines(fn)
+    except (OSError, TypeError) as e:
+        raise EnigmaError(f"cannot read the source of kernel {fn.__name__!r} ({e})", file,
+                          fn.__code__.co_firstlineno,
+                          hint="kernels must be defined in a .py file (not typed into a REPL or exec'd)") from e
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    ast.increment_lineno(tree, first - 1)
+    fdef = tree.body[0]
+    if not isinstance(fdef, ast.FunctionDef):
+        raise EnigmaError(f"{fn.__name__!r} is not a plain function definition", file, first)
+    fdef.decorator_list = []
+    fdef.returns = None
+    a = fdef.args
+    for arg in a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x]:
+        arg.annotation = None
+    a.defaults, a.kw_defaults = [], [None] * len(a.kwonlyargs)
+    rw = Rewriter()
+    rw.file = file
+    fdef.body = [s for stmt in fdef.body for s in _as_list(rw.visit(stmt))]
+    free = list(fn.__code__.co_freevars)
+    factory = ast.FunctionDef(
+        name=f"{_PREFIX}factory",
+        args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=RT)] + [ast.arg(arg=f) for f in free],
+                           vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
+        body=[fdef, ast.Return(value=_name(fdef.name))], decorator_list=[], returns=None, type_params=[])
+    _at(factory, fdef)
+    module = ast.fix_missing_locations(ast.Module(body=[factory], type_ignores=[]))
+    code = compile(module, file, "exec")
+    ns: dict[str, Any] = {}
+    exec(code, fn.__globals__, ns)
+    cells = []
+    for cell in fn.__closure__ or ():
+        try:
+            cells.append(cell.cell_contents)
+        except ValueError:
+            cells.append(None)
+    return ns[f"{_PREFIX}factory"](rt, *cells), fdef.lineno
+
+
+def _as_list(x: Any) -> list[ast.stmt]:
+    return x if isinstance(x, list) else [x]

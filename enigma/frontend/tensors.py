@@ -1,0 +1,130 @@
+"""Tensors inside a kernel body: arguments (device memory) and threadgroup arrays. `t[i, j]` computes a
+linear int32 element offset through the strides and emits `load`/`store`.
+
+Strides are row-major. The innermost axis is contiguous (stride 1); an outer axis' stride is the
+product of the later sizes when they are all static, else it is read with a `stride` op (the runtime
+passes it in the dims buffer). 1-D tensors are contiguous.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from enigma_runtime import dtypes as dt
+from enigma_runtime.dtypes import DType
+
+from enigma import ir
+from enigma.errors import error_here
+from enigma.frontend.builder import current
+from enigma.frontend.values import PyNum, Undefined, Val, as_val, describe, type_error
+
+
+def _mul(a: Any, b: Any) -> Any:
+    if isinstance(a, int) and isinstance(b, int):
+        return a * b
+    if isinstance(b, int) and b == 1:
+        return a
+    if isinstance(a, int) and a == 1:
+        return b
+    return a * b
+
+
+def _add(a: Any, b: Any) -> Any:
+    if isinstance(a, int) and isinstance(b, int):
+        return a + b
+    if isinstance(b, int) and b == 0:
+        return a
+    if isinstance(a, int) and a == 0:
+        return b
+    return a + b
+
+
+class TensorRef:
+    """A tensor argument (`kind="arg"`) or threadgroup array (`kind="shared"`) in a kernel body."""
+
+    def __init__(self, name: str, dtype: DType, shape: tuple[int | str | None, ...], kind: str) -> None:
+        self.name, self.dtype, self.kind = name, dtype, kind
+        self.static_shape = shape
+        self.ndim = len(shape)
+
+    def __repr__(self) -> str:
+        return f"TensorRef({self.name}: {self.dtype.name}{list(self.static_shape)})"
+
+    @property
+    def shape(self) -> tuple[int | Val, ...]:
+        """Sizes: Python ints where static, int32 `dim` values otherwise."""
+        return tuple(self.size(a) for a in range(self.ndim))
+
+    def size(self, axis: int) -> int | Val:
+        s = self.static_shape[axis]
+        if isinstance(s, int):
+            return s
+        return Val(current().entry("dim", ir.Type(dt.int32), {"tensor": self.name, "axis": axis}))
+
+    def stride(self, axis: int) -> int | Val:
+        n: int | Val = 1
+        for s in self.static_shape[axis + 1:]:
+            if not isinstance(s, int):
+                return Val(current().entry("stride", ir.Type(dt.int32), {"tensor": self.name, "axis": axis}))
+            n *= s
+        return n
+
+    def offset(self, index: Any) -> Val:
+        idx = index if isinstance(index, tuple) else (index,)
+        if len(idx) != self.ndim:
+            raise error_here(f"{self.name} has rank {self.ndim} but is indexed with {len(idx)} "
+                             f"index{'es' if len(idx) != 1 else ''}",
+                             f"write {self.name}[{', '.join('i' + str(k) for k in range(self.ndim))}]")
+        off: Any = 0
+        for axis, i in enumerate(idx):
+            if isinstance(i, slice):
+                raise error_here(f"slicing {self.name} is not supported in kernels",
+                                 "index one element at a time: t[i] or t[i, j]")
+            if isinstance(i, Undefined):
+                i.fail()
+            if isinstance(i, Val):
+                if not i.dtype.is_int:
+                    raise type_error(f"index {axis} of {self.name} is a {describe(i)}; indices are integers",
+                                     "cast it with .to(enigma.int32)")
+                i = as_val(i, dt.int32)
+            elif isinstance(i, int) and not isinstance(i, bool):
+                size = self.static_shape[axis]
+                if i < 0 or (isinstance(size, int) and i >= size):
+                    raise error_here(f"index {i} is out of bounds for axis {axis} of {self.name} "
+                                     f"(size {size})", "kernel indices are not wrapped like Python's")
+            else:
+                raise type_error(f"index {axis} of {self.name} is a {describe(i)}; indices are integers")
+            off = _add(off, _mul(i, self.stride(axis)))
+        return as_val(off, dt.int32)
+
+    def _record(self, mode: str) -> None:
+        if self.kind == "arg":
+            current().record(self.name, mode)
+
+    def __getitem__(self, index: Any) -> Val:
+        off = self.offset(index)
+        self._record("r")
+        return Val(current().emit("load", [off.v], [ir.Type(self.dtype)], {"tensor": self.name}).result)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        off = self.offset(index)
+        if isinstance(value, Undefined):
+            value.fail()
+        if not isinstance(value, (Val, *PyNum)):
+            raise type_error(f"cannot store a {describe(value)} into {self.name} ({self.dtype.name})")
+        v = as_val(value, self.dtype)  # stores convert to the tensor's element type
+        self._record("w")
+        current().emit("store", [off.v, v.v], [], {"tensor": self.name})
+
+    def __len__(self) -> int:
+        s = self.static_shape[0]
+        if not isinstance(s, int):
+            raise type_error(f"len() of {self.name}: its size is only known at run time",
+                             f"use {self.name}.shape[0]")
+        return s
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __iter__(self) -> Any:
+        raise type_error(f"a tensor ({self.name}) cannot be iterated in a kernel",
+                         "loop over indices with range(...)")

@@ -1,0 +1,295 @@
+"""Traced values and type promotion.
+
+A `Val` wraps an SSA value of the kernel being traced; Python operators on it emit IR. Python numbers
+mixed with a Val are "weak": they take the Val's type (a Python float next to an int Val gives float32).
+Two Vals promote as: bool < any number; float beats int; the wider type wins; equal-width float16 and
+bfloat16 meet at float32; equal-width signed and unsigned ints meet at the unsigned one.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from enigma_runtime import dtypes as dt
+from enigma_runtime.dtypes import DType
+
+from enigma import ir
+from enigma.errors import EnigmaTypeError, error_here
+from enigma.frontend.builder import current
+
+PyNum = (bool, int, float)
+
+
+def describe(x: Any) -> str:
+    if isinstance(x, Val):
+        return f"traced {x.dtype.name} (a run-time value)"
+    if isinstance(x, Undefined):
+        return f"undefined variable {x.name!r}"
+    return f"Python {type(x).__name__} (a compile-time value)"
+
+
+def type_error(message: str, hint: str = "") -> EnigmaTypeError:
+    return error_here(message, hint, EnigmaTypeError)  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------------
+# promotion
+
+def join(a: DType, b: DType) -> DType:
+    if a == b:
+        return a
+    if a.kind == "b" or b.kind == "b":
+        return b if a.kind == "b" else a
+    if a.is_float != b.is_float:
+        return a if a.is_float else b
+    if a.itemsize != b.itemsize:
+        return a if a.itemsize > b.itemsize else b
+    if a.is_float:
+        return dt.float32  # float16 vs bfloat16
+    return a if a.kind == "u" else b
+
+
+def weak_join(d: DType, x: bool | int | float) -> DType:
+    if isinstance(x, bool):
+        return d
+    if isinstance(x, int):
+        return dt.int32 if d.kind == "b" else d
+    return d if d.is_float else dt.float32
+
+
+def default_dtype(x: bool | int | float) -> DType:
+    return dt.bool_ if isinstance(x, bool) else dt.int32 if isinstance(x, int) else dt.float32
+
+
+def const(x: bool | int | float, d: DType) -> Val:
+    if d.is_float:
+        value: bool | int | float = float(x)
+    elif d.kind == "b":
+        value = bool(x)
+    else:
+        if isinstance(x, float):
+            raise type_error(f"the Python float {x!r} cannot become a {d.name} constant without losing "
+                             "its fraction", f"write int({x!r}) or use a float tensor")
+        bits = d.bits
+        value = int(x) & ((1 << bits) - 1)
+        if d.kind == "i" and value >= 1 << (bits - 1):
+            value -= 1 << bits
+    return Val(current().entry("const", ir.Type(d), {"value": value}))
+
+
+def as_val(x: Any, d: DType) -> Val:
+    """x as a Val of dtype d (casting a Val, materialising a Python number)."""
+    if isinstance(x, Val):
+        return x if x.dtype == d else x.to(d)
+    if isinstance(x, PyNum):
+        return const(x, d)
+    raise type_error(f"expected a number, got {describe(x)}")
+
+
+def to_val(x: Any) -> Val:
+    if isinstance(x, Val):
+        return x
+    if isinstance(x, PyNum):
+        return const(x, default_dtype(x))
+    raise type_error(f"expected a number, got {describe(x)}")
+
+
+def common(*xs: Any, op: str = "") -> DType:
+    d: DType | None = None
+    for x in xs:
+        if isinstance(x, Val):
+            d = x.dtype if d is None else join(d, x.dtype)
+        elif isinstance(x, Undefined):
+            x.fail()
+        elif not isinstance(x, PyNum):
+            others = " and ".join(describe(y) for y in xs)
+            raise type_error(f"unsupported operand types for {op or 'this operation'}: {others}",
+                             "kernel arithmetic works on traced values and Python numbers only")
+    for x in xs:
+        if not isinstance(x, Val):
+            d = default_dtype(x) if d is None else weak_join(d, x)
+    assert d is not None
+    return d
+
+
+def to_bool(x: Any) -> Val:
+    if isinstance(x, Val):
+        return x if x.dtype.kind == "b" else x != 0
+    return const(bool(x), dt.bool_)
+
+
+# ---------------------------------------------------------------------------------------------------
+# operators
+
+def binary(op: str, a: Any, b: Any, symbol: str) -> Val:
+    d = common(a, b, op=symbol)
+    x, y = as_val(a, d), as_val(b, d)
+    return Val(current().emit(op, [x.v, y.v], [ir.Type(d)]).result)
+
+
+def compare(op: str, a: Any, b: Any, symbol: str) -> Val:
+    d = common(a, b, op=symbol)
+    x, y = as_val(a, d), as_val(b, d)
+    return Val(current().emit(op, [x.v, y.v], [ir.Type(dt.bool_)]).result)
+
+
+def integer_only(op: str, a: Any, b: Any, symbol: str) -> Val:
+    d = common(a, b, op=symbol)
+    if d.is_float:
+        raise type_error(f"{symbol} needs integer or bool operands, got {describe(a)} and {describe(b)}",
+                         "cast with .to(enigma.int32) first")
+    return binary(op, a, b, symbol)
+
+
+def true_div(a: Any, b: Any) -> Val:
+    d = common(a, b, op="/")
+    if not d.is_float:
+        d = dt.float32  # int / int is float32 division, as in Python
+    return binary("div", as_val(a, d), as_val(b, d), "/")
+
+
+def floor_div(a: Any, b: Any) -> Val:
+    d = common(a, b, op="//")
+    q = binary("div", a, b, "//")
+    return unary("floor", q) if d.is_float else q  # ints: C division (truncates toward zero)
+
+
+def unary(op: str, a: Val, d: DType | None = None) -> Val:
+    return Val(current().emit(op, [a.v], [ir.Type(d or a.dtype)]).result)
+
+
+class Val:
+    """A traced run-time value of one dtype."""
+
+    __slots__ = ("v",)
+    __hash__ = object.__hash__
+
+    def __init__(self, v: ir.Value) -> None:
+        self.v = v
+
+    @property
+    def dtype(self) -> DType:
+        return self.v.type.dtype
+
+    def to(self, d: DType) -> Val:
+        """Cast to `d` (float->int truncates toward zero; ->bool is != 0)."""
+        if not isinstance(d, DType):
+            raise type_error(f".to() takes an enigma dtype such as enigma.float16, got {describe(d)}")
+        return self if d == self.dtype else unary("cast", self, d)
+
+    def __repr__(self) -> str:
+        return f"Val({self.v!r})"
+
+    # arithmetic
+    def __add__(self, o: Any) -> Val: return binary("add", self, o, "+")
+    def __radd__(self, o: Any) -> Val: return binary("add", o, self, "+")
+    def __sub__(self, o: Any) -> Val: return binary("sub", self, o, "-")
+    def __rsub__(self, o: Any) -> Val: return binary("sub", o, self, "-")
+    def __mul__(self, o: Any) -> Val: return binary("mul", self, o, "*")
+    def __rmul__(self, o: Any) -> Val: return binary("mul", o, self, "*")
+    def __truediv__(self, o: Any) -> Val: return true_div(self, o)
+    def __rtruediv__(self, o: Any) -> Val: return true_div(o, self)
+    def __floordiv__(self, o: Any) -> Val: return floor_div(self, o)
+    def __rfloordiv__(self, o: Any) -> Val: return floor_div(o, self)
+    def __mod__(self, o: Any) -> Val: return binary("mod", self, o, "%")
+    def __rmod__(self, o: Any) -> Val: return binary("mod", o, self, "%")
+    def __and__(self, o: Any) -> Val: return integer_only("and", self, o, "&")
+    def __rand__(self, o: Any) -> Val: return integer_only("and", o, self, "&")
+    def __or__(self, o: Any) -> Val: return integer_only("or", self, o, "|")
+    def __ror__(self, o: Any) -> Val: return integer_only("or", o, self, "|")
+    def __xor__(self, o: Any) -> Val: return integer_only("xor", self, o, "^")
+    def __rxor__(self, o: Any) -> Val: return integer_only("xor", o, self, "^")
+    def __lshift__(self, o: Any) -> Val: return integer_only("shl", self, o, "<<")
+    def __rlshift__(self, o: Any) -> Val: return integer_only("shl", o, self, "<<")
+    def __rshift__(self, o: Any) -> Val: return integer_only("shr", self, o, ">>")
+    def __rrshift__(self, o: Any) -> Val: return integer_only("shr", o, self, ">>")
+
+    def __pow__(self, o: Any) -> Val:
+        if not isinstance(o, int) or isinstance(o, bool) or not 1 <= o <= 8:
+            raise type_error(f"** on a traced value needs a Python int exponent 1..8, got {describe(o)}",
+                             "use enigma.exp2(y * enigma.log2(x)) for general powers")
+        r = self
+        for _ in range(o - 1):
+            r = r * self
+        return r
+
+    def __neg__(self) -> Val: return unary("neg", self)
+    def __pos__(self) -> Val: return self
+
+    def __invert__(self) -> Val:
+        if self.dtype.is_float:
+            raise type_error(f"~ needs an integer or bool operand, got {describe(self)}")
+        return unary("not", self)
+
+    def __abs__(self) -> Val:
+        return self if self.dtype.kind in "ub" else unary("abs", self)
+
+    # comparisons give bool
+    def __lt__(self, o: Any) -> Val: return compare("lt", self, o, "<")  # type: ignore[override]
+    def __le__(self, o: Any) -> Val: return compare("le", self, o, "<=")  # type: ignore[override]
+    def __gt__(self, o: Any) -> Val: return compare("gt", self, o, ">")  # type: ignore[override]
+    def __ge__(self, o: Any) -> Val: return compare("ge", self, o, ">=")  # type: ignore[override]
+    def __eq__(self, o: Any) -> Val: return compare("eq", self, o, "==")  # type: ignore[override]
+    def __ne__(self, o: Any) -> Val: return compare("ne", self, o, "!=")  # type: ignore[override]
+
+    # a run-time value has no compile-time Python meaning
+    def __bool__(self) -> bool:
+        raise type_error(f"a {describe(self)} cannot be used as a Python bool",
+                         "`if`/`while` statements on traced values are compiled; for expressions use "
+                         "enigma.where(cond, a, b), and `&`/`|` instead of chained comparisons")
+
+    def __index__(self) -> int:
+        raise type_error(f"a {describe(self)} cannot be used as a Python int (list index, range_constexpr"
+                         ", slice)", "index enigma tensors (t[i]) or use enigma.range(...) loops")
+
+    def __int__(self) -> int:
+        raise type_error(f"int() of a {describe(self)}: its value is only known at run time",
+                         "use .to(enigma.int32) to cast in the kernel")
+
+    def __float__(self) -> float:
+        raise type_error(f"float() of a {describe(self)} (e.g. math.sqrt of it): its value is only known at"
+                         " run time", "use the enigma functions (enigma.sqrt, enigma.exp, ...) in kernels")
+
+    def __iter__(self) -> Any:
+        raise type_error(f"a {describe(self)} is a scalar and cannot be iterated")
+
+
+class Undefined:
+    """A variable that has no single value after dynamic control flow (assigned in one branch only,
+    or only inside a loop body). Using it is an error at the line of the use."""
+
+    __slots__ = ("name", "why")
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name, self.why = name, why
+
+    def fail(self) -> None:
+        raise error_here(f"variable {self.name!r} is used but has no value here: {self.why}",
+                         f"assign {self.name!r} before the `if`/loop (or in every branch) so it has a value "
+                         "on every path")
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        self.fail()
+
+    def _fail(self, *a: Any) -> Any:
+        self.fail()
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _fail
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __lt__ = __le__ = __gt__ = __ge__ = _fail
+    __and__ = __rand__ = __or__ = __ror__ = __xor__ = __neg__ = __bool__ = __index__ = _fail
+    __getitem__ = __setitem__ = __call__ = __iter__ = _fail
+    __eq__ = __ne__ = _fail  # type: ignore[assignment]
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"<undefined {self.name}>"
+
+
+def pymath(name: str, x: float) -> float:
+    if name == "rsqrt":
+        return 1.0 / math.sqrt(x)
+    if name == "abs":
+        return abs(x)
+    return getattr(math, name)(x)
