@@ -1,0 +1,286 @@
+"""The kernel zoo shared by every test suite: each entry has a kernel, a @jit launcher, an input maker,
+a numpy reference and the indices of the output arguments (of the kernel's argument list)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import enigma
+from enigma import Constexpr, Tensor, float32, int32
+
+# ---------------------------------------------------------------------------------------------------
+# vector_add (the issue's example)
+
+
+@enigma.kernel
+def vector_add(a: Tensor[float32], b: Tensor[float32], c: Tensor[float32], n: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    if i < n:
+        c[i] = a[i] + b[i]
+
+
+@enigma.jit
+def add(a, b, c):
+    n = a.shape[0]
+    vector_add(a, b, c, n).launch(grid=(enigma.ceil_div(n, 256), 1, 1), block=(256, 1, 1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# saxpy (compiled with vec_width=4 by the suites)
+
+
+@enigma.kernel
+def saxpy(alpha: float32, x: Tensor[float32], y: Tensor[float32], n: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    if i < n:
+        y[i] = alpha * x[i] + y[i]
+
+
+@enigma.jit
+def saxpy_launch(alpha, x, y):
+    n = x.shape[0]
+    saxpy(alpha, x, y, n).launch(grid=(enigma.ceil_div(n, 128), 1, 1), block=(128, 1, 1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# row softmax: one threadgroup per row; simd reductions, then across simdgroups through threadgroup memory
+
+NEG_BIG = -3.0e38  # finite "minus infinity" (JSON carries no infinities)
+
+
+@enigma.kernel
+def softmax(x: Tensor[float32, ("rows", "cols")],  # noqa: F821, UP037 (size names)
+            y: Tensor[float32, ("rows", "cols")],  # noqa: F821, UP037
+            BLOCK: Constexpr[int] = 256):
+    row = enigma.block_idx().x
+    tid = enigma.thread_idx().x
+    cols = x.shape[1]
+    partial = enigma.shared_tensor(float32, (BLOCK // 32,), name="partial")
+    lane = enigma.simd_lane_id()
+    group = enigma.simd_group_id()
+
+    m = NEG_BIG
+    for c in range(tid, cols, BLOCK):
+        m = enigma.maximum(m, x[row, c])
+    m = enigma.simd_max(m)
+    if lane == 0:
+        partial[group] = m
+    enigma.barrier()
+    m = partial[0]
+    for k in enigma.range_constexpr(1, BLOCK // 32):
+        m = enigma.maximum(m, partial[k])
+    enigma.barrier()
+
+    s = 0.0
+    for c in range(tid, cols, BLOCK):
+        s += enigma.exp(x[row, c] - m)
+    s = enigma.simd_sum(s)
+    if lane == 0:
+        partial[group] = s
+    enigma.barrier()
+    total = partial[0]
+    for k in enigma.range_constexpr(1, BLOCK // 32):
+        total += partial[k]
+
+    for c in range(tid, cols, BLOCK):
+        y[row, c] = enigma.exp(x[row, c] - m) / total
+
+
+@enigma.jit
+def softmax_launch(x, y):
+    softmax(x, y).launch(grid=(x.shape[0], 1, 1), block=(256, 1, 1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# sum reduction: simd_sum per simdgroup, one atomic per simdgroup
+
+
+@enigma.kernel
+def sum_reduce(x: Tensor[float32], out: Tensor[float32], n: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    v = 0.0
+    if i < n:
+        v = x[i]
+    v = enigma.simd_sum(v)
+    if enigma.simd_lane_id() == 0:
+        enigma.atomic_add(out, 0, v)
+
+
+@enigma.jit
+def sum_launch(x, out):
+    n = x.shape[0]
+    sum_reduce(x, out, n).launch(grid=(enigma.ceil_div(n, 256), 1, 1), block=(256, 1, 1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# tiled matmul: TILE x TILE threadgroup tiles of a and b, one output element per thread
+
+
+@enigma.kernel
+def matmul(a: Tensor[float32, ("m", "k")],  # noqa: F821, UP037 (size names)
+           b: Tensor[float32, ("k", "n")],  # noqa: F821, UP037
+           c: Tensor[float32, ("m", "n")],  # noqa: F821, UP037
+           TILE: Constexpr[int] = 16):
+    tx, ty, _ = enigma.thread_idx()
+    bx, by, _ = enigma.block_idx()
+    M, K = a.shape
+    N = b.shape[1]
+    row = by * TILE + ty
+    col = bx * TILE + tx
+    ta = enigma.shared_tensor(float32, (TILE, TILE), name="ta")
+    tb = enigma.shared_tensor(float32, (TILE, TILE), name="tb")
+    acc = 0.0
+    for k0 in range(0, K, TILE):
+        if row < M and k0 + tx < K:
+            ta[ty, tx] = a[row, k0 + tx]
+        else:
+            ta[ty, tx] = 0.0
+        if k0 + ty < K and col < N:
+            tb[ty, tx] = b[k0 + ty, col]
+        else:
+            tb[ty, tx] = 0.0
+        enigma.barrier()
+        for kk in enigma.range_constexpr(TILE):
+            acc = enigma.fma(ta[ty, kk], tb[kk, tx], acc)
+        enigma.barrier()
+    if row < M and col < N:
+        c[row, col] = acc
+
+
+@enigma.jit
+def matmul_launch(a, b, c):
+    m, n = c.shape
+    matmul(a, b, c).launch(grid=(enigma.ceil_div(n, 16), enigma.ceil_div(m, 16), 1), block=(16, 16, 1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# transpose through a padded 16x17 threadgroup tile (no bank conflicts on the column read)
+
+
+@enigma.kernel
+def transpose(x: Tensor[float32, ("m", "n")], y: Tensor[float32, ("n", "m")]):  # noqa: F821, UP037
+    tile = enigma.shared_tensor(float32, (16, 17), name="tile")
+    tx, ty, _ = enigma.thread_idx()
+    bx, by, _ = enigma.block_idx()
+    M, N = x.shape
+    r = by * 16 + ty
+    c = bx * 16 + tx
+    if r < M and c < N:
+        tile[ty, tx] = x[r, c]
+    enigma.barrier()
+    r2 = bx * 16 + ty
+    c2 = by * 16 + tx
+    if r2 < N and c2 < M:
+        y[r2, c2] = tile[tx, ty]
+
+
+@enigma.jit
+def transpose_launch(x, y):
+    m, n = x.shape
+    transpose(x, y).launch(grid=(enigma.ceil_div(n, 16), enigma.ceil_div(m, 16), 1), block=(16, 16, 1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# histogram: per-threadgroup bins in threadgroup memory, merged with device atomics
+
+
+@enigma.kernel
+def histogram(x: Tensor[int32], hist: Tensor[int32], n: int32, BINS: Constexpr[int] = 64):
+    local = enigma.shared_tensor(int32, (BINS,), name="local")
+    tid = enigma.thread_idx().x
+    threads = enigma.block_dim().x
+    for b in range(tid, BINS, threads):
+        local[b] = 0
+    enigma.barrier()
+    i = enigma.block_idx().x * threads + tid
+    if i < n:
+        enigma.atomic_add(local, x[i], 1)
+    enigma.barrier()
+    for b in range(tid, BINS, threads):
+        count = local[b]
+        if count != 0:
+            enigma.atomic_add(hist, b, count)
+
+
+@enigma.jit
+def histogram_launch(x, hist):
+    n = x.shape[0]
+    histogram(x, hist, n).launch(grid=(enigma.ceil_div(n, 128), 1, 1), block=(128, 1, 1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the table
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    kernel: Any  # enigma.KernelFunction
+    jit: Any  # enigma.JitFunction
+    make_inputs: Callable[[np.random.Generator], tuple]  # the jit's (and the kernel's) tensor inputs
+    reference: Callable[..., tuple]  # kernel args -> expected values of the output args
+    outputs: tuple[int, ...]  # indices (in the kernel's argument list) of the outputs
+    kernel_args: Callable[[tuple], tuple]  # jit inputs -> the kernel's full argument list
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    vec_width: int = 0
+
+
+def _vadd_in(rng):
+    n = 1000
+    return (rng.standard_normal(n, np.float32), rng.standard_normal(n, np.float32), np.zeros(n, np.float32))
+
+
+def _saxpy_in(rng):
+    n = 1003  # not a multiple of 4: exercises the scalar tail of the vectorised path
+    return (np.float32(1.5), rng.standard_normal(n, np.float32), rng.standard_normal(n, np.float32))
+
+
+def _softmax_in(rng):
+    return (rng.standard_normal((5, 300), np.float32), np.zeros((5, 300), np.float32))
+
+
+def _softmax_ref(x, y):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True),)
+
+
+def _sum_in(rng):
+    return (rng.standard_normal(1000, np.float32), np.zeros(1, np.float32))
+
+
+def _matmul_in(rng):
+    return (rng.standard_normal((37, 29), np.float32), rng.standard_normal((29, 41), np.float32),
+            np.zeros((37, 41), np.float32))
+
+
+def _transpose_in(rng):
+    return (rng.standard_normal((35, 19), np.float32), np.zeros((19, 35), np.float32))
+
+
+def _hist_in(rng):
+    return (rng.integers(0, 64, 1000, dtype=np.int32), np.zeros(64, np.int32))
+
+
+ZOO: list[ZooEntry] = [
+    ZooEntry("vector_add", vector_add, add, _vadd_in, lambda a, b, c, n: (a + b,), (2,),
+             lambda t: (*t, t[0].shape[0])),
+    ZooEntry("saxpy", saxpy, saxpy_launch, _saxpy_in, lambda al, x, y, n: (al * x + y,), (2,),
+             lambda t: (*t, t[1].shape[0]), vec_width=4),
+    ZooEntry("softmax", softmax, softmax_launch, _softmax_in, _softmax_ref, (1,), lambda t: t),
+    ZooEntry("sum_reduce", sum_reduce, sum_launch, _sum_in,
+             lambda x, out, n: (np.array([x.sum()], np.float32),), (1,), lambda t: (*t, t[0].shape[0]),
+             rtol=1e-4, atol=1e-4),
+    ZooEntry("matmul", matmul, matmul_launch, _matmul_in, lambda a, b, c: (a @ b,), (2,), lambda t: t,
+             rtol=1e-4, atol=1e-4),
+    ZooEntry("transpose", transpose, transpose_launch, _transpose_in, lambda x, y: (x.T.copy(),), (1,),
+             lambda t: t),
+    ZooEntry("histogram", histogram, histogram_launch, _hist_in,
+             lambda x, h, n: (np.bincount(x, minlength=64).astype(np.int32),), (1,),
+             lambda t: (*t, t[0].shape[0])),
+]
+
+BY_NAME = {e.name: e for e in ZOO}
