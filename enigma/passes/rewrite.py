@@ -19,7 +19,7 @@ def result_type(name: str, operands: Iterable[ir.Value]) -> ir.Type:
     ops = list(operands)
     if name in ir.COMPARE:
         return ir.Type(bool_, ops[0].type.lanes)
-    if name == "select":
+    if name == "select" or name.startswith("atomic_"):
         return ops[1].type
     return ops[0].type
 
