@@ -38,6 +38,29 @@ def _add(a: Any, b: Any) -> Any:
     return a + b
 
 
+class ShapeView:
+    """`t.shape`: indexing or unpacking it reads only the sizes used."""
+
+    __slots__ = ("t",)
+
+    def __init__(self, t: TensorRef) -> None:
+        self.t = t
+
+    def __len__(self) -> int:
+        return self.t.ndim
+
+    def __getitem__(self, axis: int) -> int | Val:
+        if not isinstance(axis, int) or not -self.t.ndim <= axis < self.t.ndim:
+            raise error_here(f"{self.t.name}.shape has {self.t.ndim} entries; index {axis!r} is out of range")
+        return self.t.size(axis % self.t.ndim)
+
+    def __iter__(self) -> Any:
+        return (self.t.size(a) for a in range(self.t.ndim))
+
+    def __repr__(self) -> str:
+        return f"{self.t.name}.shape{list(self.t.static_shape)}"
+
+
 class TensorRef:
     """A tensor argument (`kind="arg"`) or threadgroup array (`kind="shared"`) in a kernel body."""
 
@@ -50,9 +73,9 @@ class TensorRef:
         return f"TensorRef({self.name}: {self.dtype.name}{list(self.static_shape)})"
 
     @property
-    def shape(self) -> tuple[int | Val, ...]:
-        """Sizes: Python ints where static, int32 `dim` values otherwise."""
-        return tuple(self.size(a) for a in range(self.ndim))
+    def shape(self) -> ShapeView:
+        """Sizes: Python ints where static, int32 `dim` values otherwise (read when indexed)."""
+        return ShapeView(self)
 
     def size(self, axis: int) -> int | Val:
         s = self.static_shape[axis]
