@@ -48,6 +48,10 @@ class Settings:
     fast_math: bool = False
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     cache_dir: Path = field(default_factory=_default_cache_dir)
+    vec_width: tuple[tuple[str, int], ...] = ()  # (kernel name, lane width) from [tool.enigma.vec-width]
+
+    def vec_width_of(self, kernel: str) -> int:
+        return dict(self.vec_width).get(kernel, 0)
 
     @property
     def platform_tag(self) -> str:
@@ -108,10 +112,20 @@ def _jobs(value: Any) -> int:
     return value
 
 
+def _vec_width(value: Any) -> tuple[tuple[str, int], ...]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{_key('vec-width')} must be a table of kernel name = lane width "
+                          f"(e.g. saxpy = 4), got {value!r}")
+    for k, v in value.items():
+        if v not in (0, 1, 2, 4, 8) or isinstance(v, bool):
+            raise ConfigError(f"{_key('vec-width')}.{k} must be one of 0, 1, 2, 4, 8, got {v!r}")
+    return tuple(sorted(value.items()))
+
+
 _KEYS = {
     "packages": _str_list, "paths": _str_list, "include": _str_list, "exclude": _str_list,
     "msl-version": None, "macos-target": None, "emit-only": None, "fast-math": _bool, "jobs": None,
-    "cache-dir": None,
+    "cache-dir": None, "vec-width": None,
 }
 
 
@@ -148,6 +162,8 @@ def from_table(root: Path | str, table: dict[str, Any] | None) -> Settings:
         if not isinstance(table["cache-dir"], str) or not table["cache-dir"]:
             raise ConfigError(f"{_key('cache-dir')} must be a path string, got {table['cache-dir']!r}")
         kw["cache_dir"] = (root / os.path.expanduser(table["cache-dir"])).resolve()
+    if "vec-width" in table:
+        kw["vec_width"] = _vec_width(table["vec-width"])
     kw["emit_only"] = resolve_emit_only(_emit_only(table.get("emit-only", "auto"), _key("emit-only")))
     msl = kw.get("msl_version", "3.1")
     target = kw.get("macos_target", "14.0")

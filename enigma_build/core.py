@@ -184,7 +184,7 @@ def cache_key(package: str, found: list[Found], settings: Settings) -> str:
         "schema": CACHE_SCHEMA, "enigma": _FINGERPRINT, "package": package,
         "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
         "msl": settings.msl_version, "target": settings.macos_target, "emit_only": settings.emit_only,
-        "fast_math": settings.fast_math,
+        "fast_math": settings.fast_math, "vec_width": settings.vec_width,
         "kernels": [[f.rel, f.name, f.line] for f in found],
         "files": {f.rel: hashlib.sha256(f.path.read_bytes()).hexdigest() for f in found},
     }

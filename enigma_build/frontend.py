@@ -1,16 +1,93 @@
-"""The one place that calls the compiler: every specialisation of a discovered kernel object."""
+"""The one place that calls the compiler: every specialisation of one discovered kernel object.
+
+- @enigma.kernel: compiled from its annotations and decorator grid/block; each `specialize=` variant
+  is compiled too (the annotations' own variant first: the default) and, when the compiler gives
+  variants the same Metal function name, renamed `enigma_kernel_<name>_<suffix>` (suffix from the
+  variant's dtypes and constexpr values) so one .metallib can hold them all.
+- @enigma.jit: run on enigma.TensorSpecs built from its parameter annotations (a wheel build has no
+  arrays); the manifest entry takes the jit function's name.
+"""
 from __future__ import annotations
 
+import inspect
+import re
 from typing import Any
 
 from enigma_build.config import Settings
 
 
-def compile_all(obj: Any, settings: Settings) -> list[Any]:
-    """CompiledKernels (emit-only: the build links one .metallib per package itself) of `obj`, the
-    default specialisation first."""
-    import enigma
+class NotBuildable(Exception):
+    """The kernel object cannot be compiled without run-time data; says what to add."""
 
-    variants = getattr(obj, "specializations", None)
-    targets = list(variants()) if callable(variants) else [obj]
-    return [enigma.compile(t, emit_only=True) for t in targets]
+
+def _suffix(preset: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for _, v in sorted(preset.items()):
+        s = getattr(v, "short", None) or re.sub(r"[^0-9A-Za-z]", "_", str(v))
+        if s not in parts:
+            parts.append(s)
+    return "_".join(parts) or "v"
+
+
+def _rename(ck: Any, new: str) -> Any:
+    """Give a compiled specialisation the Metal function name `new` (source, signature and IR)."""
+    old = ck.kernel_name
+    ck.metal_source = re.sub(rf"\b{re.escape(old)}\b", new, ck.metal_source)
+    ck.signature = {**ck.signature, "kernel_name": new}
+    ck.ir_json = {**ck.ir_json, "kernel_name": new}
+    ck.kernel_name = new
+    return ck
+
+
+def _jit_specs(obj: Any) -> list[Any]:
+    import enigma
+    from enigma.frontend.types import TensorType
+
+    fn = obj.fn
+    try:
+        ann = inspect.get_annotations(fn, eval_str=True)
+    except Exception as e:  # noqa: BLE001 - any failure evaluating a string annotation
+        raise NotBuildable(f"cannot evaluate the annotations of @jit function {obj.name!r}: {e}") from e
+    specs = []
+    for p in inspect.signature(fn).parameters.values():
+        a = ann.get(p.name)
+        if isinstance(a, TensorType) and a.dtype is not None:
+            specs.append(enigma.TensorSpec(a.dtype, tuple(a.shape)))
+        elif isinstance(a, enigma.DType):
+            specs.append(a)
+        else:
+            raise NotBuildable(
+                f"@jit function {obj.name!r}: parameter {p.name!r} needs an annotation the build can turn "
+                f"into a TensorSpec, e.g. {p.name}: enigma.Tensor[float32, (\"n\",)] (a wheel build has no "
+                f"arrays to run it on)")
+    return specs
+
+
+def compile_all(obj: Any, settings: Settings) -> list[Any]:
+    """CompiledKernels of `obj`, default first. Emit-only: the build links one .metallib per package."""
+    import enigma
+    from enigma.frontend.kernel import JitFunction, KernelFunction
+
+    if isinstance(obj, JitFunction):
+        ck = enigma.compile(obj, *_jit_specs(obj), emit_only=True,
+                            vec_width=settings.vec_width_of(obj.name))
+        ck.signature = {**ck.signature, "name": obj.name}
+        return [ck]
+    if not isinstance(obj, KernelFunction):
+        raise NotBuildable(f"{getattr(obj, '__name__', obj)!r} is not an @enigma.kernel or @enigma.jit "
+                           f"function (got {type(obj).__name__})")
+    width = getattr(obj, "vec_width", None) or settings.vec_width_of(obj.name)
+    out = []
+    seen: set[str] = set()
+    for variant in obj.variants():
+        ck = enigma.compile(variant, emit_only=True, vec_width=width)
+        if ck.kernel_name in seen:
+            base = f"{ck.kernel_name}_{_suffix(variant.preset)}"
+            new, k = base, 1
+            while new in seen:
+                k += 1
+                new = f"{base}{k}"
+            _rename(ck, new)
+        seen.add(ck.kernel_name)
+        out.append(ck)
+    return out

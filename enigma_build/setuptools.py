@@ -25,11 +25,17 @@ def finalize_distribution_options(dist: Any) -> None:
         return
     build = dist.get_command_class("build")
     if not any(name == "build_enigma" for name, _ in build.sub_commands):
-        build.sub_commands = [*build.sub_commands, ("build_enigma", None)]
+        # the build class is shared by every distribution of the process: the predicate keeps the
+        # command off for projects without [tool.enigma]
+        build.sub_commands = [*build.sub_commands, ("build_enigma", _wanted)]
     settings = config.load(root)
     if not settings.emit_only:
         dist.cmdclass["bdist_wheel"] = _platform_wheel(dist.get_command_class("bdist_wheel"),
                                                        settings.platform_tag)
+
+
+def _wanted(cmd: Any) -> bool:
+    return config.has_enigma_table(_root(cmd.distribution))
 
 
 def _platform_wheel(base: type, plat: str) -> type:

@@ -1,0 +1,47 @@
+"""example_pkg against numpy (runs the installed package: Metal on macOS, CPU elsewhere)."""
+import numpy as np
+import pytest
+
+import example_pkg
+
+rng = np.random.default_rng(1)
+
+
+def test_every_kernel_is_shipped():
+    assert set(example_pkg.kernels().names()) >= {"vector_add", "saxpy", "softmax", "matmul", "histogram"}
+
+
+@pytest.mark.parametrize("n", [1, 255, 256, 1000])
+def test_vector_add(n):
+    a, b = rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
+    np.testing.assert_array_equal(example_pkg.vector_add(a, b), a + b)
+
+
+def test_vector_add_float16_specialisation():
+    a, b = rng.standard_normal(300).astype(np.float16), rng.standard_normal(300).astype(np.float16)
+    out = example_pkg.vector_add(a, b)
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out, a + b)
+
+
+@pytest.mark.parametrize("n", [3, 1024, 1027])
+def test_saxpy(n):
+    x, y = rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
+    np.testing.assert_allclose(example_pkg.saxpy(-1.5, x, y), np.float32(-1.5) * x + y, rtol=1e-6, atol=1e-6)
+
+
+def test_softmax():
+    x = rng.standard_normal((5, 777), dtype=np.float32) * 4
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(example_pkg.softmax(x), e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("m, k, n", [(16, 16, 16), (33, 20, 17), (1, 40, 3)])
+def test_matmul(m, k, n):
+    a, b = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
+    np.testing.assert_allclose(example_pkg.matmul(a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_histogram():
+    data = rng.integers(0, 10_000, 4097).astype(np.uint32)
+    np.testing.assert_array_equal(example_pkg.histogram(data, 10), np.bincount(data % 10, minlength=10))

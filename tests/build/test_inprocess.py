@@ -1,0 +1,154 @@
+"""In-process builds: hatchling's wheel builder and setuptools' build_meta on a tmp copy of a project,
+with the enigma hook as installed (entry points), emit-only (no Mac here)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import wheel_files, wheel_tag
+
+from enigma_build import config, core
+
+KERNELS = {"vector_add", "saxpy", "softmax", "matmul", "histogram"}
+
+
+def hatch_build(root: Path, out: Path, version: str = "standard", target: str = "wheel") -> Path:
+    if target == "sdist":
+        from hatchling.builders.sdist import SdistBuilder as Builder
+    else:
+        from hatchling.builders.wheel import WheelBuilder as Builder
+    return Path(next(iter(Builder(str(root)).build(directory=str(out), versions=[version]))))
+
+
+def no_editables(root: Path) -> None:
+    """hatchling's default editable mode imports `editables` (pip installs it in the build env);
+    in-process, use the explicit mode that needs nothing."""
+    with (root / "pyproject.toml").open("a") as f:
+        f.write('\n[tool.hatch.build]\ndev-mode-dirs = ["src"]\n')
+
+
+def check_manifest(files: dict[str, bytes], pkg: str) -> dict:
+    man = json.loads(files[f"{pkg}/_enigma/manifest.json"])
+    for name, digest in man["files"].items():
+        assert hashlib.sha256(files[f"{pkg}/_enigma/{name}"]).hexdigest() == digest
+    return man
+
+
+def test_hatch_wheel_carries_artifacts(example_copy, tmp_path, capsys):
+    whl = hatch_build(example_copy, tmp_path / "dist")
+    assert wheel_tag(whl) == "py3-none-any"
+    files = wheel_files(whl)
+    man = check_manifest(files, "example_pkg")
+    assert set(man["kernels"]) == KERNELS and man["metallib"] is None and man["package"] == "example_pkg"
+    va = man["kernels"]["vector_add"]
+    assert [s["args"][0]["dtype"] for s in va] == ["float32", "float16"]
+    assert len({s["kernel_name"] for s in va}) == 2
+    assert va[0]["file"] == "example_pkg/kernels.py" and va[0]["grid_unit"] == "threadgroups"
+    assert man["kernels"]["saxpy"][0]["vec_width"] == 4
+    assert "example_pkg/kernels.py" in files and "example_pkg/_enigma/kernels.metallib" not in files
+    # nothing absolute from the build directory leaks into the wheel
+    assert not any(str(example_copy).encode() in data for data in files.values())
+    err = capsys.readouterr()
+    assert "enigma: vector_add" in err.out + err.err
+
+
+def test_hatch_rebuild_is_byte_identical_and_cached(example_copy, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    first = hatch_build(example_copy, tmp_path / "a").read_bytes()
+    capsys.readouterr()
+    second = hatch_build(example_copy, tmp_path / "b").read_bytes()
+    assert first == second
+    out = capsys.readouterr()
+    assert "kernels from the cache" in out.out + out.err
+
+
+def test_hatch_editable_writes_into_source_tree(example_copy, tmp_path):
+    no_editables(example_copy)
+    whl = hatch_build(example_copy, tmp_path / "dist", version="editable")
+    man = json.loads((example_copy / "src/example_pkg/_enigma/manifest.json").read_text())
+    assert set(man["kernels"]) == KERNELS
+    assert not any("_enigma" in n for n in wheel_files(whl))
+
+
+def test_sdist_carries_sources_not_artifacts(example_copy, tmp_path):
+    no_editables(example_copy)
+    hatch_build(example_copy, tmp_path / "dist", version="editable")  # leaves src/example_pkg/_enigma
+    import tarfile
+    sdist = hatch_build(example_copy, tmp_path / "dist", version="standard", target="sdist")
+    names = tarfile.open(sdist).getnames()
+    assert any(n.endswith("src/example_pkg/kernels.py") for n in names)
+    assert not any("_enigma" in n for n in names)
+
+
+def test_hatch_hook_rejects_settings_in_hook_table(example_copy, tmp_path):
+    pp = example_copy / "pyproject.toml"
+    pp.write_text(pp.read_text().replace("[tool.hatch.build.hooks.enigma]\n",
+                                         "[tool.hatch.build.hooks.enigma]\nfast-math = true\n"))
+    with pytest.raises(config.ConfigError, match=r"does not take 'fast-math': put enigma settings in"):
+        hatch_build(example_copy, tmp_path / "dist")
+
+
+def test_failures_are_all_reported_with_file_and_line(example_copy, tmp_path):
+    (example_copy / "src/example_pkg/bad.py").write_text(textwrap.dedent("""\
+        import enigma
+        from enigma import Tensor, float32
+
+
+        @enigma.kernel
+        def no_annotation(x):
+            pass
+
+
+        @enigma.kernel
+        def returns(x: Tensor[float32]):
+            return 1
+        """))
+    with pytest.raises(core.BuildError) as e:
+        hatch_build(example_copy, tmp_path / "dist")
+    msg = str(e.value)
+    assert msg.startswith("2 of 7 kernels of 'example_pkg' failed to compile:")
+    assert "no_annotation (example_pkg/bad.py:6):" in msg and "parameter 'x' has no annotation" in msg
+    assert "returns (example_pkg/bad.py:11):" in msg and "returns a value" in msg
+    assert str(example_copy) not in msg
+
+
+def st_build(root: Path, out: Path, kind: str = "wheel", settings: dict | None = None) -> Path:
+    from setuptools import build_meta
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        fn = {"wheel": build_meta.build_wheel, "editable": build_meta.build_editable}[kind]
+        out.mkdir(parents=True, exist_ok=True)
+        return out / fn(str(out), settings)
+    finally:
+        os.chdir(cwd)
+
+
+def test_setuptools_wheel_carries_artifacts(st_copy, tmp_path):
+    whl = st_build(st_copy, tmp_path / "dist")
+    assert wheel_tag(whl) == "py3-none-any"
+    files = wheel_files(whl)
+    man = check_manifest(files, "st_pkg")
+    assert list(man["kernels"]) == ["scale"]
+    assert man["kernels"]["scale"][0]["block"] == [64, 1, 1]
+
+
+@pytest.mark.parametrize("mode", ["lenient", "strict"])
+def test_setuptools_editable_writes_into_source_tree(st_copy, tmp_path, mode):
+    st_build(st_copy, tmp_path / "dist", "editable", {"editable_mode": mode})
+    man = json.loads((st_copy / "st_pkg/_enigma/manifest.json").read_text())
+    assert list(man["kernels"]) == ["scale"]
+    if mode == "strict":  # the link tree holds the artifacts next to the linked sources
+        linked = list((st_copy / "build").glob("__editable__*/st_pkg/_enigma/manifest.json"))
+        assert linked and linked[0].read_bytes() == (st_copy / "st_pkg/_enigma/manifest.json").read_bytes()
+
+
+def test_setuptools_plugin_is_inert_without_tool_enigma(st_copy, tmp_path):
+    pp = st_copy / "pyproject.toml"
+    pp.write_text(pp.read_text().replace("[tool.enigma]\n", ""))
+    files = wheel_files(st_build(st_copy, tmp_path / "dist"))
+    assert not any("_enigma" in n for n in files)
