@@ -220,7 +220,7 @@ def test_boolean_operators_and_conditional_expression():
 
 def test_indexing_static_and_dynamic_strides():
     @enigma.kernel
-    def k(s: Tensor[float32, (4, 8)], d: Tensor[float32, 2], e: Tensor[float32, (m, 8)]):
+    def k(s: Tensor[float32, (4, 8)], d: Tensor[float32, 2], e: Tensor[float32, ("m", 8)]):  # noqa: F821, UP037
         j, i, _ = enigma.thread_idx()
         s[i, j] = d[i, j] + e[i, j]
 
@@ -282,7 +282,7 @@ def test_zoo_semantics_on_interpreter(name):
 
 def test_loop_semantics_on_interpreter():
     @enigma.kernel
-    def k(x: Tensor[float32, (m, n)], out: Tensor[float32]):
+    def k(x: Tensor[float32, ("m", "n")], out: Tensor[float32]):  # noqa: F821, UP037
         r = enigma.thread_idx().x
         best = -1.0e30
         where_best = -1
