@@ -1,8 +1,7 @@
 """example_pkg against numpy (runs the installed package: Metal on macOS, CPU elsewhere)."""
+import example_pkg
 import numpy as np
 import pytest
-
-import example_pkg
 
 rng = np.random.default_rng(1)
 
