@@ -1,0 +1,1 @@
+"""External toolchains. `xcrun`: Apple's Metal compiler (.metal -> .air -> .metallib), macOS only."""
