@@ -199,11 +199,10 @@ def _toolchain_id() -> str:
         from enigma.toolchain import xcrun
     except ImportError:
         return "none"
-    fn = getattr(xcrun, "toolchain_version", None) or getattr(xcrun, "version", None)
     try:
-        return str(fn()) if callable(fn) else "unknown"
+        return xcrun.metal_version()
     except Exception:
-        return "unavailable"
+        return "unavailable"  # the metallib step reports the toolchain error
 
 
 def _cache_dir(settings: Settings, key: str) -> Path:
@@ -245,12 +244,30 @@ def cache_write(settings: Settings, key: str, files: dict[str, bytes]) -> None:
 # the build
 
 def _metallib(records: list[Record], settings: Settings) -> bytes:
+    """One .air per specialisation (in parallel: the work is in xcrun subprocesses; cached by the
+    toolchain module under cache_dir/air), linked into one .metallib."""
     from enigma.toolchain import xcrun
-    sources = {r.kernel_name: r.metal_source for r in records}
+    air_cache = settings.cache_dir / "air"
+    xcrun.metal_version()  # probe once, before the threads
+
+    def air(r: Record) -> Path:
+        return xcrun.compile_air(r.metal_source, r.kernel_name, air_cache, msl_version=settings.msl_version,
+                                 macos_target=settings.macos_target, fast_math=settings.fast_math)
+
+    with cf.ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
+        futures = [pool.submit(air, r) for r in records]
+        airs, errors = [], []
+        for r, fut in zip(records, futures):
+            try:
+                airs.append(fut.result())
+            except Exception as e:
+                errors.append(f"  {r.signature.get('name')} ({r.signature.get('file')}:"
+                              f"{r.signature.get('line')}): {e}")
+    if errors:
+        raise BuildError(f"{len(errors)} of {len(records)} Metal sources failed to compile:\n"
+                         + "\n".join(errors))
     with tempfile.TemporaryDirectory(prefix="enigma-metallib-") as work:
-        path = xcrun.build_metallib(sources, work, msl_version=settings.msl_version,
-                                    macos_target=settings.macos_target, fast_math=settings.fast_math)
-        return Path(path).read_bytes()
+        return xcrun.link_metallib(airs, Path(work) / "kernels.metallib").read_bytes()
 
 
 def build_package(package: str, found: list[Found], settings: Settings, log: Log) -> PackageBuild:

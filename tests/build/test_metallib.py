@@ -1,0 +1,90 @@
+"""macOS builds through the FAKE xcrun of tests/toolchain (there is no Mac here): one .air per kernel
+specialisation, one .metallib per package, the platform tag in step with -mmacosx-version-min, and a
+warm rebuild that calls no compiler."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from conftest import wheel_files, wheel_tag
+from test_inprocess import check_manifest, hatch_build, st_build
+
+_spec = importlib.util.spec_from_file_location(
+    "fake_xcrun", Path(__file__).resolve().parents[1] / "toolchain" / "fake_xcrun.py")
+fake_xcrun = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fake_xcrun)
+
+
+@pytest.fixture
+def xcrun_log(tmp_path, monkeypatch):
+    """The fake xcrun on PATH, ENIGMA_EMIT_ONLY=0; returns a reader of the argv lines it was called with."""
+    fake_xcrun.install(tmp_path / "bin")
+    log = tmp_path / "xcrun.log"
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("FAKE_XCRUN_LOG", str(log))
+    monkeypatch.setenv("ENIGMA_EMIT_ONLY", "0")
+    from enigma.toolchain import xcrun
+    xcrun._versions.clear()
+
+    def calls(kind: str) -> list[list[str]]:
+        lines = [json.loads(ln) for ln in log.read_text().splitlines()] if log.exists() else []
+        if kind == "compile":
+            return [a for a in lines if a[2:3] == ["metal"] and "-c" in a]
+        return [a for a in lines if a[2:3] == ["metallib"]]
+    return calls
+
+
+def test_fake_mac_build_one_air_per_kernel_one_metallib(example_copy, tmp_path, xcrun_log, capsys):
+    whl = hatch_build(example_copy, tmp_path / "a")
+    assert wheel_tag(whl) == "py3-none-macosx_14_0_arm64"
+    files = wheel_files(whl)
+    man = check_manifest(files, "example_pkg")
+    assert man["metallib"] == "kernels.metallib" and man["macos_target"] == "14.0"
+    specs = [s["kernel_name"] for v in man["kernels"].values() for s in v]
+    compiles = xcrun_log("compile")
+    assert len(compiles) == len(specs) == 6
+    assert all("-mmacosx-version-min=14.0" in c and "-std=metal3.1" in c and "-fno-fast-math" in c
+               for c in compiles)
+    assert len(xcrun_log("metallib")) == 1
+    lib = files["example_pkg/_enigma/kernels.metallib"].decode().splitlines()
+    assert lib[0] == "FAKE-METALLIB" and len(lib) == 1 + len(specs)
+    # the second build: package cache hit, no compiler or linker call, the same wheel
+    capsys.readouterr()
+    again = hatch_build(example_copy, tmp_path / "b")
+    assert len(xcrun_log("compile")) == 6 and len(xcrun_log("metallib")) == 1
+    assert again.read_bytes() == whl.read_bytes()
+    assert "kernels from the cache" in "".join(capsys.readouterr())
+
+
+def test_edited_kernel_recompiles_only_its_air(example_copy, tmp_path, xcrun_log):
+    hatch_build(example_copy, tmp_path / "a")
+    k = example_copy / "src/example_pkg/kernels.py"
+    k.write_text(k.read_text().replace("c[i] = a[i] + b[i]", "c[i] = b[i] + a[i]"))
+    hatch_build(example_copy, tmp_path / "b")
+    assert len(xcrun_log("compile")) == 6 + 2  # vector_add float32 and float16
+    assert len(xcrun_log("metallib")) == 2
+
+
+def test_macos_target_drives_flags_and_tag(example_copy, tmp_path, xcrun_log):
+    pp = example_copy / "pyproject.toml"
+    pp.write_text(pp.read_text().replace('macos-target = "14.0"', 'macos-target = "15.0"'))
+    whl = hatch_build(example_copy, tmp_path / "a")
+    assert wheel_tag(whl) == "py3-none-macosx_15_0_arm64"
+    assert all("-mmacosx-version-min=15.0" in c for c in xcrun_log("compile"))
+
+
+def test_setuptools_fake_mac_wheel_tag(st_copy, tmp_path, xcrun_log):
+    whl = st_build(st_copy, tmp_path / "dist")
+    assert whl.name.endswith("-py3-none-macosx_14_0_arm64.whl") and wheel_tag(whl) == "py3-none-macosx_14_0_arm64"
+    assert "st_pkg/_enigma/kernels.metallib" in wheel_files(whl)
+
+
+def test_toolchain_failure_fails_the_build_with_the_fix(example_copy, tmp_path, xcrun_log, monkeypatch):
+    from enigma_build import core
+    monkeypatch.setenv("FAKE_XCRUN_FAIL", "find")
+    with pytest.raises(Exception) as e:
+        hatch_build(example_copy, tmp_path / "a")
+    assert "xcrun exit code error" in str(e.value) and "xcode-select --switch" in str(e.value)
+    assert not isinstance(e.value, core.BuildError) or "xcrun" in str(e.value)
