@@ -77,7 +77,8 @@ def test_macos_target_drives_flags_and_tag(example_copy, tmp_path, xcrun_log):
 
 def test_setuptools_fake_mac_wheel_tag(st_copy, tmp_path, xcrun_log):
     whl = st_build(st_copy, tmp_path / "dist")
-    assert whl.name.endswith("-py3-none-macosx_14_0_arm64.whl") and wheel_tag(whl) == "py3-none-macosx_14_0_arm64"
+    assert whl.name.endswith("-py3-none-macosx_14_0_arm64.whl")
+    assert wheel_tag(whl) == "py3-none-macosx_14_0_arm64"
     assert "st_pkg/_enigma/kernels.metallib" in wheel_files(whl)
 
 
