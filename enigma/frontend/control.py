@@ -196,8 +196,9 @@ def _loop(kind: str, names: tuple[str, ...], values: tuple[Any, ...],
                 if isinstance(values[k], Val) or join(types[j], o.dtype) != o.dtype:
                     raise error_here(f"variable {names[k]!r} changes type in the {kind} loop: it is "
                                      f"{types[j].name} before the loop and {o.dtype.name} after the body",
-                                     f"give it its final type before the loop, e.g. {names[k]} = "
-                                     f"enigma.{o.dtype.name}-typed value or .to(enigma.{types[j].name})")
+                                     f"give it its final type before the loop ({names[k]} = "
+                                     f"{names[k]}.to(enigma.{o.dtype.name})) or cast the new value in the body "
+                                     f"with .to(enigma.{types[j].name})")
                 new_types[j] = o.dtype
         if new_types == types:
             break

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import linecache
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -359,6 +360,15 @@ class KernelFunction:
                 "preset": sorted((k, repr(v)) for k, v in self.preset.items())}
 
 
+def def_line(fn: Callable[..., Any]) -> int:
+    """The line of `def` (co_firstlineno is the first decorator's line)."""
+    code = fn.__code__
+    for line in range(code.co_firstlineno, code.co_firstlineno + 50):
+        if linecache.getline(code.co_filename, line).lstrip().startswith(("def ", "async def ")):
+            return line
+    return code.co_firstlineno
+
+
 def _has_contents(cell: Any) -> bool:
     try:
         cell.cell_contents
@@ -488,7 +498,7 @@ class JitFunction:
         finally:
             _jit_stack.pop()
         if len(launches) != 1:
-            file, line = self.fn.__code__.co_filename, self.fn.__code__.co_firstlineno
+            file, line = self.fn.__code__.co_filename, def_line(self.fn)
             raise EnigmaError(f"@jit function {self.name!r} launched {len(launches)} kernels; it must launch "
                               "exactly one", file, line,
                               hint="call kernel(args...).launch(grid=..., block=...) once")

@@ -1,0 +1,294 @@
+"""Malformed kernels and launchers: each error's exact message, type and the user's line (marked `# <-`)."""
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+import zoo
+
+import enigma
+from enigma import Constexpr, EnigmaError, Tensor, float16, float32, int32
+
+
+def marked_line(fn) -> int:
+    lines, first = inspect.getsourcelines(fn)
+    return first + next(k for k, s in enumerate(lines) if "# <-" in s)
+
+
+# --- control flow --------------------------------------------------------------------------------
+
+@enigma.kernel
+def return_in_dynamic_if(x: Tensor[float32], n: int32):
+    i = enigma.thread_idx().x
+    if i >= n:
+        return  # <-
+    x[i] = 0.0
+
+
+@enigma.kernel
+def break_in_range_loop(x: Tensor[float32], n: int32):
+    for j in range(n):
+        if enigma.const_expr(True):
+            break  # <-
+        x[j] = 1.0
+
+
+@enigma.kernel
+def continue_in_while(x: Tensor[int32]):
+    v = x[0]
+    while v > 0:
+        v -= 1
+        continue  # <-
+
+
+@enigma.kernel
+def one_branch_only(x: Tensor[float32], n: int32):
+    i = enigma.thread_idx().x
+    if i < n:
+        y = x[i]
+    x[0] = y  # <-
+
+
+@enigma.kernel
+def loop_local_used_after(x: Tensor[float32], n: int32):
+    for j in range(n):
+        t = x[j]
+    x[0] = t  # <-
+
+
+@enigma.kernel
+def carried_type_changes(x: Tensor[int32], n: int32):
+    v = x[0]
+    for _j in range(n):  # <-
+        v = v * 0.5
+
+
+@enigma.kernel
+def python_object_in_loop(x: Tensor[float32], n: int32):
+    pair = (0, 0)
+    for j in range(n):  # <-
+        pair = (j, j)
+    x[0] = 1.0
+
+
+@enigma.kernel
+def negative_step(x: Tensor[float32], n: int32):
+    for j in range(n, 0, -1):  # <-
+        x[j] = 0.0
+
+
+# --- Python values vs traced values (TypeError) --------------------------------------------------
+
+@enigma.kernel
+def traced_as_bool(x: Tensor[float32], n: int32):
+    i = enigma.thread_idx().x
+    m = max(i, n)  # <-
+    x[m] = 0.0
+
+
+@enigma.kernel
+def traced_as_list_index(x: Tensor[float32]):
+    table = [1.0, 2.0, 3.0]
+    x[0] = table[enigma.thread_idx().x]  # <-
+
+
+@enigma.kernel
+def math_sqrt_of_traced(x: Tensor[float32]):
+    x[0] = math.sqrt(x[1])  # <-
+
+
+@enigma.kernel
+def add_a_string(x: Tensor[float32]):
+    x[0] = x[1] + "1"  # <-
+
+
+@enigma.kernel
+def bitwise_on_float(x: Tensor[float32]):
+    x[0] = x[1] & 1  # <-
+
+
+@enigma.kernel
+def float_index(x: Tensor[float32]):
+    x[0] = x[x[1]]  # <-
+
+
+@enigma.kernel
+def traced_range_constexpr(x: Tensor[float32], n: int32):
+    for j in enigma.range_constexpr(n):  # <-
+        x[j] = 0.0
+
+
+# --- tensors and memory --------------------------------------------------------------------------
+
+@enigma.kernel
+def wrong_rank_index(x: Tensor[float32, 2]):
+    x[0] = 1.0  # <-
+
+
+@enigma.kernel
+def slicing(x: Tensor[float32]):
+    x[0] = x[1:3]  # <-
+
+
+@enigma.kernel
+def static_out_of_bounds(x: Tensor[float32, (4, 4)]):
+    x[1, 4] = 0.0  # <-
+
+
+@enigma.kernel
+def shared_in_dynamic_if(x: Tensor[float32], n: int32):
+    if enigma.thread_idx().x < n:
+        t = enigma.shared_tensor(float32, (32,))  # <-
+        t[0] = 1.0
+
+
+@enigma.kernel
+def shared_dynamic_shape(x: Tensor[float32]):
+    t = enigma.shared_tensor(float32, (x.shape[0],))  # <-
+    t[0] = 1.0
+
+
+@enigma.kernel
+def atomic_on_half(x: Tensor[float16]):
+    enigma.atomic_add(x, 0, 1.0)  # <-
+
+
+@enigma.kernel
+def const_expr_of_traced(x: Tensor[float32]):
+    if enigma.const_expr(x[0] > 0):  # <-
+        x[0] = 1.0
+
+
+@enigma.kernel
+def python_error_in_body(x: Tensor[float32]):
+    x[0] = undefined_name  # noqa: F821  # <-
+
+
+# --- signatures ----------------------------------------------------------------------------------
+
+@enigma.kernel
+def missing_annotation(x: Tensor[float32], n):  # <-
+    x[0] = 1.0
+
+
+@enigma.kernel
+def constexpr_without_value(x: Tensor[float32], BLOCK: Constexpr[int]):  # <-
+    x[0] = 1.0
+
+
+@enigma.kernel
+def returns_value(x: Tensor[float32]):  # <-
+    return x[0]
+
+
+T = EnigmaError
+TE = TypeError
+CASES = [
+    (return_in_dynamic_if, T, "`return` inside an `if` on a traced condition is not supported"),
+    (break_in_range_loop, T, "`break` inside a `for ... in range(...)` loop (a run-time loop) is not supported"),
+    (continue_in_while, T, "`continue` inside a `while` loop on a traced condition is not supported"),
+    (one_branch_only, T, "variable 'y' is used but has no value here: it is assigned only in the then branch "
+                         "of the `if` on a traced condition"),
+    (loop_local_used_after, T, "variable 't' is used but has no value here: it is assigned only inside the "
+                               "body of a `for` loop"),
+    (carried_type_changes, T, "variable 'v' changes type in the `for` loop: it is int32 before the loop and "
+                              "float32 after the body"),
+    (python_object_in_loop, T, "variable 'pair' holds a Python tuple (a compile-time value) and is reassigned "
+                               "inside a `for` loop; only numbers can change from one iteration to the next"),
+    (negative_step, T, "range step must be positive in a run-time loop, got -1"),
+    (traced_as_bool, TE, "a traced bool (a run-time value) cannot be used as a Python bool"),
+    (traced_as_list_index, TE, "a traced int32 (a run-time value) cannot be used as a Python int (list index, "
+                               "range_constexpr, slice)"),
+    (math_sqrt_of_traced, TE, "float() of a traced float32 (a run-time value) (e.g. math.sqrt of it): its value "
+                              "is only known at run time"),
+    (add_a_string, TE, "unsupported operand types for +: traced float32 (a run-time value) and Python str "
+                       "(a compile-time value)"),
+    (bitwise_on_float, TE, "& needs integer or bool operands, got traced float32 (a run-time value) and "
+                           "Python int (a compile-time value)"),
+    (float_index, TE, "index 0 of x is a traced float32 (a run-time value); indices are integers"),
+    (traced_range_constexpr, T, "range_constexpr bounds must be Python ints, got traced int32 (a run-time value)"),
+    (wrong_rank_index, T, "x has rank 2 but is indexed with 1 index"),
+    (slicing, T, "slicing x is not supported in kernels"),
+    (static_out_of_bounds, T, "index 4 is out of bounds for axis 1 of x (size 4)"),
+    (shared_in_dynamic_if, T, "shared_tensor must be declared at the top level of the kernel, not inside "
+                              "dynamic control flow"),
+    (shared_dynamic_shape, T, "shared_tensor needs a static shape of positive Python ints, got (Val(%"),
+    (atomic_on_half, T, "enigma.atomic_add on a float16 tensor (x) is not supported by Metal"),
+    (const_expr_of_traced, T, "const_expr needs a compile-time value, got a traced bool (a run-time value)"),
+    (python_error_in_body, T, "NameError while tracing kernel 'python_error_in_body': name 'undefined_name' "
+                              "is not defined"),
+    (missing_annotation, T, "kernel parameter 'n' has no annotation"),
+    (constexpr_without_value, T, "Constexpr parameter 'BLOCK' of constexpr_without_value has no value"),
+    (returns_value, T, "kernel 'returns_value' returns a value; kernels return nothing"),
+]
+
+
+@pytest.mark.parametrize("kernel,cls,message", CASES, ids=[c[0].name for c in CASES])
+def test_malformed_kernel(kernel, cls, message):
+    with pytest.raises(cls) as info:
+        enigma.compile(kernel)
+    err = info.value
+    assert isinstance(err, EnigmaError)
+    assert err.message.startswith(message) if message.endswith("%") else err.message == message
+    assert (err.file, err.line) == (__file__, marked_line(kernel.fn))
+    text = str(err)
+    assert text.startswith(f"{__file__}:{err.line}: {err.message}\n    ")
+    assert text.splitlines()[1].strip() == err.source_line and "# <-" in err.source_line
+    if not isinstance(err, TypeError) or "hint" in text:
+        assert err.hint and text.endswith(f"\n  hint: {err.hint}")
+
+
+# --- launchers -----------------------------------------------------------------------------------
+
+@enigma.jit
+def launches_nothing(a, b, c):  # <-
+    pass
+
+
+@enigma.jit
+def launches_twice(a, b, c):  # <-
+    n = a.shape[0]
+    for _ in range(2):
+        zoo.vector_add(a, b, c, n).launch(grid=(1, 1, 1), block=(256, 1, 1))
+
+
+@enigma.jit
+def symbolic_block(a, b, c):
+    n = a.shape[0]
+    zoo.vector_add(a, b, c, n).launch(grid=(1, 1, 1), block=(n, 1, 1))  # <-
+
+
+@enigma.jit
+def wrong_dtype(a, b, c):
+    zoo.vector_add(a, b, c, 3).launch(grid=(1, 1, 1), block=(4, 1, 1))
+
+
+def test_jit_errors():
+    a = np.zeros(8, np.float32)
+    spec = enigma.TensorSpec(float32, ("n",))
+    for fn, msg, args in [
+        (launches_nothing, "@jit function 'launches_nothing' launched 0 kernels; it must launch exactly one",
+         (a, a, a)),
+        (launches_twice, "@jit function 'launches_twice' launched 2 kernels; it must launch exactly one",
+         (a, a, a)),
+        (symbolic_block, "block (n, 1, 1) depends on sizes known only at launch", (spec, spec, spec)),
+    ]:
+        with pytest.raises(EnigmaError) as info:
+            enigma.compile(fn, *args)
+        assert info.value.message == msg
+        assert (info.value.file, info.value.line) == (__file__, marked_line(fn.fn))
+    with pytest.raises(EnigmaError, match=r"parameter 'a' of vector_add is Tensor\[float32\], got a int32 tensor"):
+        enigma.compile(wrong_dtype, np.zeros(4, np.int32), a, a)
+
+
+def test_calling_kernels_and_jits_directly():
+    with pytest.raises(EnigmaError) as info:
+        zoo.vector_add(1, 2, 3, 4)  # <- direct call
+    assert info.value.message == "calling kernel 'vector_add' directly does not run it"
+    assert info.value.line == inspect.currentframe().f_lineno - 2
+    with pytest.raises(EnigmaError, match="is not called directly"):
+        zoo.add(1, 2, 3)
+    with pytest.raises(EnigmaError, match="expects an @enigma.kernel or @enigma.jit function"):
+        enigma.compile(lambda: None)
