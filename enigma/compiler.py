@@ -57,7 +57,8 @@ class CompiledKernel:
         if self._runnable is None:
             from enigma_runtime import Kernel
 
-            self._runnable = Kernel.from_spec(self.signature, self.ir_json, self.metal_source, self.metallib_bytes)
+            self._runnable = Kernel.from_spec(self.signature, self.ir_json, self.metal_source,
+                                              self.metallib_bytes)
         return self._runnable(*args, grid=grid, block=block, device=device)
 
     def save(self, directory: str | os.PathLike[str], package: str | None = None) -> Path:

@@ -27,7 +27,8 @@ class Builder:
 
     def emit(self, name: str, operands: list[ir.Value] | tuple = (), types: list[ir.Type] | tuple = (),
              attrs: dict[str, Any] | None = None, regions: list[ir.Block] | None = None) -> ir.Op:
-        op = ir.Op(name, list(operands), [ir.Value(t) for t in types], attrs or {}, regions or [], self.line())
+        op = ir.Op(name, list(operands), [ir.Value(t) for t in types], attrs or {}, regions or [],
+                   self.line())
         self.blocks[-1].ops.append(op)
         return op
 

@@ -197,7 +197,8 @@ def _loop(kind: str, names: tuple[str, ...], values: tuple[Any, ...],
                     raise error_here(f"variable {names[k]!r} changes type in the {kind} loop: it is "
                                      f"{types[j].name} before the loop and {o.dtype.name} after the body",
                                      f"give it its final type before the loop ({names[k]} = "
-                                     f"{names[k]}.to(enigma.{o.dtype.name})) or cast the new value in the body "
+                                     f"{names[k]}.to(enigma.{o.dtype.name})) or cast the new value in the "
+                                     "body "
                                      f"with .to(enigma.{types[j].name})")
                 new_types[j] = o.dtype
         if new_types == types:
@@ -233,7 +234,8 @@ def dyn_for(bounds: tuple[Any, ...], body: Callable[..., tuple], names: tuple[st
     for x in (lb, ub, step):
         if isinstance(x, Undefined):
             x.fail()
-        if not (isinstance(x, Val) and x.dtype.is_int) and not (isinstance(x, int) and not isinstance(x, bool)):
+        py_int = isinstance(x, int) and not isinstance(x, bool)
+        if not (isinstance(x, Val) and x.dtype.is_int) and not py_int:
             raise error_here(f"range bounds must be integers, got {describe(x)}")
     if isinstance(step, int) and step <= 0:
         raise error_here(f"range step must be positive in a run-time loop, got {step}",

@@ -98,7 +98,8 @@ class Launch:
         return h.hexdigest()
 
 
-def _err(message: str, file: str, line: int, hint: str = "", cls: type[EnigmaError] = EnigmaError) -> EnigmaError:
+def _err(message: str, file: str, line: int, hint: str = "",
+         cls: type[EnigmaError] = EnigmaError) -> EnigmaError:
     return cls(message, file, line, hint=hint)
 
 
@@ -120,7 +121,8 @@ class KernelFunction:
     """A kernel: traced to IR per specialisation (argument dtypes, shapes and constexpr values)."""
 
     def __init__(self, fn: Callable[..., Any], block: Any = None, grid: Any = None,
-                 specialize: list[dict[str, Any]] | None = None, _preset: dict[str, Any] | None = None) -> None:
+                 specialize: list[dict[str, Any]] | None = None,
+                 _preset: dict[str, Any] | None = None) -> None:
         functools.update_wrapper(self, fn)
         self.fn, self.name = fn, fn.__name__
         self.block, self.grid = block, grid
@@ -201,7 +203,8 @@ class KernelFunction:
         if not _jit_stack:
             file, line = user_frame(2)
             raise EnigmaError(f"calling kernel {self.name!r} directly does not run it", file, line,
-                              hint=f"compile it with enigma.compile({self.name}) and call the CompiledKernel, "
+                              hint=f"compile it with enigma.compile({self.name}) and call the "
+                                   "CompiledKernel, "
                                    "or launch it from an @enigma.jit function: "
                                    f"{self.name}(...).launch(grid=..., block=...)")
         return KernelCall(self, self._bind(args, kwargs))
@@ -210,7 +213,8 @@ class KernelFunction:
         names = [p.name for p in self.params]
         if len(args) > len(names):
             file, line = user_frame(3)
-            raise EnigmaError(f"kernel {self.name!r} takes {len(names)} arguments, got {len(args)}", file, line)
+            raise EnigmaError(f"kernel {self.name!r} takes {len(names)} arguments, got {len(args)}", file,
+                              line)
         out = dict(zip(names, args))
         for k, v in kwargs.items():
             if k not in names:
@@ -290,12 +294,15 @@ class KernelFunction:
                              f"{v.dtype.name} tensor", f"pass {t.dtype.name} data or annotate the parameter "
                              "with another element type")
         if v.ndim != t.rank:
-            raise self._here(f"parameter {p.name!r} of {self.name} has rank {t.rank}, got a rank-{v.ndim} tensor")
+            raise self._here(f"parameter {p.name!r} of {self.name} has rank {t.rank}, got a rank-{v.ndim} "
+                             "tensor")
         shape: list[int | str | None] = []
         for axis, (want, got) in enumerate(zip(t.shape, v.spec_shape)):
-            concrete = int(v.array.shape[axis]) if v.array is not None else got if isinstance(got, int) else None
+            concrete = (int(v.array.shape[axis]) if v.array is not None
+                        else got if isinstance(got, int) else None)
             if isinstance(want, int) and concrete is not None and concrete != want:
-                raise self._here(f"parameter {p.name!r} of {self.name} has static size {want} on axis {axis}, "
+                raise self._here(f"parameter {p.name!r} of {self.name} has static size {want} on axis "
+                                 f"{axis}, "
                                  f"got size {concrete}", "a kernel compiled for a static shape only fits it")
             if isinstance(want, str) and concrete is not None:
                 if sizes.setdefault(want, concrete) != concrete:
@@ -309,7 +316,8 @@ class KernelFunction:
             v = p.default
         if v is inspect.Parameter.empty:
             raise self._here(f"Constexpr parameter {p.name!r} of {self.name} has no value",
-                             f"give it a default ({p.name}: enigma.Constexpr[int] = 256), pass it, or list it "
+                             f"give it a default ({p.name}: enigma.Constexpr[int] = 256), pass it, or list "
+                             "it "
                              "in specialize=")
         if isinstance(v, Expr):
             if v.value is None:
@@ -371,7 +379,7 @@ def def_line(fn: Callable[..., Any]) -> int:
 
 def _has_contents(cell: Any) -> bool:
     try:
-        cell.cell_contents
+        _ = cell.cell_contents
     except ValueError:
         return False
     return True
@@ -480,7 +488,8 @@ class JitFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         file, line = user_frame(2)
         raise EnigmaError(f"an @enigma.jit function ({self.name}) is not called directly", file, line,
-                          hint=f"compile it: ck = enigma.compile({self.name}, *arrays); then run ck(...) with "
+                          hint=f"compile it: ck = enigma.compile({self.name}, *arrays); then run ck(...) "
+                               "with "
                                "the kernel's arguments")
 
     def run(self, *args: Any) -> Launch:
@@ -507,7 +516,8 @@ class JitFunction:
 
 def kernel(fn: Callable[..., Any] | None = None, *, block: Any = None, grid: Any = None,
            specialize: list[dict[str, Any]] | None = None) -> Any:
-    """`@enigma.kernel` or `@enigma.kernel(block=(256, 1, 1), grid=lambda a, b, c, n: (...), specialize=[...])`.
+    """`@enigma.kernel`, or `@enigma.kernel(block=(256, 1, 1), grid=lambda a, b, c, n: (...),
+    specialize=[...])`.
 
     grid: a tuple of ints, or a function of the kernel's parameters (tensors give `.shape` sizes,
     scalars are symbolic) returning one. specialize: extra variants, each a dict of parameter ->

@@ -146,8 +146,8 @@ class Rewriter(ast.NodeTransformer):
         defs = [self._def(then, names, _guarded(node.body, "if"), names, node)]
         if node.orelse:
             defs.append(self._def(other, names, _guarded(node.orelse, "if"), names, node.orelse[0]))
-        call = _call(_rt("dyn_if"), _name(c), _name(then), _name(other) if node.orelse else ast.Constant(None),
-                     _strs(names), self._pick(names))
+        other_fn = _name(other) if node.orelse else ast.Constant(None)
+        call = _call(_rt("dyn_if"), _name(c), _name(then), other_fn, _strs(names), self._pick(names))
         static = ast.If(test=_name(c), body=node.body, orelse=node.orelse)
         out = [ast.Assign(targets=[_name(c, True)], value=node.test),
                ast.If(test=_call(_rt("is_static"), _name(c)), body=[static],
@@ -227,7 +227,8 @@ def rewrite(fn: Callable[..., Any], rt: Any) -> tuple[Callable[..., Any], int]:
     except (OSError, TypeError) as e:
         raise EnigmaError(f"cannot read the source of kernel {fn.__name__!r} ({e})", file,
                           fn.__code__.co_firstlineno,
-                          hint="kernels must be defined in a .py file (not typed into a REPL or exec'd)") from e
+                          hint="kernels must be defined in a .py file (not typed into a REPL or exec'd)",
+                          ) from e
     tree = ast.parse(textwrap.dedent("".join(lines)))
     ast.increment_lineno(tree, first - 1)
     fdef = tree.body[0]

@@ -70,7 +70,7 @@ def python_object_in_loop(x: Tensor[float32], n: int32):
     pair = (0, 0)
     for j in range(n):  # <-
         pair = (j, j)
-    x[0] = 1.0
+    x[0] = pair[0]
 
 
 @enigma.kernel
@@ -187,7 +187,8 @@ T = EnigmaError
 TE = TypeError
 CASES = [
     (return_in_dynamic_if, T, "`return` inside an `if` on a traced condition is not supported"),
-    (break_in_range_loop, T, "`break` inside a `for ... in range(...)` loop (a run-time loop) is not supported"),
+    (break_in_range_loop, T, "`break` inside a `for ... in range(...)` loop (a run-time loop) is not "
+                             "supported"),
     (continue_in_while, T, "`continue` inside a `while` loop on a traced condition is not supported"),
     (one_branch_only, T, "variable 'y' is used but has no value here: it is assigned only in the then branch "
                          "of the `if` on a traced condition"),
@@ -195,20 +196,22 @@ CASES = [
                                "body of a `for` loop"),
     (carried_type_changes, T, "variable 'v' changes type in the `for` loop: it is int32 before the loop and "
                               "float32 after the body"),
-    (python_object_in_loop, T, "variable 'pair' holds a Python tuple (a compile-time value) and is reassigned "
-                               "inside a `for` loop; only numbers can change from one iteration to the next"),
+    (python_object_in_loop, T, "variable 'pair' holds a Python tuple (a compile-time value) and is "
+                               "reassigned inside a `for` loop; only numbers can change from one "
+                               "iteration to the next"),
     (negative_step, T, "range step must be positive in a run-time loop, got -1"),
     (traced_as_bool, TE, "a traced bool (a run-time value) cannot be used as a Python bool"),
-    (traced_as_list_index, TE, "a traced int32 (a run-time value) cannot be used as a Python int (list index, "
-                               "range_constexpr, slice)"),
-    (math_sqrt_of_traced, TE, "float() of a traced float32 (a run-time value) (e.g. math.sqrt of it): its value "
-                              "is only known at run time"),
+    (traced_as_list_index, TE, "a traced int32 (a run-time value) cannot be used as a Python int (list "
+                               "index, range_constexpr, slice)"),
+    (math_sqrt_of_traced, TE, "float() of a traced float32 (a run-time value) (e.g. math.sqrt of it): its "
+                              "value is only known at run time"),
     (add_a_string, TE, "unsupported operand types for +: traced float32 (a run-time value) and Python str "
                        "(a compile-time value)"),
     (bitwise_on_float, TE, "& needs integer or bool operands, got traced float32 (a run-time value) and "
                            "Python int (a compile-time value)"),
     (float_index, TE, "index 0 of x is a traced float32 (a run-time value); indices are integers"),
-    (traced_range_constexpr, T, "range_constexpr bounds must be Python ints, got traced int32 (a run-time value)"),
+    (traced_range_constexpr, T, "range_constexpr bounds must be Python ints, got traced int32 (a run-time "
+                                "value)"),
     (wrong_rank_index, T, "x has rank 2 but is indexed with 1 index"),
     (slicing, T, "slicing x is not supported in kernels"),
     (static_out_of_bounds, T, "index 4 is out of bounds for axis 1 of x (size 4)"),
@@ -279,7 +282,7 @@ def test_jit_errors():
             enigma.compile(fn, *args)
         assert info.value.message == msg
         assert (info.value.file, info.value.line) == (__file__, marked_line(fn.fn))
-    with pytest.raises(EnigmaError, match=r"parameter 'a' of vector_add is Tensor\[float32\], got a int32 tensor"):
+    with pytest.raises(EnigmaError, match=r"'a' of vector_add is Tensor\[float32\], got a int32 tensor"):
         enigma.compile(wrong_dtype, np.zeros(4, np.int32), a, a)
 
 
