@@ -1,0 +1,188 @@
+"""Find a clang that compiles C++ for OpenCL, build kernel libraries with it, cache what it builds.
+
+clang comes from `$ENIGMA_CLANG`, else `clang++-22`, `clang++-19`, `clang++` on PATH, else the PyPI
+`ziglang` wheel (which bundles clang). Built files are cached by the sha256 of their source, the
+compatibility headers, the flags and the compiler's version, in `$ENIGMA_CACHE_DIR` or
+`~/.cache/enigma/verify`; every write goes to a temporary file renamed into place (atomic).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+INCLUDE_DIR = HERE / "include"
+RUNTIME_SRC = HERE / "runtime" / "dispatch.cpp"
+CANDIDATES = ("clang++-22", "clang++-21", "clang++-20", "clang++-19", "clang++")
+
+# C++ for OpenCL: real address spaces, kernel-scope threadgroup arrays, no double (see docs/verify.md)
+MSL_FLAGS = ("-x", "clcpp", "-cl-std=clc++2021", "-cl-no-stdinc",
+             "-Xclang", "-cl-ext=-cl_khr_fp64,-__opencl_c_fp64,+cl_khr_fp16,"
+             "+__cl_clang_non_portable_kernel_param_types",
+             "-Wno-unknown-attributes", "-Wno-unused-value", "-ffp-contract=off")
+OPT_FLAGS = ("-O2", "-fPIC", "-gline-tables-only")
+
+
+class ClangNotFound(RuntimeError):
+    """No usable clang: the message says how to get one."""
+
+
+class CompileError(RuntimeError):
+    """clang rejected the Metal source; `diagnostics` holds its messages (file:line: error: ...)."""
+
+    def __init__(self, message: str, diagnostics: str = "") -> None:
+        super().__init__(message)
+        self.diagnostics = diagnostics
+
+
+@dataclass(frozen=True)
+class Clang:
+    """A clang driver: `argv` runs it (e.g. ["clang++-19"] or [python, "-m", "ziglang", "clang"])."""
+
+    argv: tuple[str, ...]
+    version: str
+
+    @property
+    def is_zig(self) -> bool:
+        return "ziglang" in self.argv
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout else None
+
+
+@functools.cache
+def find_clang() -> Clang:
+    """The clang to use (see the module docstring for the search order)."""
+    env = os.environ.get("ENIGMA_CLANG")
+    if env:
+        argv = env.split()
+        v = _version(argv)
+        if v is None:
+            raise ClangNotFound(f"$ENIGMA_CLANG={env!r} does not run (`{env} --version` failed); "
+                                "point it at a clang++ executable, e.g. ENIGMA_CLANG=/usr/bin/clang++-19")
+        return Clang(tuple(argv), v)
+    for name in CANDIDATES:
+        path = shutil.which(name)
+        if path and (v := _version([path])):
+            return Clang((path,), v)
+    try:
+        import ziglang  # noqa: F401  (the PyPI wheel that bundles clang)
+        argv = [sys.executable, "-m", "ziglang", "clang"]
+        if v := _version(argv):
+            return Clang(tuple(argv), v)
+    except ImportError:
+        pass
+    raise ClangNotFound(
+        "enigma.verify needs clang (C++ for OpenCL mode) to compile Metal source on this machine, and "
+        f"found none ({', '.join(CANDIDATES)} on PATH, $ENIGMA_CLANG, the `ziglang` wheel). Install one: "
+        "`apt-get install clang-19` (Debian/Ubuntu), or `pip install ziglang`, or set "
+        "ENIGMA_CLANG=/path/to/clang++")
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("ENIGMA_CACHE_DIR") or Path.home() / ".cache" / "enigma" / "verify")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@functools.cache
+def shim_digest() -> str:
+    """sha256 of every file of the compatibility layer (part of every cache key)."""
+    h = hashlib.sha256()
+    for p in sorted(INCLUDE_DIR.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(INCLUDE_DIR)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def _key(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() + b"\0")
+    return h.hexdigest()[:32]
+
+
+def _atomic_move(src: Path, dst: Path) -> None:
+    os.replace(src, dst)  # same directory: atomic on POSIX
+
+
+def _run(cmd: list[str], what: str, cwd: Path) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    if out.returncode != 0:
+        raise CompileError(f"{what} failed:\n{out.stderr.strip()}", out.stderr)
+    return out
+
+
+def runtime_library() -> Path:
+    """The dispatcher library (runtime/dispatch.cpp), built once per compiler and cached."""
+    clang = find_clang()
+    src = RUNTIME_SRC.read_text()
+    flags = ("-O2", "-fPIC", "-shared", "-std=c++17")
+    out = cache_dir() / f"enigma_rt_{_key(src, clang.version, ' '.join(flags))}.so"
+    if out.exists():
+        return out
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        t = Path(tmp)
+        argv = list(clang.argv)
+        if clang.is_zig:
+            argv[-1] = "c++"  # `zig c++` links ordinary C++
+        _run([*argv, *flags, str(RUNTIME_SRC), "-o", str(t / "rt.so")], "building the verify dispatcher", t)
+        _atomic_move(t / "rt.so", out)
+    return out
+
+
+def _pch() -> Path | None:
+    """A precompiled header of <metal_stdlib> (cuts the per-kernel compile time); None if unsupported."""
+    clang = find_clang()
+    out = cache_dir() / f"metal_stdlib_{_key(shim_digest(), clang.version, ' '.join(MSL_FLAGS))}.pch"
+    if out.exists():
+        return out
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        t = Path(tmp)
+        cmd = [*clang.argv, *MSL_FLAGS, "-Xclang", "-emit-pch", "-fPIC", "-I", str(INCLUDE_DIR),
+               str(INCLUDE_DIR / "metal_stdlib"), "-o", str(t / "h.pch")]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=t)
+        if r.returncode != 0:
+            return None
+        _atomic_move(t / "h.pch", out)
+    return out
+
+
+def compile_kernel_library(source: str, *, file_name: str = "kernel.metal") -> Path:
+    """Compile and link `source` (Metal source plus the generated wrapper) into a shared library.
+
+    Raises CompileError with clang's diagnostics, which name `file_name`:line.
+    """
+    clang = find_clang()
+    key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS + OPT_FLAGS), file_name)
+    out = cache_dir() / f"k_{key}.so"
+    if out.exists():
+        return out
+    pch = None if clang.is_zig else _pch()
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        t = Path(tmp)
+        (t / file_name).write_text(source)
+        inc = ["-include-pch", str(pch)] if pch else []
+        compile_cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, *inc, "-I", str(INCLUDE_DIR), "-c", file_name,
+                       "-o", "k.o"]
+        r = subprocess.run(compile_cmd, capture_output=True, text=True, cwd=t)
+        if r.returncode != 0:
+            raise CompileError(f"clang rejected the Metal source:\n{r.stderr.strip()}", r.stderr)
+        link = list(clang.argv)
+        if clang.is_zig:
+            link[-1] = "c++"
+        _run([*link, "-shared", "k.o", "-o", "k.so", "-lm"], "linking the kernel library", t)
+        _atomic_move(t / "k.so", out)
+    return out

@@ -1,0 +1,405 @@
+"""Run Metal kernels on the CPU: compile with clang + the compatibility layer, dispatch with fibers.
+
+    run_msl(compiled_kernel, *arrays, grid=..., block=..., schedule="random")
+    run_msl(metal_source, *arrays, name="my_kernel", grid=..., block=...)     # raw MSL
+
+Written arrays are updated in place. Errors come back as exceptions: `MslError` (the source cannot
+be run: unknown attribute, unsupported parameter), `CompileError` (clang rejected it: address
+spaces, `double`, ...), `KernelError` (found while running: divergent barrier, out-of-bounds
+access, crash), each naming the .metal line where known.
+"""
+from __future__ import annotations
+
+import ctypes
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from enigma.verify import clang as _clang
+from enigma.verify.elf import threadgroup_ranges
+from enigma.verify.msl import KernelSig, MslError, parse_kernel
+from enigma.verify.wrapper import entry_source
+
+SCHEDULES = {"forward": 0, "reverse": 1, "random": 2}
+MAX_THREADS_PER_GROUP = 1024
+MAX_THREADGROUP_MEMORY = 32 * 1024
+# Metal element type names -> the numpy dtype a buffer of them holds
+MSL_NUMPY = {
+    "float": np.float32, "half": np.float16, "bfloat": np.uint16, "int": np.int32, "uint": np.uint32,
+    "short": np.int16, "ushort": np.uint16, "char": np.int8, "uchar": np.uint8, "bool": np.bool_,
+    "long": np.int64, "ulong": np.uint64, "int32_t": np.int32, "uint32_t": np.uint32,
+    "atomic_int": np.int32, "atomic_uint": np.uint32, "atomic_float": np.float32,
+}
+
+
+class KernelError(RuntimeError):
+    """The kernel failed while running on the CPU (the message names the .metal line when known)."""
+
+    def __init__(self, message: str, line: int = 0, thread: tuple[int, ...] | None = None,
+                 group: tuple[int, ...] | None = None) -> None:
+        super().__init__(message)
+        self.line, self.thread, self.group = line, thread, group
+
+
+class _Err(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_int32), ("line", ctypes.c_int32), ("is_write", ctypes.c_int32),
+                ("have_thread", ctypes.c_int32), ("tid", ctypes.c_uint32 * 3), ("gid", ctypes.c_uint32 * 3),
+                ("addr", ctypes.c_uint64), ("rip", ctypes.c_uint64), ("so_base", ctypes.c_uint64),
+                ("buffer", ctypes.c_int32), ("sig", ctypes.c_int32), ("offset", ctypes.c_int64),
+                ("so_path", ctypes.c_char * 512), ("msg", ctypes.c_char * 2048)]
+
+
+_lock = threading.RLock()
+_rt: ctypes.CDLL | None = None
+
+
+def _runtime() -> ctypes.CDLL:
+    global _rt
+    if _rt is None:
+        lib = ctypes.CDLL(str(_clang.runtime_library()), mode=ctypes.RTLD_GLOBAL)
+        lib.enigma_buf_alloc.argtypes = [ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
+        lib.enigma_buf_free.argtypes = [ctypes.c_int]
+        lib.enigma_buf_check.argtypes = [ctypes.c_int]
+        lib.enigma_buf_check.restype = ctypes.c_int64
+        lib.enigma_err_size.restype = ctypes.c_size_t
+        lib.enigma_run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
+                                   ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32),
+                                   ctypes.c_int, ctypes.c_uint64, ctypes.c_int,
+                                   ctypes.POINTER(ctypes.c_uint64), ctypes.c_int, ctypes.c_int,
+                                   ctypes.c_double, ctypes.POINTER(_Err)]
+        assert lib.enigma_err_size() == ctypes.sizeof(_Err), "dispatcher ErrInfo layout mismatch"
+        _rt = lib
+    return _rt
+
+
+def _dim3(v: Sequence[int] | int, what: str) -> tuple[int, int, int]:
+    t = (int(v),) if isinstance(v, (int, np.integer)) else tuple(int(x) for x in v)
+    if not 1 <= len(t) <= 3 or any(x < 1 for x in t):
+        raise ValueError(f"{what} must be 1 to 3 positive ints, got {v!r}")
+    return (t + (1, 1))[:3]  # type: ignore[return-value]
+
+
+@dataclass
+class _Buffer:
+    slot: int
+    ptr: int
+    param: str
+    index: int
+    itemsize: int
+    nbytes: int
+
+
+class MslProgram:
+    """One Metal kernel compiled for the CPU and loaded (keep it to run the kernel many times)."""
+
+    def __init__(self, source: str, name: str | None = None, file: str = "kernel.metal") -> None:
+        self.source, self.file = source, file
+        self.sig: KernelSig = parse_kernel(source, name, file)
+        self.library = _clang.compile_kernel_library(source + entry_source(self.sig, file), file_name=file)
+        rt = _runtime()
+        self._lib = ctypes.CDLL(str(self.library))
+        self._entry = ctypes.cast(self._lib.enigma_entry, ctypes.c_void_p).value
+        ranges, entry_off = threadgroup_ranges(self.library)
+        base = self._entry - entry_off if entry_off is not None else 0
+        self.threadgroup_arrays = [(base + off, size, nm) for off, size, nm in ranges]
+        self.threadgroup_memory = sum(size for _, size, _ in ranges)
+        self._rt = rt
+
+    @property
+    def name(self) -> str:
+        return self.sig.name
+
+    def run(self, buffers: Mapping[int, Any], *, grid: Sequence[int] | int, block: Sequence[int] | int,
+            schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0) -> None:
+        """Run one dispatchThreadgroups(grid, block) launch. `buffers[i]` binds [[buffer(i)]]: a numpy
+        array (written back in place if the parameter is writable), a numpy scalar or bytes."""
+        grid3, block3 = _dim3(grid, "grid"), _dim3(block, "block")
+        nthreads = block3[0] * block3[1] * block3[2]
+        if nthreads > MAX_THREADS_PER_GROUP:
+            raise ValueError(f"block {block3} has {nthreads} threads; Metal allows at most "
+                             f"{MAX_THREADS_PER_GROUP} per threadgroup")
+        if self.threadgroup_memory > MAX_THREADGROUP_MEMORY:
+            raise KernelError(f"{self.file}: kernel {self.name} declares {self.threadgroup_memory} bytes of "
+                              f"threadgroup memory; Metal allows at most {MAX_THREADGROUP_MEMORY}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        wanted = set(self.sig.buffer_indices)
+        extra = set(buffers) - wanted
+        if extra:
+            raise ValueError(f"kernel {self.name} has no [[buffer({min(extra)})]]; its buffers are "
+                             f"{sorted(wanted)}")
+        missing = wanted - set(buffers)
+        if missing:
+            p = self.sig.buffer(min(missing))
+            raise ValueError(f"no data for [[buffer({p.index})]] ({p.name}) of kernel {self.name}")
+        arrays = {i: self._as_array(i, v) for i, v in buffers.items()}
+        with _lock:
+            self._run_locked(arrays, grid3, block3, schedule, seed, isolate, timeout)
+
+    def _as_array(self, index: int, v: Any) -> np.ndarray:
+        p = self.sig.buffer(index)
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            return np.frombuffer(bytes(v), np.uint8)
+        a = v if isinstance(v, np.ndarray) else np.asarray(v)
+        if not a.flags.c_contiguous:
+            raise ValueError(f"[[buffer({index})]] ({p.name}): the array must be C-contiguous")
+        base = re.sub(r"[234]$", "", p.base_type.replace("metal::", ""))
+        want = MSL_NUMPY.get(base)
+        if want is not None and a.dtype != np.dtype(want) and a.dtype != np.uint8:
+            raise TypeError(f"{self.file}:{p.line}: [[buffer({index})]] {p.name} is `{p.type_text}` but the "
+                            f"array has dtype {a.dtype}; pass a {np.dtype(want)} array")
+        return a
+
+    def _run_locked(self, arrays: dict[int, np.ndarray], grid3, block3, schedule, seed, isolate, timeout):
+        rt = self._rt
+        nbuf = max(arrays, default=-1) + 1
+        ptrs = (ctypes.c_void_p * max(nbuf, 1))()
+        bufs: list[_Buffer] = []
+        try:
+            for i, a in arrays.items():
+                out = ctypes.c_void_p()
+                slot = rt.enigma_buf_alloc(a.nbytes, ctypes.byref(out))
+                if slot < 0:
+                    raise KernelError(f"cannot allocate a guarded buffer of {a.nbytes} bytes")
+                p = self.sig.buffer(i)
+                bufs.append(_Buffer(slot, out.value, p.name, i, max(a.itemsize, 1), a.nbytes))
+                if a.nbytes:
+                    ctypes.memmove(out.value, a.ctypes.data, a.nbytes)
+                ptrs[i] = out.value
+            poison = (ctypes.c_uint64 * max(2 * len(self.threadgroup_arrays), 1))()
+            for k, (addr, size, _) in enumerate(self.threadgroup_arrays):
+                poison[2 * k], poison[2 * k + 1] = addr, size
+            err = _Err()
+            code = rt.enigma_run(self._entry, ptrs, (ctypes.c_uint32 * 3)(*grid3),
+                                 (ctypes.c_uint32 * 3)(*block3), SCHEDULES[schedule], seed,
+                                 int(self.sig.uses_sync), poison, len(self.threadgroup_arrays),
+                                 int(isolate), float(timeout), ctypes.byref(err))
+            if code:
+                raise self._error(code, err, bufs)
+            for b in bufs:
+                off = rt.enigma_buf_check(b.slot)
+                if off != -(2**63):
+                    raise KernelError(self._oob_text(b, off, None) + " (found after the run in the buffer's "
+                                      "padding: the thread is unknown)")
+            for b in bufs:
+                p = self.sig.buffer(b.index)
+                a = arrays[b.index]
+                if not p.is_const and a.nbytes and a.flags.writeable:
+                    ctypes.memmove(a.ctypes.data, b.ptr, a.nbytes)
+        finally:
+            for b in bufs:
+                rt.enigma_buf_free(b.slot)
+
+    def _oob_text(self, b: _Buffer, off: int, is_write: bool | None) -> str:
+        kind = "" if is_write is None else ("write" if is_write else "read")
+        p = self.sig.buffer(b.index)
+        elem = off // b.itemsize if off >= 0 else -((-off + b.itemsize - 1) // b.itemsize)
+        return (f"out-of-bounds {kind} access to [[buffer({b.index})]] {p.name} (`{p.type_text}`): "
+                f"byte offset {off}, element {elem}, but the buffer holds {b.nbytes // b.itemsize} elements "
+                f"({b.nbytes} bytes)").replace("  ", " ")
+
+    def _error(self, code: int, e: _Err, bufs: list[_Buffer]) -> Exception:
+        thread = tuple(e.tid) if e.have_thread else None
+        group = tuple(e.gid) if e.have_thread else None
+        where = f" (thread_position_in_threadgroup {thread}, threadgroup {group})" if thread else ""
+        msg = e.msg.decode(errors="replace")
+        if code == 1:
+            if "thread_position_in_threadgroup" in msg:
+                where = f" (threadgroup {group})" if group else ""
+            return KernelError(f"{self.file}:{e.line}: {msg}{where}" if e.line else msg + where, e.line,
+                               thread, group)
+        line = self._symbolize(e)
+        loc = f"{self.file}:{line}: " if line else f"{self.file}: "
+        if code == 3:
+            return KernelError(f"{loc}kernel {self.name} did not finish within the timeout{where}", line,
+                               thread, group)
+        if code == 2:
+            b = next((b for b in bufs if b.slot == e.buffer), None)
+            if b is not None:
+                text = self._oob_text(b, e.offset, bool(e.is_write))
+            elif msg:
+                text = msg
+            else:
+                names = {4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE (integer division "
+                         "by zero?)", 11: "SIGSEGV"}
+                text = (f"{names.get(e.sig, f'signal {e.sig}')}: invalid memory access at address "
+                        f"{e.addr:#x}" if e.sig in (7, 11) else names.get(e.sig, f"signal {e.sig}"))
+            return KernelError(f"{loc}{text}{where}", line, thread, group)
+        return KernelError(f"{loc}kernel {self.name} crashed the isolated run (signal {e.sig}){where}", line,
+                           thread, group)
+
+    def _symbolize(self, e: _Err) -> int:
+        """The .metal line of the faulting instruction (from the library's line tables), or 0."""
+        if not e.rip or not e.so_path or Path(e.so_path.decode()).resolve() != self.library.resolve():
+            return 0
+        tool = _symbolizer()
+        if tool is None:
+            return 0
+        try:
+            out = subprocess.run([tool, f"--obj={self.library}", hex(e.rip - e.so_base)], capture_output=True,
+                                 text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return 0
+        m = re.search(re.escape(self.file) + r":(\d+)", out)
+        return int(m.group(1)) if m else 0
+
+
+def _symbolizer() -> str | None:
+    clang = _clang.find_clang()
+    suffix = re.search(r"-(\d+)$", Path(clang.argv[0]).name)
+    names = [f"llvm-symbolizer-{suffix.group(1)}"] if suffix else []
+    found = (shutil.which(n) for n in [*names, "llvm-symbolizer", "llvm-addr2line"])
+    return next((p for p in found if p), None)
+
+
+_programs: dict[tuple[str, str | None, str], MslProgram] = {}
+
+
+def compile_msl(source: str, name: str | None = None, file: str = "kernel.metal") -> MslProgram:
+    """Compile (cached on disk by content) and load kernel `name` of `source`."""
+    key = (source, name, file)
+    with _lock:
+        if key not in _programs:
+            _programs[key] = MslProgram(source, name, file)
+        return _programs[key]
+
+
+# ---------------------------------------------------------------------------------------------------
+# kernels with signature metadata (runtime/FORMAT.md sections 3 and 5)
+
+def eval_grid_expr(e: Any, spec: Mapping[str, Any], values: Mapping[str, Any]) -> int:
+    """Evaluate a grid expression (FORMAT.md "Grid expressions") for the arguments `values`."""
+    if isinstance(e, bool) or not isinstance(e, (int, dict)):
+        raise ValueError(f"bad grid expression {e!r}")
+    if isinstance(e, int):
+        return e
+    if "sym" in e:
+        for a in spec["args"]:
+            if a["kind"] == "tensor" and e["sym"] in a["shape"]:
+                return int(np.shape(values[a["name"]])[a["shape"].index(e["sym"])])
+        raise ValueError(f"grid size name {e['sym']!r} is in no argument's shape")
+    if "dim" in e:
+        name, axis = e["dim"]
+        return int(np.shape(values[name])[axis])
+    if "arg" in e:
+        return int(values[e["arg"]])
+    x, y = (eval_grid_expr(a, spec, values) for a in e["args"])
+    ops = {"add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y, "floordiv": lambda: x // y,
+           "mod": lambda: x % y, "min": lambda: min(x, y), "max": lambda: max(x, y),
+           "ceil_div": lambda: -(-x // y)}
+    if e.get("op") not in ops:
+        raise ValueError(f"unknown grid operation {e.get('op')!r}")
+    return ops[e["op"]]()
+
+
+def bind_signature(spec: Mapping[str, Any], args: Sequence[Any]) -> dict[int, Any]:
+    """Buffers of a launch with signature `spec` (FORMAT.md section 3/5): arrays and scalars in
+    argument order, plus the dims buffer."""
+    from enigma_runtime.dtypes import from_name
+
+    sargs = spec["args"]
+    if len(args) != len(sargs):
+        raise TypeError(f"{spec['name']} takes {len(sargs)} arguments "
+                        f"({', '.join(a['name'] for a in sargs)}), got {len(args)}")
+    bufs: dict[int, Any] = {}
+    dims: list[int] = []
+    for a, v in zip(sargs, args):
+        dt = from_name(a["dtype"]).np
+        if a["kind"] == "scalar":
+            bufs[a["buffer"]] = np.array(v, dtype=dt)
+            continue
+        if not isinstance(v, np.ndarray):
+            raise TypeError(f"argument {a['name']} of {spec['name']} must be a numpy array")
+        if v.dtype != dt:
+            raise TypeError(f"argument {a['name']} of {spec['name']} must be {a['dtype']} ({dt}), "
+                            f"got {v.dtype}")
+        if v.ndim != a["rank"]:
+            raise TypeError(f"argument {a['name']} of {spec['name']} must have rank {a['rank']}, "
+                            f"got {v.ndim}")
+        for ax, s in enumerate(a["shape"]):
+            if isinstance(s, int) and v.shape[ax] != s:
+                raise TypeError(f"argument {a['name']} of {spec['name']} must have size {s} on axis {ax}")
+        if not v.flags.c_contiguous:
+            raise ValueError(f"argument {a['name']} of {spec['name']} must be C-contiguous")
+        bufs[a["buffer"]] = v
+        if a.get("dims_offset") is not None:
+            if len(dims) != a["dims_offset"]:
+                raise ValueError(f"{spec['name']}: dims_offset of {a['name']} is {a['dims_offset']}, "
+                                 f"expected {len(dims)} (FORMAT.md section 5)")
+            dims += list(v.shape) + [st // v.itemsize for st in v.strides]
+    if spec.get("dims_buffer") is not None:
+        bufs[spec["dims_buffer"]] = np.array(dims or [0], np.int32)
+    return bufs
+
+
+def launch_dims(spec: Mapping[str, Any], args: Sequence[Any], grid: Any, block: Any) -> tuple[Any, Any]:
+    values = {a["name"]: v for a, v in zip(spec["args"], args)}
+    if block is None:
+        block = spec.get("block")
+    if grid is None and spec.get("grid") is not None:
+        grid = [eval_grid_expr(e, spec, values) for e in spec["grid"]]
+    if grid is None or block is None:
+        raise ValueError(f"{spec['name']}: the signature has no {'grid' if grid is None else 'block'}; "
+                         "pass grid=... and block=...")
+    return grid, block
+
+
+def run_spec(spec: Mapping[str, Any], metal_source: str, *args: Any, grid: Any = None, block: Any = None,
+             schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0) -> None:
+    """Run the kernel described by signature `spec` and its Metal source on `args` (argument order)."""
+    bufs = bind_signature(spec, args)
+    grid, block = launch_dims(spec, args, grid, block)
+    prog = compile_msl(metal_source, spec["kernel_name"], f"{spec['kernel_name']}.metal")
+    prog.run(bufs, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate, timeout=timeout)
+
+
+def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
+            block: Sequence[int] | int | None = None, schedule: str = "random", seed: int = 0,
+            name: str | None = None, buffers: Mapping[int, Any] | None = None, isolate: bool = True,
+            timeout: float = 60.0) -> None:
+    """Run a Metal kernel on the CPU; written arrays are updated in place.
+
+    `kernel` is a CompiledKernel (anything with `.metal_source` and `.signature`; `arrays` are its
+    arguments in order, scalars included; grid/block default to the kernel's), or Metal source text
+    (`name` picks the kernel function; `arrays` bind the [[buffer(i)]] parameters in increasing
+    index order, or pass `buffers={index: array}`). `schedule` orders the threads of a group (and
+    the groups): "forward", "reverse" or "random" (seeded by `seed`). `isolate` runs the launch in a
+    forked child process so that a crash is reported, never fatal.
+    """
+    if isinstance(kernel, str):
+        prog = compile_msl(kernel, name)
+        if buffers is None:
+            idx = prog.sig.buffer_indices
+            if len(arrays) != len(idx):
+                raise TypeError(f"kernel {prog.name} has {len(idx)} buffers ({idx}); "
+                                f"got {len(arrays)} arrays")
+            buffers = dict(zip(idx, arrays))
+        elif arrays:
+            raise TypeError("pass the buffers either positionally or as buffers={index: array}, not both")
+        if grid is None or block is None:
+            raise ValueError("raw Metal source needs grid=... and block=...")
+        prog.run(buffers, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate,
+                 timeout=timeout)
+        return
+    spec = getattr(kernel, "signature", None)
+    src = getattr(kernel, "metal_source", None)
+    if spec is None or src is None:
+        raise TypeError("run_msl takes a CompiledKernel (with .metal_source and .signature) "
+                        "or Metal source text")
+    if grid is None and getattr(kernel, "grid", None) is not None:
+        grid = kernel.grid
+    if block is None and getattr(kernel, "block", None) is not None:
+        block = kernel.block
+    run_spec(spec, src, *arrays, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate,
+             timeout=timeout)
+
+
+__all__ = ["KernelError", "MslError", "MslProgram", "compile_msl", "run_msl", "run_spec", "bind_signature",
+           "eval_grid_expr", "SCHEDULES"]

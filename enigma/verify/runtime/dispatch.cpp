@@ -1,0 +1,584 @@
+// Enigma's CPU dispatcher for Metal kernels compiled by clang (see docs/verify.md).
+//
+// A kernel library (one per kernel, built by enigma.verify) exports `enigma_entry(const Ctx*)`,
+// which calls the Metal kernel function for one thread. This library runs a launch: threadgroups one
+// after another; the threads of a group as cooperative fibers that switch only at
+// threadgroup_barrier and at simd-group functions (enigma_rt_barrier / enigma_rt_simd, called by the
+// compatibility header with the caller's source line). It checks that every thread of a group
+// reaches the same barrier and reports out-of-bounds accesses through guard pages around every
+// buffer. By default a launch runs in a forked child process so that a wild write or a crash never
+// takes down the caller; buffers are shared mappings, so the parent sees the results.
+#include <csetjmp>
+#include <cstdarg>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <sys/mman.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
+namespace {
+
+// ---- the per-thread context (layout shared with the generated wrapper, see wrapper.py) ----------
+struct Ctx {
+  void* const* bufs;
+  uint32_t tpig[3], tpitg[3], tgpig[3], tptg[3], tgpg[3], tpg[3];
+  uint32_t tiitg, tiisg, sgitg, sgptg, tpsg, qgitg, tiiqg, qgptg;
+};
+typedef void (*EntryFn)(const Ctx*);
+
+// ---- error record (a shared page, so a forked child can report) --------------------------------
+struct ErrInfo {
+  int32_t code;  // 0 ok, 1 kernel error (msg), 2 fault (addr/rip), 3 timeout, 4 child died
+  int32_t line;
+  int32_t is_write;
+  int32_t have_thread;
+  uint32_t tid[3], gid[3];
+  uint64_t addr, rip, so_base;
+  int32_t buffer;  // index into the buffer registry, -1 if the address is in none
+  int32_t sig;
+  int64_t offset;  // byte offset from the buffer's data start
+  char so_path[512];
+  char msg[2048];
+};
+
+// ---- guarded buffers ---------------------------------------------------------------------------
+struct Buf {
+  char* map;
+  size_t map_len;
+  char* data;
+  size_t nbytes;
+  size_t lo, hi;  // accessible region [lo, hi) of the mapping (between the guard pages)
+};
+constexpr int kMaxBufs = 64;
+constexpr unsigned char kCanary = 0xA5;
+Buf g_bufs[kMaxBufs];
+size_t g_page = 4096;
+
+// ---- fibers ------------------------------------------------------------------------------------
+enum State : uint8_t { READY, AT_BARRIER, AT_SIMD, DONE };
+struct Fiber {
+  void* sp;
+#if !defined(__x86_64__)
+  ucontext_t uc;
+#endif
+  State st;
+  int line;
+  const void* val;
+  void* out;
+  uint32_t size, mask;
+  Ctx ctx;
+  char* stack;
+};
+
+#if defined(__x86_64__)
+extern "C" void enigma_swap(void** save_sp, void* to_sp);
+asm(R"(
+.text
+.p2align 4
+.local enigma_swap
+.type enigma_swap,@function
+enigma_swap:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size enigma_swap, .-enigma_swap
+)");
+#endif
+
+EntryFn g_entry;
+Fiber* g_fibers;
+int g_nfib;  // fibers allocated
+Fiber* g_cur;
+void* g_sched_sp;
+#if !defined(__x86_64__)
+ucontext_t g_sched_uc;
+#endif
+bool g_fiber_mode;
+size_t g_stack_size = 256 * 1024;
+ErrInfo* g_err;
+sigjmp_buf g_abort;  // in-process mode: a fault or an error jumps here
+char* g_altstack;
+
+void switch_to_sched() {
+#if defined(__x86_64__)
+  enigma_swap(&g_cur->sp, g_sched_sp);
+#else
+  swapcontext(&g_cur->uc, &g_sched_uc);
+#endif
+}
+
+void fiber_main() {
+  g_entry(&g_cur->ctx);
+  g_cur->st = DONE;
+  switch_to_sched();
+  __builtin_trap();
+}
+
+void fiber_reset(Fiber* f) {
+  f->st = READY;
+  f->line = 0;
+#if defined(__x86_64__)
+  uintptr_t top = ((uintptr_t)f->stack + g_stack_size) & ~(uintptr_t)15;
+  void** sp = (void**)top;
+  *--sp = nullptr;                   // fake return address of fiber_main (keeps the ABI alignment)
+  *--sp = (void*)&fiber_main;        // where enigma_swap's `ret` goes
+  for (int i = 0; i < 6; i++) *--sp = nullptr;  // rbp rbx r12 r13 r14 r15
+  f->sp = sp;
+#else
+  getcontext(&f->uc);
+  f->uc.uc_stack.ss_sp = f->stack;
+  f->uc.uc_stack.ss_size = g_stack_size;
+  f->uc.uc_link = nullptr;
+  makecontext(&f->uc, fiber_main, 0);
+#endif
+}
+
+void resume(Fiber* f) {
+  g_cur = f;
+#if defined(__x86_64__)
+  enigma_swap(&g_sched_sp, f->sp);
+#else
+  swapcontext(&g_sched_uc, &f->uc);
+#endif
+}
+
+bool ensure_fibers(int n) {
+  if (n <= g_nfib) return true;
+  Fiber* nf = (Fiber*)realloc(g_fibers, sizeof(Fiber) * n);
+  if (!nf) return false;
+  g_fibers = nf;
+  for (int i = g_nfib; i < n; i++) {
+    memset(&g_fibers[i], 0, sizeof(Fiber));
+    // a stack with a guard page below it (an overflow faults instead of corrupting memory)
+    char* m = (char*)mmap(nullptr, g_stack_size + g_page, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return false;
+    mprotect(m, g_page, PROT_NONE);
+    g_fibers[i].stack = m + g_page;
+    g_nfib = i + 1;
+  }
+  return true;
+}
+
+// ---- errors ------------------------------------------------------------------------------------
+[[noreturn]] void fail() {
+  siglongjmp(g_abort, 1);
+}
+
+void set_thread(const Ctx& c) {
+  g_err->have_thread = 1;
+  memcpy(g_err->tid, c.tpitg, sizeof g_err->tid);
+  memcpy(g_err->gid, c.tgpig, sizeof g_err->gid);
+}
+
+[[noreturn]] void kernel_error(int line, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void kernel_error(int line, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_err->msg, sizeof g_err->msg, fmt, ap);
+  va_end(ap);
+  g_err->code = 1;
+  g_err->line = line;
+  fail();
+}
+
+uint64_t g_rng;
+uint64_t rnd() {  // xorshift64*
+  g_rng ^= g_rng >> 12;
+  g_rng ^= g_rng << 25;
+  g_rng ^= g_rng >> 27;
+  return g_rng * 2685821657736338717ull;
+}
+void order(int* o, int n, int schedule) {
+  for (int i = 0; i < n; i++) o[i] = schedule == 1 ? n - 1 - i : i;
+  if (schedule == 2)
+    for (int i = n - 1; i > 0; i--) {
+      int j = (int)(rnd() % (uint64_t)(i + 1));
+      int t = o[i]; o[i] = o[j]; o[j] = t;
+    }
+}
+
+// ---- one threadgroup ---------------------------------------------------------------------------
+struct Launch {
+  uint32_t grid[3], block[3];
+  void* const* bufs;
+  int schedule;
+  const uint64_t* poison;  // (address, length) pairs of threadgroup memory
+  int npoison;
+};
+
+void fill_ctx(Ctx& c, const Launch& L, const uint32_t g[3], uint32_t l) {
+  const uint32_t bx = L.block[0], by = L.block[1];
+  c.bufs = L.bufs;
+  c.tpitg[0] = l % bx; c.tpitg[1] = (l / bx) % by; c.tpitg[2] = l / (bx * by);
+  for (int d = 0; d < 3; d++) {
+    c.tgpig[d] = g[d];
+    c.tptg[d] = L.block[d];
+    c.tgpg[d] = L.grid[d];
+    c.tpg[d] = L.grid[d] * L.block[d];
+    c.tpig[d] = g[d] * L.block[d] + c.tpitg[d];
+  }
+  const uint32_t n = bx * by * L.block[2];
+  c.tiitg = l;
+  c.tiisg = l % 32; c.sgitg = l / 32; c.sgptg = (n + 31) / 32; c.tpsg = 32;
+  c.tiiqg = l % 4; c.qgitg = l / 4; c.qgptg = (n + 3) / 4;
+}
+
+void describe(char* s, size_t len, const Fiber& f) {
+  snprintf(s, len, "thread_position_in_threadgroup (%u, %u, %u)", f.ctx.tpitg[0], f.ctx.tpitg[1],
+           f.ctx.tpitg[2]);
+}
+
+// complete the simd-group rendezvous that can complete; true if any lane was released
+bool resolve_simd(int n) {
+  bool any = false;
+  for (int base = 0; base < n; base += 32) {
+    int end = base + 32 < n ? base + 32 : n;
+    bool waiting = false, ready = false;
+    for (int i = base; i < end; i++) {
+      waiting |= g_fibers[i].st == AT_SIMD;
+      ready |= g_fibers[i].st == READY;
+    }
+    if (!waiting || ready) continue;
+    // lanes at the same call (same line) form one rendezvous; others (divergent paths) their own
+    for (int i = base; i < end; i++) {
+      Fiber& a = g_fibers[i];
+      if (a.st != AT_SIMD) continue;
+      uint32_t mask = 0;
+      for (int j = i; j < end; j++)
+        if (g_fibers[j].st == AT_SIMD && g_fibers[j].line == a.line) {
+          if (g_fibers[j].size != a.size)
+            kernel_error(a.line, "simd-group function at line %d called with values of different sizes "
+                         "(%u and %u bytes) by lanes %d and %d", a.line, a.size, g_fibers[j].size,
+                         i - base, j - base);
+          mask |= 1u << (j - base);
+        }
+      char table[32 * 64];
+      const uint32_t sz = a.size;
+      if (sz > 64) kernel_error(a.line, "simd-group value of %u bytes is too large (at most 64)", sz);
+      memset(table, 0, 32 * sz);
+      for (int j = i; j < end; j++)
+        if (mask >> (j - base) & 1) memcpy(table + (j - base) * sz, g_fibers[j].val, sz);
+      for (int j = i; j < end; j++)
+        if (mask >> (j - base) & 1) {
+          memcpy(g_fibers[j].out, table, 32 * sz);
+          g_fibers[j].mask = mask;
+          g_fibers[j].st = READY;
+        }
+      any = true;
+    }
+  }
+  return any;
+}
+
+void run_group_fibers(const Launch& L, const uint32_t g[3], int n, int* ord) {
+  for (int i = 0; i < n; i++) {
+    fill_ctx(g_fibers[i].ctx, L, g, (uint32_t)i);
+    fiber_reset(&g_fibers[i]);
+  }
+  for (;;) {
+    order(ord, n, L.schedule);
+    for (int k = 0; k < n; k++) {
+      Fiber* f = &g_fibers[ord[k]];
+      if (f->st == READY) resume(f);
+    }
+    if (resolve_simd(n)) continue;
+    int first_wait = -1, first_done = -1;
+    for (int i = 0; i < n; i++) {
+      if (g_fibers[i].st == AT_BARRIER && first_wait < 0) first_wait = i;
+      if (g_fibers[i].st == DONE && first_done < 0) first_done = i;
+    }
+    if (first_wait < 0) return;  // every thread finished
+    char a[96], b[96];
+    Fiber& w = g_fibers[first_wait];
+    describe(a, sizeof a, w);
+    set_thread(w.ctx);
+    if (first_done >= 0) {
+      describe(b, sizeof b, g_fibers[first_done]);
+      kernel_error(w.line, "threadgroup_barrier at line %d is not reached by every thread of the "
+                   "threadgroup: %s waits there but %s returned without reaching it (a return before "
+                   "a barrier, or a barrier inside a branch that not every thread takes)", w.line, a, b);
+    }
+    for (int i = 0; i < n; i++)
+      if (g_fibers[i].line != w.line) {
+        describe(b, sizeof b, g_fibers[i]);
+        kernel_error(w.line, "divergent threadgroup_barrier: %s waits at line %d but %s waits at line "
+                     "%d; every thread of a threadgroup must reach the same barrier", a, w.line, b,
+                     g_fibers[i].line);
+      }
+    for (int i = 0; i < n; i++) g_fibers[i].st = READY;
+  }
+}
+
+int* g_ord;   // thread order scratch (allocated before a fork: the child does not allocate)
+int* g_gord;  // threadgroup order
+
+bool prepare(const Launch& L) {
+  const uint64_t n = (uint64_t)L.block[0] * L.block[1] * L.block[2];
+  const uint64_t ng = (uint64_t)L.grid[0] * L.grid[1] * L.grid[2];
+  free(g_ord);
+  free(g_gord);
+  g_ord = (int*)malloc(sizeof(int) * (n ? n : 1));
+  g_gord = (int*)malloc(sizeof(int) * (ng ? ng : 1));
+  if (!g_ord || !g_gord) return false;
+  return !g_fiber_mode || ensure_fibers((int)n);
+}
+
+void run_launch(const Launch& L) {
+  const uint32_t n = L.block[0] * L.block[1] * L.block[2];
+  const uint64_t ng = (uint64_t)L.grid[0] * L.grid[1] * L.grid[2];
+  int* ord = g_ord;
+  order(g_gord, (int)ng, L.schedule);
+  Ctx direct;
+  Fiber shim;  // in direct mode: lets a fault report name the thread
+  for (uint64_t k = 0; k < ng; k++) {
+    uint64_t gi = (uint64_t)g_gord[k];
+    uint32_t g[3] = {(uint32_t)(gi % L.grid[0]), (uint32_t)(gi / L.grid[0] % L.grid[1]),
+                     (uint32_t)(gi / L.grid[0] / L.grid[1])};
+    for (int p = 0; p < L.npoison; p++) memset((void*)L.poison[2 * p], 0xFF, L.poison[2 * p + 1]);
+    if (g_fiber_mode) {
+      run_group_fibers(L, g, (int)n, ord);
+    } else {
+      order(ord, (int)n, L.schedule);
+      g_cur = &shim;
+      for (uint32_t t = 0; t < n; t++) {
+        fill_ctx(direct, L, g, (uint32_t)ord[t]);
+        shim.ctx = direct;
+        g_entry(&direct);
+      }
+      g_cur = nullptr;
+    }
+  }
+}
+
+// ---- faults ------------------------------------------------------------------------------------
+void on_fault(int sig, siginfo_t* si, void* ucv) {
+  ErrInfo* e = g_err;
+  e->sig = sig;
+  e->addr = (uint64_t)(uintptr_t)si->si_addr;
+#if defined(__x86_64__) && defined(REG_RIP)
+  ucontext_t* uc = (ucontext_t*)ucv;
+  e->rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+  e->is_write = (uc->uc_mcontext.gregs[REG_ERR] & 2) ? 1 : 0;
+#else
+  (void)ucv;
+#endif
+  Dl_info di;
+  if (e->rip && dladdr((void*)(uintptr_t)e->rip, &di) && di.dli_fname) {
+    e->so_base = (uint64_t)(uintptr_t)di.dli_fbase;
+    snprintf(e->so_path, sizeof e->so_path, "%s", di.dli_fname);
+  }
+  e->buffer = -1;
+  for (int i = 0; i < kMaxBufs; i++) {
+    const Buf& b = g_bufs[i];
+    if (b.map && (char*)si->si_addr >= b.map && (char*)si->si_addr < b.map + b.map_len) {
+      e->buffer = i;
+      e->offset = (int64_t)((char*)si->si_addr - b.data);
+    }
+  }
+  if (g_cur) set_thread(g_cur->ctx);
+  if (sig == SIGALRM) {
+    e->code = 3;
+  } else {
+    e->code = 2;
+    if (e->buffer < 0 && g_fiber_mode) {
+      for (int i = 0; i < g_nfib; i++)
+        if ((char*)si->si_addr >= g_fibers[i].stack - g_page && (char*)si->si_addr < g_fibers[i].stack)
+          snprintf(e->msg, sizeof e->msg, "stack overflow of a kernel thread (its stack is %zu KiB)",
+                   g_stack_size / 1024);
+    }
+  }
+  fail();
+}
+
+const int kSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGALRM, SIGABRT};
+struct sigaction g_old[sizeof kSignals / sizeof kSignals[0]];
+
+void install_handlers() {
+  if (!g_altstack) g_altstack = (char*)malloc(1 << 16);
+  stack_t ss = {};
+  ss.ss_sp = g_altstack;
+  ss.ss_size = 1 << 16;
+  sigaltstack(&ss, nullptr);
+  for (size_t i = 0; i < sizeof kSignals / sizeof kSignals[0]; i++) {
+    struct sigaction sa = {};
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(kSignals[i], &sa, &g_old[i]);
+  }
+}
+
+void restore_handlers() {
+  for (size_t i = 0; i < sizeof kSignals / sizeof kSignals[0]; i++) sigaction(kSignals[i], &g_old[i], nullptr);
+  stack_t ss = {};
+  ss.ss_flags = SS_DISABLE;
+  sigaltstack(&ss, nullptr);
+}
+
+}  // namespace
+
+// ---- the kernel-side calls (the compatibility header declares them) ----------------------------
+extern "C" void enigma_rt_barrier(int line) {
+  if (!g_fiber_mode || !g_cur)
+    kernel_error(line, "threadgroup_barrier at line %d reached in a launch run without fibers "
+                 "(internal: the harness did not see the barrier in the source)", line);
+  g_cur->st = AT_BARRIER;
+  g_cur->line = line;
+  switch_to_sched();
+}
+
+extern "C" uint32_t enigma_rt_simd(const void* mine, uint32_t size, void* all, int line) {
+  if (!g_fiber_mode || !g_cur)
+    kernel_error(line, "simd-group function at line %d reached in a launch run without fibers "
+                 "(internal: the harness did not see it in the source)", line);
+  Fiber* f = g_cur;
+  f->st = AT_SIMD;
+  f->line = line;
+  f->val = mine;
+  f->out = all;
+  f->size = size;
+  switch_to_sched();
+  return f->mask;
+}
+
+extern "C" uint32_t enigma_rt_lane() { return g_cur ? g_cur->ctx.tiisg : 0; }
+
+extern "C" void enigma_rt_error(const char* msg, int line) { kernel_error(line, "%s", msg); }
+
+// ---- the Python-facing API (ctypes) -------------------------------------------------------------
+extern "C" int enigma_buf_alloc(size_t nbytes, char** data_out) {
+  int slot = -1;
+  for (int i = 0; i < kMaxBufs; i++)
+    if (!g_bufs[i].map) { slot = i; break; }
+  if (slot < 0) return -1;
+  g_page = (size_t)sysconf(_SC_PAGESIZE);
+  const size_t padded = (nbytes + 63) & ~(size_t)63;
+  const size_t body = ((padded ? padded : 64) + g_page - 1) / g_page * g_page;
+  const size_t len = body + 2 * g_page;
+  // a shared mapping: a forked child's writes are seen here; PROT_NONE pages on both sides
+  char* m = (char*)mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return -2;
+  mprotect(m, g_page, PROT_NONE);
+  mprotect(m + g_page + body, g_page, PROT_NONE);
+  Buf& b = g_bufs[slot];
+  b.map = m;
+  b.map_len = len;
+  b.lo = g_page;
+  b.hi = g_page + body;
+  // the data ends at the upper guard page (rounded to 64 bytes): an overrun faults at once
+  b.data = m + g_page + body - (padded ? padded : 64);
+  b.nbytes = nbytes;
+  memset(m + b.lo, kCanary, body);
+  *data_out = b.data;
+  return slot;
+}
+
+extern "C" void enigma_buf_free(int slot) {
+  if (slot < 0 || slot >= kMaxBufs || !g_bufs[slot].map) return;
+  munmap(g_bufs[slot].map, g_bufs[slot].map_len);
+  g_bufs[slot] = Buf{};
+}
+
+// first corrupted padding byte as an offset from the data start, or INT64_MIN if none
+extern "C" int64_t enigma_buf_check(int slot) {
+  const Buf& b = g_bufs[slot];
+  for (char* p = b.map + b.lo; p < b.map + b.hi; p++) {
+    if (p >= b.data && p < b.data + b.nbytes) { p = b.data + b.nbytes - 1; continue; }
+    if ((unsigned char)*p != kCanary) return (int64_t)(p - b.data);
+  }
+  return INT64_MIN;
+}
+
+extern "C" size_t enigma_err_size() { return sizeof(ErrInfo); }
+
+// Run a launch. schedule: 0 forward, 1 reverse, 2 random. isolate: run in a forked child.
+// Returns 0 on success, otherwise the ErrInfo code (details in *err).
+extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid, const uint32_t* block,
+                          int schedule, uint64_t seed, int fibers, const uint64_t* poison, int npoison,
+                          int isolate, double timeout_s, ErrInfo* err) {
+  static ErrInfo* shared_err;
+  if (!shared_err) {
+    void* p = mmap(nullptr, sizeof(ErrInfo), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return -1;
+    shared_err = (ErrInfo*)p;
+  }
+  memset(shared_err, 0, sizeof(ErrInfo));
+  shared_err->buffer = -1;
+  g_err = shared_err;
+  g_entry = entry;
+  g_fiber_mode = fibers != 0;
+  g_rng = seed * 0x9E3779B97F4A7C15ull + 0x1234567ull;
+  if (!g_rng) g_rng = 1;
+  Launch L;
+  memcpy(L.grid, grid, sizeof L.grid);
+  memcpy(L.block, block, sizeof L.block);
+  L.bufs = bufs;
+  L.schedule = schedule;
+  L.poison = poison;
+  L.npoison = npoison;
+  if (!prepare(L)) {
+    snprintf(shared_err->msg, sizeof shared_err->msg, "cannot allocate the fibers of a %ux%ux%u threadgroup",
+             L.block[0], L.block[1], L.block[2]);
+    shared_err->code = 1;
+    memcpy(err, shared_err, sizeof(ErrInfo));
+    return 1;
+  }
+  if (isolate) {
+    fflush(nullptr);
+    pid_t pid = fork();
+    if (pid < 0) return -2;
+    if (pid == 0) {
+      install_handlers();
+      if (timeout_s > 0) {
+        struct itimerval it = {};
+        it.it_value.tv_sec = (long)timeout_s;
+        it.it_value.tv_usec = (long)((timeout_s - (long)timeout_s) * 1e6);
+        setitimer(ITIMER_REAL, &it, nullptr);
+      }
+      if (sigsetjmp(g_abort, 0) == 0) run_launch(L);
+      _exit(g_err->code);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {}
+    if (WIFSIGNALED(status) && shared_err->code == 0) {
+      shared_err->code = 4;
+      shared_err->sig = WTERMSIG(status);
+    }
+  } else {
+    install_handlers();
+    if (timeout_s > 0) {
+      struct itimerval it = {};
+      it.it_value.tv_sec = (long)timeout_s;
+      it.it_value.tv_usec = (long)((timeout_s - (long)timeout_s) * 1e6);
+      setitimer(ITIMER_REAL, &it, nullptr);
+    }
+    if (sigsetjmp(g_abort, 1) == 0) run_launch(L);
+    struct itimerval off = {};
+    setitimer(ITIMER_REAL, &off, nullptr);
+    restore_handlers();
+    g_cur = nullptr;
+  }
+  memcpy(err, shared_err, sizeof(ErrInfo));
+  return shared_err->code;
+}

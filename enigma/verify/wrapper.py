@@ -1,0 +1,55 @@
+"""Generate the per-kernel C++ entry point that the CPU dispatcher calls once per thread.
+
+The entry point `enigma_entry(const enigma_ctx*)` is appended to the Metal source (after a `#line`
+directive, so clang's diagnostics still name the .metal lines) and calls the kernel with its buffers
+(cast to the declared address space and type) and its builtin values. The `enigma_ctx` layout must
+match `Ctx` in runtime/dispatch.cpp.
+"""
+from __future__ import annotations
+
+import re
+
+from enigma.verify.msl import BUILTINS_SCALAR, BUILTINS_VEC, KernelSig, MslError, Param
+
+CTX_DECL = """
+struct enigma_ctx {
+  void* const* bufs;
+  uint tpig[3], tpitg[3], tgpig[3], tptg[3], tgpg[3], tpg[3];
+  uint tiitg, tiisg, sgitg, sgptg, tpsg, qgitg, tiiqg, qgptg;
+};
+"""
+
+
+def _builtin_expr(p: Param, file: str) -> str:
+    t = " ".join(p.type_text.split())
+    m = re.fullmatch(r"(?:const\s+)?(u?int|u?short|u?long|uchar|char)([234]?)", t)
+    if not m:
+        raise MslError(f"builtin [[{p.attr}]] has type `{t}`; use uint, ushort or their 2/3-vectors", file,
+                       p.line)
+    scalar, n = m.group(1), int(m.group(2) or 1)
+    if p.attr in BUILTINS_SCALAR:
+        if n != 1:
+            raise MslError(f"[[{p.attr}]] is a scalar builtin; declare it as uint, not {t}", file, p.line)
+        return f"({scalar})c->{BUILTINS_SCALAR[p.attr]}"
+    if p.attr not in BUILTINS_VEC:  # grid_origin: always 0 for dispatchThreadgroups
+        return f"({t})(({scalar})0)" if n > 1 else f"({scalar})0"
+    f = BUILTINS_VEC[p.attr]
+    if n == 1:
+        return f"({scalar})c->{f}[0]"
+    return f"({t})(" + ", ".join(f"({scalar})c->{f}[{i}]" for i in range(n)) + ")"
+
+
+def _buffer_expr(p: Param) -> str:
+    t = " ".join(p.type_text.split())
+    slot = f"(unsigned long)c->bufs[{p.index}]"
+    if p.is_reference:
+        return f"*({t[:-1].rstrip()}*){slot}"
+    return f"({t}){slot}"
+
+
+def entry_source(sig: KernelSig, file: str = "kernel.metal") -> str:
+    """C++ (for OpenCL) text defining `enigma_entry` for kernel `sig`."""
+    args = [_buffer_expr(p) if p.is_buffer else _builtin_expr(p, file) for p in sig.params]
+    call = f"{sig.name}(" + ",\n      ".join(args) + ");"
+    return (f'\n#line 1 "<enigma entry for {sig.name}>"\n{CTX_DECL}'
+            f'extern "C" void enigma_entry(const enigma_ctx* c) {{\n  {call}\n}}\n')
