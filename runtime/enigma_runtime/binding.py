@@ -1,0 +1,173 @@
+"""Match a call's arguments against a specialisation's signature (FORMAT.md section 3).
+
+`bind` checks count, dtype, rank, static and symbolic sizes, scalar ranges and writability, and
+returns the arrays a backend runs on: C-contiguous arrays (a non-contiguous argument is copied in and,
+when the kernel writes it, copied back after the launch) and typed numpy scalars.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .dtypes import BY_NAME, DType
+
+_INT32_MAX = 2**31 - 1
+
+
+def describe_arg(a: dict) -> str:
+    """`a: float32[n, 4] readwrite`, `n: int32`: how errors name what an argument expects."""
+    if a["kind"] == "scalar":
+        return f"{a['name']}: {a['dtype']}"
+    shape = ", ".join("?" if s is None else str(s) for s in a.get("shape", []))
+    return f"{a['name']}: {a['dtype']}[{shape}]"
+
+
+def describe_signature(spec: dict) -> str:
+    return f"{spec['name']}({', '.join(describe_arg(a) for a in spec['args'])})"
+
+
+def describe_value(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        return f"{v.dtype}{list(v.shape)}"
+    return type(v).__name__
+
+
+@dataclass
+class Bound:
+    """One call's arguments, checked. `values[i]` is a contiguous ndarray (tensor) or a numpy scalar;
+    `copy_back` lists (original, contiguous copy) pairs of written non-contiguous arguments."""
+
+    spec: dict
+    values: list[Any]
+    sizes: dict[str, int]  # symbolic size -> int
+    shapes: dict[str, tuple[int, ...]]  # tensor name -> shape
+    scalars: dict[str, Any]  # scalar name -> python value
+    written: list[np.ndarray] = field(default_factory=list)  # the caller's written arrays
+    copy_back: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def finish(self) -> np.ndarray | tuple[np.ndarray, ...] | None:
+        """Copy written non-contiguous arguments back; the call's return value."""
+        for orig, buf in self.copy_back:
+            orig[...] = buf
+        if not self.written:
+            return None
+        return self.written[0] if len(self.written) == 1 else tuple(self.written)
+
+
+def _scalar_dtype_ok(dt: DType, v: Any) -> bool:
+    if dt.kind == "b":
+        return isinstance(v, (bool, np.bool_))
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, np.generic):
+        return v.dtype == dt.np if dt.name != "bfloat16" else v.dtype.kind in "fiu"
+    if dt.is_int:
+        return isinstance(v, int)
+    return isinstance(v, (int, float))
+
+
+def matches(spec: dict, args: tuple) -> bool:
+    """Do the call's array dtypes and scalar kinds fit `spec` (used to pick a specialisation)?"""
+    if len(args) != len(spec["args"]):
+        return False
+    for a, v in zip(spec["args"], args):
+        dt = BY_NAME[a["dtype"]]
+        if a["kind"] == "tensor":
+            if not isinstance(v, np.ndarray) or v.dtype != dt.np:
+                return False
+        elif not _scalar_dtype_ok(dt, v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v):
+            return False
+    return True
+
+
+def _scalar(a: dict, v: Any, where: str) -> Any:
+    dt = BY_NAME[a["dtype"]]
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    if not _scalar_dtype_ok(dt, v):
+        want = {"b": "a bool", "i": "an int", "u": "a non-negative int", "f": "a float or an int"}[dt.kind]
+        raise TypeError(f"{where}: argument {a['name']!r} expects {want} ({a['dtype']}), got "
+                        f"{describe_value(v)} {v!r}")
+    if dt.is_int:
+        info = np.iinfo(dt.np)
+        if not info.min <= int(v) <= info.max:
+            raise ValueError(f"{where}: argument {a['name']!r} = {int(v)} is out of range of {dt.name} "
+                             f"[{info.min}, {info.max}]")
+        return dt.np.type(int(v))
+    if dt.is_float:
+        f = float(v)
+        limit = 3.3895313892515355e38 if dt.name == "bfloat16" else float(np.finfo(dt.np).max)
+        if np.isfinite(f) and abs(f) > limit:
+            raise ValueError(f"{where}: argument {a['name']!r} = {f!r} is out of range of {dt.name} "
+                             f"(largest finite value {limit:.6g})")
+        return np.float32(f) if dt.name == "bfloat16" else dt.np.type(f)
+    return np.bool_(bool(v))
+
+
+def bind(spec: dict, args: tuple, where: str) -> Bound:
+    """Check `args` against `spec`; raise TypeError/ValueError naming the argument otherwise."""
+    params = spec["args"]
+    if len(args) != len(params):
+        raise TypeError(f"{where}: takes {len(params)} arguments ({describe_signature(spec)}), "
+                        f"got {len(args)}")
+    values: list[Any] = []
+    sizes: dict[str, int] = {}
+    size_from: dict[str, str] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    scalars: dict[str, Any] = {}
+    bound = Bound(spec, values, sizes, shapes, scalars)
+    for a, v in zip(params, args):
+        if a["kind"] == "scalar":
+            s = _scalar(a, v, where)
+            values.append(s)
+            scalars[a["name"]] = s.item()
+            continue
+        dt, name, shape = BY_NAME[a["dtype"]], a["name"], a.get("shape", [])
+        if not isinstance(v, np.ndarray):
+            raise TypeError(f"{where}: argument {name!r} expects a numpy array ({describe_arg(a)}), got "
+                            f"{describe_value(v)}")
+        if v.dtype != dt.np:
+            hint = " (bfloat16 tensors are passed as uint16 arrays of bit patterns)" if dt.name == "bfloat16" else ""
+            raise TypeError(f"{where}: argument {name!r} has dtype {v.dtype}, expected {dt.np}{hint}")
+        if v.ndim != len(shape):
+            raise ValueError(f"{where}: argument {name!r} has rank {v.ndim} (shape {list(v.shape)}), "
+                             f"expected rank {len(shape)} ({describe_arg(a)})")
+        for axis, (want, got) in enumerate(zip(shape, v.shape)):
+            if isinstance(want, int) and want != got:
+                raise ValueError(f"{where}: argument {name!r} has size {got} along axis {axis}, but the "
+                                 f"kernel was compiled for the static size {want} ({describe_arg(a)})")
+            if isinstance(want, str):
+                if want in sizes and sizes[want] != got:
+                    raise ValueError(f"{where}: symbolic size {want!r} disagrees: {size_from[want]} = "
+                                     f"{sizes[want]} but {name}.shape[{axis}] = {got}")
+                sizes.setdefault(want, got)
+                size_from.setdefault(want, f"{name}.shape[{axis}]")
+        if v.size > _INT32_MAX:
+            raise ValueError(f"{where}: argument {name!r} has {v.size} elements; kernels index with int32 "
+                             f"(at most {_INT32_MAX})")
+        writes = a.get("access", "read") != "read"
+        if writes and not v.flags.writeable:
+            raise ValueError(f"{where}: argument {name!r} is written by the kernel but the array is read-only")
+        buf = v if v.flags.c_contiguous else np.ascontiguousarray(v)
+        if writes:
+            bound.written.append(v)
+            if buf is not v:
+                bound.copy_back.append((v, buf))
+        values.append(buf)
+        shapes[name] = tuple(v.shape)
+    return bound
+
+
+def dims_array(spec: dict, bound: Bound) -> np.ndarray:
+    """The dims buffer of FORMAT.md section 5: sizes then element strides of every tensor argument
+    with a `dims_offset`, as int32."""
+    slots = [(a["dims_offset"], v) for a, v in zip(spec["args"], bound.values)
+             if a["kind"] == "tensor" and a.get("dims_offset") is not None]
+    n = max((off + 2 * v.ndim for off, v in slots), default=0)
+    dims = np.zeros(max(n, 1), np.int32)
+    for off, v in slots:
+        dims[off:off + v.ndim] = v.shape
+        dims[off + v.ndim:off + 2 * v.ndim] = [s // v.itemsize for s in v.strides]
+    return dims

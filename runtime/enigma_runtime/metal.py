@@ -1,0 +1,195 @@
+"""Metal backend through PyObjC (pyobjc-framework-Metal), kept thin.
+
+Library from the package's .metallib (by file URL), or compiled from the shipped MSL source with safe
+math when there is no metallib or the OS refuses it; one pipeline per kernel, cached on the library's
+content; `maxTotalThreadsPerThreadgroup` checked against the block; shared-storage buffers; scalars
+and the dims buffer (FORMAT.md section 5) through setBytes; dispatchThreadgroups; wait; check the
+command buffer's status; copy written arguments back.
+
+PyObjC is imported on the first launch, through `_frameworks()`, which reads `sys.modules` first:
+tests inject fake `Metal` and `Foundation` modules there.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import tempfile
+import threading
+from typing import Any
+
+import numpy as np
+
+from .binding import Bound, dims_array
+from .cpu import bf16_to_bits
+from .errors import MetalError
+
+MAX_SET_BYTES = 4096
+COMMAND_BUFFER_COMPLETED = 4  # MTLCommandBufferStatusCompleted
+
+
+def _frameworks() -> tuple[Any, Any]:
+    try:
+        return importlib.import_module("Metal"), importlib.import_module("Foundation")
+    except ImportError as e:
+        raise MetalError(f"Metal is unavailable ({e}): on macOS install pyobjc-framework-Metal "
+                         f"(a dependency of enigma-runtime there); elsewhere run with device='cpu' or "
+                         f"ENIGMA_DEVICE=cpu") from None
+
+
+class _Device:
+    """The system default device, its command queue, and caches of libraries and pipelines."""
+
+    def __init__(self) -> None:
+        self.Metal, self.Foundation = _frameworks()
+        self.device = self.Metal.MTLCreateSystemDefaultDevice()
+        if self.device is None:
+            raise MetalError("MTLCreateSystemDefaultDevice() returned no device (no Metal GPU available); "
+                             "run with device='cpu' or ENIGMA_DEVICE=cpu")
+        self.queue = self.device.newCommandQueue()
+        self.libraries: dict[tuple, Any] = {}
+        self.pipelines: dict[tuple, Any] = {}
+        self.lock = threading.Lock()
+        self.notes: list[str] = []  # why a metallib was passed over for source (for error messages)
+
+    def _library_from_metallib(self, data: bytes) -> Any:
+        digest = hashlib.sha256(data).hexdigest()
+        path = os.path.join(tempfile.gettempdir(), f"enigma-{digest[:32]}.metallib")
+        if not os.path.exists(path):  # load by file URL: NSData-backed libraries have crashed PyObjC
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        url = self.Foundation.NSURL.fileURLWithPath_(path)
+        lib, err = self.device.newLibraryWithURL_error_(url, None)
+        if lib is None:
+            self.notes.append(f"the .metallib was refused ({err}); compiled the shipped source instead")
+        return lib
+
+    def _library_from_source(self, source: str, where: str) -> Any:
+        M = self.Metal
+        opts = M.MTLCompileOptions.new()
+        if hasattr(opts, "setMathMode_") and hasattr(M, "MTLMathModeSafe"):
+            opts.setMathMode_(M.MTLMathModeSafe)  # macOS 15+
+        else:
+            opts.setFastMathEnabled_(False)
+        if hasattr(M, "MTLLanguageVersion3_1"):
+            opts.setLanguageVersion_(M.MTLLanguageVersion3_1)
+        lib, err = self.device.newLibraryWithSource_options_error_(source, opts, None)
+        if lib is None:
+            raise MetalError(f"{where}: Metal refused the kernel's source: {err}"
+                             + ("; " + "; ".join(self.notes) if self.notes else ""))
+        return lib
+
+    def pipeline(self, sp: Any) -> Any:
+        """The compute pipeline of specialisation `sp` (kernel.Specialisation), cached."""
+        key = (sp.library_key, sp.spec["kernel_name"])
+        with self.lock:
+            pipe = self.pipelines.get(key)
+            if pipe is not None:
+                return pipe
+            fn = None
+            lib_key = (sp.library_key, "metallib")
+            lib = self.libraries.get(lib_key)
+            if lib is None and lib_key not in self.libraries:
+                data = sp.metallib_bytes
+                lib = self.libraries[lib_key] = self._library_from_metallib(data) if data else None
+            if lib is not None:
+                fn = lib.newFunctionWithName_(sp.spec["kernel_name"])
+            if fn is None:  # no metallib, refused, or built without this kernel: compile its source
+                src_key = ("source", hashlib.sha256(sp.metal_source.encode()).hexdigest())
+                lib = self.libraries.get(src_key)
+                if lib is None:
+                    lib = self.libraries[src_key] = self._library_from_source(sp.metal_source, sp.where)
+                fn = lib.newFunctionWithName_(sp.spec["kernel_name"])
+            if fn is None:
+                raise MetalError(f"{sp.where}: no function {sp.spec['kernel_name']!r} in the Metal library")
+            pipe, err = self.device.newComputePipelineStateWithFunction_error_(fn, None)
+            if pipe is None:
+                raise MetalError(f"{sp.where}: cannot create the compute pipeline: {err}")
+            self.pipelines[key] = pipe
+            return pipe
+
+
+_device: _Device | None = None
+_device_lock = threading.Lock()
+
+
+def device() -> _Device:
+    global _device
+    with _device_lock:
+        if _device is None:
+            _device = _Device()
+        return _device
+
+
+def reset() -> None:
+    """Forget the device and its caches (tests swap the Metal module)."""
+    global _device
+    with _device_lock:
+        _device = None
+
+
+def available() -> bool:
+    """Is there a Metal device (imports PyObjC)?"""
+    try:
+        device()
+    except MetalError:
+        return False
+    return True
+
+
+def _buffer(dev: _Device, arr: np.ndarray) -> Any:
+    data = arr.tobytes() if arr.nbytes else b"\0"
+    buf = dev.device.newBufferWithBytes_length_options_(data, len(data), dev.Metal.MTLResourceStorageModeShared)
+    if buf is None:
+        raise MetalError(f"cannot allocate a Metal buffer of {len(data)} bytes")
+    return buf
+
+
+def run(sp: Any, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
+    """Launch specialisation `sp` on the default Metal device; written arrays are updated in place."""
+    if 0 in grid:
+        return
+    dev = device()
+    M, spec = dev.Metal, sp.spec
+    pipe = dev.pipeline(sp)
+    limit = int(pipe.maxTotalThreadsPerThreadgroup())
+    threads = block[0] * block[1] * block[2]
+    if threads > limit:
+        raise MetalError(f"{sp.where}: block {block} has {threads} threads, but this pipeline allows at most "
+                         f"{limit} per threadgroup on this GPU; launch with a smaller block=")
+    tgm = spec.get("threadgroup_memory", 0)
+    if hasattr(dev.device, "maxThreadgroupMemoryLength") and tgm > int(dev.device.maxThreadgroupMemoryLength()):
+        raise MetalError(f"{sp.where}: needs {tgm} bytes of threadgroup memory, more than this GPU's "
+                         f"{int(dev.device.maxThreadgroupMemoryLength())}")
+    cb = dev.queue.commandBuffer()
+    enc = cb.computeCommandEncoder()
+    enc.setComputePipelineState_(pipe)
+    outputs = []
+    for i, (a, v) in enumerate(zip(spec["args"], bound.values)):
+        index = a.get("buffer", i)
+        if a["kind"] == "tensor":
+            buf = _buffer(dev, v)
+            enc.setBuffer_offset_atIndex_(buf, 0, index)
+            if a.get("access", "read") != "read":
+                outputs.append((buf, v))
+        else:
+            raw = (bf16_to_bits(v) if a["dtype"] == "bfloat16" else np.asarray(v)).tobytes()
+            enc.setBytes_length_atIndex_(raw, len(raw), index)
+    if spec.get("dims_buffer") is not None:
+        dims = dims_array(spec, bound)
+        if dims.nbytes <= MAX_SET_BYTES:
+            enc.setBytes_length_atIndex_(dims.tobytes(), dims.nbytes, spec["dims_buffer"])
+        else:
+            enc.setBuffer_offset_atIndex_(_buffer(dev, dims), 0, spec["dims_buffer"])
+    enc.dispatchThreadgroups_threadsPerThreadgroup_(M.MTLSizeMake(*grid), M.MTLSizeMake(*block))
+    enc.endEncoding()
+    cb.commit()
+    cb.waitUntilCompleted()
+    status = int(cb.status())
+    if status != COMMAND_BUFFER_COMPLETED:
+        raise MetalError(f"{sp.where}: the command buffer ended with status {status}: {cb.error()}")
+    for buf, v in outputs:
+        view = buf.contents().as_buffer(v.nbytes) if v.nbytes else b""
+        v[...] = np.frombuffer(view, v.dtype, v.size).reshape(v.shape)
