@@ -17,7 +17,7 @@ from enigma_runtime.dtypes import (
 
 from enigma.compiler import CompiledKernel, compile
 from enigma.errors import EnigmaError
-from enigma.frontend.kernel import jit, kernel
+from enigma.frontend.kernel import func, jit, kernel
 from enigma.frontend.language import abs_ as abs
 from enigma.frontend.language import (
                                    atomic_add,
@@ -58,11 +58,11 @@ from enigma.frontend.language import (
 from enigma.frontend.types import Constexpr, Tensor, TensorSpec
 
 __all__ = [
-    "CompiledKernel", "Constexpr", "DType", "EnigmaError", "Tensor", "TensorSpec", "abs", "atomic_add",
-    "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx", "bool_", "ceil", "ceil_div",
-    "compile", "const_expr", "cos", "exp", "exp2", "float16", "float32", "floor", "fma", "grid_dim", "int8",
-    "int16", "int32", "jit", "kernel", "log", "log2", "maximum", "minimum", "range_constexpr", "rsqrt",
+    "abs", "atomic_add", "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx",
+    "bool_", "ceil", "ceil_div", "compile", "CompiledKernel", "const_expr", "Constexpr", "cos", "DType",
+    "EnigmaError", "exp", "exp2", "float16", "float32", "floor", "fma", "func", "grid_dim", "int16",
+    "int32", "int8", "jit", "kernel", "log", "log2", "maximum", "minimum", "range_constexpr", "rsqrt",
     "shared_tensor", "simd_broadcast", "simd_group_id", "simd_lane_id", "simd_max", "simd_min",
-    "simd_shuffle_down", "simd_sum", "sin", "sqrt", "tanh", "thread_idx", "uint8", "uint16", "uint32",
-    "where",
+    "simd_shuffle_down", "simd_sum", "sin", "sqrt", "tanh", "Tensor", "TensorSpec", "thread_idx", "uint16",
+    "uint32", "uint8", "where",
 ]

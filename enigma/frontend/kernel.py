@@ -284,6 +284,9 @@ class KernelFunction:
                 raise self._here(f"parameter {p.name!r} of {self.name} is a Tensor without an element type",
                                  "write enigma.Tensor[float32] or pass an array / enigma.TensorSpec for it")
             return dtype, t.shape
+        preset = self.preset.get(p.name)
+        if isinstance(preset, DType):  # a specialize= variant fixes the element type
+            t = TensorType(preset, t.shape)
         if isinstance(v, (np.ndarray, TensorSpec)):
             v = host_value(v, p.name)
         if not isinstance(v, HostTensor):
@@ -525,6 +528,26 @@ def kernel(fn: Callable[..., Any] | None = None, *, block: Any = None, grid: Any
     def wrap(f: Callable[..., Any]) -> KernelFunction:
         return KernelFunction(f, block=block, grid=grid, specialize=specialize)
     return wrap(fn) if fn is not None else wrap
+
+
+class DeviceFunction:
+    """`@enigma.func`: a helper called from kernel bodies, with the same control-flow rewrite as a kernel
+    (plain helpers also work, but only with Python-valued `if`/`while`)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self._rewritten: Callable[..., Any] | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._rewritten is None:
+            self._rewritten = rewrite(self.fn, control, keep_defaults=True)[0]
+        return self._rewritten(*args, **kwargs)
+
+
+def func(fn: Callable[..., Any]) -> DeviceFunction:
+    """`@enigma.func`: a device helper whose `if`/`for range`/`while` on traced values compile to IR."""
+    return DeviceFunction(fn)
 
 
 def jit(fn: Callable[..., Any]) -> JitFunction:

@@ -219,7 +219,7 @@ def _noargs() -> ast.arguments:
                          defaults=[])
 
 
-def rewrite(fn: Callable[..., Any], rt: Any) -> tuple[Callable[..., Any], int]:
+def rewrite(fn: Callable[..., Any], rt: Any, keep_defaults: bool = False) -> tuple[Callable[..., Any], int]:
     """The rewritten function (same globals; closure values bound) and the line of its `def`."""
     file = fn.__code__.co_filename
     try:
@@ -239,7 +239,8 @@ def rewrite(fn: Callable[..., Any], rt: Any) -> tuple[Callable[..., Any], int]:
     a = fdef.args
     for arg in a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x]:
         arg.annotation = None
-    a.defaults, a.kw_defaults = [], [None] * len(a.kwonlyargs)
+    if not keep_defaults:
+        a.defaults, a.kw_defaults = [], [None] * len(a.kwonlyargs)
     rw = Rewriter()
     rw.file = file
     fdef.body = [s for stmt in fdef.body for s in _as_list(rw.visit(stmt))]
