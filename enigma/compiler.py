@@ -13,6 +13,7 @@ from typing import Any
 
 from enigma import ir
 from enigma.frontend.kernel import Launch, launch_of
+from enigma.frontend.language import ceil_div
 
 MSL_VERSION = "3.1"
 MACOS_TARGET = "14.0"
@@ -78,8 +79,8 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
     from enigma import passes
     from enigma.backends import msl, portable
 
-    if vec_width not in (0, 1, 2, 4, 8):
-        raise ValueError(f"vec_width must be 0 (scalar), 2, 4 or 8, got {vec_width}")
+    if not isinstance(vec_width, int) or isinstance(vec_width, bool) or vec_width < 0:
+        raise ValueError(f"vec_width must be 0 (scalar) or a lane count such as 4, got {vec_width!r}")
     launch = launch_of(fn, jit_args)
     kernel = launch.kernel
     if dump_ir:
@@ -92,9 +93,15 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
 
         mlir_source = mlir.emit(kernel)
         print(mlir_source, end="" if mlir_source.endswith("\n") else "\n")
+    grid, grid_json = launch.grid, launch.grid_json
+    if vec_width > 1 and grid is not None:  # each thread handles vec_width elements: x shrinks
+        from enigma.passes.vectorize import scale_grid
+
+        grid = (ceil_div(grid[0], vec_width), grid[1], grid[2])
+        grid_json = scale_grid(grid_json, vec_width)
     ir_json = portable.ir_to_json(kernel)
     signature = portable.signature(kernel, block=list(launch.block) if launch.block else None,
-                                   grid=launch.grid_json)
+                                   grid=grid_json)
     signature["source_hash"] = launch.source_hash + ("" if not vec_width else f"-v{vec_width}")
     if emit_only is None:
         emit_only = sys.platform != "darwin"
@@ -112,5 +119,5 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
                                     macos_target=MACOS_TARGET)
         metallib_path = str(Path(path).resolve())
         metallib_bytes = Path(path).read_bytes()
-    return CompiledKernel(kernel.kernel_name, metallib_path, metallib_bytes, metal, mlir_source, launch.grid,
+    return CompiledKernel(kernel.kernel_name, metallib_path, metallib_bytes, metal, mlir_source, grid,
                           launch.block, signature, ir_json, kernel, launch, str(wd))
