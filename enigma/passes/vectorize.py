@@ -225,7 +225,7 @@ class _Vectorizer:
                                    "`if i < n` bounds checks of it can be vectorised)")
             if v.id in s.checks and not (name == "if" and v is op.operands[0]):
                 raise self.err(op, "a bounds check of the element index is used as a value; only `if` may use it")
-        if name in _FORBIDDEN:
+        if name in _FORBIDDEN and not (name == "grid_dim" and op.attrs.get("dim") != 0):
             raise self.err(op, f"it uses {_FORBIDDEN[name]}, which sees threads, not elements")
         if name in ("yield", "condition"):
             b.op(name, [env.get(v.id, v) for v in op.operands])
@@ -333,8 +333,12 @@ class _Vectorizer:
         k, s = self.k, self.s
         checks = [op for op in ir.walk(k.body) if op.name == "if" and op.operands[0].id in s.checks]
         if not checks:
-            raise _error(k, k.line, "it has no bounds check `if i < n:` on the element index",
-                         "guard the body with `if i < n:`; the last vector may be partial")
+            access = next((op for op in ir.walk(k.body) if op.name in ("load", "store")
+                           and op.operands[0].id in s.affine), None)
+            if access is None:
+                raise _error(k, k.line, "it accesses no tensor element t[i] at the element index i")
+            raise _error(k, access.line, f"`{access.attrs['tensor']}[i]` is not inside a bounds check of the index",
+                         "guard the access with `if i < n:` so the scalar tail handles the last elements")
         top = Builder(k.line)
         index_env: dict[int, ir.Value] = {}
         for op in k.body.ops:  # the index computation, cloned to the top
