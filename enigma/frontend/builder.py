@@ -34,7 +34,9 @@ class Builder:
 
     def entry(self, name: str, type: ir.Type, attrs: dict[str, Any] | None = None) -> ir.Value:
         """An operand-free pure op placed once at the top of the kernel (dominates every use)."""
-        key = (name, type, tuple(sorted((attrs or {}).items())))
+        # floats by repr: 0.0 == -0.0 and nan != nan must not merge or miss
+        key = (name, type,
+               tuple((k, repr(v) if isinstance(v, float) else v) for k, v in (attrs or {}).items()))
         v = self.cache.get(key)
         if v is None:
             op = ir.Op(name, [], [ir.Value(type)], attrs or {}, [], self.line())

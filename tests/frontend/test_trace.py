@@ -353,3 +353,13 @@ def test_math_builtins_and_atomics():
         assert n in names, n
     assert "rsqrt" not in names  # rsqrt(2.0) of a Python float is computed at trace time
     assert kern.arg("h").access == "readwrite"
+
+
+def test_constants_are_hoisted_once_and_keep_signed_zero():
+    @enigma.kernel
+    def k(x: Tensor[float32]):
+        i = enigma.thread_idx().x
+        x[i] = x[i] * 0.0 + x[i] * -0.0 + x[i] * 0.0
+
+    consts = [op for op in ops(trace(k)) if op.name == "const" and op.results[0].type.dtype == float32]
+    assert sorted(repr(op.attrs["value"]) for op in consts) == ["-0.0", "0.0"]
