@@ -2,22 +2,20 @@
 
 CuTe checks divisibility and bounds statically when it can and silently skips the check otherwise
 (cutlass issues 3469-3471, 3513). Enigma never skips it: a condition on Python ints is decided at
-trace time (a `LayoutError`/`EnigmaError` when it fails); a condition on traced values is recorded
-as a `Condition` (the traced bool, what it means, the user's file:line) in the conditions of the
-kernel being traced, which `conditions()` returns and the tracer attaches to the kernel
-(`Kernel.layout_conditions`), so the launch side can check it.
+trace time (a `LayoutError`, an `EnigmaError` at the user's line, when it fails); a condition on
+traced values is recorded as a `Condition` (the traced bool, what it means, the user's file:line)
+with the kernel being traced: `conditions()` while tracing, `kernel_conditions(ir_kernel)` after.
+The artifact format has no place for them yet, so they are documented (docs/layout.md, "Run-time
+conditions") rather than checked at launch.
 """
 from __future__ import annotations
 
-import os
-import sys
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from enigma.errors import user_frame
 from enigma.layout.int_tuple import LayoutError
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_ENIGMA = os.path.dirname(_HERE)
 
 
 @dataclass(frozen=True)
@@ -33,27 +31,16 @@ class Condition:
         return f"{self.file}:{self.line}: requires {self.message}"
 
 
-_conditions: dict[int, list[Condition]] = {}
+_conditions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # kernel body Block -> conditions
+_outside: list[Condition] = []  # recorded outside any trace
 
 
-def user_location() -> tuple[str, int]:
-    """The innermost stack frame outside the enigma package: the kernel author's file:line."""
-    f = sys._getframe(1)
-    while f is not None:
-        path = os.path.abspath(f.f_code.co_filename)
-        if not path.startswith(_ENIGMA + os.sep):
-            return f.f_code.co_filename, f.f_lineno
-        f = f.f_back
-    return "<unknown>", 0
+def _store() -> list[Condition]:
+    from enigma.frontend.builder import _current  # late: keeps the pure algebra importable alone
 
-
-def _trace_key() -> int:
-    try:
-        from enigma.frontend import current_builder  # type: ignore[attr-defined]
-    except ImportError:  # the tracer is optional for the pure algebra
-        return 0
-    b = current_builder()
-    return id(b) if b is not None else 0
+    if not _current:
+        return _outside
+    return _conditions.setdefault(_current[-1].body, [])
 
 
 def require(cond: Any, message: str) -> None:
@@ -62,14 +49,15 @@ def require(cond: Any, message: str) -> None:
         if not cond:
             raise LayoutError(f"layout condition fails: {message}")
         return
-    file, line = user_location()
-    _conditions.setdefault(_trace_key(), []).append(Condition(cond, message, file, line))
+    file, line = user_frame(2)
+    _store().append(Condition(cond, message, file, line))
 
 
-def conditions(clear: bool = False) -> list[Condition]:
-    """The run-time conditions recorded while tracing the current kernel (or outside any trace)."""
-    key = _trace_key()
-    out = list(_conditions.get(key, []))
-    if clear:
-        _conditions.pop(key, None)
-    return out
+def conditions() -> list[Condition]:
+    """The run-time conditions recorded so far while tracing the current kernel."""
+    return list(_store())
+
+
+def kernel_conditions(kernel: Any) -> list[Condition]:
+    """The run-time conditions the layouts of a traced kernel (an `enigma.ir.Kernel`) rely on."""
+    return list(_conditions.get(kernel.body, []))

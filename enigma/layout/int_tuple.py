@@ -12,11 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from enigma.errors import EnigmaError, user_frame
+
 IntTuple = Any  # an int, a traced value, or a (nested) tuple of them
 
 
-class LayoutError(ValueError):
-    """An operation of the layout algebra got arguments outside its domain (CuTe's static asserts)."""
+class LayoutError(EnigmaError, ValueError):
+    """An operation of the layout algebra got arguments outside its domain (CuTe's static asserts),
+    located at the kernel author's (or caller's) file:line."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        file, line = user_frame(2)
+        super().__init__(message, file, line, hint=hint)
 
 
 def is_tuple(x: Any) -> bool:
@@ -43,7 +50,79 @@ def is_const(x: Any, value: int) -> bool:
 # ------------------------------------------------------------------------------------------------
 # leaf arithmetic with static folding
 
+class CoordVec:
+    """A vector-valued stride/offset (CuTe's ScaledBasis): a tuple `t` of leaves, added leafwise and
+    scaled by a scalar. The strides of an identity layout are unit CoordVecs, so the layout maps a
+    coordinate to the coordinate itself, through any division, slicing or composition."""
+
+    __slots__ = ("t",)
+
+    def __init__(self, t: tuple) -> None:
+        self.t = t
+
+    @staticmethod
+    def unit(shape: IntTuple) -> IntTuple:
+        """Strides congruent to `shape` whose leaf i is the unit vector e_i (e_i has `shape`'s profile)."""
+        zero = _zeros(shape)
+        out = []
+
+        def go(s: Any, path: tuple) -> Any:
+            if isinstance(s, tuple):
+                return tuple(go(x, (*path, i)) for i, x in enumerate(s))
+            out.append(path)
+            return CoordVec(_set(zero, path, 1))
+        return go(shape, ())
+
+    def __add__(self, o: Any) -> Any:
+        if isinstance(o, CoordVec):
+            return CoordVec(_leafwise(add, self.t, o.t))
+        if isinstance(o, int) and o == 0:
+            return self
+        return NotImplemented
+
+    __radd__ = __add__
+
+    def scale(self, k: Any) -> Any:
+        if isinstance(k, int) and k == 0:
+            return 0
+        return CoordVec(_leafwise(lambda x, _: mul(x, k), self.t, self.t))
+
+    def __eq__(self, o: object) -> bool:
+        return isinstance(o, CoordVec) and _same_leaves(self.t, o.t)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"E{self.t}"
+
+
+def _zeros(s: Any) -> Any:
+    return tuple(_zeros(x) for x in s) if isinstance(s, tuple) else 0
+
+
+def _set(t: Any, path: tuple, v: Any) -> Any:
+    if not path:
+        return v
+    return tuple(_set(x, path[1:], v) if i == path[0] else x for i, x in enumerate(t))
+
+
+def _leafwise(f: Any, a: Any, b: Any) -> Any:
+    if isinstance(a, tuple):
+        return tuple(_leafwise(f, x, y) for x, y in zip(a, b))
+    return f(a, b)
+
+
+def _same_leaves(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple):
+        return all(_same_leaves(x, y) for x, y in zip(a, b))
+    return a is b or (isinstance(a, int) and isinstance(b, int) and a == b)
+
+
 def add(a: Any, b: Any) -> Any:
+    if isinstance(b, CoordVec):
+        return b + a if not isinstance(a, CoordVec) else a + b
+    if isinstance(a, CoordVec):
+        return a + b
     if isinstance(a, int):
         if isinstance(b, int):
             return a + b
@@ -64,6 +143,10 @@ def sub(a: Any, b: Any) -> Any:
 
 
 def mul(a: Any, b: Any) -> Any:
+    if isinstance(b, CoordVec):
+        return b.scale(a)
+    if isinstance(a, CoordVec):
+        return a.scale(b)
     if isinstance(a, int):
         if isinstance(b, int):
             return a * b

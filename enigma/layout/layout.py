@@ -12,6 +12,7 @@ from typing import Any
 
 from enigma.layout.conditions import require
 from enigma.layout.int_tuple import (
+    CoordVec,
     IntTuple,
     LayoutError,
     add,
@@ -39,7 +40,7 @@ from enigma.layout.int_tuple import depth as _tuple_depth
 def _fmt(t: Any) -> str:
     if isinstance(t, tuple):
         return "(" + ",".join(_fmt(e) for e in t) + ("," if len(t) == 1 else "") + ")"
-    return str(t) if isinstance(t, int) else "?"  # "?" : a dynamic (traced) value
+    return str(t) if isinstance(t, (int, CoordVec)) else "?"  # "?" : a dynamic (traced) value
 
 
 class Layout:
