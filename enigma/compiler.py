@@ -4,6 +4,7 @@ Each stage is its own module (docs/ARCHITECTURE.md); this file only runs them in
 outputs into a CompiledKernel (the contract is ../shared/seed/compile-api.txt)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -101,8 +102,11 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
         grid_json = scale_grid(grid_json, vec_width)
     ir_json = portable.ir_to_json(kernel)
     signature = portable.signature(kernel, block=list(launch.block) if launch.block else None,
-                                   grid=grid_json)
-    signature["source_hash"] = launch.source_hash + ("" if not vec_width else f"-v{vec_width}")
+                                   grid=grid_json, msl_source=metal)
+    # FORMAT.md: the hash covers the Python source and the compile options; the portable hash (MSL + IR)
+    # already reflects every option (dtypes, shapes, constexpr values, vec_width), so fold the source in
+    combined = f"{launch.source}\0{signature['source_hash']}"
+    signature["source_hash"] = hashlib.sha256(combined.encode()).hexdigest()
     if emit_only is None:
         emit_only = sys.platform != "darwin"
     need_dir = keep_metal_source or not emit_only

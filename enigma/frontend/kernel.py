@@ -3,7 +3,6 @@ choose one kernel launch: its arguments, grid and block)."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import linecache
 import traceback
@@ -90,12 +89,6 @@ class Launch:
     grid_json: list[Any] | None  # FORMAT.md grid expressions over the kernel's argument names
     source: str
     options: dict[str, Any]
-
-    @property
-    def source_hash(self) -> str:
-        h = hashlib.sha256(self.source.encode())
-        h.update(repr(sorted(self.options.items())).encode())
-        return h.hexdigest()
 
 
 def _err(message: str, file: str, line: int, hint: str = "",

@@ -91,3 +91,15 @@ def test_dump_mlir(capsys):
     ck = enigma.compile(zoo.vector_add, dump_mlir=True)
     assert ck.mlir_source and "func.func" in ck.mlir_source
     assert ck.mlir_source.strip() in capsys.readouterr().out
+
+
+def test_source_hash_is_stable_and_tracks_options():
+    def h(**kw):
+        return enigma.compile(zoo.histogram, **kw).signature["source_hash"]
+
+    a = h()
+    assert a == h() and len(a) == 64
+    assert enigma.compile(zoo.histogram.variants()[0]).signature["source_hash"] == a
+    spec = enigma.TensorSpec(enigma.int32, ("n",))
+    other = enigma.compile(zoo.histogram, spec, spec, 5, 32).signature["source_hash"]  # BINS=32
+    assert other != a
