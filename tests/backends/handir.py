@@ -117,10 +117,12 @@ def histogram():
             t.val("atomic_add", bin_, t.const(1, ir.Type(uint32)), tensor="local_bins")
             t.val("atomic_add", bin_, t.const(1, ir.Type(uint32)), tensor="bins")
             t.val("atomic_max", t.const(0, I32), t.val("cast", v, type=I32), tensor="mx")
+            t.val("atomic_min", t.const(0, I32), t.val("cast", v, type=I32), tensor="mn")
             t.val("atomic_add", t.const(0, I32), t.const(1.0, F32), tensor="total")
         if_(b, b.val("lt", i, n), then)
     return kernel("histogram", [tensor("data", uint32), tensor("bins", uint32, (256,), "readwrite"),
-                                tensor("mx", int32, (1,), "readwrite"), tensor("total", float32, (1,), "readwrite")],
+                                tensor("mx", int32, (1,), "readwrite"), tensor("mn", int32, (1,), "readwrite"),
+                                tensor("total", float32, (1,), "readwrite")],
                   body, shared=[ir.Shared("local_bins", uint32, (256,))])
 
 
