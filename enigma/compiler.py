@@ -72,6 +72,15 @@ class CompiledKernel:
                                msl_version=MSL_VERSION, macos_target=MACOS_TARGET)
 
 
+def source_hash(launch: Launch, vec_width: int) -> str:
+    """sha256 of the kernel's Python source and its compile options (FORMAT.md section 3): the same
+    kernel, specialisation and options give the same hash in every process and on every machine."""
+    import enigma
+
+    options = repr(sorted(launch.options.items())) + f"|vec_width={vec_width}|enigma={enigma.__version__}"
+    return hashlib.sha256(f"{launch.source}\0{options}".encode()).hexdigest()
+
+
 def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, dump_mlir: bool = False,
             keep_metal_source: bool = False, work_dir: str | None = None,
             emit_only: bool | None = None) -> CompiledKernel:
@@ -103,10 +112,7 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
     ir_json = portable.ir_to_json(kernel)
     signature = portable.signature(kernel, block=list(launch.block) if launch.block else None,
                                    grid=grid_json, msl_source=metal)
-    # FORMAT.md: the hash covers the Python source and the compile options; the portable hash (MSL + IR)
-    # already reflects every option (dtypes, shapes, constexpr values, vec_width), so fold the source in
-    combined = f"{launch.source}\0{signature['source_hash']}"
-    signature["source_hash"] = hashlib.sha256(combined.encode()).hexdigest()
+    signature["source_hash"] = source_hash(launch, vec_width)
     if emit_only is None:
         emit_only = sys.platform != "darwin"
     need_dir = keep_metal_source or not emit_only

@@ -342,7 +342,7 @@ class KernelFunction:
             bindings[p.name] = host_value(a, p.name) if not isinstance(a, DType) else a
         kernel = self.trace(bindings)
         if self.grid is None and self.block is None:
-            return Launch(kernel, bindings, None, None, None, self.source, self._options(kernel))
+            return Launch(kernel, bindings, None, None, None, self.source, self._options(kernel, bindings))
         sym: list[Any] = []
         for p in self.params:
             v = bindings.get(p.name, self.preset.get(p.name, inspect.Parameter.empty))
@@ -356,12 +356,15 @@ class KernelFunction:
             bindings.setdefault(p.name, v)
             sym.append(v)
         grid = self.grid(*sym) if callable(self.grid) else self.grid
-        return make_launch(kernel, bindings, grid, self.block, self.source, self._options(kernel),
+        return make_launch(kernel, bindings, grid, self.block, self.source, self._options(kernel, bindings),
                            self.file, self.def_line)
 
-    def _options(self, kernel: ir.Kernel) -> dict[str, Any]:
-        return {"args": [(a.name, a.dtype.name, a.shape) for a in kernel.args],
-                "preset": sorted((k, repr(v)) for k, v in self.preset.items())}
+    def _options(self, kernel: ir.Kernel, values: dict[str, Any]) -> dict[str, Any]:
+        """What this specialisation was traced for (argument types and shapes, constexpr values)."""
+        merged = {**self.preset, **values}
+        cx = [(p.name, repr(self._constexpr(p, merged.get(p.name, inspect.Parameter.empty))))
+              for p in self.params if p.kind == "constexpr"]
+        return {"args": [(a.name, a.kind, a.dtype.name, a.shape) for a in kernel.args], "constexpr": cx}
 
 
 def def_line(fn: Callable[..., Any]) -> int:
@@ -397,8 +400,8 @@ class KernelCall:
         grid = grid if grid is not None else (k.grid(*[bindings.get(p.name) for p in k.params])
                                               if callable(k.grid) else k.grid)
         block = block if block is not None else k.block
-        _jit_stack[-1].append(make_launch(kernel, bindings, grid, block, k.source, k._options(kernel),
-                                          file, line))
+        options = k._options(kernel, bindings)
+        _jit_stack[-1].append(make_launch(kernel, bindings, grid, block, k.source, options, file, line))
 
 
 _jit_stack: list[list[Launch]] = []
