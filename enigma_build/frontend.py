@@ -63,14 +63,25 @@ def _jit_specs(obj: Any) -> list[Any]:
     return specs
 
 
+def _compile(fn: Any, *args: Any, vec_width: int) -> Any:
+    """enigma.compile with SSA ids numbered from 0: enigma.ir numbers values from a process-wide
+    counter, so without this the emitted names (v94 vs v102) depend on what the process traced before
+    (worker order, earlier kernels) and two builds of one tree would differ."""
+    import itertools
+
+    import enigma
+    from enigma import ir
+
+    ir._ids = itertools.count()
+    return enigma.compile(fn, *args, emit_only=True, vec_width=vec_width)
+
+
 def compile_all(obj: Any, settings: Settings) -> list[Any]:
     """CompiledKernels of `obj`, default first. Emit-only: the build links one .metallib per package."""
-    import enigma
     from enigma.frontend.kernel import JitFunction, KernelFunction
 
     if isinstance(obj, JitFunction):
-        ck = enigma.compile(obj, *_jit_specs(obj), emit_only=True,
-                            vec_width=settings.vec_width_of(obj.name))
+        ck = _compile(obj, *_jit_specs(obj), vec_width=settings.vec_width_of(obj.name))
         ck.signature = {**ck.signature, "name": obj.name}
         return [ck]
     if not isinstance(obj, KernelFunction):
@@ -80,7 +91,7 @@ def compile_all(obj: Any, settings: Settings) -> list[Any]:
     out = []
     seen: set[str] = set()
     for variant in obj.variants():
-        ck = enigma.compile(variant, emit_only=True, vec_width=width)
+        ck = _compile(variant, vec_width=width)
         if ck.kernel_name in seen:
             base = f"{ck.kernel_name}_{_suffix(variant.preset)}"
             new, k = base, 1

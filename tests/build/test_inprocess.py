@@ -152,3 +152,11 @@ def test_setuptools_plugin_is_inert_without_tool_enigma(st_copy, tmp_path):
     pp.write_text(pp.read_text().replace("[tool.enigma]\n", ""))
     files = wheel_files(st_build(st_copy, tmp_path / "dist"))
     assert not any("_enigma" in n for n in files)
+
+
+def test_output_does_not_depend_on_worker_order(example_copy, tmp_path):
+    def files(jobs: int, cache: str) -> dict:
+        s = config.from_table(example_copy, {"jobs": jobs, "cache-dir": str(tmp_path / cache),
+                                             "vec-width": {"saxpy": 4}})
+        return core.build(s, log=lambda _: None).packages[0].files
+    assert files(1, "c1") == files(2, "c2")

@@ -1,0 +1,147 @@
+"""Real frontends in fresh venvs: `pip wheel`, `python -m build`, `pip install -e` (hatchling and
+setuptools strict/lenient), with enigma-build and enigma-runtime installed from wheels built here
+(--find-links; hatchling, setuptools and numpy come from PyPI). The built wheel is installed in a fresh
+venv and its kernels run (CPU here) against numpy.
+
+One session-scoped wheelhouse and one runner venv keep this tier lean."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import venv
+from pathlib import Path
+
+import pytest
+from conftest import _IGNORE, EXAMPLE, REPO, ST_PROJECT, wheel_files, wheel_tag
+
+pytestmark = pytest.mark.slow
+BIN = "Scripts" if os.name == "nt" else "bin"
+EPOCH = "1700000000"
+
+
+def run(*cmd, cwd=None, env=None, check=True) -> subprocess.CompletedProcess:
+    e = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "SOURCE_DATE_EPOCH": EPOCH, **(env or {})}
+    e.pop("PYTHONPATH", None)
+    p = subprocess.run([str(c) for c in cmd], cwd=cwd, env=e, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout[-4000:]}\n"
+                             f"{p.stderr[-4000:]}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory) -> Path:
+    """Wheels of enigma-runtime and enigma-build built from this checkout (no isolation: the test venv
+    already has hatchling)."""
+    wh = tmp_path_factory.mktemp("wheelhouse")
+    src = tmp_path_factory.mktemp("src")
+    # copy the sources: other work in the checkout (caches, build/) never leaks into the wheels
+    for name in ("enigma", "enigma_build", "runtime"):
+        shutil.copytree(REPO / name, src / name, ignore=_IGNORE)
+    for name in ("README.md", "pyproject.toml"):
+        shutil.copy(REPO / name, src / name)
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", wh,
+        src / "runtime", src)
+    assert {p.name.split("-")[0] for p in wh.glob("*.whl")} == {"enigma_runtime", "enigma_build"}
+    return wh
+
+
+@pytest.fixture(scope="session")
+def runner(tmp_path_factory, wheelhouse) -> Path:
+    """A fresh venv with enigma-runtime (local wheel) and numpy: where built wheels get installed."""
+    d = tmp_path_factory.mktemp("runner")
+    venv.EnvBuilder(with_pip=True).create(d)
+    py = d / BIN / "python"
+    run(py, "-m", "pip", "install", "-q", "--find-links", wheelhouse, "enigma-runtime", "numpy")
+    return py
+
+
+def pip_env(wheelhouse: Path, cache: Path) -> dict[str, str]:
+    return {"PIP_FIND_LINKS": str(wheelhouse), "ENIGMA_CACHE_DIR": str(cache)}
+
+
+def copy(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest, ignore=_IGNORE)
+    return dest
+
+
+def test_pip_wheel_and_build_agree_and_the_wheel_runs(tmp_path, wheelhouse, runner):
+    proj = copy(EXAMPLE, tmp_path / "example_project")
+    env = pip_env(wheelhouse, tmp_path / "cache")
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "pip", proj, env=env)
+    run(sys.executable, "-m", "build", "-q", "-o", tmp_path / "build", proj, env=env)
+    (pip_whl,) = (tmp_path / "pip").glob("*.whl")
+    (build_whl,) = (tmp_path / "build").glob("*.whl")
+    assert pip_whl.name == build_whl.name and wheel_tag(pip_whl) == "py3-none-any"
+    assert pip_whl.read_bytes() == build_whl.read_bytes()  # from the tree and from the sdist
+    (sdist,) = (tmp_path / "build").glob("*.tar.gz")
+    import tarfile
+    names = tarfile.open(sdist).getnames()
+    assert any(n.endswith("src/example_pkg/kernels.py") for n in names)
+    assert not any("_enigma" in n for n in names)
+    assert "example_pkg/_enigma/manifest.json" in wheel_files(pip_whl)
+    # a second build (cold cache, new directory) is byte-identical
+    proj2 = copy(EXAMPLE, tmp_path / "again" / "example_project")
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "pip2", proj2,
+        env=pip_env(wheelhouse, tmp_path / "cache2"))
+    (again,) = (tmp_path / "pip2").glob("*.whl")
+    assert again.read_bytes() == pip_whl.read_bytes()
+    # install in the fresh runner venv and run every kernel against numpy
+    run(runner, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", pip_whl)
+    out = run(runner, "-m", "example_pkg", cwd=tmp_path).stdout
+    assert "all kernels agree with numpy" in out, out
+    out = run(runner, "-m", "pytest", "-q", "-p", "no:cacheprovider", proj / "tests", cwd=tmp_path,
+              check=False)
+    if "No module named pytest" not in out.stderr:
+        assert out.returncode == 0, out.stdout[-3000:]
+    # the CLI reads the wheel back
+    text = run(sys.executable, "-m", "enigma_build", "inspect", pip_whl).stdout
+    assert "tag: py3-none-any" in text and "vector_add" in text and "HASH MISMATCH" not in text
+
+
+VA_SCRIPT = textwrap.dedent("""\
+    import numpy as np, enigma_runtime
+    a = np.arange(8, dtype=np.float32); b = np.full(8, 2, np.float32); c = np.zeros(8, np.float32)
+    enigma_runtime.load("example_pkg", "vector_add")(a, b, c, np.int32(8))
+    print(c.tolist())
+    """)
+
+
+def test_hatch_editable_install_and_reinstall_after_edit(tmp_path, wheelhouse, runner):
+    proj = copy(EXAMPLE, tmp_path / "example_project")
+    env = pip_env(wheelhouse, tmp_path / "cache")
+    run(runner, "-m", "pip", "install", "-q", "--no-deps", "-e", proj, env=env)
+    assert run(runner, "-c", VA_SCRIPT, cwd=tmp_path).stdout.strip() == str([2.0 + i for i in range(8)])
+    k = proj / "src/example_pkg/kernels.py"
+    k.write_text(k.read_text().replace("c[i] = a[i] + b[i]", "c[i] = a[i] * b[i]"))
+    run(runner, "-m", "pip", "install", "-q", "--no-deps", "-e", proj, env=env)
+    assert run(runner, "-c", VA_SCRIPT, cwd=tmp_path).stdout.strip() == str([2.0 * i for i in range(8)])
+    run(runner, "-m", "pip", "uninstall", "-q", "-y", "example-pkg")
+
+
+ST_SCRIPT = "import st_pkg; print(st_pkg.scale([1, 2, 3], 2.0).tolist())"
+
+
+@pytest.mark.parametrize("mode", ["wheel", "lenient", "strict"])
+def test_setuptools_frontends(tmp_path, wheelhouse, runner, mode):
+    proj = copy(ST_PROJECT, tmp_path / "setuptools_project")
+    env = pip_env(wheelhouse, tmp_path / "cache")
+    if mode == "wheel":
+        run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "w", proj, env=env)
+        (whl,) = (tmp_path / "w").glob("*.whl")
+        assert "st_pkg/_enigma/manifest.json" in wheel_files(whl)
+        run(runner, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", whl)
+    else:
+        run(runner, "-m", "pip", "install", "-q", "--no-deps", "-e", proj,
+            "--config-settings", f"editable_mode={mode}", env=env)
+    assert run(runner, "-c", ST_SCRIPT, cwd=tmp_path).stdout.strip() == "[2.0, 4.0, 6.0]"
+    if mode != "wheel":
+        k = proj / "st_pkg/kernels.py"
+        k.write_text(k.read_text().replace("FACTOR = 1.0", "FACTOR = 10.0"))
+        run(runner, "-m", "pip", "install", "-q", "--no-deps", "-e", proj,
+            "--config-settings", f"editable_mode={mode}", env=env)
+        assert run(runner, "-c", ST_SCRIPT, cwd=tmp_path).stdout.strip() == "[20.0, 40.0, 60.0]"
+    run(runner, "-m", "pip", "uninstall", "-q", "-y", "st-pkg")
