@@ -96,12 +96,17 @@ class Geo:
 class Aff:
     """An int32 value c + sum(k[i] * index along axis i) of the thread space, kept symbolic."""
 
-    __slots__ = ("c", "k", "geo", "_arr")
+    __slots__ = ("c", "k", "geo", "_arr", "_range")
 
     def __init__(self, c: int, k: tuple[int, ...], geo: Geo) -> None:
-        self.c, self.k, self.geo, self._arr = c, k, geo, None
+        self.c, self.k, self.geo, self._arr, self._range = c, k, geo, None, None
 
     def range(self) -> tuple[int, int]:
+        if self._range is None:
+            self._range = self._compute_range()
+        return self._range
+
+    def _compute_range(self) -> tuple[int, int]:
         lo = hi = self.c
         for ki, n in zip(self.k, self.geo.full):
             if ki and n > 1:
@@ -126,10 +131,14 @@ class Aff:
 
 
 def _mk_aff(c: int, k: tuple[int, ...], geo: Geo) -> Any:
-    k = tuple(_wrap32(x) for x in k)
-    if not any(ki and n > 1 for ki, n in zip(k, geo.full)):
+    """An Aff, or a uniform int32 when no coefficient is left; k is 0 on axes of length 1."""
+    if not any(k):
         return np.int32(_wrap32(c))
-    return Aff(_wrap32(c), k, geo)
+    if any(x < -(2**31) or x >= 2**31 for x in k):
+        k = tuple(_wrap32(x) for x in k)
+        if not any(k):
+            return np.int32(_wrap32(c))
+    return Aff(c if -(2**31) <= c < 2**31 else _wrap32(c), k, geo)
 
 
 def _mat(v: Any) -> Any:
@@ -137,11 +146,14 @@ def _mat(v: Any) -> Any:
 
 
 def _uniform_int(v: Any) -> int | None:
-    if type(v) is Aff:
+    t = type(v)
+    if t is Aff:
         return None
-    if np.ndim(v) == 0 or np.size(v) == 1:
-        return int(np.reshape(v, -1)[0]) if np.ndim(v) else int(v)
-    return None
+    if t is int:
+        return v
+    if v.ndim == 0:
+        return int(v)
+    return int(v.reshape(-1)[0]) if v.size == 1 else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -150,15 +162,17 @@ def _uniform_int(v: Any) -> int | None:
 class Memory:
     """A tensor argument or a threadgroup array: flat storage and how to check and offset indices."""
 
-    __slots__ = ("name", "flat", "dt", "size", "shared", "written")
+    __slots__ = ("name", "flat", "dt", "size", "shared", "written", "views")
 
     def __init__(self, name: str, flat: np.ndarray, dt: DType, size: int, shared: bool, written: bool) -> None:
-        self.name, self.flat, self.dt, self.size, self.shared, self.written = name, flat, dt, size, shared, written
+        self.name, self.flat, self.dt, self.size, self.shared = name, flat, dt, size, shared
+        self.written, self.views = written, {}  # views: (coefs, lanes) -> (shape, strides)
 
 
 class State:
     def __init__(self, plan: Plan, values: list[Any], geo: Geo) -> None:
         self.plan, self.geo = plan, geo
+        self.memo: dict[int, tuple] = {}
         self.mem: dict[str, Memory] = {}
         self.params: dict[str, Any] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
@@ -283,6 +297,10 @@ class Plan:
         for i, op in enumerate(ops):
             if not isinstance(op, dict) or not isinstance(op.get("op"), str):
                 raise IRError(f"kernel {self.name!r} IR: op {op!r} is not an object with an 'op' name")
+            for key in ("in", "out"):
+                if not isinstance(op.get(key, []), list) or not all(
+                        isinstance(v, int) and not isinstance(v, bool) for v in op.get(key, [])):
+                    raise self._err(op, f"{key!r} must be a list of integer value ids")
             for v in op.get("in", []):
                 if v not in defined:
                     raise self._err(op, f"operand %{v} is used before it is defined (or outside its region)")
@@ -385,7 +403,7 @@ class Plan:
         def run(st, env, mask):
             geo = st.geo
             if axis is not None:
-                v = _mk_aff(0, tuple(int(i == axis) for i in range(6)), geo)
+                v = _mk_aff(0, tuple(int(i == axis and geo.full[i] > 1) for i in range(6)), geo)
             else:
                 v = np.int32((geo.block if name == "block_dim" else geo.grid)[d])
             env[out] = v if want == _I32 else _mat(v).astype(want)
@@ -416,14 +434,21 @@ class Plan:
 
         def run(st, env, mask):
             a, b = env[a_id], env[b_id]
+            memo = st.memo.get(out)  # loop-invariant operands: reuse the last result
+            if memo is not None and memo[0] is a and memo[1] is b:
+                env[out] = memo[2]
+                return
+            env[out] = r = _binary(a, b)
+            st.memo[out] = (a, b, r)
+
+        def _binary(a, b):
             if type(a) is Aff or type(b) is Aff:
-                r = _aff_binary(name, a, b, st.geo) if aff or cmp else None
+                r = _aff_binary(name, a, b, (a if type(a) is Aff else b).geo) if aff or cmp else None
                 if r is not None:
-                    env[out] = r
-                    return
+                    return r
                 a, b = _mat(a), _mat(b)
             fn = fl if a.dtype.kind == "f" else fi
-            env[out] = _fix(fn(a, b), want, bf16)
+            return _fix(fn(a, b), want, bf16)
         return run
 
     def _op_unary(self, op, name, ins, outs, types, attrs, line):
@@ -767,14 +792,19 @@ def _aff_view(st: State, m: Memory, idx: Aff, lanes: int) -> np.ndarray | None:
     lo, hi = idx.range()
     if not idx.exact() or lo < 0 or hi + max(lanes, 1) > m.size:
         return None
-    c, k = idx.c, list(idx.k)
-    if m.shared:
-        k = [a + m.size * g for a, g in zip(k, st.geo.group_coefs)]
     item = m.flat.itemsize
-    shape = tuple(n if ki else 1 for n, ki in zip(st.geo.full, k))
-    strides = tuple(ki * item if ki else 0 for ki in k)
-    if lanes:
-        shape, strides = shape + (lanes,), strides + (item,)
+    geom = m.views.get((idx.k, lanes))
+    if geom is None:
+        k = idx.k
+        if m.shared:
+            k = tuple(a + m.size * g for a, g in zip(k, st.geo.group_coefs))
+        shape = tuple(n if ki else 1 for n, ki in zip(st.geo.full, k))
+        strides = tuple(ki * item if ki else 0 for ki in k)
+        if lanes:
+            shape, strides = shape + (lanes,), strides + (item,)
+        geom = m.views[(idx.k, lanes)] = (shape, strides)
+    shape, strides = geom
+    c = idx.c
     return np.ndarray(shape, m.flat.dtype, m.flat, c * item, strides)
 
 

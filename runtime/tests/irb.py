@@ -39,8 +39,8 @@ class B:
         self.stack[-1].append(op)
         return outs
 
-    def v(self, name: str, *ins: int, t: str, line: int | None = None, **attrs: Any) -> int:
-        return self.op(name, *ins, types=(t,), attrs=attrs or None, line=line)[0]
+    def v(self, opname: str, *ins: int, t: str, line: int | None = None, **attrs: Any) -> int:
+        return self.op(opname, *ins, types=(t,), attrs=attrs or None, line=line)[0]
 
     def c(self, value: Any, t: str = "int32") -> int:
         return self.v("const", t=t, value=value)
