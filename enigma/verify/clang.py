@@ -151,7 +151,7 @@ def _pch() -> Path | None:
         return out
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         t = Path(tmp)
-        cmd = [*clang.argv, *MSL_FLAGS, "-Xclang", "-emit-pch", "-fPIC", "-I", str(INCLUDE_DIR),
+        cmd = [*clang.argv, *MSL_FLAGS, "-Xclang", "-emit-pch", "-fPIC", "-I", str(INCLUDE_DIR), "-c",
                str(INCLUDE_DIR / "metal_stdlib"), "-o", str(t / "h.pch")]
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=t)
         if r.returncode != 0:
@@ -180,9 +180,10 @@ def compile_kernel_library(source: str, *, file_name: str = "kernel.metal") -> P
         r = subprocess.run(compile_cmd, capture_output=True, text=True, cwd=t)
         if r.returncode != 0:
             raise CompileError(f"clang rejected the Metal source:\n{r.stderr.strip()}", r.stderr)
-        link = list(clang.argv)
         if clang.is_zig:
-            link[-1] = "c++"
-        _run([*link, "-shared", "k.o", "-o", "k.so", "-lm"], "linking the kernel library", t)
+            link = [*clang.argv[:-1], "c++", "-shared", "k.o", "-o", "k.so", "-lm"]
+        else:  # no C runtime start files: the library only needs libm and libgcc (half conversions)
+            link = [*clang.argv, "-shared", "-nostdlib", "k.o", "-o", "k.so", "-lm", "-lgcc"]
+        _run(link, "linking the kernel library", t)
         _atomic_move(t / "k.so", out)
     return out

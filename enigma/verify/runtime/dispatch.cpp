@@ -8,7 +8,9 @@
 // reaches the same barrier and reports out-of-bounds accesses through guard pages around every
 // buffer. By default a launch runs in a forked child process so that a wild write or a crash never
 // takes down the caller; buffers are shared mappings, so the parent sees the results.
+#include <cerrno>
 #include <csetjmp>
+#include <ctime>
 #include <cstdarg>
 #include <csignal>
 #include <cstdint>
@@ -559,8 +561,20 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
       if (sigsetjmp(g_abort, 0) == 0) run_launch(L);
       _exit(g_err->code);
     }
+    // wait for the child; a watchdog kills it if its own timer did not end it
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0) {}
+    const double limit = timeout_s > 0 ? timeout_s + 5.0 : 1e18;
+    double waited = 0, nap = 20e-6;
+    for (;;) {
+      pid_t r = waitpid(pid, &status, WNOHANG);
+      if (r == pid) break;
+      if (r < 0 && errno != EINTR) { status = 0; break; }
+      if (waited > limit) { kill(pid, SIGKILL); waitpid(pid, &status, 0); break; }
+      struct timespec ts = {0, (long)(nap * 1e9)};
+      nanosleep(&ts, nullptr);
+      waited += nap;
+      if (nap < 2e-3) nap *= 2;
+    }
     if (WIFSIGNALED(status) && shared_err->code == 0) {
       shared_err->code = 4;
       shared_err->sig = WTERMSIG(status);
