@@ -135,10 +135,6 @@ def atomic_min(t: TensorRef, index: Any, value: Any) -> Val:
 # ---------------------------------------------------------------------------------------------------
 # simd-group
 
-def _simd(op: str, v: Any) -> Val:
-    return Val(current().emit(op, [to_val(v).v], [ir.Type(to_val(v).dtype)]).result)
-
-
 def simd_sum(v: Any) -> Val:
     """Sum over the active lanes of the simdgroup, in every lane."""
     v = to_val(v)
@@ -231,8 +227,6 @@ def where(cond: Any, a: Any, b: Any) -> Any:
     if isinstance(cond, PyNum):
         return a if cond else b
     c = to_bool(cond)
-    if isinstance(a, PyNum) and isinstance(b, PyNum) and not isinstance(cond, Val):
-        return a if cond else b
     d = common(a, b, op="enigma.where")
     return Val(current().emit("select", [c.v, as_val(a, d).v, as_val(b, d).v], [ir.Type(d)]).result)
 

@@ -295,3 +295,22 @@ def test_calling_kernels_and_jits_directly():
         zoo.add(1, 2, 3)
     with pytest.raises(EnigmaError, match="expects an @enigma.kernel or @enigma.jit function"):
         enigma.compile(lambda: None)
+
+
+def test_named_sizes_must_agree_across_arrays():
+    a, b = np.zeros((3, 4), np.float32), np.zeros((5, 2), np.float32)
+    with pytest.raises(EnigmaError) as info:
+        enigma.compile(zoo.matmul_launch, a, b, np.zeros((3, 2), np.float32))
+    assert info.value.message == "size 'k' is 4 in one argument and 5 in 'b'"
+
+
+def test_generic_element_type_needs_an_argument():
+    @enigma.kernel
+    def k(x: Tensor[None]):  # <-
+        x[0] = 1
+
+    assert enigma.compile(k, np.zeros(3, np.int16)).ir.args[0].dtype == enigma.int16
+    with pytest.raises(EnigmaError) as info:
+        enigma.compile(k)
+    assert info.value.message == "parameter 'x' of k is a Tensor without an element type"
+    assert info.value.line == marked_line(k.fn)
