@@ -494,7 +494,11 @@ class JitFunction:
     def run(self, *args: Any) -> Launch:
         """Run the host function on `args` (arrays / TensorSpecs / numbers) and return its launch."""
         names = list(inspect.signature(self.fn).parameters)
-        hosts = [host_value(a, names[k] if k < len(names) else f"arg{k}") for k, a in enumerate(args)]
+        hosts = []
+        for k, a in enumerate(args):
+            label = names[k] if k < len(names) else f"arg{k}"
+            # a dtype stands for a scalar known only at launch (a build has no values): symbolic
+            hosts.append(Expr("arg", name=label) if isinstance(a, DType) else host_value(a, label))
         launches: list[Launch] = []
         _jit_stack.append(launches)
         try:

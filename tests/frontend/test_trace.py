@@ -363,3 +363,14 @@ def test_constants_are_hoisted_once_and_keep_signed_zero():
 
     consts = [op for op in ops(trace(k)) if op.name == "const" and op.results[0].type.dtype == float32]
     assert sorted(repr(op.attrs["value"]) for op in consts) == ["-0.0", "0.0"]
+
+
+def test_jit_scalar_given_as_dtype_stays_symbolic():
+    @enigma.jit
+    def launch(x, y, n):
+        zoo.saxpy(1.0, x, y, n).launch(grid=(enigma.ceil_div(n, 32), 1, 1), block=(32, 1, 1))
+
+    spec = TensorSpec(float32, (None,))
+    ck = enigma.compile(launch, spec, spec, int32)
+    assert str(ck.grid[0]) == "ceil_div(n, 32)"
+    assert ck.signature["grid"][0] == {"op": "ceil_div", "args": [{"arg": "n"}, 32]}
