@@ -91,7 +91,7 @@ def mm_static(a: Tensor[float32, (32, 32)], b: Tensor[float32, (32, 32)], c: Ten
 
 
 _INT_DEF = re.compile(r"^\s*int (v\d+) = (.*);")
-_MULADD = re.compile(r"^\(?[\w.()]+\)? [*+] \(?[\w.()]+\)?$")
+_MULADD = re.compile(r"^[\w.\[\]]+ [*+] [\w.\[\]]+$")  # one multiply or add of two names/constants
 
 
 def test_static_tiled_matmul_emits_only_multiply_adds():
@@ -216,3 +216,41 @@ def test_slicing_with_none_in_a_kernel():
     c = np.zeros_like(a)
     enigma.compile(rows)(a, c, grid=(6, 1, 1), block=(1, 1, 1), device="cpu")
     np.testing.assert_array_equal(c, 3 * a)
+
+
+# ---------------------------------------------------------------------------------------------
+# the zoo's tiled matmul and transpose (written with layouts)
+
+
+def _zoo():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    import zoo
+
+    return zoo
+
+
+def test_zoo_tiled_matmul_index_arithmetic_is_multiply_add():
+    """Dynamic sizes: the strides come from the dims buffer, yet every access offset is built from
+    multiplies and adds only (the padded shapes' ceil_div feed only the run-time conditions)."""
+    zoo = _zoo()
+    src = enigma.compile(zoo.matmul).metal_source
+    int_ops = [m.group(2) for line in src.splitlines() if (m := _INT_DEF.match(line))]
+    for expr in int_ops:
+        assert _MULADD.match(expr.replace("(int)", "")), f"index arithmetic beyond multiply-add: {expr}"
+    assert "enigma_dims[2]" in src  # a's row stride, read at run time
+
+
+@pytest.mark.parametrize("name", ["matmul", "transpose"])
+def test_zoo_layout_kernels_run(name):
+    zoo = _zoo()
+    entry = next(e for e in zoo.ZOO if e.name == name)
+    rng = np.random.default_rng(1)
+    args = entry.make_inputs(rng)
+    expect = entry.reference(*[a.copy() for a in args])
+    ck = enigma.compile(entry.jit, *args)
+    ck(*args, device="cpu")
+    for i, want in zip(entry.outputs, expect):
+        np.testing.assert_allclose(args[i], want, rtol=1e-4, atol=1e-4)
