@@ -792,6 +792,8 @@ def _aff_view(st: State, m: Memory, idx: Aff, lanes: int) -> np.ndarray | None:
     lo, hi = idx.range()
     if not idx.exact() or lo < 0 or hi + max(lanes, 1) > m.size:
         return None
+    if lanes and (idx.c % lanes or any(k % lanes for k in idx.k)):
+        return None  # possibly misaligned: the checked path names the thread
     item = m.flat.itemsize
     geom = m.views.get((idx.k, lanes))
     if geom is None:
