@@ -61,7 +61,12 @@ class Builder:
         self.shared.append(shared)
 
 
-_current: list[Builder] = []
+_current: list[Builder] = []  # traces in progress (innermost last); enigma.layout reads it
+
+
+def active() -> Builder | None:
+    """The builder of the trace in progress, or None outside kernel bodies."""
+    return _current[-1] if _current else None
 
 
 def current() -> Builder:

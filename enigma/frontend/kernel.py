@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import linecache
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -193,7 +194,7 @@ class KernelFunction:
 
     # -- calling from a @jit function
     def __call__(self, *args: Any, **kwargs: Any) -> KernelCall:
-        if not _jit_stack:
+        if not _jit.stack:
             file, line = user_frame(2)
             raise EnigmaError(f"calling kernel {self.name!r} directly does not run it", file, line,
                               hint=f"compile it with enigma.compile({self.name}) and call the "
@@ -392,7 +393,7 @@ class KernelCall:
 
     def launch(self, grid: Any = None, block: Any = None) -> None:
         file, line = user_frame(2)
-        if not _jit_stack:
+        if not _jit.stack:
             raise EnigmaError("kernel launches only happen inside an @enigma.jit function", file, line)
         k = self.kernel
         bindings = {n: host_value(v, n) for n, v in self.bindings.items()}
@@ -401,10 +402,15 @@ class KernelCall:
                                               if callable(k.grid) else k.grid)
         block = block if block is not None else k.block
         options = k._options(kernel, bindings)
-        _jit_stack[-1].append(make_launch(kernel, bindings, grid, block, k.source, options, file, line))
+        _jit.stack[-1].append(make_launch(kernel, bindings, grid, block, k.source, options, file, line))
 
 
-_jit_stack: list[list[Launch]] = []
+class _JitState(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[list[Launch]] = []  # launches recorded by the @jit functions running in this thread
+
+
+_jit = _JitState()
 
 
 def _norm3(v: Any, what: str, file: str, line: int) -> tuple[Any, ...] | None:
@@ -500,7 +506,7 @@ class JitFunction:
             # a dtype stands for a scalar known only at launch (a build has no values): symbolic
             hosts.append(Expr("arg", name=label) if isinstance(a, DType) else host_value(a, label))
         launches: list[Launch] = []
-        _jit_stack.append(launches)
+        _jit.stack.append(launches)
         try:
             self.fn(*hosts)
         except EnigmaError:
@@ -508,7 +514,7 @@ class JitFunction:
         except Exception as e:  # noqa: BLE001 - relocated to the user's line
             raise _wrap(e, f"@jit function {self.name!r}") from e
         finally:
-            _jit_stack.pop()
+            _jit.stack.pop()
         if len(launches) != 1:
             file, line = self.fn.__code__.co_filename, def_line(self.fn)
             raise EnigmaError(f"@jit function {self.name!r} launched {len(launches)} kernels; it must launch "
