@@ -116,43 +116,23 @@ def _describe(e: BaseException, f: Found) -> str:
     return msg.replace(str(f.path), f.rel)
 
 
-def _pool(jobs: int, n: int) -> cf.Executor | None:
-    """Processes where fork is available (tracing holds the GIL); serial for a single job or kernel."""
-    if jobs <= 1 or n <= 1:
-        return None
-    import multiprocessing as mp
-    if "fork" in mp.get_all_start_methods() and sys.platform != "darwin":
-        return cf.ProcessPoolExecutor(max_workers=min(jobs, n), mp_context=mp.get_context("fork"))
-    return cf.ThreadPoolExecutor(max_workers=min(jobs, n))
-
-
 def compile_many(found: list[Found], settings: Settings, log: Log) -> list[KernelOutcome]:
-    """Compile every kernel, logging one line each; all of them run even when some fail."""
-    width = max((len(f.name) for f in found), default=0)
+    """Compile every kernel, logging one line each; all of them run even when some fail.
 
-    def report(o: KernelOutcome) -> None:
+    Tracing runs serially in this process: the tracer keeps global state (no threads), and forked
+    worker processes were measured slower than serial up to 40 kernels on 2 cores (a kernel traces
+    in ~5 ms; bench/build_speed.py). The parallel part of a build is the .air compilation (`jobs`
+    xcrun processes at once)."""
+    width = max((len(f.name) for f in found), default=0)
+    discover.load(found)  # a kernel module that fails to import fails the build here, once
+    outcomes = []
+    for f in found:
+        o = compile_found(f, settings)
         status = f"{o.seconds * 1e3:7.1f} ms" if o.error is None else "  FAILED"
         spec = f" ({len(o.records)} specialisations)" if len(o.records) > 1 else ""
         log(f"enigma: {o.found.name:<{width}} {o.found.where}  {status}{spec}")
-
-    if found:
-        # load the modules in this process first: import errors surface once, and forked workers
-        # inherit the loaded modules
-        discover.load(found)
-    pool = _pool(settings.jobs, len(found))
-    outcomes: list[KernelOutcome] = []
-    if pool is None:
-        for f in found:
-            outcomes.append(compile_found(f, settings))
-            report(outcomes[-1])
-        return outcomes
-    with pool:
-        futures = {pool.submit(compile_found, f, settings): i for i, f in enumerate(found)}
-        done: dict[int, KernelOutcome] = {}
-        for fut in cf.as_completed(futures):
-            done[futures[fut]] = fut.result()
-            report(done[futures[fut]])
-    return [done[i] for i in range(len(found))]
+        outcomes.append(o)
+    return outcomes
 
 
 # ---------------------------------------------------------------------------------------------------
