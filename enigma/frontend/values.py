@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from enigma_runtime import dtypes as dt
 from enigma_runtime.dtypes import DType
 
@@ -79,6 +80,8 @@ def const(x: bool | int | float, d: DType) -> Val:
 
 def as_val(x: Any, d: DType) -> Val:
     """x as a Val of dtype d (casting a Val, materialising a Python number)."""
+    if isinstance(x, np.generic):
+        x = x.item()
     if isinstance(x, Val):
         return x if x.dtype == d else x.to(d)
     if isinstance(x, PyNum):
@@ -95,6 +98,7 @@ def to_val(x: Any) -> Val:
 
 
 def common(*xs: Any, op: str = "") -> DType:
+    xs = tuple(x.item() if isinstance(x, np.generic) else x for x in xs)  # numpy scalars act like Python's
     d: DType | None = None
     for x in xs:
         if isinstance(x, Val):
@@ -163,6 +167,7 @@ class Val:
 
     __slots__ = ("v",)
     __hash__ = object.__hash__
+    __array_ufunc__ = None  # numpy scalars defer to our reflected operators
 
     def __init__(self, v: ir.Value) -> None:
         self.v = v

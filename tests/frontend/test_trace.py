@@ -374,3 +374,12 @@ def test_jit_scalar_given_as_dtype_stays_symbolic():
     ck = enigma.compile(launch, spec, spec, int32)
     assert str(ck.grid[0]) == "ceil_div(n, 32)"
     assert ck.signature["grid"][0] == {"op": "ceil_div", "args": [{"arg": "n"}, 32]}
+
+
+def test_numpy_scalars_act_like_python_numbers():
+    @enigma.kernel
+    def k(x: Tensor[float16]):
+        x[0] = np.float32(2.0) * x[1] + x[2] * np.int64(3)
+
+    kern = trace(k)
+    assert all(op.results[0].type.dtype == float16 for op in ops(kern) if op.name in ("mul", "add"))
