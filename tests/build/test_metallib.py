@@ -61,7 +61,7 @@ def test_fake_mac_build_one_air_per_kernel_one_metallib(example_copy, tmp_path, 
 def test_edited_kernel_recompiles_only_its_air(example_copy, tmp_path, xcrun_log):
     hatch_build(example_copy, tmp_path / "a")
     k = example_copy / "src/example_pkg/kernels.py"
-    k.write_text(k.read_text().replace("c[i] = a[i] + b[i]", "c[i] = b[i] + a[i]"))
+    k.write_text(k.read_text().replace("c[i] = a[i] + b[i]", "c[i] = a[i] - b[i]"))
     hatch_build(example_copy, tmp_path / "b")
     assert len(xcrun_log("compile")) == 6 + 2  # vector_add float32 and float16
     assert len(xcrun_log("metallib")) == 2
