@@ -214,7 +214,8 @@ def check_duplicates(found: list[Found]) -> None:
 
 def load_module(path: Path, rel: str) -> ModuleType:
     """Execute one kernel module file under a synthetic name; failures name the module and the hint."""
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    # the name covers the path and the bytes: an edited file is loaded afresh in a long-lived process
+    digest = hashlib.sha256(str(path).encode() + b"\0" + path.read_bytes()).hexdigest()[:16]
     name = f"_enigma_build_{digest}_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}"
     if name in sys.modules:
         return sys.modules[name]
