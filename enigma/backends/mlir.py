@@ -234,7 +234,8 @@ class _Printer:
                 self.emit(depth, f"{mid} = arith.extf {x} : {st} to {f32}", op)
                 self.emit(depth, f"{lhs}arith.truncf {mid} : {f32} to {dt}", op)
             else:
-                self.emit(depth, f"{lhs}arith.{'extf' if d.bits > s.bits else 'truncf'} {x} : {st} to {dt}", op)
+                how = "extf" if d.bits > s.bits else "truncf"
+                self.emit(depth, f"{lhs}arith.{how} {x} : {st} to {dt}", op)
         elif s.is_float:
             self.emit(depth, f"{lhs}arith.{'fptoui' if d.kind == 'u' else 'fptosi'} {x} : {st} to {dt}", op)
         elif d.is_float:
@@ -262,6 +263,9 @@ class _Printer:
         tail = f" {', '.join(v for v, _ in vals)} : {', '.join(t for _, t in vals)}" if vals else ""
         self.emit(depth, head + tail, op)
 
+    def bb0(self, args: list[ir.Value]) -> str:
+        return f"^bb0({', '.join(f'{self.v(a)}: {mtype(a.type)}' for a in args)}):"
+
     def result_types(self, op: ir.Op) -> str:
         return ", ".join(mtype(r.type) for r in op.results)
 
@@ -282,8 +286,8 @@ class _Printer:
         if isinstance(st, int) and not isinstance(st, bool) and st > 0:
             iters = ", ".join(f"{self.v(c)} = {self.v(i)}" for c, i in zip(carried, init))
             iters = f" iter_args({iters}) -> ({self.result_types(op)})" if init else ""
-            self.out.append("  " * depth + f"{self.lhs(op)}scf.for {self.v(iv)} = {self.v(lb)} to {self.v(ub)} "
-                                           f"step {self.v(step)}{iters} : {it} {{")
+            head = f"scf.for {self.v(iv)} = {self.v(lb)} to {self.v(ub)} step {self.v(step)}"
+            self.out.append("  " * depth + f"{self.lhs(op)}{head}{iters} : {it} {{")
             self.block(body, depth + 1)
             self.emit(depth, "}", op)
             return
@@ -306,7 +310,7 @@ class _Printer:
             self.emit(d, f"{cond} = arith.select {pos}, {lt}, {gt} : i1", op)
         self.emit(d, f"scf.condition({cond}) {', '.join(ws)} : {types}", op)
         self.out.append("  " * depth + "} do {")
-        self.out.append("  " * depth + f"^bb0({', '.join(f'{self.v(a)}: {mtype(a.type)}' for a in body.args)}):")
+        self.out.append("  " * depth + self.bb0(body.args))
         *ops, term = body.ops
         self.block(ir.Block([], ops), d)
         nxt = self.fresh()
@@ -322,7 +326,7 @@ class _Printer:
                                        f"({self.result_types(op)}) {{")
         self.block(before, depth + 1)
         self.out.append("  " * depth + "} do {")
-        self.out.append("  " * depth + f"^bb0({', '.join(f'{self.v(a)}: {mtype(a.type)}' for a in after.args)}):")
+        self.out.append("  " * depth + self.bb0(after.args))
         self.block(after, depth + 1)
         self.emit(depth, "}", op)
 

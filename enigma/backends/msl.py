@@ -140,7 +140,8 @@ class _Emitter:
         elif name in BUILTINS:
             pname, ptype, _ = BUILTINS[name]
             self.builtins.add(name)
-            self.atoms[op.result.id] = f"(int){pname}" + (f".{'xyz'[op.attrs['dim']]}" if ptype == "uint3" else "")
+            lane = f".{'xyz'[op.attrs['dim']]}" if ptype == "uint3" else ""
+            self.atoms[op.result.id] = f"(int){pname}{lane}"
         elif name in BINOP:
             dt = op.operands[0].dtype
             if dt.kind == "b" and rt.lanes == 1 and name in ("and", "or", "xor"):
@@ -163,9 +164,11 @@ class _Emitter:
         elif name == "not":
             self.define(depth, op, f"!{a[0]}" if rt.dtype.kind == "b" else f"~{a[0]}")
         elif name == "fma":
-            self.define(depth, op, self.call("fma", op, a) if rt.dtype.is_float else f"{a[0]} * {a[1]} + {a[2]}")
+            is_f = rt.dtype.is_float
+            self.define(depth, op, self.call("fma", op, a) if is_f else f"{a[0]} * {a[1]} + {a[2]}")
         elif name == "select":
-            self.define(depth, op, f"{a[0]} ? {a[1]} : {a[2]}" if rt.lanes == 1 else f"select({a[2]}, {a[1]}, {a[0]})")
+            vec = f"select({a[2]}, {a[1]}, {a[0]})"  # MSL select(if_false, if_true, cond)
+            self.define(depth, op, f"{a[0]} ? {a[1]} : {a[2]}" if rt.lanes == 1 else vec)
         elif name in ("cast", "broadcast"):
             self.define(depth, op, f"{msl_type(rt)}({a[0]})")
         elif name == "load":
@@ -239,9 +242,12 @@ class _Emitter:
         for t, x in zip(targets, values):
             self.line(depth, f"{self.v(t)} = {self.v(x)};", op)
 
-    def declare(self, values: list[ir.Value], depth: int, op: ir.Op, init: list[ir.Value] | None = None) -> None:
+    def declare(self, values: list[ir.Value], depth: int, op: ir.Op,
+                init: list[ir.Value] | None = None) -> None:
+        """`T vN;` (or `T vN = init;`) for each of `values`."""
         for i, r in enumerate(values):
-            self.line(depth, f"{msl_type(r.type)} {self.v(r)}" + (f" = {self.v(init[i])};" if init else ";"), op)
+            rhs = f" = {self.v(init[i])};" if init else ";"
+            self.line(depth, f"{msl_type(r.type)} {self.v(r)}{rhs}", op)
 
     def if_(self, op: ir.Op, depth: int) -> None:
         self.declare(op.results, depth, op)
@@ -264,7 +270,8 @@ class _Emitter:
             cond = f"{self.v(iv)} {'>' if s.startswith('(-') else '<'} {self.v(ub)}"
         else:
             cond = f"({s} > 0 ? {self.v(iv)} < {self.v(ub)} : {self.v(iv)} > {self.v(ub)})"
-        self.line(depth, f"for ({msl_type(iv.type)} {self.v(iv)} = {self.v(lb)}; {cond}; {self.v(iv)} += {s}) {{", op)
+        i = self.v(iv)
+        self.line(depth, f"for ({msl_type(iv.type)} {i} = {self.v(lb)}; {cond}; {i} += {s}) {{", op)
         for c, r in zip(carried, op.results):
             self.line(depth + 1, f"{msl_type(c.type)} {self.v(c)} = {self.v(r)};", op)
         self.block(body, depth + 1, lambda y, d: self.assign(op.results, y.operands, d, y))
@@ -302,7 +309,8 @@ class _Emitter:
         for b in self.binds:
             a, c = b.arg, self.names[b.arg.name]
             if a.kind == "tensor":
-                params.append(f"{'const ' if b.access == 'read' else ''}device {a.dtype.msl}* {c} [[buffer({b.buffer})]]")
+                const = "const " if b.access == "read" else ""
+                params.append(f"{const}device {a.dtype.msl}* {c} [[buffer({b.buffer})]]")
             else:
                 params.append(f"constant {a.dtype.msl}& {c} [[buffer({b.buffer})]]")
         if self.dims_buffer is not None:

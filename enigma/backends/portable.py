@@ -127,7 +127,8 @@ def ir_to_json(kernel: ir.Kernel) -> dict[str, Any]:
     binds, _ = bindings(kernel)
     return {"format": FORMAT, "version": VERSION, "name": kernel.name, "kernel_name": kernel.kernel_name,
             "file": kernel.file, "line": kernel.line, "args": [_arg_json(b) for b in binds],
-            "shared": [{"name": s.name, "dtype": s.dtype.name, "shape": list(s.shape)} for s in kernel.shared],
+            "shared": [{"name": s.name, "dtype": s.dtype.name, "shape": list(s.shape)}
+                       for s in kernel.shared],
             "vec_width": kernel.vec_width, "body": [_op_json(op) for op in kernel.body.ops]}
 
 
@@ -170,14 +171,16 @@ def json_to_ir(data: dict[str, Any]) -> ir.Kernel:
             regions = [block(r.get("body", []), r.get("args", []), r.get("types", []))
                        for r in d.get("regions", [])]
             results = [define(i, t) for i, t in zip(d.get("out", []), d.get("types", []))]
-            b.ops.append(ir.Op(d["op"], operands, results, dict(d.get("attrs", {})), regions, d.get("line", 0)))
+            attrs = dict(d.get("attrs", {}))
+            b.ops.append(ir.Op(d["op"], operands, results, attrs, regions, d.get("line", 0)))
         return b
 
     args = [ir.Arg(a["name"], a["kind"], dtypes.from_name(a["dtype"]), tuple(a.get("shape", ())),
                    a.get("access", "read"), a.get("buffer", i)) for i, a in enumerate(data["args"])]
-    shared = [ir.Shared(s["name"], dtypes.from_name(s["dtype"]), tuple(s["shape"])) for s in data.get("shared", [])]
-    return ir.Kernel(data["name"], args, block(data["body"]), shared, data.get("file", ""), data.get("line", 0),
-                     data.get("vec_width", 0))
+    shared = [ir.Shared(s["name"], dtypes.from_name(s["dtype"]), tuple(s["shape"]))
+              for s in data.get("shared", [])]
+    return ir.Kernel(data["name"], args, block(data["body"]), shared, data.get("file", ""),
+                     data.get("line", 0), data.get("vec_width", 0))
 
 
 # ---------------------------------------------------------------------------------------------------

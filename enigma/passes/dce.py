@@ -48,7 +48,8 @@ def _control(op: ir.Op, live: set[int]) -> ir.Op | None:
             return None
         regions = [_sweep(r, live, used) for r in op.regions]
         live.add(op.operands[0].id)
-        return ir.Op("if", op.operands, [r for r, u in zip(op.results, used) if u], op.attrs, regions, op.line)
+        results = [r for r, u in zip(op.results, used) if u]
+        return ir.Op("if", op.operands, results, op.attrs, regions, op.line)
     if op.name == "for":
         body = op.regions[0]
         if not any(used) and not _has_effect(body):

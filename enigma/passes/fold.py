@@ -91,7 +91,8 @@ def evaluate(name: str, args: list[Any], src: DType, dst: DType) -> Any:
         "xor": lambda: a[0] ^ a[1], "shl": lambda: a[0] << a[1], "shr": lambda: a[0] >> a[1],
         "lt": lambda: a[0] < a[1], "le": lambda: a[0] <= a[1], "gt": lambda: a[0] > a[1],
         "ge": lambda: a[0] >= a[1], "eq": lambda: a[0] == a[1], "ne": lambda: a[0] != a[1],
-        "neg": lambda: -a[0], "not": lambda: ~a[0], "abs": lambda: abs(a[0]), "fma": lambda: a[0] * a[1] + a[2],
+        "neg": lambda: -a[0], "not": lambda: ~a[0], "abs": lambda: abs(a[0]),
+        "fma": lambda: a[0] * a[1] + a[2],
     }
     if name not in ops:
         return None

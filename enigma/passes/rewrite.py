@@ -32,13 +32,15 @@ class Builder:
         self.line = line
 
     def op(self, name: str, operands: Iterable[ir.Value] = (), types: Iterable[ir.Type | DType] = (),
-           attrs: dict[str, Any] | None = None, regions: Iterable[ir.Block] = (), line: int | None = None) -> ir.Op:
+           attrs: dict[str, Any] | None = None, regions: Iterable[ir.Block] = (),
+           line: int | None = None) -> ir.Op:
         op = ir.Op(name, list(operands), [ir.Value(as_type(t)) for t in types], dict(attrs or {}),
                    list(regions), self.line if line is None else line)
         self.ops.append(op)
         return op
 
-    def val(self, op: str, /, *operands: ir.Value, type: ir.Type | DType | None = None, **attrs: Any) -> ir.Value:
+    def val(self, op: str, /, *operands: ir.Value, type: ir.Type | DType | None = None,
+            **attrs: Any) -> ir.Value:
         """A one-result op; its type is implied by the operands unless given."""
         t = as_type(type) if type is not None else result_type(op, operands)
         return self.op(op, operands, [t], attrs).result

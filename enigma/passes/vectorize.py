@@ -93,9 +93,10 @@ class _Shape:
                             (self._builtin(b, "block_idx") and self._builtin(a, "block_dim")):
                         self.index_parts = {m.id, t.id, a.id, b.id}
                         return op
-        raise _error(self.k, self.k.line, "it has no linear thread index "
-                     "`i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x` at its top level",
-                     "compute the element index exactly that way; each thread then handles vec_width elements")
+        raise _error(self.k, self.k.line, "it has no linear thread index `i = enigma.block_idx().x * "
+                     "enigma.block_dim().x + enigma.thread_idx().x` at its top level",
+                     "compute the element index exactly that way; each thread then handles vec_width "
+                     "elements")
 
     def _classify(self) -> None:
         while True:
@@ -112,8 +113,8 @@ class _Shape:
         for op in block.ops:
             ids = [v.id for v in op.operands]
             vary = any(i in self.varying for i in ids)
-            if op.name in ("add", "sub") and ids[0] in self.affine and self._int_const(op.operands[1]) is not None:
-                c = self._int_const(op.operands[1])
+            c = self._int_const(op.operands[1]) if len(ids) == 2 else None
+            if op.name in ("add", "sub") and ids[0] in self.affine and c is not None:
                 self.affine[op.result.id] = self.affine[ids[0]] + (c if op.name == "add" else -c)
             elif op.name == "add" and ids[1] in self.affine and self._int_const(op.operands[0]) is not None:
                 self.affine[op.result.id] = self.affine[ids[1]] + self._int_const(op.operands[0])
@@ -175,10 +176,12 @@ class _Vectorizer:
         if v.id in memo:
             return memo[v.id]
         op = self.s.defs.get(v.id)
-        if op is None or op.regions or op.name in ir.NOT_PURE or (op.name in ir.BUILTIN and op.attrs.get("dim") == 0
-                                                                    and op.name != "block_dim"):
+        per_thread = op is not None and op.name in ir.BUILTIN and op.name != "block_dim" \
+            and op.attrs.get("dim") == 0
+        if op is None or op.regions or op.name in ir.NOT_PURE or per_thread:
             raise self.err(check, "the bound of a bounds check on the index must be computed from scalar "
-                                  "arguments, sizes and constants", "compare the index with e.g. `n` or `x.shape[0]`")
+                                  "arguments, sizes and constants",
+                           "compare the index with e.g. `n` or `x.shape[0]`")
         operands = [self.hoist(x, b, memo, check) for x in op.operands]
         memo[v.id] = b.op(op.name, operands, [r.type for r in op.results], op.attrs, line=op.line).result
         return memo[v.id]
@@ -204,7 +207,8 @@ class _Vectorizer:
             return m
         return b.val("broadcast", m, type=self.vt(m.type), lanes=self.w)
 
-    def vblock(self, block: ir.Block, env: dict[int, ir.Value], guarded: bool, args: list[ir.Value]) -> ir.Block:
+    def vblock(self, block: ir.Block, env: dict[int, ir.Value], guarded: bool,
+               args: list[ir.Value]) -> ir.Block:
         b = Builder()
         for a, n in zip(block.args, args):
             env[a.id] = n
@@ -224,7 +228,8 @@ class _Vectorizer:
                 raise self.err(op, "the element index is used as a value (only `t[i + c]` accesses and "
                                    "`if i < n` bounds checks of it can be vectorised)")
             if v.id in s.checks and not (name == "if" and v is op.operands[0]):
-                raise self.err(op, "a bounds check of the element index is used as a value; only `if` may use it")
+                raise self.err(op, "a bounds check of the element index is used as a value; only `if` "
+                                   "may use it")
         if name in _FORBIDDEN and not (name == "grid_dim" and op.attrs.get("dim") != 0):
             raise self.err(op, f"it uses {_FORBIDDEN[name]}, which sees threads, not elements")
         if name in ("yield", "condition"):
@@ -239,14 +244,15 @@ class _Vectorizer:
             c = s.affine[ids[0]]
             if not guarded:
                 raise self.err(op, f"`{op.attrs['tensor']}[i]` is not inside a bounds check of the index",
-                               "guard the access with `if i < n:` so the scalar tail handles the last elements")
+                               "guard the access with `if i < n:` so the scalar tail handles the last "
+                               "elements")
             if c % self.w:
                 raise self.err(op, f"`{op.attrs['tensor']}[i + {c}]`: the offset {c} is not a multiple of "
                                    f"vec_width={self.w}, so the vector access would be misaligned")
             idx = env.get(ids[0], op.operands[0])
             if name == "load":
-                env[op.result.id] = b.val("vload", idx, type=self.vt(op.result.type), tensor=op.attrs["tensor"],
-                                          lanes=self.w)
+                env[op.result.id] = b.val("vload", idx, type=self.vt(op.result.type),
+                                          tensor=op.attrs["tensor"], lanes=self.w)
             else:
                 b.op("vstore", [idx, self.vec(op.operands[1], b, env)], attrs={"tensor": op.attrs["tensor"]})
         elif name in ("load", "store") and any(i in s.varying for i in ids[:1]):
@@ -284,17 +290,14 @@ class _Vectorizer:
         rtypes = [self.vt(r.type) if v else r.type for r, v in zip(op.results, vary)]
 
         def term(block: ir.Block, flags: list[bool], skip: int = 0) -> None:
-            t = block.ops[-1]
-            fixed = list(t.operands)
-            t2 = ir.Op(t.name, fixed, [], t.attrs, [], t.line)
-            block.ops[-1] = t2
-            # rebuild operands: positions that are vectors must get vectors
+            """Broadcast the terminator's uniform operands at positions that carry vectors."""
+            t, bb = block.ops[-1], Builder(block.ops[-1].line)
+            operands = list(t.operands)
             for j, flag in enumerate(flags):
-                x = fixed[skip + j]
+                x = operands[skip + j]
                 if flag and x.type.lanes != self.w:
-                    bb = Builder(t.line)
-                    fixed[skip + j] = bb.val("broadcast", x, type=self.vt(x.type), lanes=self.w)
-                    block.ops[-1:-1] = bb.ops
+                    operands[skip + j] = bb.val("broadcast", x, type=self.vt(x.type), lanes=self.w)
+            block.ops[-1:] = bb.ops + [ir.Op(t.name, operands, [], t.attrs, [], t.line)]
 
         def fresh(args: list[ir.Value], flags: list[bool]) -> list[ir.Value]:
             return [ir.Value(self.vt(a.type) if f else a.type) for a, f in zip(args, flags)]
@@ -337,8 +340,9 @@ class _Vectorizer:
                            and op.operands[0].id in s.affine), None)
             if access is None:
                 raise _error(k, k.line, "it accesses no tensor element t[i] at the element index i")
-            raise _error(k, access.line, f"`{access.attrs['tensor']}[i]` is not inside a bounds check of the index",
-                         "guard the access with `if i < n:` so the scalar tail handles the last elements")
+            raise _error(k, access.line, f"`{access.attrs['tensor']}[i]` is not inside a bounds check of "
+                         "the index", "guard the access with `if i < n:` so the scalar tail handles the "
+                         "last elements")
         top = Builder(k.line)
         index_env: dict[int, ir.Value] = {}
         for op in k.body.ops:  # the index computation, cloned to the top
@@ -359,7 +363,8 @@ class _Vectorizer:
         tb = Builder(k.line)
         idx = tb.val("add", base, lane)
         vmap = {s.index_op.result.id: idx}
-        tail_body = ir.Block([lane], tb.ops + [clone_op(op, vmap) for op in k.body.ops if op is not s.index_op])
+        tail = [clone_op(op, vmap) for op in k.body.ops if op is not s.index_op]
+        tail_body = ir.Block([lane], tb.ops + tail)
         tail_body.ops.append(ir.Op("yield", line=k.line))
         lb = Builder(k.line)
         zero, w, one = lb.const(0, _I32), lb.const(self.w, _I32), lb.const(1, _I32)
@@ -378,7 +383,7 @@ def vectorize(kernel: ir.Kernel, width: int) -> ir.Kernel:
         raise _error(kernel, kernel.line, f"vec_width={width}: Metal vectors have at most 4 lanes",
                      "use vec_width=4 (or 2)")
     for op in ir.walk(kernel.body):
-        if op.name in _FORBIDDEN and op.name != "grid_dim" or op.name == "grid_dim" and op.attrs.get("dim") == 0:
+        if op.name in _FORBIDDEN and (op.name != "grid_dim" or op.attrs.get("dim") == 0):
             raise _error(kernel, op.line, f"it uses {_FORBIDDEN[op.name]}, which sees threads, not elements",
                          "vec_width applies to elementwise kernels (one element per thread, no threadgroup "
                          "cooperation); compile this one with vec_width=0")

@@ -63,7 +63,8 @@ def vector_add(dtype=float32):
         b.line += 1
         def then(t):
             t.line = b.line + 1
-            s = t.val("add", t.val("load", i, type=dtype, tensor="a"), t.val("load", i, type=dtype, tensor="b"))
+            a, bb = t.val("load", i, type=dtype, tensor="a"), t.val("load", i, type=dtype, tensor="b")
+            s = t.val("add", a, bb)
             t.op("store", [i, s], attrs={"tensor": "c"})
         if_(b, b.val("lt", i, n), then)
     return kernel("vector_add", [tensor("a", dtype), tensor("b", dtype), tensor("c", dtype, access="write"),
@@ -76,7 +77,8 @@ def saxpy():
         n = b.val("dim", type=I32, tensor="x", axis=0)
         alpha = b.val("param", type=F32, name="alpha")
         def then(t):
-            y = t.val("fma", alpha, t.val("load", i, type=F32, tensor="x"), t.val("load", i, type=F32, tensor="y"))
+            x, y = t.val("load", i, type=F32, tensor="x"), t.val("load", i, type=F32, tensor="y")
+            y = t.val("fma", alpha, x, y)
             t.op("store", [i, y], attrs={"tensor": "y"})
         if_(b, b.val("lt", i, n), then)
     return kernel("saxpy", [tensor("x"), tensor("y", access="readwrite"), scalar("alpha", float32)], body)
@@ -96,15 +98,17 @@ def row_sum():
         part = b.val("simd_sum", acc)
         lane = b.val("simd_lane_id", type=I32)
         warp = b.val("simd_group_id", type=I32)
-        if_(b, b.val("eq", lane, b.const(0, I32)), lambda t: t.op("store", [warp, part], attrs={"tensor": "partial"}))
+        if_(b, b.val("eq", lane, b.const(0, I32)),
+            lambda t: t.op("store", [warp, part], attrs={"tensor": "partial"}))
         b.op("barrier")
         def first(t):
             v = t.val("load", lane, type=F32, tensor="partial")
             total = t.val("simd_sum", v)
-            if_(t, t.val("eq", lane, t.const(0, I32)), lambda u: u.op("store", [row, total], attrs={"tensor": "out"}))
+            if_(t, t.val("eq", lane, t.const(0, I32)),
+                lambda u: u.op("store", [row, total], attrs={"tensor": "out"}))
         if_(b, b.val("eq", warp, b.const(0, I32)), first)
-    return kernel("row_sum", [tensor("x", shape=("m", "n")), tensor("out", shape=("m",), access="write")], body,
-                  shared=[ir.Shared("partial", float32, (32,))])
+    return kernel("row_sum", [tensor("x", shape=("m", "n")), tensor("out", shape=("m",), access="write")],
+                  body, shared=[ir.Shared("partial", float32, (32,))])
 
 
 def histogram():
@@ -121,7 +125,8 @@ def histogram():
             t.val("atomic_add", t.const(0, I32), t.const(1.0, F32), tensor="total")
         if_(b, b.val("lt", i, n), then)
     return kernel("histogram", [tensor("data", uint32), tensor("bins", uint32, (256,), "readwrite"),
-                                tensor("mx", int32, (1,), "readwrite"), tensor("mn", int32, (1,), "readwrite"),
+                                tensor("mx", int32, (1,), "readwrite"),
+                                tensor("mn", int32, (1,), "readwrite"),
                                 tensor("total", float32, (1,), "readwrite")],
                   body, shared=[ir.Shared("local_bins", uint32, (256,))])
 
@@ -140,7 +145,8 @@ def every_op():
         uints = [b.val(op, u, b.const(3, ir.Type(uint32))) for op in ("div", "mod", "shr", "min", "lt")]
         cmps = [b.val(op, x, f) for op in ir.COMPARE] + [b.val(op, k, ints[0]) for op in ir.COMPARE]
         both = b.val("and", cmps[0], b.val("or", cmps[1], b.val("xor", cmps[2], b.val("not", cmps[3]))))
-        un = [b.val(op, x) for op in ir.UNARY if op != "not"] + [b.val("neg", k), b.val("not", k), b.val("abs", k)]
+        un = [b.val(op, x) for op in ir.UNARY if op != "not"]
+        un += [b.val("neg", k), b.val("not", k), b.val("abs", k)]
         h = b.val("cast", x, type=ir.Type(float16))
         bf = b.val("cast", x, type=ir.Type(bfloat16))
         bf2 = b.val("exp", b.val("mul", bf, bf))
@@ -151,7 +157,8 @@ def every_op():
         sb = b.val("simd_broadcast", sh, b.const(0, I32))
         mx = b.val("simd_max", sb)
         mn = b.val("simd_min", mx)
-        acc = b.val("add", mn, b.val("cast", b.val("add", ints[-1], b.val("cast", uints[0], type=I32)), type=F32))
+        mixed = b.val("add", ints[-1], b.val("cast", uints[0], type=I32))
+        acc = b.val("add", mn, b.val("cast", mixed, type=F32))
         for v in vals + un[:-3]:
             acc = b.val("add", acc, v)
         for v in ints + un[-3:] + [b.val("cast", uints[1], type=I32), b.val("cast", uints[2], type=I32),
@@ -166,15 +173,17 @@ def every_op():
         # while: halve until below 1
         r, steps = while_(b, [acc, b.const(0, I32)],
                           lambda r, a, s: [r.val("gt", a, r.const(1.0, F32)), a, s],
-                          lambda r, a, s: [r.val("mul", a, r.const(0.5, F32)), r.val("add", s, r.const(1, I32))])
+                          lambda r, a, s: [r.val("mul", a, r.const(0.5, F32)),
+                                           r.val("add", s, r.const(1, I32))])
         b.op("store", [i, r], attrs={"tensor": "out"})
         b.op("store", [i, b.val("cast", steps, type=F32)], attrs={"tensor": "m"})
         four = b.val("mul", i, b.const(4, I32))
         v4 = b.val("vload", four, type=ir.Type(float32, 4), tensor="m", lanes=4)
         b.op("vstore", [four, b.val("add", v4, b.val("broadcast", r, type=ir.Type(float32, 4), lanes=4))],
              attrs={"tensor": "out"})
-    return kernel("every_op", [tensor("out", access="write"), tensor("m", shape=(None, None), access="readwrite"),
-                               scalar("x", float32), scalar("k")], body)
+    return kernel("every_op", [tensor("out", access="write"),
+                               tensor("m", shape=(None, None), access="readwrite"), scalar("x", float32),
+                               scalar("k")], body)
 
 
 ALL = [vector_add, saxpy, row_sum, histogram, every_op]

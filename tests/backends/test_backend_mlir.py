@@ -20,11 +20,11 @@ from enigma.passes.rewrite import Builder  # noqa: E402
 
 def verify(mlir_opt: str, text: str) -> str:
     """mlir-opt's output for `text` (fails the test with mlir-opt's diagnostics), parsed a second time."""
-    first = subprocess.run([mlir_opt, "--allow-unregistered-dialect"], input=text, capture_output=True, text=True)
+    cmd = [mlir_opt, "--allow-unregistered-dialect"]
+    first = subprocess.run(cmd, input=text, capture_output=True, text=True)
     assert first.returncode == 0, f"mlir-opt rejected:\n{first.stderr}\n--- input ---\n{text}"
-    again = subprocess.run([mlir_opt, "--allow-unregistered-dialect"], input=first.stdout, capture_output=True,
-                           text=True)
-    assert again.returncode == 0, f"round trip failed:\n{again.stderr}\n--- mlir-opt output ---\n{first.stdout}"
+    again = subprocess.run(cmd, input=first.stdout, capture_output=True, text=True)
+    assert again.returncode == 0, f"round trip failed:\n{again.stderr}\n--- printed ---\n{first.stdout}"
     return first.stdout
 
 
@@ -54,8 +54,9 @@ def test_every_catalogue_op_is_covered_by_the_hand_built_kernels():
 
 def test_op_spelling():
     text = mlir.emit(handir.every_op())
-    for s in ['"enigma.thread_idx"() {dim = 0 : i32} : () -> i32', "arith.divui", "arith.remsi", "arith.shrui",
-              "arith.shrsi", "arith.minnumf", "arith.maxsi", "arith.cmpf une", "arith.cmpi slt", "math.rsqrt",
+    for s in ['"enigma.thread_idx"() {dim = 0 : i32} : () -> i32', "arith.divui", "arith.remsi",
+              "arith.shrui", "arith.shrsi", "arith.minnumf", "arith.maxsi", "arith.cmpf une", "arith.cmpi slt",
+              "math.rsqrt",
               "math.fma", "math.absi", "scf.while", "scf.condition(", "vector.broadcast", "arith.extf",
               "arith.truncf", "bf16", "vector<4xf32>", '"enigma.vload"(%m, ', "lanes = 4 : i32",
               '"enigma.simd_shuffle_down"', "memref<?x?xf32>", 'loc("kernels.py":11:0)']:

@@ -15,11 +15,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import handir  # noqa: E402
 import zoo  # noqa: E402
 from conftest import need_tool  # noqa: E402
+from enigma_runtime.dtypes import bfloat16, bool_, float16, float32, int8, int32, uint32  # noqa: E402
 
 from enigma import ir, passes  # noqa: E402
 from enigma.backends import msl, portable  # noqa: E402
 from enigma.passes.rewrite import Builder  # noqa: E402
-from enigma_runtime.dtypes import bfloat16, bool_, float16, float32, int8, int32, uint32  # noqa: E402
 
 
 def params(src: str) -> list[str]:
@@ -82,8 +82,9 @@ def test_static_shapes_take_no_dims_slot():
 
 def test_simd_and_control_flow():
     src = msl.emit(handir.every_op())
-    for s in ["simd_shuffle_down(", ", (ushort)1)", "simd_broadcast(", "simd_max(", "simd_min(", "while (true) {",
-              "break;", "fmod(x, 1.5f)", "fmin(x, 1.5f)", "rsqrt(x)", "bfloat(exp(float(", "half(x)",
+    for s in ["simd_shuffle_down(", ", (ushort)1)", "simd_broadcast(", "simd_max(", "simd_min(",
+              "while (true) {", "break;", "fmod(x, 1.5f)", "fmin(x, 1.5f)", "rsqrt(x)", "bfloat(exp(float(",
+              "half(x)",
               "uint3 enigma_gdim [[threadgroups_per_grid]]", "(int)enigma_gdim.y",
               "float4 v", "*((device float4*)(m + ", "*((device float4*)(out + ", "= float4(v"]:
         assert s in src, s
@@ -96,8 +97,9 @@ def test_no_direct_initialisation_or_templates():
     for make in handir.ALL:
         src = msl.emit(make())
         assert not re.search(r"\b(float|half|int|uint|bool)\d? v\d+\(", src)
-        assert "template" not in src and "[&]" not in src and "<" not in src.split("using namespace metal;")[1] \
-            .replace("<<", "").replace("< ", "").replace("<=", "")
+        body = src.split("using namespace metal;")[1]
+        assert "template" not in src and "[&]" not in src
+        assert "<" not in body.replace("<<", "").replace("< ", "").replace("<=", "")
 
 
 def test_literals():
@@ -115,11 +117,12 @@ def test_reserved_argument_names_are_renamed():
     b = Builder(2)
     v = b.val("load", b.val("param", type=handir.I32, name="kernel"), type=handir.F32, tensor="float")
     b.op("store", [b.const(0, handir.I32), v], attrs={"tensor": "v1"})
-    k = ir.Kernel("names", [handir.tensor("float"), handir.scalar("kernel"), handir.tensor("v1", access="write")],
-                  ir.Block([], b.ops))
+    args = [handir.tensor("float"), handir.scalar("kernel"), handir.tensor("v1", access="write")]
+    k = ir.Kernel("names", args, ir.Block([], b.ops))
     src = msl.emit(k)
     assert "const device float* float_ [[buffer(0)]]" in src and "constant int& kernel_ [[buffer(1)]]" in src
-    assert "device float* v1_ [[buffer(2)]]" in src and re.search(r"= float_\[kernel_\];.*\n    v1_\[0\] = v", src)
+    assert "device float* v1_ [[buffer(2)]]" in src
+    assert re.search(r"= float_\[kernel_\];.*\n    v1_\[0\] = v", src)
 
 
 def _shim() -> Path | None:

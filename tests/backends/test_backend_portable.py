@@ -32,8 +32,8 @@ def test_json_round_trip(name, make):
 
 def test_ir_json_shape():
     j = portable.ir_to_json(passes.run(zoo.vector_add.trace()))
-    assert list(j) == ["format", "version", "name", "kernel_name", "file", "line", "args", "shared", "vec_width",
-                       "body"]
+    assert list(j) == ["format", "version", "name", "kernel_name", "file", "line", "args", "shared",
+                       "vec_width", "body"]
     assert j["format"] == "enigma-ir" and j["version"] == 1 and j["kernel_name"] == "enigma_kernel_vector_add"
     ops = {o["op"]: o for o in j["body"]}
     assert ops["add"]["in"] and ops["add"]["out"] and ops["add"]["types"] == ["int32"]
@@ -55,9 +55,10 @@ def _walk(ops):
 
 def test_signature_bindings():
     k = passes.run(zoo.matmul.trace())
-    sig = portable.signature(k, block=(16, 16, 1), grid=[{"op": "ceil_div", "args": [{"sym": "n"}, 16]}, 3, 1])
-    assert set(sig) == {"name", "kernel_name", "file", "line", "args", "dims_buffer", "block", "grid", "grid_unit",
-                        "threadgroup_memory", "vec_width", "msl_version", "source_hash"}
+    grid = [{"op": "ceil_div", "args": [{"sym": "n"}, 16]}, 3, 1]
+    sig = portable.signature(k, block=(16, 16, 1), grid=grid)
+    assert set(sig) == {"name", "kernel_name", "file", "line", "args", "dims_buffer", "block", "grid",
+                        "grid_unit", "threadgroup_memory", "vec_width", "msl_version", "source_hash"}
     a, b, c = sig["args"]
     assert (a["buffer"], b["buffer"], c["buffer"]) == (0, 1, 2) and sig["dims_buffer"] == 3
     assert (a["dims_offset"], b["dims_offset"], c["dims_offset"]) == (0, 4, 8)
@@ -88,7 +89,8 @@ def test_all_static_kernel_has_no_dims_buffer():
 
 def test_access_is_derived_from_the_body():
     acc = portable.tensor_access(handir.histogram())
-    assert acc == {"data": "read", "bins": "readwrite", "mx": "readwrite", "mn": "readwrite", "total": "readwrite"}
+    assert acc == {"data": "read", "bins": "readwrite", "mx": "readwrite", "mn": "readwrite",
+                   "total": "readwrite"}
 
 
 def test_source_hash_is_stable_and_content_keyed():

@@ -13,15 +13,15 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 sys.path.insert(0, str(Path(__file__).parents[1] / "backends"))
 import handir  # noqa: E402
 import zoo  # noqa: E402
+from enigma_runtime.dtypes import bfloat16, bool_, float16, float32, int8, int32, uint8, uint32  # noqa: E402
 from handir import F32, I32, for_, if_, kernel, tensor, while_  # noqa: E402
 
 import enigma  # noqa: E402
 from enigma import ir, passes  # noqa: E402
 from enigma.backends import msl, portable  # noqa: E402
-from enigma.passes import cse, dce, fold  # noqa: E402
+from enigma.passes import cse, dce  # noqa: E402
 from enigma.passes.fold import evaluate  # noqa: E402
 from enigma.passes.rewrite import Builder  # noqa: E402
-from enigma_runtime.dtypes import bfloat16, bool_, float16, float32, int8, int32, uint8, uint32  # noqa: E402
 
 
 def ops(k: ir.Kernel) -> list[str]:
@@ -70,7 +70,8 @@ def test_evaluate_exact(name, args, src, dst, want):
 
 @pytest.mark.parametrize("name, args, src, dst", [
     ("exp", [1.0], float32, float32), ("sqrt", [2.0], float32, float32), ("div", [1, 0], int32, int32),
-    ("shl", [1, 32], int32, int32), ("add", [1.0, 2.0], bfloat16, bfloat16), ("fma", [1.0, 2.0, 3.0], float32, float32),
+    ("shl", [1, 32], int32, int32), ("add", [1.0, 2.0], bfloat16, bfloat16),
+    ("fma", [1.0, 2.0, 3.0], float32, float32),
     ("cast", [3e10], float32, int32), ("cast", [float("nan")], float32, int32),
 ])
 def test_not_folded(name, args, src, dst):

@@ -53,7 +53,8 @@ def test_build_metallib_runs_the_two_steps(fake, tmp_path):
 
 def test_fast_math_and_msl_version_flags(fake, tmp_path):
     air = xcrun.compile_air(SRC, "k", None, out_dir=tmp_path, msl_version="3.2", fast_math=True)
-    assert air.read_text().split()[2:] == ["-std=metal3.2", "-mmacosx-version-min=14.0", "-ffast-math", "-Wall"]
+    flags = air.read_text().split()[2:]
+    assert flags == ["-std=metal3.2", "-mmacosx-version-min=14.0", "-ffast-math", "-Wall"]
 
 
 def test_air_cache_hits_and_keys_on_source_and_flags(fake, tmp_path):
