@@ -263,6 +263,10 @@ def dyn_for(bounds: tuple[Any, ...], body: Callable[..., tuple], names: tuple[st
     return _finish(b, "`for`", names, values, build)
 
 
+def loop_var_after(name: str) -> Undefined:
+    return Undefined(name, "it is the variable of a run-time `for` loop, which has no value after the loop")
+
+
 def _finish(b: Any, kind: str, names: tuple[str, ...], values: tuple[Any, ...],
             build: Callable[[list[DType]], tuple[ir.Op, list[Any]]]) -> tuple[Any, ...]:
     holder: list[ir.Op] = []

@@ -169,7 +169,9 @@ class Rewriter(ast.NodeTransformer):
         fn = self._def(body, [node.target.id] + names, _guarded(node.body, "for"), names, node)
         call = _call(_rt("dyn_for"), ast.Tuple(elts=it.args, ctx=ast.Load()), _name(body), _strs(names),
                      self._pick(names))
-        return [ast.fix_missing_locations(s) for s in (fn, self._bind(names, call, node))]
+        after = _at(ast.Assign(targets=[_name(node.target.id, True)],
+                               value=_call(_rt("loop_var_after"), ast.Constant(node.target.id))), node)
+        return [ast.fix_missing_locations(s) for s in (fn, self._bind(names, call, node), after)]
 
     def visit_While(self, node: ast.While) -> Any:
         self.generic_visit(node)

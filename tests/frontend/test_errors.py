@@ -59,6 +59,13 @@ def loop_local_used_after(x: Tensor[float32], n: int32):
 
 
 @enigma.kernel
+def loop_variable_after_loop(x: Tensor[float32], n: int32):
+    for j in range(n):
+        x[j] = 0.0
+    x[0] = j  # <-
+
+
+@enigma.kernel
 def carried_type_changes(x: Tensor[int32], n: int32):
     v = x[0]
     for _j in range(n):  # <-
@@ -194,6 +201,8 @@ CASES = [
                          "of the `if` on a traced condition"),
     (loop_local_used_after, T, "variable 't' is used but has no value here: it is assigned only inside the "
                                "body of a `for` loop"),
+    (loop_variable_after_loop, T, "variable 'j' is used but has no value here: it is the variable of a "
+                                  "run-time `for` loop, which has no value after the loop"),
     (carried_type_changes, T, "variable 'v' changes type in the `for` loop: it is int32 before the loop and "
                               "float32 after the body"),
     (python_object_in_loop, T, "variable 'pair' holds a Python tuple (a compile-time value) and is "
