@@ -23,13 +23,11 @@ from typing import Any
 import numpy as np
 
 from enigma.verify import clang as _clang
-from enigma.verify.elf import threadgroup_ranges
 from enigma.verify.msl import KernelSig, MslError, parse_kernel
-from enigma.verify.wrapper import entry_source
+from enigma.verify.wrapper import entry_source, register_threadgroup_arrays
 
 SCHEDULES = {"forward": 0, "reverse": 1, "random": 2}
 MAX_THREADS_PER_GROUP = 1024
-MAX_THREADGROUP_MEMORY = 32 * 1024
 # Metal element type names -> the numpy dtype a buffer of them holds
 MSL_NUMPY = {
     "float": np.float32, "half": np.float16, "bfloat": np.uint16, "int": np.int32, "uint": np.uint32,
@@ -102,14 +100,11 @@ class MslProgram:
     def __init__(self, source: str, name: str | None = None, file: str = "kernel.metal") -> None:
         self.source, self.file = source, file
         self.sig: KernelSig = parse_kernel(source, name, file)
-        self.library = _clang.compile_kernel_library(source + entry_source(self.sig, file), file_name=file)
+        full = register_threadgroup_arrays(source) + entry_source(self.sig, file)
+        self.library = _clang.compile_kernel_library(full, file_name=file)
         rt = _runtime()
         self._lib = ctypes.CDLL(str(self.library))
         self._entry = ctypes.cast(self._lib.enigma_entry, ctypes.c_void_p).value
-        ranges, entry_off = threadgroup_ranges(self.library)
-        base = self._entry - entry_off if entry_off is not None else 0
-        self.threadgroup_arrays = [(base + off, size, nm) for off, size, nm in ranges]
-        self.threadgroup_memory = sum(size for _, size, _ in ranges)
         self._rt = rt
 
     @property
@@ -125,9 +120,6 @@ class MslProgram:
         if nthreads > MAX_THREADS_PER_GROUP:
             raise ValueError(f"block {block3} has {nthreads} threads; Metal allows at most "
                              f"{MAX_THREADS_PER_GROUP} per threadgroup")
-        if self.threadgroup_memory > MAX_THREADGROUP_MEMORY:
-            raise KernelError(f"{self.file}: kernel {self.name} declares {self.threadgroup_memory} bytes of "
-                              f"threadgroup memory; Metal allows at most {MAX_THREADGROUP_MEMORY}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
         wanted = set(self.sig.buffer_indices)
@@ -173,13 +165,11 @@ class MslProgram:
                 if a.nbytes:
                     ctypes.memmove(out.value, a.ctypes.data, a.nbytes)
                 ptrs[i] = out.value
-            poison = (ctypes.c_uint64 * max(2 * len(self.threadgroup_arrays), 1))()
-            for k, (addr, size, _) in enumerate(self.threadgroup_arrays):
-                poison[2 * k], poison[2 * k + 1] = addr, size
+            poison = (ctypes.c_uint64 * 1)()  # threadgroup variables register themselves
             err = _Err()
             code = rt.enigma_run(self._entry, ptrs, (ctypes.c_uint32 * 3)(*grid3),
                                  (ctypes.c_uint32 * 3)(*block3), SCHEDULES[schedule], seed,
-                                 int(self.sig.uses_sync), poison, len(self.threadgroup_arrays),
+                                 int(self.sig.uses_sync), poison, 0,
                                  int(isolate), float(timeout), ctypes.byref(err))
             if code:
                 raise self._error(code, err, bufs)

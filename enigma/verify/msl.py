@@ -190,9 +190,9 @@ def parse_kernel(src: str, name: str | None = None, file: str = "kernel.metal") 
     params = []
     pos = start
     for text in _split_top(code[start:i - 1]):
-        pline = line_of(code, code.index(text, pos) if text in code[pos:] else pos)
-        pos = code.index(text, pos) + len(text) if text in code[pos:] else pos
-        params.append(_param(text, pline, file))
+        at = code.index(text, pos)
+        pos = at + len(text)
+        params.append(_param(text, line_of(code, at + len(text) - len(text.lstrip())), file))
     # body: from the `{` after the signature to its match
     body_start = code.index("{", i)
     depth, j = 1, body_start + 1

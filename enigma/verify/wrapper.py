@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from enigma.verify.msl import BUILTINS_SCALAR, BUILTINS_VEC, KernelSig, MslError, Param
+from enigma.verify.msl import BUILTINS_SCALAR, BUILTINS_VEC, KernelSig, MslError, Param, strip_comments
 
 CTX_DECL = """
 struct enigma_ctx {
@@ -18,6 +18,26 @@ struct enigma_ctx {
   uint tiitg, tiisg, sgitg, sgptg, tpsg, qgitg, tiiqg, qgptg;
 };
 """
+
+
+# `threadgroup T name[N]...;` (not a pointer, reference or parameter)
+_TG_DECL = re.compile(r"(?<![\w(,])(\s*)threadgroup\s+(?:const\s+|volatile\s+)*[\w:]+(?:\s*<[^;{}()]*>)?"
+                      r"\s+(\w+)\s*(?:\[[^\]]*\]\s*)*;")
+
+
+def register_threadgroup_arrays(src: str) -> str:
+    """Append `enigma_rt_threadgroup(name, sizeof(name));` after each threadgroup variable declaration
+    (on the same line, so line numbers stay). The call registers the array with the dispatcher, which
+    fills it with 0xFF before every threadgroup, and lets its address escape, so that clang cannot
+    assume a never-written element reads as undefined (and fold it away)."""
+    code = strip_comments(src)
+    out, last = [], 0
+    for m in _TG_DECL.finditer(code):
+        out.append(src[last:m.end()])
+        out.append(f" enigma_rt_threadgroup({m.group(2)}, sizeof({m.group(2)}));")
+        last = m.end()
+    out.append(src[last:])
+    return "".join(out)
 
 
 def _builtin_expr(p: Param, file: str) -> str:

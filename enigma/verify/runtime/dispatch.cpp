@@ -262,12 +262,19 @@ bool resolve_simd(int n) {
       ready |= g_fibers[i].st == READY;
     }
     if (!waiting || ready) continue;
-    // lanes at the same call (same line) form one rendezvous; others (divergent paths) their own
-    for (int i = base; i < end; i++) {
+    // Lanes at the same call (same line) form one rendezvous. Lanes on divergent paths wait at
+    // different calls: the call with the smallest line goes first (lanes that skipped a branch wait
+    // further down until the branch's lanes catch up, as a GPU reconverges after the branch).
+    int first_line = -1, i = -1;
+    for (int j = base; j < end; j++)
+      if (g_fibers[j].st == AT_SIMD && (first_line < 0 || g_fibers[j].line < first_line)) {
+        first_line = g_fibers[j].line;
+        i = j;
+      }
+    {
       Fiber& a = g_fibers[i];
-      if (a.st != AT_SIMD) continue;
       uint32_t mask = 0;
-      for (int j = i; j < end; j++)
+      for (int j = base; j < end; j++)
         if (g_fibers[j].st == AT_SIMD && g_fibers[j].line == a.line) {
           if (g_fibers[j].size != a.size)
             kernel_error(a.line, "simd-group function at line %d called with values of different sizes "
@@ -279,9 +286,9 @@ bool resolve_simd(int n) {
       const uint32_t sz = a.size;
       if (sz > 64) kernel_error(a.line, "simd-group value of %u bytes is too large (at most 64)", sz);
       memset(table, 0, 32 * sz);
-      for (int j = i; j < end; j++)
+      for (int j = base; j < end; j++)
         if (mask >> (j - base) & 1) memcpy(table + (j - base) * sz, g_fibers[j].val, sz);
-      for (int j = i; j < end; j++)
+      for (int j = base; j < end; j++)
         if (mask >> (j - base) & 1) {
           memcpy(g_fibers[j].out, table, 32 * sz);
           g_fibers[j].mask = mask;
@@ -332,6 +339,12 @@ void run_group_fibers(const Launch& L, const uint32_t g[3], int n, int* ord) {
   }
 }
 
+struct TgVar { void* p; unsigned long size; };
+constexpr int kMaxTg = 256;
+TgVar g_tg[kMaxTg];  // threadgroup variables registered by the kernel (see enigma_rt_threadgroup)
+int g_ntg;
+unsigned long g_tg_bytes;
+
 int* g_ord;   // thread order scratch (allocated before a fork: the child does not allocate)
 int* g_gord;  // threadgroup order
 
@@ -358,6 +371,7 @@ void run_launch(const Launch& L) {
     uint32_t g[3] = {(uint32_t)(gi % L.grid[0]), (uint32_t)(gi / L.grid[0] % L.grid[1]),
                      (uint32_t)(gi / L.grid[0] / L.grid[1])};
     for (int p = 0; p < L.npoison; p++) memset((void*)L.poison[2 * p], 0xFF, L.poison[2 * p + 1]);
+    for (int p = 0; p < g_ntg; p++) memset(g_tg[p].p, 0xFF, g_tg[p].size);
     if (g_fiber_mode) {
       run_group_fibers(L, g, (int)n, ord);
     } else {
@@ -468,6 +482,32 @@ extern "C" uint32_t enigma_rt_lane() { return g_cur ? g_cur->ctx.tiisg : 0; }
 
 extern "C" void enigma_rt_error(const char* msg, int line) { kernel_error(line, "%s", msg); }
 
+// A threadgroup variable declared by the kernel: poisoned now if new, and before every later group.
+extern "C" void enigma_rt_threadgroup(const volatile void* p, unsigned long size) {
+  for (int i = 0; i < g_ntg; i++)
+    if (g_tg[i].p == p) return;
+  if (g_ntg == kMaxTg) kernel_error(0, "more than %d threadgroup variables", kMaxTg);
+  g_tg[g_ntg].p = (void*)p;
+  g_tg[g_ntg].size = size;
+  g_ntg++;
+  g_tg_bytes += size;
+  memset((void*)p, 0xFF, size);
+  if (g_tg_bytes > 32 * 1024)
+    kernel_error(0, "the kernel declares %lu bytes of threadgroup memory; Metal allows at most 32768 "
+                 "(32 KiB) per threadgroup", g_tg_bytes);
+}
+
+// float -> bfloat conversion (round to nearest even); clang calls it, older libgcc lacks it
+extern "C" __bf16 __truncsfbf2(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  uint16_t r = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40)
+                                               : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  __bf16 b;
+  memcpy(&b, &r, 2);
+  return b;
+}
+
 // ---- the Python-facing API (ctypes) -------------------------------------------------------------
 extern "C" int enigma_buf_alloc(size_t nbytes, char** data_out) {
   int slot = -1;
@@ -528,6 +568,7 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
   memset(shared_err, 0, sizeof(ErrInfo));
   shared_err->buffer = -1;
   g_err = shared_err;
+  if (g_entry != entry) g_ntg = 0, g_tg_bytes = 0;  // another kernel: its own threadgroup variables
   g_entry = entry;
   g_fiber_mode = fibers != 0;
   g_rng = seed * 0x9E3779B97F4A7C15ull + 0x1234567ull;

@@ -1,0 +1,304 @@
+"""enigma.verify on hand-written MSL in the emitter's style: results, schedules, the compatibility
+layer's functions, and every negative case the layer must reject or report."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import need_tool
+
+from enigma.verify import CompileError, KernelError, MslError, compile_msl, run_msl
+
+pytestmark = pytest.mark.needs_clang
+SCHEDULES = ("forward", "reverse", "random")
+H = "#include <metal_stdlib>\nusing namespace metal;\n\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _clang():
+    need_tool("clang++-22", "clang++-19", "clang++")
+
+
+VECTOR_ADD = H + """kernel void enigma_kernel_vector_add(
+    const device float* a [[buffer(0)]],
+    const device float* b [[buffer(1)]],
+    device float* c [[buffer(2)]],
+    constant int& n [[buffer(3)]],
+    uint3 enigma_tid [[thread_position_in_threadgroup]],
+    uint3 enigma_bid [[threadgroup_position_in_grid]],
+    uint3 enigma_bdim [[threads_per_threadgroup]])
+{
+    int v3 = (int)enigma_bid.x * (int)enigma_bdim.x + (int)enigma_tid.x;  // line 3
+    bool v4 = v3 < n;  // line 4
+    if (v4) {  // line 4
+        c[v3] = a[v3] + b[v3];  // line 5
+    }
+}
+"""
+
+REDUCE = H + """kernel void enigma_kernel_reduce(
+    const device float* x [[buffer(0)]],
+    device float* out [[buffer(1)]],
+    constant int& n [[buffer(2)]],
+    uint3 tid [[thread_position_in_threadgroup]],
+    uint3 bid [[threadgroup_position_in_grid]],
+    uint lane [[thread_index_in_simdgroup]],
+    uint sg [[simdgroup_index_in_threadgroup]])
+{
+    threadgroup float partial[8];
+    threadgroup float tile[256];
+    int i = (int)bid.x * 256 + (int)tid.x;
+    tile[tid.x] = i < n ? x[i] : 0.0f;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint s = 128; s >= 32; s >>= 1) {
+        if (tid.x < s) tile[tid.x] += tile[tid.x + s];
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+    float v = tid.x < 32 ? tile[tid.x] : 0.0f;
+    v = simd_sum(v);
+    if (lane == 0) partial[sg] = v;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (tid.x == 0) {
+        float s = 0.0f;
+        for (int k = 0; k < 8; k++) s += partial[k];
+        out[bid.x] = s;
+    }
+}
+"""
+
+
+def test_vector_add_matches_numpy():
+    rng = np.random.default_rng(0)
+    n = 1000
+    a, b = rng.standard_normal(n, np.float32), rng.standard_normal(n, np.float32)
+    c = np.full(n, -1, np.float32)
+    run_msl(VECTOR_ADD, a, b, c, np.int32(n), grid=(4,), block=(256,))
+    np.testing.assert_array_equal(c, a + b)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_reduction_with_barriers_and_simd_sum(schedule):
+    rng = np.random.default_rng(1)
+    n = 16 * 256 - 5
+    x = rng.standard_normal(n, np.float32)
+    out = np.zeros(16, np.float32)
+    run_msl(REDUCE, x, out, np.int32(n), grid=16, block=256, schedule=schedule, seed=7)
+    want = np.pad(x, (0, 5)).reshape(16, 256).sum(axis=1)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_buffers_bound_by_index_and_isolate_off():
+    prog = compile_msl(VECTOR_ADD)
+    assert prog.name == "enigma_kernel_vector_add" and prog.sig.buffer_indices == [0, 1, 2, 3]
+    a = np.arange(64, dtype=np.float32)
+    c = np.zeros(64, np.float32)
+    prog.run({0: a, 1: a, 2: c, 3: np.int32(64)}, grid=1, block=64, isolate=False)
+    np.testing.assert_array_equal(c, 2 * a)
+
+
+def test_threadgroup_memory_is_poisoned_and_shared_within_a_group():
+    src = H + """kernel void k(device uint* out [[buffer(0)]], uint t [[thread_index_in_threadgroup]],
+                     uint3 g [[threadgroup_position_in_grid]]) {
+    threadgroup uint seen[2];
+    threadgroup uint* p = &seen[1];
+    if (t == 0) out[g.x * 2] = seen[0];   // never written: the 0xFF poison
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (t == 3) *p = 40 + g.x;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (t == 1) out[g.x * 2 + 1] = seen[1];
+}"""
+    out = np.zeros(6, np.uint32)
+    run_msl(src, out, grid=3, block=8, schedule="reverse")
+    assert list(out[0::2]) == [0xFFFFFFFF] * 3
+    assert list(out[1::2]) == [40, 41, 42]
+
+
+def test_schedules_change_the_order_of_unsynchronised_threads():
+    src = H + """kernel void k(device atomic_int* counter [[buffer(0)]], device int* order [[buffer(1)]],
+                     uint t [[thread_position_in_threadgroup]]) {
+    order[t] = atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}"""
+    got = {}
+    for s in SCHEDULES:
+        counter, order = np.zeros(1, np.int32), np.zeros(32, np.int32)
+        run_msl(src, counter, order, grid=1, block=32, schedule=s, seed=3)
+        assert counter[0] == 32 and sorted(order) == list(range(32))
+        got[s] = order.copy()
+    assert list(got["forward"]) == list(range(32))
+    assert list(got["reverse"]) == list(range(31, -1, -1))
+    assert list(got["random"]) not in (list(range(32)), list(range(31, -1, -1)))
+
+
+def test_simd_group_functions():
+    src = H + """kernel void k(device int* out [[buffer(0)]], device float* f [[buffer(1)]],
+                     uint lane [[thread_index_in_simdgroup]], uint t [[thread_index_in_threadgroup]]) {
+    int v = (int)t;
+    out[t * 6 + 0] = simd_shuffle_down(v, 1);
+    out[t * 6 + 1] = simd_prefix_exclusive_sum(v);
+    out[t * 6 + 2] = simd_broadcast(v, 5);
+    out[t * 6 + 3] = simd_max(v);
+    out[t * 6 + 4] = (int)(ulong)simd_ballot(lane % 2 == 0);
+    out[t * 6 + 5] = lane < 8 ? simd_sum(1) : -1;   // only 8 lanes active at this call
+    float4 q = float4(float2(f[t], 1.0f), 2.0f, 3.0f);
+    f[t] = simd_sum(q).x + q.w;
+}"""
+    out = np.zeros(64 * 6, np.int32)
+    f = np.ones(64, np.float32)
+    run_msl(src, out, f, grid=1, block=64, schedule="random", seed=5)
+    o = out.reshape(64, 6)
+    t = np.arange(64)
+    lane = t % 32
+    np.testing.assert_array_equal(o[:, 0], np.where(lane < 31, t + 1, t))
+    np.testing.assert_array_equal(o[:, 1], [sum(range(x - x % 32, x)) for x in t])
+    np.testing.assert_array_equal(o[:, 2], t - lane + 5)
+    np.testing.assert_array_equal(o[:, 3], t - lane + 31)
+    np.testing.assert_array_equal(o[:, 4], np.full(64, 0x55555555))
+    np.testing.assert_array_equal(o[:, 5], np.where(lane < 8, 8, -1))
+    np.testing.assert_array_equal(f, np.full(64, 35.0, np.float32))
+
+
+def test_layer_types_math_and_constructors():
+    src = H + """kernel void k(device half* h [[buffer(0)]], device ushort* bf [[buffer(1)]],
+                     device float4* v [[buffer(2)]], device uint2* u [[buffer(3)]],
+                     uint t [[thread_position_in_grid]]) {
+    h[t] = h[t] * half(2.0f) + half(0.5f);
+    bfloat b = as_type<bfloat>(bf[t]);
+    bf[t] = as_type<ushort>(bfloat(float(b) * 4.0f));
+    float4 a = *((device const float4*)(v) + t);
+    float3 n = normalize(float3(3.0f, 0.0f, 4.0f));
+    v[t] = float4(a.xy * 2.0f, clamp(a.z, 0.0f, 1.0f), dot(n, float3(1.0f)) + fma(a.w, 0.0f, exp2(1.0f)));
+    u[t] = uint2(int2(a.xy)) + uint2(popcount(7u), max(3u, t));
+}"""
+    h = np.array([1, 2, 3, 4], np.float16)
+    bf = (np.array([1.5, -2, 0.25, 8], np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    v = np.array([[1, 2, 3, 4], [5, 6, -7, 8], [0, 1, 0.5, 2], [9, 9, 9, 9]], np.float32)
+    u = np.zeros((4, 2), np.uint32)
+    v0 = v.copy()
+    run_msl(src, h, bf, v, u, grid=1, block=4)
+    np.testing.assert_array_equal(h, np.array([2.5, 4.5, 6.5, 8.5], np.float16))
+    np.testing.assert_array_equal((bf.astype(np.uint32) << 16).view(np.float32), [6, -8, 1, 32])
+    np.testing.assert_allclose(v[:, 3], 1.4 + 2.0, rtol=1e-6)
+    np.testing.assert_array_equal(v[:, 2], [1, 0, 0.5, 1])
+    np.testing.assert_array_equal(v[:, :2], v0[:, :2] * 2)
+    np.testing.assert_array_equal(u[:, 0], v0[:, 0].astype(np.int32).astype(np.uint32) + 3)  # popcount(7)
+    np.testing.assert_array_equal(u[:, 1], v0[:, 1].astype(np.uint32) + 3)  # max(3u, t) for t < 4
+
+
+# ---------------------------------------------------------------------------------------------------
+# negative cases
+
+def test_rejects_threadgroup_pointer_passed_as_device_pointer():
+    src = H + """void store(device float* p, float v) { p[0] = v; }
+kernel void k(device float* a [[buffer(0)]], uint t [[thread_position_in_threadgroup]]) {
+    threadgroup float tile[32];
+    store(&tile[t], 1.0f);
+    a[t] = tile[t];
+}"""
+    with pytest.raises(CompileError) as e:
+        compile_msl(src)
+    assert "kernel.metal:7:" in str(e.value) and "__local" in str(e.value)
+
+
+def test_rejects_write_through_constant():
+    src = H + "kernel void k(constant float* a [[buffer(0)]], uint t [[thread_position_in_grid]]) {\n" \
+              "    a[t] = 1.0f;\n}\n"
+    with pytest.raises(CompileError, match=r"kernel.metal:5:\d+: error: read-only variable"):
+        compile_msl(src)
+
+
+def test_rejects_double():
+    src = H + "kernel void k(device float* a [[buffer(0)]], uint t [[thread_position_in_grid]]) {\n" \
+              "    double d = a[t];\n    a[t] = (float)d;\n}\n"
+    with pytest.raises(CompileError, match=r"kernel.metal:5:\d+: error: use of type 'double'"):
+        compile_msl(src)
+
+
+def test_rejects_misspelled_attribute_with_line():
+    src = VECTOR_ADD.replace("[[threadgroup_position_in_grid]]", "[[threadgroup_position_in_gird]]")
+    with pytest.raises(MslError, match=r"kernel.metal:10: unknown attribute "
+                       r"\[\[threadgroup_position_in_gird\]\][\s\S]*"
+                       r"did you mean \[\[threadgroup_position_in_grid\]\]"):
+        compile_msl(src)
+    with pytest.raises(MslError, match=r"kernel.metal:6: \[\[buffer\]\] needs an integer index"):
+        compile_msl(VECTOR_ADD.replace("[[buffer(1)]]", "[[buffer]]"))
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_divergent_barrier_is_an_error_with_its_line(schedule):
+    src = H + """kernel void k(device float* a [[buffer(0)]], uint t [[thread_position_in_threadgroup]]) {
+    if (t < 16) {
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+    a[t] = 1.0f;
+}"""
+    with pytest.raises(KernelError, match=r"kernel.metal:6: threadgroup_barrier at line 6 is not reached by "
+                       r"every thread") as e:
+        run_msl(src, np.zeros(32, np.float32), grid=1, block=32, schedule=schedule)
+    assert e.value.line == 6
+    two = src.replace("    }\n    a[t]", "    } else {\n        threadgroup_barrier(mem_flags::mem_device);\n"
+                                        "    }\n    a[t]")
+    with pytest.raises(KernelError, match=r"divergent threadgroup_barrier: .* line (6|8) .* line (6|8)"):
+        run_msl(two, np.zeros(32, np.float32), grid=1, block=32, schedule=schedule)
+
+
+def test_return_before_barrier_is_an_error():
+    src = H + """kernel void k(device float* a [[buffer(0)]], uint t [[thread_position_in_threadgroup]]) {
+    if (t == 3) return;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    a[t] = 1.0f;
+}"""
+    with pytest.raises(KernelError, match=r"kernel.metal:6: .*\(3, 0, 0\) returned without reaching it"):
+        run_msl(src, np.zeros(8, np.float32), grid=1, block=8)
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_out_of_bounds_write_is_reported_not_a_crash(isolate):
+    src = H + """kernel void k(device float* a [[buffer(0)]], const device float* b [[buffer(1)]],
+                     uint t [[thread_position_in_grid]]) {
+    a[t + 1] = b[t];
+}"""
+    a, b = np.zeros(64, np.float32), np.ones(64, np.float32)
+    with pytest.raises(KernelError) as e:
+        run_msl(src, a, b, grid=2, block=32, isolate=isolate)
+    msg = str(e.value)
+    assert "out-of-bounds write access to [[buffer(0)]] a" in msg and "element 64" in msg
+    assert msg.startswith("kernel.metal:6:") and "thread_position_in_threadgroup (31, 0, 0)" in msg
+    # the process is fine afterwards and the buffer was not written back
+    run_msl(VECTOR_ADD, b, b, a, np.int32(64), grid=1, block=64)
+    assert (a == 2).all()
+
+
+def test_out_of_bounds_in_padding_and_wild_writes_are_reported():
+    src = H + """kernel void k(device float* a [[buffer(0)]], uint t [[thread_position_in_grid]]) {
+    a[t + 1] = 1.0f;
+}"""
+    with pytest.raises(KernelError, match=r"out-of-bounds .* element 10, .* holds 10 elements .*padding"):
+        run_msl(src, np.zeros(10, np.float32), grid=1, block=10)  # 40 bytes: the overrun is in padding
+    wild = src.replace("a[t + 1]", "a[t * 1000000 + 100000]")
+    with pytest.raises(KernelError, match=r"kernel.metal:5: (SIGSEGV|out-of-bounds)"):  # line of a[...] =
+        run_msl(wild, np.zeros(10, np.float32), grid=1, block=10)
+
+
+def test_launch_errors():
+    with pytest.raises(ValueError, match="at most 1024"):
+        run_msl(VECTOR_ADD, *[np.zeros(4, np.float32)] * 3, np.int32(4), grid=1, block=(32, 64))
+    with pytest.raises(TypeError, match=r"kernel.metal:7: \[\[buffer\(2\)\]\] c is `device float\*` but the "
+                       r"array has dtype int32"):
+        run_msl(VECTOR_ADD, np.zeros(4, np.float32), np.zeros(4, np.float32), np.zeros(4, np.int32),
+                np.int32(4), grid=1, block=4)
+    with pytest.raises(ValueError, match=r"no data for \[\[buffer\(3\)\]\] \(n\)"):
+        compile_msl(VECTOR_ADD).run({0: 1, 1: 1, 2: 1}, grid=1, block=1)
+    with pytest.raises(MslError, match="no kernel named 'nope'"):
+        compile_msl(VECTOR_ADD, "nope")
+
+
+def test_division_by_zero_and_infinite_loop_are_reported():
+    src = H + """kernel void k(device int* a [[buffer(0)]], uint t [[thread_position_in_grid]]) {
+    a[t] = 7 / a[t];
+}"""
+    with pytest.raises(KernelError, match=r"kernel.metal:5: SIGFPE"):
+        run_msl(src, np.zeros(4, np.int32), grid=1, block=4)
+    spin = H + """kernel void k(device int* a [[buffer(0)]], uint t [[thread_position_in_grid]]) {
+    while (*(device volatile int*)a == 0) { a[1] += 1; }
+}"""
+    with pytest.raises(KernelError, match="did not finish within the timeout"):
+        compile_msl(spin).run({0: np.zeros(4, np.int32)}, grid=1, block=1, timeout=0.3)
