@@ -55,7 +55,8 @@ def test_every_catalogue_op_is_covered_by_the_hand_built_kernels():
 def test_op_spelling():
     text = mlir.emit(handir.every_op())
     for s in ['"enigma.thread_idx"() {dim = 0 : i32} : () -> i32', "arith.divui", "arith.remsi",
-              "arith.shrui", "arith.shrsi", "arith.minnumf", "arith.maxsi", "arith.cmpf une", "arith.cmpi slt",
+              "arith.shrui", "arith.shrsi", "arith.minnumf", "arith.maxsi", "arith.cmpf une",
+              "arith.cmpi slt",
               "math.rsqrt",
               "math.fma", "math.absi", "scf.while", "scf.condition(", "vector.broadcast", "arith.extf",
               "arith.truncf", "bf16", "vector<4xf32>", '"enigma.vload"(%m, ', "lanes = 4 : i32",
