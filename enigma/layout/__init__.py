@@ -3,7 +3,7 @@
 The divisions exported here accept a Layout or a tensor (a LayoutTensor, or a kernel's tensor
 argument or shared_tensor viewed through its own layout); on tensors they check that the tiler fits.
 """
-from enigma.layout.conditions import Condition, conditions, kernel_conditions
+from enigma.layout.checks import Condition, conditions, kernel_conditions
 from enigma.layout.int_tuple import crd2idx, elem_less, idx2crd
 from enigma.layout.layout import (
     Layout,

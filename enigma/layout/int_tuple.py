@@ -206,14 +206,21 @@ def _dyn(name: str) -> Any:
 
 
 def minimum(a: Any, b: Any) -> Any:
+    """min(a, b); on traced values enigma.minimum (or a value's own `layout_min`, for other tracers)."""
     if isinstance(a, int) and isinstance(b, int):
         return a if a <= b else b
+    for x, y in ((a, b), (b, a)):
+        if hasattr(x, "layout_min"):
+            return x.layout_min(y)
     return _dyn("minimum")(a, b)
 
 
 def maximum(a: Any, b: Any) -> Any:
     if isinstance(a, int) and isinstance(b, int):
         return a if a >= b else b
+    for x, y in ((a, b), (b, a)):
+        if hasattr(x, "layout_max"):
+            return x.layout_max(y)
     return _dyn("maximum")(a, b)
 
 

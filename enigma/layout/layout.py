@@ -4,13 +4,13 @@ A `Layout` is a pair of congruent hierarchical int tuples (shape, stride): a fun
 (an int index, or a nested tuple) to an offset, sum(coord_i * stride_i). Every function here works
 on Python ints at trace time (no IR at all) and on traced values (index arithmetic goes through the
 tracer); decisions that need a dynamic value are taken conservatively (a mode that might be 1 is
-kept) or recorded as a run-time condition (see `enigma.layout.conditions`).
+kept) or recorded as a run-time condition (see `enigma.layout.checks`).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from enigma.layout.conditions import require
+from enigma.layout.checks import require
 from enigma.layout.int_tuple import (
     CoordVec,
     IntTuple,

@@ -22,7 +22,7 @@ from enigma.errors import error_here
 from enigma.frontend.builder import current
 from enigma.frontend.values import PyNum, Val, as_val, describe, type_error
 from enigma.layout import layout as L
-from enigma.layout.conditions import require
+from enigma.layout.checks import require
 from enigma.layout.int_tuple import (
     CoordVec,
     IntTuple,
