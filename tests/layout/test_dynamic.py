@@ -154,7 +154,7 @@ def test_divides_with_dynamic_shapes_and_strides(a, mask, data):
 @SETTINGS
 @given(layouts(max_size=64), layouts(max_leaves=2, max_size=32), st.integers(1, 2**16 - 1))
 def test_composition_with_dynamic_lhs(a, b, mask):
-    (pa, ea), (pb, eb) = a, b
+    (_, ea), (_, eb) = a, b
     try:
         static = L.composition(ea, eb)
     except L.LayoutError:
