@@ -17,6 +17,7 @@ class Builder:
         self.cache: dict[tuple, ir.Value] = {}
         self.shared: list[ir.Shared] = []
         self.access: dict[str, set[str]] = {}  # tensor argument -> {"r", "w"}
+        self.home: dict[ir.Value, ir.Block] = {}  # block that defines each value (entry ops: none)
 
     @staticmethod
     def line() -> int:
@@ -27,10 +28,26 @@ class Builder:
 
     def emit(self, name: str, operands: list[ir.Value] | tuple = (), types: list[ir.Type] | tuple = (),
              attrs: dict[str, Any] | None = None, regions: list[ir.Block] | None = None) -> ir.Op:
+        home, blocks = self.home, self.blocks
+        for v in operands:
+            b = home.get(v)
+            if b is not None and b not in blocks:
+                raise error_here("a value computed inside a run-time `if` or loop body is used outside it",
+                                 "values leave run-time control flow only through variables assigned in it; "
+                                 "do not carry them out in Python lists, dicts or attributes (unroll with "
+                                 "enigma.range_constexpr instead)")
         op = ir.Op(name, list(operands), [ir.Value(t) for t in types], attrs or {}, regions or [],
                    self.line())
-        self.blocks[-1].ops.append(op)
+        blocks[-1].ops.append(op)
+        for r in op.results:
+            home[r] = blocks[-1]
         return op
+
+    def append(self, op: ir.Op) -> None:
+        """Append an op built elsewhere (loops) to the current block."""
+        self.blocks[-1].ops.append(op)
+        for r in op.results:
+            self.home[r] = self.blocks[-1]
 
     def entry(self, name: str, type: ir.Type, attrs: dict[str, Any] | None = None) -> ir.Value:
         """An operand-free pure op placed once at the top of the kernel (dominates every use)."""
@@ -47,6 +64,8 @@ class Builder:
 
     def push(self, block: ir.Block) -> None:
         self.blocks.append(block)
+        for a in block.args:
+            self.home[a] = block
 
     def pop(self) -> ir.Block:
         return self.blocks.pop()

@@ -277,7 +277,7 @@ def _finish(b: Any, kind: str, names: tuple[str, ...], values: tuple[Any, ...],
         return op, outs
 
     result = _loop(kind, names, values, build_and_keep)
-    b.blocks[-1].ops.append(holder[0])
+    b.append(holder[0])
     return result
 
 

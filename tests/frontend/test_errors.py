@@ -66,6 +66,14 @@ def loop_variable_after_loop(x: Tensor[float32], n: int32):
 
 
 @enigma.kernel
+def value_escapes_through_a_list(x: Tensor[float32], n: int32):
+    seen = []
+    for j in range(n):
+        seen.append(x[j])
+    x[0] = seen[0] + 1.0  # <-
+
+
+@enigma.kernel
 def carried_type_changes(x: Tensor[int32], n: int32):
     v = x[0]
     for _j in range(n):  # <-
@@ -203,6 +211,8 @@ CASES = [
                                "body of a `for` loop"),
     (loop_variable_after_loop, T, "variable 'j' is used but has no value here: it is the variable of a "
                                   "run-time `for` loop, which has no value after the loop"),
+    (value_escapes_through_a_list, T, "a value computed inside a run-time `if` or loop body is used outside "
+                                      "it"),
     (carried_type_changes, T, "variable 'v' changes type in the `for` loop: it is int32 before the loop and "
                               "float32 after the body"),
     (python_object_in_loop, T, "variable 'pair' holds a Python tuple (a compile-time value) and is "
