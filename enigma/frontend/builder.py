@@ -18,6 +18,7 @@ class Builder:
         self.shared: list[ir.Shared] = []
         self.access: dict[str, set[str]] = {}  # tensor argument -> {"r", "w"}
         self.home: dict[ir.Value, ir.Block] = {}  # block that defines each value (entry ops: none)
+        self.arg_names: set[str] = set()
 
     @staticmethod
     def line() -> int:
@@ -74,6 +75,9 @@ class Builder:
         self.access.setdefault(tensor, set()).add(mode)
 
     def add_shared(self, shared: ir.Shared) -> None:
+        if shared.name in self.arg_names:
+            raise error_here(f"the threadgroup array name {shared.name!r} is also a kernel parameter",
+                             "give the enigma.shared_tensor(...) another name=")
         if any(s.name == shared.name for s in self.shared):
             raise error_here(f"a threadgroup array named {shared.name!r} already exists in this kernel",
                              "give each enigma.shared_tensor(...) its own name=")

@@ -245,6 +245,7 @@ class KernelFunction:
                 call.append(None)
             else:
                 call.append(self._constexpr(p, v))
+        b.arg_names = {a.name for a in args}
         with tracing(b):
             for k, a in scalars:
                 call[k] = Val(b.entry("param", ir.Type(a.dtype), {"name": a.name}))

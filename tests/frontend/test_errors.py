@@ -166,6 +166,12 @@ def shared_dynamic_shape(x: Tensor[float32]):
 
 
 @enigma.kernel
+def shared_named_like_a_parameter(tile: Tensor[float32]):
+    t = enigma.shared_tensor(float32, (4,), name="tile")  # <-
+    t[0] = tile[0]
+
+
+@enigma.kernel
 def atomic_on_half(x: Tensor[float16]):
     enigma.atomic_add(x, 0, 1.0)  # <-
 
@@ -237,6 +243,7 @@ CASES = [
     (shared_in_dynamic_if, T, "shared_tensor must be declared at the top level of the kernel, not inside "
                               "dynamic control flow"),
     (shared_dynamic_shape, T, "shared_tensor needs a static shape of positive Python ints, got (Val(%"),
+    (shared_named_like_a_parameter, T, "the threadgroup array name 'tile' is also a kernel parameter"),
     (atomic_on_half, T, "enigma.atomic_add on a float16 tensor (x) is not supported by Metal"),
     (const_expr_of_traced, T, "const_expr needs a compile-time value, got a traced bool (a run-time value)"),
     (python_error_in_body, T, "NameError while tracing kernel 'python_error_in_body': name 'undefined_name' "
