@@ -26,6 +26,15 @@ from enigma.frontend.types import ConstexprType, Shape, TensorSpec, TensorType
 from enigma.frontend.values import Val
 
 _SCALAR_PY = {int: dt.int32, float: dt.float32, bool: dt.bool_}
+# names a kernel parameter cannot have: C++/MSL keywords, qualifiers and types the generated source uses
+MSL_RESERVED = frozenset("""
+    auto bool break case char class const constant constexpr continue default delete device do double else
+    enum explicit extern false float for friend goto half if inline int kernel long namespace new operator
+    private protected public register return short signed sizeof static struct switch template this
+    thread threadgroup true typedef typename uint uchar ushort union unsigned using virtual void volatile
+    while bfloat metal vertex fragment sampler texture atomic_int atomic_uint simd float2 float3 float4
+    half2 half3 half4 int2 int3 int4 uint2 uint3 uint4 size_t ptrdiff_t
+""".split())
 
 
 @dataclass(frozen=True)
@@ -173,6 +182,9 @@ class KernelFunction:
                        self.def_line) from e
         params = []
         for p in inspect.signature(fn).parameters.values():
+            if p.name in MSL_RESERVED or p.name.startswith("enigma_"):
+                raise _err(f"kernel parameter name {p.name!r} is reserved in the generated Metal source",
+                           self.file, self.def_line, "rename the parameter")
             if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
                 raise _err(f"kernel parameter {p.name!r} must be a plain positional parameter "
                            "(no *args/**kwargs/keyword-only)", self.file, self.def_line)

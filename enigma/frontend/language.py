@@ -95,6 +95,9 @@ def shared_tensor(dtype: DType, shape: tuple[int, ...] | int, name: str | None =
         raise error_here("shared_tensor must be declared at the top level of the kernel, not inside "
                          "dynamic control flow", "move the declaration before the `if`/loop")
     name = name or f"shared{len(b.shared)}"
+    if not name.isidentifier() or name.startswith("enigma_"):
+        raise error_here(f"threadgroup array name {name!r} is not a plain identifier (or uses the reserved "
+                         "prefix enigma_)", "use a name like tile")
     b.add_shared(ir.Shared(name, dtype, shape))
     return TensorRef(name, dtype, shape, "shared")
 

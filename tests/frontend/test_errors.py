@@ -340,3 +340,14 @@ def test_generic_element_type_needs_an_argument():
         enigma.compile(k)
     assert info.value.message == "parameter 'x' of k is a Tensor without an element type"
     assert info.value.line == marked_line(k.fn)
+
+
+def test_reserved_parameter_names():
+    @enigma.kernel
+    def k(half: Tensor[float32]):  # <-
+        half[0] = 1.0
+
+    with pytest.raises(EnigmaError) as info:
+        enigma.compile(k)
+    assert info.value.message == "kernel parameter name 'half' is reserved in the generated Metal source"
+    assert info.value.line == marked_line(k.fn)
