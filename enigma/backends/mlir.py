@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -148,7 +149,7 @@ class _Printer:
     def op(self, op: ir.Op, depth: int) -> None:
         name = op.name
         x = [self.v(o) for o in op.operands]
-        rt = op.results[0].type if op.results else None
+        rt: Any = op.results[0].type if op.results else None  # None: ops without results
         if name == "const":
             v = op.attrs["value"]
             self.consts[op.result.id] = v
@@ -252,7 +253,7 @@ class _Printer:
             else:
                 self.op(op, depth)
 
-    def terminator(self, op: ir.Op, depth: int, extra: list[tuple[str, str]] = ()) -> None:
+    def terminator(self, op: ir.Op, depth: int, extra: Sequence[tuple[str, str]] = ()) -> None:
         vals = [(self.v(o), mtype(o.type)) for o in op.operands]
         if op.name == "condition":
             cond, vals = vals[0][0], vals[1:]
@@ -334,7 +335,7 @@ class _Printer:
     def module(self) -> str:
         k = self.k
         taken: set[str] = set()
-        params = []
+        params: list[str] = []
         for a in k.args:
             ssa = f"%{a.name}" if _ID.match(a.name) and not re.match(r"^(v\d+|tmp\..*)$", a.name) else \
                 f"%arg.{len(params)}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def msl_type(t: ir.Type) -> str:
     return t.dtype.msl if t.lanes == 1 else f"{t.dtype.msl}{t.lanes}"
 
 
-def literal(value: object, t: ir.Type) -> str:
+def literal(value: Any, t: ir.Type) -> str:
     """An MSL literal of scalar type `t` that holds exactly `value` (rounded to the type)."""
     d = t.dtype
     if t.lanes != 1:
@@ -130,7 +131,7 @@ class _Emitter:
     # ops -------------------------------------------------------------------------------------------
     def op(self, op: ir.Op, depth: int) -> None:
         name, a = op.name, [self.v(x) for x in op.operands]
-        rt = op.results[0].type if op.results else None
+        rt: Any = op.results[0].type if op.results else None  # None: ops without results
         if name == "const":
             self.atoms[op.result.id] = literal(op.attrs["value"], rt)
         elif name == "param":
@@ -219,6 +220,7 @@ class _Emitter:
 
     def dim(self, op: ir.Op) -> str:
         t, axis, stride = op.attrs["tensor"], op.attrs["axis"], op.name == "stride"
+        shape: tuple[Any, ...]
         if t in self.shared:
             shape = self.shared[t].shape
         else:
@@ -226,7 +228,7 @@ class _Emitter:
             if not arg.is_static:
                 return f"enigma_dims[{portable.dims_slot(self.k, t, axis, stride)}]"
             shape = arg.shape
-        return str((portable.static_strides(shape) if stride else shape)[axis])
+        return str((portable.static_strides(shape) if stride else shape)[axis])  # static: all ints
 
     # control flow ----------------------------------------------------------------------------------
     def block(self, b: ir.Block, depth: int, term: Callable[[ir.Op, int], None] | None = None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,7 @@ def tensor_access(kernel: ir.Kernel) -> dict[str, str]:
     reads: set[str] = set()
     writes: set[str] = set()
     for op in ir.walk(kernel.body):
-        t = op.attrs.get("tensor")
+        t = str(op.attrs.get("tensor"))
         if op.name in ("load", "vload"):
             reads.add(t)
         elif op.name in ("store", "vstore"):
@@ -83,7 +84,7 @@ def dims_slot(kernel: ir.Kernel, tensor: str, axis: int, stride: bool) -> int | 
     raise KeyError(f"kernel {kernel.name} has no tensor argument {tensor!r}")
 
 
-def static_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+def static_strides(shape: tuple[Any, ...]) -> tuple[int, ...]:
     """Row-major element strides of a static shape."""
     out, acc = [], 1
     for s in reversed(shape):
@@ -164,7 +165,7 @@ def json_to_ir(data: dict[str, Any]) -> ir.Kernel:
         except KeyError:
             raise ValueError(f"value id {vid} is used before its definition") from None
 
-    def block(ops: list[dict], args: list[int] = (), types: list[str] = ()) -> ir.Block:
+    def block(ops: list[dict], args: Sequence[int] = (), types: Sequence[str] = ()) -> ir.Block:
         b = ir.Block(args=[define(i, t) for i, t in zip(args, types)])
         for d in ops:
             operands = [use(i) for i in d.get("in", [])]

@@ -17,7 +17,7 @@ from enigma import ir
 from enigma.backends.portable import static_strides
 from enigma.passes.rewrite import with_body
 
-_NP_FLOAT = {"float32": np.float32, "float16": np.float16}
+_NP_FLOAT: dict[str, Any] = {"float32": np.float32, "float16": np.float16}
 
 
 def wrap(n: int, d: DType) -> int:
@@ -74,9 +74,9 @@ def evaluate(name: str, args: list[Any], src: DType, dst: DType) -> Any:
             r = fns[name](*x)
         return bool(r) if name in ir.COMPARE else float(f(r))
     if src.kind == "b":
-        a = [bool(v) for v in args]
-        r = {"and": lambda: a[0] and a[1], "or": lambda: a[0] or a[1], "xor": lambda: a[0] != a[1],
-             "not": lambda: not a[0], "eq": lambda: a[0] == a[1], "ne": lambda: a[0] != a[1]}.get(name)
+        p = [bool(v) for v in args]
+        r = {"and": lambda: p[0] and p[1], "or": lambda: p[0] or p[1], "xor": lambda: p[0] != p[1],
+             "not": lambda: not p[0], "eq": lambda: p[0] == p[1], "ne": lambda: p[0] != p[1]}.get(name)
         return None if r is None else r()
     a = [int(v) for v in args]
     if name in ("div", "mod") and a[1] == 0:
@@ -126,7 +126,7 @@ class _Folder:
 
     def op(self, op: ir.Op, out: list[ir.Op]) -> None:
         operands = [self.env.get(v.id, v) for v in op.operands]
-        c = [self.consts.get(v.id) for v in operands]
+        c: list[Any] = [self.consts.get(v.id) for v in operands]
         known = all(x is not None for x in c)
         name = op.name
         if name == "const":
@@ -134,7 +134,7 @@ class _Folder:
         elif name in ("dim", "stride") and op.attrs["tensor"] in {a.name for a in self.k.args}:
             arg = self.k.arg(op.attrs["tensor"])
             if arg.is_static:
-                shape = static_strides(arg.shape) if name == "stride" else arg.shape
+                shape = static_strides(arg.shape) if name == "stride" else arg.shape  # type: ignore[arg-type]
                 return self.const(op, shape[op.attrs["axis"]], out)
         elif name == "if" and c[0] is not None:
             taken = op.regions[0 if c[0] else 1]
@@ -144,7 +144,7 @@ class _Folder:
             for r, y in zip(op.results, term.operands):
                 self.env[r.id] = y
             return
-        elif name == "for" and all(x is not None for x in c[:3]) and c[2] != 0 and not range(*c[:3]):
+        elif name == "for" and all(isinstance(x, int) for x in c[:3]) and c[2] != 0 and not range(*c[:3]):
             for r, init in zip(op.results, operands[3:]):
                 self.env[r.id] = init
             return

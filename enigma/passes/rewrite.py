@@ -77,8 +77,9 @@ def clone_op(op: ir.Op, vmap: dict[int, ir.Value]) -> ir.Op:
 
 def with_body(kernel: ir.Kernel, body: ir.Block, **changes: Any) -> ir.Kernel:
     """A new Kernel that shares everything with `kernel` but its body (and `changes`)."""
-    fields = dict(name=kernel.name, args=list(kernel.args), body=body, shared=list(kernel.shared),
-                  file=kernel.file, line=kernel.line, vec_width=kernel.vec_width)
+    fields: dict[str, Any] = dict(name=kernel.name, args=list(kernel.args), body=body,
+                                  shared=list(kernel.shared), file=kernel.file, line=kernel.line,
+                                  vec_width=kernel.vec_width)
     fields.update(changes)
     return ir.Kernel(**fields)
 

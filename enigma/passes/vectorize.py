@@ -117,7 +117,7 @@ class _Shape:
             if op.name in ("add", "sub") and ids[0] in self.affine and c is not None:
                 self.affine[op.result.id] = self.affine[ids[0]] + (c if op.name == "add" else -c)
             elif op.name == "add" and ids[1] in self.affine and self._int_const(op.operands[0]) is not None:
-                self.affine[op.result.id] = self.affine[ids[1]] + self._int_const(op.operands[0])
+                self.affine[op.result.id] = self.affine[ids[1]] + (self._int_const(op.operands[0]) or 0)
             elif op.name in ("lt", "le", "gt", "ge") and (ids[0] in self.affine) != (ids[1] in self.affine) \
                     and not vary:
                 side = 0 if ids[0] in self.affine else 1
@@ -197,17 +197,18 @@ class _Vectorizer:
                 idx = b.val("add", base, b.const(c + lane, _I32))
                 cmp = b.val(op.name, *((idx, bound) if side == 0 else (bound, idx)))
                 fast = cmp if fast is None else b.val("and", fast, cmp)
+        assert fast is not None, "fast_path needs at least one bounds check"
         return fast
 
     # vector body -----------------------------------------------------------------------------------
-    def vec(self, v: ir.Value, b: Builder, env: dict[int, ir.Value]) -> ir.Value:
+    def vec(self, v: ir.Value, b: Builder, env: dict[Any, ir.Value]) -> ir.Value:
         """`v` (original) as a vector in the vector body: broadcast when it is uniform."""
         m = env.get(v.id, v)
         if m.type.lanes == self.w:
             return m
         return b.val("broadcast", m, type=self.vt(m.type), lanes=self.w)
 
-    def vblock(self, block: ir.Block, env: dict[int, ir.Value], guarded: bool,
+    def vblock(self, block: ir.Block, env: dict[Any, ir.Value], guarded: bool,
                args: list[ir.Value]) -> ir.Block:
         b = Builder()
         for a, n in zip(block.args, args):
@@ -216,7 +217,7 @@ class _Vectorizer:
             self.vop(op, b, env, guarded)
         return ir.Block(args, b.ops)
 
-    def vop(self, op: ir.Op, b: Builder, env: dict[int, ir.Value], guarded: bool) -> None:
+    def vop(self, op: ir.Op, b: Builder, env: dict[Any, ir.Value], guarded: bool) -> None:
         s, name = self.s, op.name
         b.line = op.line
         ids = [v.id for v in op.operands]
@@ -282,7 +283,7 @@ class _Vectorizer:
             return True
         return (op.result.id in s.affine or op.result.id in s.checks) if len(op.results) == 1 else False
 
-    def vcontrol(self, op: ir.Op, b: Builder, env: dict[int, ir.Value], guarded: bool) -> None:
+    def vcontrol(self, op: ir.Op, b: Builder, env: dict[Any, ir.Value], guarded: bool) -> None:
         """if (uniform condition) / for / while: regions vectorised; carried or yielded values that are
         per-element become vectors, uniform ones feeding them are broadcast."""
         s = self.s
