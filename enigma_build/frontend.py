@@ -5,7 +5,8 @@
   variants the same Metal function name, renamed `enigma_kernel_<name>_<suffix>` (suffix from the
   variant's dtypes and constexpr values) so one .metallib can hold them all.
 - @enigma.jit: run on enigma.TensorSpecs built from its parameter annotations (a wheel build has no
-  arrays); the manifest entry takes the jit function's name.
+  arrays); the manifest entry and the Metal function take the jit function's name
+  (`enigma_kernel_<jit name>`), so the kernel it launches can also be built on its own.
 """
 from __future__ import annotations
 
@@ -83,7 +84,9 @@ def compile_all(obj: Any, settings: Settings) -> list[Any]:
     if isinstance(obj, JitFunction):
         ck = _compile(obj, *_jit_specs(obj), vec_width=settings.vec_width_of(obj.name))
         ck.signature = {**ck.signature, "name": obj.name}
-        return [ck]
+        ck.ir_json = {**ck.ir_json, "name": obj.name}
+        # its own Metal function: the launched kernel may also be built on its own
+        return [_rename(ck, f"enigma_kernel_{obj.name}")]
     if not isinstance(obj, KernelFunction):
         raise NotBuildable(f"{getattr(obj, '__name__', obj)!r} is not an @enigma.kernel or @enigma.jit "
                            f"function (got {type(obj).__name__})")

@@ -160,3 +160,43 @@ def test_output_does_not_depend_on_worker_order(example_copy, tmp_path):
                                              "vec-width": {"saxpy": 4}})
         return core.build(s, log=lambda _: None).packages[0].files
     assert files(1, "c1") == files(2, "c2")
+
+
+def test_jit_launchers_and_import_styles(tmp_path):
+    proj = tmp_path / "proj"
+    (proj / "jpkg").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text('[project]\nname = "jpkg"\ndependencies = ["enigma-runtime"]\n')
+    (proj / "jpkg/__init__.py").write_text("raise ImportError('never imported by the build')\n")
+    (proj / "jpkg/k.py").write_text(textwrap.dedent("""\
+        import enigma as e
+        from enigma import Tensor, float32, int32, jit, kernel
+
+
+        @kernel
+        def add1(x: Tensor[float32], y: Tensor[float32], n: int32):
+            i = e.block_idx().x * e.block_dim().x + e.thread_idx().x
+            if i < n:
+                y[i] = x[i] + 1.0
+
+
+        @jit
+        def launch_add1(x: Tensor[float32, ("n",)], y: Tensor[float32, ("n",)]):
+            n = x.shape[0]
+            add1(x, y, n).launch(grid=(e.ceil_div(n, 64), 1, 1), block=(64, 1, 1))
+        """))
+    s = config.from_table(proj, {})
+    files = core.build(s, log=lambda _: None).packages[0].files
+    man = json.loads(files["manifest.json"])
+    plain, launched = man["kernels"]["add1"][0], man["kernels"]["launch_add1"][0]
+    assert plain["grid"] is None and plain["block"] is None
+    assert launched["kernel_name"] == "enigma_kernel_launch_add1" and launched["block"] == [64, 1, 1]
+    assert launched["grid"] == [{"op": "ceil_div", "args": [{"sym": "n"}, 64]}, 1, 1]
+    assert "kernel void enigma_kernel_launch_add1(" in files["enigma_kernel_launch_add1.metal"].decode()
+    # the runtime runs what was built
+    import numpy as np
+    from enigma_runtime import Kernel
+    k = Kernel.from_spec(launched, json.loads(files["enigma_kernel_launch_add1.ir.json"]),
+                         files["enigma_kernel_launch_add1.metal"].decode())
+    x, y = np.arange(100, dtype=np.float32), np.zeros(100, np.float32)
+    k(x, y, np.int32(100), device="cpu")
+    np.testing.assert_array_equal(y, x + 1)

@@ -89,3 +89,20 @@ def test_toolchain_failure_fails_the_build_with_the_fix(example_copy, tmp_path, 
         hatch_build(example_copy, tmp_path / "a")
     assert "xcrun exit code error" in str(e.value) and "xcode-select --switch" in str(e.value)
     assert not isinstance(e.value, core.BuildError) or "xcrun" in str(e.value)
+
+
+def test_two_concurrent_builds_share_the_cache_safely(example_copy, tmp_path, xcrun_log):
+    import os
+    import subprocess
+    import sys
+    procs = [subprocess.Popen([sys.executable, "-m", "enigma_build", "build", str(example_copy), "-o",
+                               str(tmp_path / f"out{i}")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=os.environ.copy()) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    a, b = (tmp_path / "out0/example_pkg/_enigma", tmp_path / "out1/example_pkg/_enigma")
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    assert all((a / n.name).read_bytes() == (b / n.name).read_bytes() for n in a.iterdir())
+    assert (a / "kernels.metallib").read_text().startswith("FAKE-METALLIB")
+    assert not list((tmp_path / "cache").rglob("*.tmp")) and not list((tmp_path / "cache").rglob(".tmp-*"))
