@@ -12,6 +12,7 @@ import pytest
 import zoo
 
 import enigma
+from enigma import Constexpr, Tensor, float32, int32
 
 FAKE_XCRUN = Path(__file__).resolve().parent.parent / "toolchain" / "fake_xcrun.py"
 
@@ -103,3 +104,85 @@ def test_source_hash_is_stable_and_tracks_options():
     spec = enigma.TensorSpec(enigma.int32, ("n",))
     other = enigma.compile(zoo.histogram, spec, spec, 5, 32).signature["source_hash"]  # BINS=32
     assert other != a
+
+
+# --- more kernels run through the runtime: dynamic while + barriers, static while unrolling shuffles,
+# --- simd reductions over a strided loop; each checks the traced control flow against numpy
+
+@enigma.kernel
+def tree_sum(x: Tensor[float32], out: Tensor[float32], n: int32, BLOCK: Constexpr[int] = 128):
+    sh = enigma.shared_tensor(float32, (BLOCK,), name="sh")
+    tid = enigma.thread_idx().x
+    i = enigma.block_idx().x * BLOCK + tid
+    sh[tid] = x[i] if i < n else 0.0
+    enigma.barrier()
+    s = enigma.block_dim().x // 2
+    while s > 0:
+        if tid < s:
+            sh[tid] += sh[tid + s]
+        enigma.barrier()
+        s >>= 1
+    if tid == 0:
+        enigma.atomic_add(out, 0, sh[0])
+
+@enigma.jit
+def go(x, out):
+    n = x.shape[0]
+    tree_sum(x, out, n).launch(grid=enigma.ceil_div(n, 128), block=128)
+
+@enigma.kernel
+def shuffle_sum(x: Tensor[float32], out: Tensor[float32], n: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    v = enigma.where(i < n, 1.0, 0.0) * 0
+    if i < n:
+        v = x[i]
+    off = 16
+    while off > 0:
+        v += enigma.simd_shuffle_down(v, off)
+        off //= 2
+    if enigma.simd_lane_id() == 0:
+        enigma.atomic_add(out, 0, v)
+
+@enigma.jit
+def go2(x, out):
+    n = x.shape[0]
+    shuffle_sum(x, out, n).launch(grid=enigma.ceil_div(n, 64), block=64)
+
+@enigma.kernel
+def layernorm(x: Tensor[float32, 2], y: Tensor[float32, 2], eps: float32):
+    row = enigma.block_idx().x
+    lane = enigma.thread_idx().x
+    C = x.shape[1]
+    s = 0.0
+    ss = 0.0
+    for c in range(lane, C, 32):
+        v = x[row, c]
+        s += v
+        ss += v * v
+    s = enigma.simd_sum(s)
+    ss = enigma.simd_sum(ss)
+    mean = s / C
+    var = ss / C - mean * mean
+    inv = enigma.rsqrt(var + eps)
+    for c in range(lane, C, 32):
+        y[row, c] = (x[row, c] - mean) * inv
+
+@enigma.jit
+def go3(x, y):
+    layernorm(x, y, 1e-5).launch(grid=x.shape[0], block=32)
+
+
+
+def test_more_kernels_through_the_runtime():
+    pytest.importorskip("enigma_runtime.kernel")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(1000).astype(np.float32)
+    for launcher in (go, go2):
+        out = np.zeros(1, np.float32)
+        enigma.compile(launcher, x, out)(x, out, 1000)
+        np.testing.assert_allclose(out[0], x.sum(), rtol=1e-4)
+    X = rng.standard_normal((4, 77)).astype(np.float32)
+    Y = np.zeros_like(X)
+    enigma.compile(go3, X, Y)(X, Y, np.float32(1e-5))
+    ref = (X - X.mean(1, keepdims=True)) / np.sqrt(X.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(Y, ref, atol=1e-5)
