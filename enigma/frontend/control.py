@@ -177,7 +177,8 @@ def not_(x: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------
 # loops
 
-def _carry_plan(names: tuple[str, ...], values: tuple[Any, ...]) -> list[int]:
+def _carried(values: tuple[Any, ...]) -> list[int]:
+    """Indices of the variables a loop carries: those holding numbers (traced or Python) before it."""
     return [k for k, v in enumerate(values) if _num(v)]
 
 
@@ -185,7 +186,7 @@ def _loop(kind: str, names: tuple[str, ...], values: tuple[Any, ...],
           build: Callable[[list[DType]], tuple[ir.Op, list[Any]]]) -> tuple[Any, ...]:
     """Trace a loop whose carried values are the numeric `values`; retrace once when a variable that
     started as a Python number (weak) gets a wider type in the body."""
-    carried = _carry_plan(names, values)
+    carried = _carried(values)
     types = [values[k].dtype if isinstance(values[k], Val) else default_dtype(values[k]) for k in carried]
     for _attempt in range(3):
         op, outs = build(types)
@@ -221,10 +222,6 @@ def _loop(kind: str, names: tuple[str, ...], values: tuple[Any, ...],
     return tuple(result)
 
 
-def _body_outs(out: Any, n: int) -> list[Any]:
-    return list(out) if n else []
-
-
 def dyn_for(bounds: tuple[Any, ...], body: Callable[..., tuple], names: tuple[str, ...],
             values: tuple[Any, ...]) -> tuple[Any, ...]:
     """`for i in range(...)`: an IR `for` loop (bounds are int32; the step must be positive)."""
@@ -244,7 +241,7 @@ def dyn_for(bounds: tuple[Any, ...], body: Callable[..., tuple], names: tuple[st
     lbv, ubv, stv = (as_val(x, dt.int32) for x in (lb, ub, step))
 
     def build(types: list[DType]) -> tuple[ir.Op, list[Any]]:
-        carried = _carry_plan(names, values)
+        carried = _carried(values)
         init = [as_val(values[k], d) for k, d in zip(carried, types)]
         blk = ir.Block([ir.Value(ir.Type(dt.int32))] + [ir.Value(ir.Type(d)) for d in types])
         ins = list(values)
@@ -287,7 +284,7 @@ def dyn_while(cond: Callable[..., Any], body: Callable[..., tuple], names: tuple
     b = current()
 
     def build(types: list[DType]) -> tuple[ir.Op, list[Any]]:
-        carried = _carry_plan(names, values)
+        carried = _carried(values)
         init = [as_val(values[k], d) for k, d in zip(carried, types)]
         before = ir.Block([ir.Value(ir.Type(d)) for d in types])
         after = ir.Block([ir.Value(ir.Type(d)) for d in types])
