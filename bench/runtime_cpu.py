@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime" / "tests"))
-from irb import ceil_div, gid, kernel, scalar, tensor  # noqa: E402
-
 from enigma_runtime import Kernel  # noqa: E402
+from irb import ceil_div, gid, kernel, scalar, tensor  # noqa: E402
 
 F = "float32"
 
@@ -58,7 +57,7 @@ def matmul(tile: int = 16) -> tuple[dict, dict]:
             return [acc]
         (acc,) = b.for_(b.c(0), K, T, [b.c(0.0, F)], [F], ktile)
         b.op("store", b.v("add", b.v("mul", row, N, t="int32"), col, t="int32"), acc, attrs={"tensor": "c"})
-    sh = [{"name": "As", "dtype": F, "shape": [tile * tile]}, {"name": "Bs", "dtype": F, "shape": [tile * tile]}]
+    sh = [{"name": s, "dtype": F, "shape": [tile * tile]} for s in ("As", "Bs")]
     return kernel("matmul", [tensor("a", F, ["m", "k"]), tensor("b", F, ["k", "n"]),
                              tensor("c", F, ["m", "n"], "write")], body, block=(tile, tile, 1),
                   grid=[ceil_div({"sym": "n"}, tile), ceil_div({"sym": "m"}, tile), 1], shared=sh)
@@ -153,7 +152,8 @@ def main() -> None:
 
     print(f"{'benchmark':32} {'enigma cpu':>12} {'numpy':>10} {'ratio':>8} {'target':>8}")
     for name, t, base, target in rows:
-        print(f"{name:32} {t * 1e3:10.2f}ms {base * 1e3:8.3f}ms {t / base:7.1f}x {'<=' + str(target) + 'x':>8}"
+        goal = f"<={target}x"
+        print(f"{name:32} {t * 1e3:10.2f}ms {base * 1e3:8.3f}ms {t / base:7.1f}x {goal:>8}"
               f"  {'ok' if t / base <= target else 'MISSED'}")
 
 

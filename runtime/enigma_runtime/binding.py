@@ -129,7 +129,8 @@ def bind(spec: dict, args: tuple, where: str) -> Bound:
             raise TypeError(f"{where}: argument {name!r} expects a numpy array ({describe_arg(a)}), got "
                             f"{describe_value(v)}")
         if v.dtype != dt.np:
-            hint = " (bfloat16 tensors are passed as uint16 arrays of bit patterns)" if dt.name == "bfloat16" else ""
+            hint = " (bfloat16 tensors are passed as uint16 arrays of bit patterns)" \
+                if dt.name == "bfloat16" else ""
             raise TypeError(f"{where}: argument {name!r} has dtype {v.dtype}, expected {dt.np}{hint}")
         if v.ndim != len(shape):
             raise ValueError(f"{where}: argument {name!r} has rank {v.ndim} (shape {list(v.shape)}), "
@@ -149,7 +150,8 @@ def bind(spec: dict, args: tuple, where: str) -> Bound:
                              f"(at most {_INT32_MAX})")
         writes = a.get("access", "read") != "read"
         if writes and not v.flags.writeable:
-            raise ValueError(f"{where}: argument {name!r} is written by the kernel but the array is read-only")
+            raise ValueError(f"{where}: argument {name!r} is written by the kernel but the array is "
+                             f"read-only")
         buf = v if v.flags.c_contiguous else np.ascontiguousarray(v)
         if writes:
             bound.written.append(v)

@@ -164,7 +164,8 @@ class Memory:
 
     __slots__ = ("name", "flat", "dt", "size", "shared", "written", "views")
 
-    def __init__(self, name: str, flat: np.ndarray, dt: DType, size: int, shared: bool, written: bool) -> None:
+    def __init__(self, name: str, flat: np.ndarray, dt: DType, size: int, shared: bool,
+                 written: bool) -> None:
         self.name, self.flat, self.dt, self.size, self.shared = name, flat, dt, size, shared
         self.written, self.views = written, {}  # views: (coefs, lanes) -> (shape, strides)
 
@@ -564,7 +565,8 @@ class Plan:
         t, i_id, v_id, out = self._tensor(op, attrs), ins[0], ins[1], outs[0]
         dt = types[0][0]
         if dt.name not in ("int32", "uint32") and not (dt.name == "float32" and name == "atomic_add"):
-            raise self._err(op, f"{name} on {dt.name} (int32, uint32{', float32' if name == 'atomic_add' else ''} only)")
+            also = ", float32" if name == "atomic_add" else ""
+            raise self._err(op, f"{name} on {dt.name} (int32, uint32{also} only)")
         ufunc = {"atomic_add": np.add, "atomic_max": np.maximum, "atomic_min": np.minimum}[name]
 
         def run(st, env, mask):
@@ -648,7 +650,7 @@ class Plan:
         if len(outs) != n or len(body.args) != n + 1 or len(body.term) != n:
             raise self._err(op, f"{n} carried values need {n} results, {n + 1} region args and {n} yields")
         lb_id, ub_id, st_id, init = ins[0], ins[1], ins[2], ins[3:]
-        iv_id, iv_dt = body.args[0], op["regions"][0].get("types", ["int32"])[0]
+        iv_dt = op["regions"][0].get("types", ["int32"])[0]
         ivt = BY_NAME.get(iv_dt, BY_NAME["int32"]).np
         vec = [bool(t[1]) for t in types]
         where = f"line {line}"

@@ -148,7 +148,8 @@ class Kernel:
         return f"<enigma_runtime.Kernel {describe_signature(self.spec)} grid={g} block={self.block}{more}>"
 
     @classmethod
-    def from_spec(cls, spec: dict, ir: dict, metal_source: str, metallib_bytes: bytes | None = None) -> Kernel:
+    def from_spec(cls, spec: dict, ir: dict, metal_source: str,
+                  metallib_bytes: bytes | None = None) -> Kernel:
         """A runnable kernel from in-memory data: `spec` is FORMAT.md section 3 (signature
         metadata), `ir` section 4; what enigma.compile's CompiledKernel calls."""
         where = f"kernel {spec.get('name', '?')!r} (from_spec)" if isinstance(spec, dict) else "from_spec"
@@ -214,7 +215,8 @@ class Kernel:
             from . import metal
             metal.run(sp, bound, g, b)
         else:
-            raise ValueError(f"kernel {self.name!r}: unknown device {dev!r}; expected one of {', '.join(DEVICES)}")
+            raise ValueError(f"kernel {self.name!r}: unknown device {dev!r}; expected one of "
+                             f"{', '.join(DEVICES)}")
         return bound.finish()
 
 

@@ -6,7 +6,6 @@ each artifact's sha256 when it is read. Problems raise ManifestError naming the 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -40,7 +39,8 @@ def packages_with_kernels() -> list[str]:
     found = []
     for info in pkgutil.iter_modules():
         path = getattr(info.module_finder, "path", None)
-        if info.ispkg and path and os.path.isfile(os.path.join(path, info.name, ARTIFACT_DIR, "manifest.json")):
+        if info.ispkg and path and os.path.isfile(os.path.join(path, info.name, ARTIFACT_DIR,
+                                                               "manifest.json")):
             found.append(info.name)
     return sorted(set(found))
 
@@ -75,7 +75,8 @@ def find_artifact_dir(package: str | os.PathLike) -> Path:
     where = ", ".join(locations) or spec.origin or "?"
     raise PackageNotFoundError(f"package {package!r} ({where}) ships no {ARTIFACT_DIR}/manifest.json: it "
                                f"was not built with enigma-build, or its kernels were not included in the "
-                               f"wheel (packages with Enigma kernels: {_closest(package, packages_with_kernels())})")
+                               f"wheel (packages with Enigma kernels: "
+                               f"{_closest(package, packages_with_kernels())})")
 
 
 def check_file_name(name: Any, where: str) -> str:
@@ -140,7 +141,8 @@ def validate_spec(spec: Any, where: str, *, files: dict[str, str] | None = None)
         except Exception as err:
             raise bad(str(err)) from None
     if spec.get("grid_unit", "threadgroups") != "threadgroups":
-        raise bad(f"'grid_unit' {spec.get('grid_unit')!r} is not supported (this runtime reads 'threadgroups')")
+        raise bad(f"'grid_unit' {spec.get('grid_unit')!r} is not supported (this runtime reads "
+                  f"'threadgroups')")
     tgm = spec.get("threadgroup_memory", 0)
     if not _int(tgm) or tgm < 0:
         raise bad(f"'threadgroup_memory' must be a non-negative int, not {tgm!r}")
@@ -185,6 +187,7 @@ class Manifest:
         except OSError as e:
             raise ManifestError(f"{path}: cannot read artifact ({e.strerror or e}); reinstall the package "
                                 f"or rebuild it with enigma-build") from None
+        import hashlib
         digest = hashlib.sha256(data).hexdigest()
         if digest != self.files[name]:
             raise ManifestError(f"{path}: sha256 mismatch (manifest {self.files[name][:16]}..., file "
@@ -223,14 +226,14 @@ def parse_manifest(raw: bytes, adir: Path) -> Manifest:
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"{path}: corrupt or truncated JSON ({e}); rebuild the package with enigma-build") \
-            from None
+        raise ManifestError(f"{path}: corrupt or truncated JSON ({e}); rebuild the package with "
+                            f"enigma-build") from None
     if not isinstance(doc, dict):
         raise ManifestError(f"{path}: the top level must be an object, not {type(doc).__name__}")
     schema = doc.get("schema")
     if schema != SCHEMA:
-        raise ManifestError(f"{path}: manifest schema {schema!r}, but this enigma-runtime reads schema {SCHEMA}; "
-                            + ("upgrade enigma-runtime" if _int(schema) and schema > SCHEMA
+        raise ManifestError(f"{path}: manifest schema {schema!r}, but this enigma-runtime reads schema "
+                            f"{SCHEMA}; " + ("upgrade enigma-runtime" if _int(schema) and schema > SCHEMA
                                else "rebuild the package with a current enigma-build"))
     files = doc.get("files")
     if not isinstance(files, dict):
@@ -258,8 +261,8 @@ def parse_manifest(raw: bytes, adir: Path) -> Manifest:
         raise ManifestError(f"{adir}: cannot list the artifact directory ({e})") from None
     missing = sorted(set(files) - present)
     if missing:
-        raise ManifestError(f"{path}: missing artifact file(s) {', '.join(missing)} in {adir}; the package is "
-                            f"incomplete: reinstall it or rebuild it with enigma-build")
+        raise ManifestError(f"{path}: missing artifact file(s) {', '.join(missing)} in {adir}; the "
+                            f"package is incomplete: reinstall it or rebuild it with enigma-build")
     meta = {k: doc.get(k) for k in ("package", "enigma_version", "msl_version", "macos_target")}
     for k, v in meta.items():
         if v is not None and not isinstance(v, str):

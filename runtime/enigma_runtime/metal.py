@@ -141,7 +141,8 @@ def available() -> bool:
 
 def _buffer(dev: _Device, arr: np.ndarray) -> Any:
     data = arr.tobytes() if arr.nbytes else b"\0"
-    buf = dev.device.newBufferWithBytes_length_options_(data, len(data), dev.Metal.MTLResourceStorageModeShared)
+    shared = dev.Metal.MTLResourceStorageModeShared
+    buf = dev.device.newBufferWithBytes_length_options_(data, len(data), shared)
     if buf is None:
         raise MetalError(f"cannot allocate a Metal buffer of {len(data)} bytes")
     return buf
@@ -160,7 +161,8 @@ def run(sp: Any, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int
         raise MetalError(f"{sp.where}: block {block} has {threads} threads, but this pipeline allows at most "
                          f"{limit} per threadgroup on this GPU; launch with a smaller block=")
     tgm = spec.get("threadgroup_memory", 0)
-    if hasattr(dev.device, "maxThreadgroupMemoryLength") and tgm > int(dev.device.maxThreadgroupMemoryLength()):
+    has_limit = hasattr(dev.device, "maxThreadgroupMemoryLength")
+    if has_limit and tgm > int(dev.device.maxThreadgroupMemoryLength()):
         raise MetalError(f"{sp.where}: needs {tgm} bytes of threadgroup memory, more than this GPU's "
                          f"{int(dev.device.maxThreadgroupMemoryLength())}")
     cb = dev.queue.commandBuffer()

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import vector_add_kernel
-from irb import gid, kernel, scalar, tensor
-
 from enigma_runtime import GridError, Kernel, LaunchError
+from irb import gid, kernel, scalar, tensor
+from rt_fixtures import vector_add_kernel
 
 
 @pytest.fixture
@@ -46,7 +45,8 @@ def test_wrong_rank(va):
 
 def test_symbolic_sizes_must_agree(va):
     a, b, c = arrays()
-    with pytest.raises(ValueError, match=r"symbolic size 'n' disagrees: a.shape\[0\] = 100 but b.shape\[0\] = 99"):
+    with pytest.raises(ValueError, match=r"symbolic size 'n' disagrees: a.shape\[0\] = 100 but "
+                                         r"b.shape\[0\] = 99"):
         va(a, b[:99], c, 100, device="cpu")
 
 
@@ -152,7 +152,8 @@ def test_specialisations_pick_by_dtype():
     a, b, c = arrays(10, np.int32)
     k(a, b, c, 10, device="cpu")
     np.testing.assert_array_equal(c, a + 1)
-    with pytest.raises(TypeError, match=r"no specialisation matches.*float64.*available: vector_add\(a: float32"
+    with pytest.raises(TypeError, match=r"no specialisation matches.*float64.*available: "
+                                        r"vector_add\(a: float32"
                                         r".*vector_add\(a: int32"):
         k(*arrays(10, np.float64), 10, device="cpu")
 
@@ -187,8 +188,8 @@ def test_two_written_arguments_return_a_tuple():
         i = b.v("thread_idx", t="int32", dim=0)
         b.op("store", i, b.c(1.0, "float32"), attrs={"tensor": "x"})
         b.op("store", i, b.c(2.0, "float32"), attrs={"tensor": "y"})
-    k = Kernel.from_spec(*kernel("two", [tensor("x", "float32", [4], "write"), tensor("y", "float32", [4], "write")],
-                                 body, block=(4, 1, 1), grid=[1, 1, 1]), "")
+    args = [tensor("x", "float32", [4], "write"), tensor("y", "float32", [4], "write")]
+    k = Kernel.from_spec(*kernel("two", args, body, block=(4, 1, 1), grid=[1, 1, 1]), "")
     x, y = np.zeros(4, np.float32), np.zeros(4, np.float32)
     rx, ry = k(x, y, device="cpu")
     assert rx is x and ry is y and (x == 1).all() and (y == 2).all()

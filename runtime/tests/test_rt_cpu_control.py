@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from irb import gid, kernel, scalar, tensor
-
 from enigma_runtime import Kernel, KernelExecutionError, OutOfBoundsError
+from irb import gid, kernel, scalar, tensor
 
 I, F = "int32", "float32"
 
@@ -123,8 +122,8 @@ def test_shared_tree_reduction_with_divergent_ifs_between_barriers():
         for half in (32, 16, 8, 4, 2, 1):
             def add(half=half):
                 o = b.v("add", t, b.c(half), t=I)
-                b.op("store", t, b.v("add", b.v("load", t, t=I, tensor="s"), b.v("load", o, t=I, tensor="s"), t=I),
-                     attrs={"tensor": "s"})
+                s = b.v("add", b.v("load", t, t=I, tensor="s"), b.v("load", o, t=I, tensor="s"), t=I)
+                b.op("store", t, s, attrs={"tensor": "s"})
             b.if_(b.v("lt", t, b.c(half), t="bool"), [], add)
             b.op("barrier")
         b.if_(b.v("eq", t, b.c(0), t="bool"), [],
@@ -143,8 +142,8 @@ def test_barrier_in_divergent_branch_is_an_error_naming_the_line():
         t = b.v("thread_idx", t=I, dim=0)
         b.if_(b.v("lt", t, b.c(10), t="bool"), [], lambda: b.op("barrier", line=42))
     k = mk("badbar", [tensor("x", I, ["n"])], body, grid=(2, 1, 1))
-    with pytest.raises(KernelExecutionError, match=r"kern.py:42\): barrier reached by only 10 of the 64 threads "
-                                                   r"of threadgroup \(0, 0, 0\)"):
+    with pytest.raises(KernelExecutionError, match=r"kern.py:42\): barrier reached by only 10 of the "
+                                                   r"64 threads of threadgroup \(0, 0, 0\)"):
         k(np.zeros(4, np.int32), device="cpu")
 
 
@@ -216,10 +215,12 @@ def atomic_kernel(op: str, dt: str, target: str):
                    tensor("old", dt, ["n"], "write")], body, grid=(4, 1, 1))
 
 
-@pytest.mark.parametrize("op, ufunc, dt", [(op, uf, dt) for op, uf in (("atomic_add", np.add), ("atomic_max", np.maximum),
-                                                                        ("atomic_min", np.minimum))
-                                             for dt in ("int32", "uint32", "float32")
-                                             if dt != "float32" or op == "atomic_add"])
+ATOMICS = (("atomic_add", np.add), ("atomic_max", np.maximum), ("atomic_min", np.minimum))
+
+
+@pytest.mark.parametrize("op, ufunc, dt", [(op, uf, dt) for op, uf in ATOMICS
+                                           for dt in ("int32", "uint32", "float32")
+                                           if dt != "float32" or op == "atomic_add"])
 def test_atomics_match_some_serial_order(op, ufunc, dt):
     rng = np.random.default_rng(4)
     idx = rng.integers(0, 5, 256).astype(np.int32)
@@ -239,7 +240,8 @@ def test_atomic_counter_hands_out_distinct_slots():
     def body(b):
         slot = b.v("atomic_add", b.c(0), b.c(1), t=I, tensor="counter")
         b.op("store", slot, gid(b), attrs={"tensor": "out"})
-    k = mk("counter", [tensor("counter", I, [1], "readwrite"), tensor("out", I, ["n"], "write")], body, grid=(4, 1, 1))
+    k = mk("counter", [tensor("counter", I, [1], "readwrite"), tensor("out", I, ["n"], "write")], body,
+           grid=(4, 1, 1))
     counter, out = np.zeros(1, np.int32), np.full(256, -1, np.int32)
     k(counter, out, device="cpu")
     assert counter[0] == 256 and sorted(out.tolist()) == list(range(256))
@@ -307,5 +309,6 @@ def test_guarded_out_of_range_indices_in_inactive_threads_are_fine():
 def test_float_atomic_max_is_rejected():
     from enigma_runtime import IRError
     with pytest.raises(IRError, match="atomic_max on float32"):
-        atomic_kernel("atomic_max", F, "acc")(np.zeros(256, np.int32), np.zeros(256, np.float32),
-                                              np.zeros(1, np.float32), np.zeros(256, np.float32), device="cpu")
+        z = np.zeros(256, np.float32)
+        k = atomic_kernel("atomic_max", F, "acc")
+        k(np.zeros(256, np.int32), z, np.zeros(1, np.float32), z, device="cpu")

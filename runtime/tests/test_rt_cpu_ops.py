@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from irb import kernel, scalar, tensor
-
 from enigma_runtime import IRError, Kernel
 from enigma_runtime.cpu import bf16_from_bits, bf16_to_bits
+from irb import kernel, scalar, tensor
 
 N = 64
 RNG = np.random.default_rng(1)
@@ -26,7 +25,8 @@ def run_elementwise(op: str, in_dtypes: list[str], out_dtype: str, inputs: list[
         r = b.op(op, *vals, types=(out_dtype,), attrs=attrs)[0]
         b.op("store", i, r, attrs={"tensor": "out"})
     n = len(inputs[0])
-    args = [tensor(f"x{j}", dt, ["n"]) for j, dt in enumerate(in_dtypes)] + [tensor("out", out_dtype, ["n"], "write")]
+    args = [tensor(f"x{j}", dt, ["n"]) for j, dt in enumerate(in_dtypes)]
+    args.append(tensor("out", out_dtype, ["n"], "write"))
     k = Kernel.from_spec(*kernel(op, args, body, block=(block, 1, 1), grid=[n // block, 1, 1]), "")
     out = np.zeros(n, storage(out_dtype))
     k(*inputs, out, device="cpu")
@@ -78,7 +78,8 @@ def test_shifts(dt):
     np.testing.assert_array_equal(run_elementwise("shl", [dt, dt], dt, [a, s]), np.left_shift(a, s))
     np.testing.assert_array_equal(run_elementwise("shr", [dt, dt], dt, [a, s]), np.right_shift(a, s))
     if dt == "int32":  # arithmetic on signed
-        assert run_elementwise("shr", [dt, dt], dt, [np.full(N, -8, np.int32), np.full(N, 1, np.int32)])[0] == -4
+        minus8, one = np.full(N, -8, np.int32), np.full(N, 1, np.int32)
+        assert run_elementwise("shr", [dt, dt], dt, [minus8, one])[0] == -4
 
 
 @pytest.mark.parametrize("dt", ["float32", "float16", "int32", "uint8", "bool"])
@@ -92,7 +93,8 @@ def test_compare(dt, op, ref):
 
 @pytest.mark.parametrize("dt", ["float32", "float16"])
 @pytest.mark.parametrize("op, ref", [("add", np.add), ("sub", np.subtract), ("mul", np.multiply),
-                                     ("div", np.divide), ("mod", np.fmod), ("min", np.fmin), ("max", np.fmax)])
+                                     ("div", np.divide), ("mod", np.fmod), ("min", np.fmin),
+                                     ("max", np.fmax)])
 def test_float_binary(dt, op, ref):
     a, b = rand(dt), rand(dt)
     a[0], b[1] = np.nan, np.nan
@@ -130,13 +132,14 @@ def test_bool_logic():
 
 def test_fma_and_select():
     a, b, c = rand("float32"), rand("float32"), rand("float32")
-    np.testing.assert_allclose(run_elementwise("fma", ["float32"] * 3, "float32", [a, b, c]), a * b + c, rtol=1e-6)
+    got = run_elementwise("fma", ["float32"] * 3, "float32", [a, b, c])
+    np.testing.assert_allclose(got, a * b + c, rtol=1e-6)
     cond = rand("bool")
     np.testing.assert_array_equal(run_elementwise("select", ["bool", "int32", "int32"], "int32",
                                                   [cond, rand("int32"), rand("int32")]).dtype, np.int32)
     x, y = rand("int16"), rand("int16")
-    np.testing.assert_array_equal(run_elementwise("select", ["bool", "int16", "int16"], "int16", [cond, x, y]),
-                                  np.where(cond, x, y))
+    got = run_elementwise("select", ["bool", "int16", "int16"], "int16", [cond, x, y])
+    np.testing.assert_array_equal(got, np.where(cond, x, y))
 
 
 @pytest.mark.parametrize("src, dst, values, want", [
@@ -159,8 +162,8 @@ def test_bfloat16_round_to_nearest_even():
     f = np.array([1.0, 1.0 + 2**-8, 1.0 + 3 * 2**-8, 1.0 + 2**-8 + 2**-20, -2.5, 3.0e38, np.inf], np.float32)
     bits = bf16_to_bits(f)
     back = bf16_from_bits(bits)
-    np.testing.assert_array_equal(back[[0, 1, 2, 3, 4, 6]], np.array([1.0, 1.0, 1.0 + 2**-6, 1.0 + 2**-7, -2.5, np.inf],
-                                                                     np.float32))
+    want = np.array([1.0, 1.0, 1.0 + 2**-6, 1.0 + 2**-7, -2.5, np.inf], np.float32)
+    np.testing.assert_array_equal(back[[0, 1, 2, 3, 4, 6]], want)
     lo = np.array(np.float32(3.0e38).view(np.uint32) & 0xFFFF0000, np.uint32).view(np.float32)
     hi = np.array((np.float32(3.0e38).view(np.uint32) & 0xFFFF0000) + 0x10000, np.uint32).view(np.float32)
     assert back[5] == (lo if 3.0e38 - float(lo) < float(hi) - 3.0e38 else hi)
@@ -221,8 +224,8 @@ def test_vectors_vload_vstore_broadcast():
         big = b.v("gt", w, b.v("broadcast", b.c(5.0, "float32"), t="float32x4", lanes=4), t="boolx4")
         r = b.v("select", big, w, b.v("neg", w, t="float32x4"), t="float32x4")
         b.op("vstore", i4, r, attrs={"tensor": "y"})
-    k = Kernel.from_spec(*kernel("vec", [tensor("x", "float32", ["n"]), tensor("y", "float32", ["n"], "write")],
-                                 body, block=(16, 1, 1), grid=[1, 1, 1]), "")
+    args = [tensor("x", "float32", ["n"]), tensor("y", "float32", ["n"], "write")]
+    k = Kernel.from_spec(*kernel("vec", args, body, block=(16, 1, 1), grid=[1, 1, 1]), "")
     x = RNG.standard_normal(64).astype(np.float32)
     y = np.zeros(64, np.float32)
     k(x, y, device="cpu")
@@ -245,7 +248,8 @@ def test_vload_misaligned_is_an_error():
     ([{"op": "frobnicate", "out": [1], "types": ["int32"], "line": 3}], "unknown op"),
     ([{"op": "add", "in": [5, 6], "out": [1], "types": ["int32"], "line": 4}], "used before it is defined"),
     ([{"op": "const", "out": [1], "types": ["float64"], "attrs": {"value": 1}}], "unknown type 'float64'"),
-    ([{"op": "load", "in": [], "out": [1], "types": ["int32"], "attrs": {"tensor": "q"}}], "takes 1 operands"),
+    ([{"op": "load", "in": [], "out": [1], "types": ["int32"], "attrs": {"tensor": "q"}}],
+     "takes 1 operands"),
     ([{"op": "yield"}], "must end a region"),
 ])
 def test_malformed_ir_is_rejected(body_ops, problem):

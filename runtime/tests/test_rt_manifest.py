@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 import sys
 
+import enigma_runtime
 import numpy as np
 import pytest
-from conftest import vector_add_kernel
-
-import enigma_runtime
 from enigma_runtime import KernelNotFoundError, ManifestError, PackageNotFoundError
+from rt_fixtures import vector_add_kernel
 
 
 def _manifest(adir):
@@ -21,7 +20,8 @@ def _rewrite(adir, doc):
 
 
 def test_load_library_and_kernel(make_package):
-    make_package("pkg_ok", {"vector_add": [vector_add_kernel()], "vector_add2": [vector_add_kernel(name="vector_add2")]})
+    make_package("pkg_ok", {"vector_add": [vector_add_kernel()],
+                            "vector_add2": [vector_add_kernel(name="vector_add2")]})
     lib = enigma_runtime.load("pkg_ok")
     assert lib.names() == ["vector_add", "vector_add2"] and len(lib) == 2 and "vector_add" in lib
     k = lib["vector_add"]
@@ -53,7 +53,7 @@ def test_unknown_kernel_lists_closest_first(make_package):
     msg = str(e.value)
     assert "'vectr_add'" in msg and msg.index("vector_add") < msg.index("matmul")
     with pytest.raises(AttributeError, match="vector_add"):
-        enigma_runtime.load("pkg_names").vectoradd
+        _ = enigma_runtime.load("pkg_names").vectoradd
 
 
 def test_unknown_package_lists_packages_with_kernels(make_package):
@@ -99,7 +99,7 @@ def test_sha256_mismatch_is_caught_on_read(make_package):
     (adir / "enigma_kernel_vector_add.metal").write_text("// tampered")
     k = enigma_runtime.load("pkg_tamper", "vector_add")
     with pytest.raises(ManifestError, match="enigma_kernel_vector_add.metal: sha256 mismatch"):
-        k.metal_source
+        _ = k.metal_source
 
 
 @pytest.mark.parametrize("where, name", [
@@ -123,7 +123,8 @@ def test_paths_leaving_the_directory_are_refused(make_package, where, name):
 @pytest.mark.parametrize("mutate, problem", [
     (lambda d: d.update(kernels=[]), "'kernels' must be an object"),
     (lambda d: d["kernels"].update(vector_add=[]), "non-empty list"),
-    (lambda d: d["kernels"]["vector_add"][0].update(grid=[{"op": "pow", "args": [2, 3]}, 1, 1]), "unknown op"),
+    (lambda d: d["kernels"]["vector_add"][0].update(grid=[{"op": "pow", "args": [2, 3]}, 1, 1]),
+     "unknown op"),
     (lambda d: d["kernels"]["vector_add"][0].update(grid=[{"eval": "__import__('os')"}, 1, 1]),
      "unknown grid expression node"),
     (lambda d: d["kernels"]["vector_add"][0].update(block=[0, 1, 1]), "positive ints"),
@@ -150,7 +151,7 @@ def test_corrupt_ir_is_a_manifest_error(make_package):
     doc["files"]["enigma_kernel_vector_add.ir.json"] = hashlib.sha256(bad).hexdigest()
     _rewrite(adir, doc)
     with pytest.raises(ManifestError, match="ir.json: corrupt or truncated JSON"):
-        enigma_runtime.load("pkg_badir", "vector_add").ir
+        _ = enigma_runtime.load("pkg_badir", "vector_add").ir
 
 
 def test_manifest_is_reread_when_it_changes(make_package):

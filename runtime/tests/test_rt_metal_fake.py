@@ -9,13 +9,12 @@ from __future__ import annotations
 import sys
 import types
 
+import enigma_runtime
 import numpy as np
 import pytest
-from conftest import vector_add_kernel
-
-import enigma_runtime
 from enigma_runtime import Kernel, MetalError
 from enigma_runtime import metal as rt_metal
+from rt_fixtures import vector_add_kernel
 
 
 class FakeBuffer:
@@ -201,7 +200,8 @@ def test_without_metallib_the_source_is_compiled_with_safe_math(fake_metal, make
     k = enigma_runtime.load("pkg_src", "vector_add")
     x = np.zeros(10, np.float32)
     k(x, x, x.copy(), 10, device="metal")
-    (kind, source, settings), = [e for e in fake_metal.log if isinstance(e, tuple) and e[0].startswith("library")]
+    libs = [e for e in fake_metal.log if isinstance(e, tuple) and e[0].startswith("library")]
+    (kind, source, settings), = libs
     assert kind == "library_source" and "kernel void enigma_kernel_vector_add" in source
     assert settings == {"fastMathEnabled": False, "languageVersion": FakeMetal.MTLLanguageVersion3_1}
 

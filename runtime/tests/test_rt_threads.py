@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
-from conftest import vector_add_kernel
-
 import enigma_runtime
+import numpy as np
+from rt_fixtures import vector_add_kernel
 
 
 def test_concurrent_load_and_launch(make_package):

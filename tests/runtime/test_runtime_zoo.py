@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import sys
 
+import enigma_runtime
 import numpy as np
 import pytest
 import zoo
 
 import enigma
-import enigma_runtime
 from enigma.artifacts import write_artifacts
 
 
