@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import need_tool
+from toolcheck import need_tool
 
 from enigma.verify import CompileError, KernelError, MslError, compile_msl, run_msl
 
