@@ -367,7 +367,7 @@ class KernelFunction:
                 v = v if isinstance(v, (Expr, int, float)) else Expr("arg", name=p.name)
             else:
                 v = self._constexpr(p, v)
-            bindings.setdefault(p.name, v)
+            bindings[p.name] = v
             sym.append(v)
         grid = self.grid(*sym) if callable(self.grid) else self.grid
         return make_launch(kernel, bindings, grid, self.block, self.source, self._options(kernel, bindings),

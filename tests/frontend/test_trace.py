@@ -383,3 +383,17 @@ def test_numpy_scalars_act_like_python_numbers():
 
     kern = trace(k)
     assert all(op.results[0].type.dtype == float16 for op in ops(kern) if op.name in ("mul", "add"))
+
+
+def test_decorator_grid_with_dtype_arguments():
+    @enigma.kernel(block=64, grid=lambda x, n: (enigma.ceil_div(n, 64),))
+    def k(x: Tensor[None], n: int32):
+        i = enigma.thread_idx().x
+        if i < n:
+            x[i] = 0
+
+    ck = enigma.compile(k, enigma.float16, int32)
+    assert ck.ir.args[0].dtype == float16 and ck.block == (64, 1, 1)
+    assert ck.signature["grid"] == [{"op": "ceil_div", "args": [{"arg": "n"}, 64]}, 1, 1]
+    ck = enigma.compile(k, np.zeros(10, np.int8), 10)
+    assert ck.grid == (1, 1, 1) and ck.ir.args[0].dtype == int8
