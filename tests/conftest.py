@@ -1,23 +1,9 @@
-"""Shared test fixtures. Tests that need an external tool call `need_tool`: it skips on a user's
-machine without the tool, but under CI=true a missing tool fails the test (CI must install it)."""
+"""Shared fixtures. Import `need_tool` from `toolcheck` (not from conftest: runtime/tests has its own
+conftest.py, and both are imported under the name `conftest`)."""
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
-
-
-def need_tool(*candidates: str) -> str:
-    """Path of the first of `candidates` found on PATH; skip (fail under CI=true) if none is."""
-    for name in candidates:
-        path = shutil.which(name)
-        if path:
-            return path
-    msg = f"none of {', '.join(candidates)} found on PATH (.ci/run installs them with apt-get)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg + " -- under CI=true a missing tool is a failure, not a skip")
-    pytest.skip(msg)
+from toolcheck import need_tool
 
 
 @pytest.fixture(scope="session")
