@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 sys.path.insert(0, str(Path(__file__).parent))
 import handir  # noqa: E402
 import zoo  # noqa: E402
-from conftest import need_tool  # noqa: E402
 from enigma_runtime.dtypes import bfloat16, bool_, float16, float32, int8, int32, uint32  # noqa: E402
+from toolcheck import need_tool  # noqa: E402
 
 from enigma import ir, passes  # noqa: E402
 from enigma.backends import msl, portable  # noqa: E402
