@@ -2,9 +2,6 @@
 tests (tests/passes adds this folder to sys.path)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from enigma_runtime.dtypes import bfloat16, bool_, float16, float32, int32, uint32
 
 from enigma import ir
@@ -12,15 +9,6 @@ from enigma.passes.rewrite import Builder, region
 
 F32, I32, B = ir.Type(float32), ir.Type(int32), ir.Type(bool_)
 
-
-def need_tool(*names: str) -> str:
-    """tests/conftest.py's need_tool, loaded by path: in a whole-repository run the module name
-    `conftest` may be runtime/tests/conftest.py."""
-    spec = importlib.util.spec_from_file_location("enigma_tests_conftest", Path(__file__).parents[1] / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.need_tool(*names)
 
 
 def tensor(name, dtype=float32, shape=(None,), access="read"):
