@@ -20,15 +20,63 @@ from enigma.layout.int_tuple import LayoutError
 
 @dataclass(frozen=True)
 class Condition:
-    """A condition that must hold at run time: `value` is the traced bool."""
+    """A condition that must hold at run time. `value` is the traced bool; `text` reads it over the
+    kernel's arguments (`a.shape[0] >= 16`); `expr` is the same as plain data in the form of
+    runtime/FORMAT.md's grid expressions (extended with the comparisons `ge gt le lt eq ne` and
+    `and or`), or None when it depends on more than argument sizes and scalars."""
 
     value: Any
     message: str
     file: str
     line: int
+    text: str = ""
+    expr: Any = None
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: requires {self.message}"
+        return f"{self.file}:{self.line}: requires {self.text or '?'}: {self.message}"
+
+
+_SYM = {"add": "+", "sub": "-", "mul": "*", "div": "//", "mod": "%", "ge": ">=", "gt": ">", "le": "<=",
+        "lt": "<", "eq": "==", "ne": "!=", "and": "&", "or": "|"}
+_DATA_OP = {"div": "floordiv"}
+
+
+def _defs(body: Any) -> dict[int, Any]:
+    from enigma import ir
+
+    return {id(r): op for op in ir.walk(body) for r in op.results}
+
+
+def read_value(v: Any, body: Any, defs: dict[int, Any] | None = None) -> tuple[str, Any]:
+    """(text, data expression or None) of a traced int/bool value, following its definitions in `body`."""
+    defs = _defs(body) if defs is None else defs
+
+    def go(x: Any, depth: int) -> tuple[str, Any]:
+        op = defs.get(id(x))
+        if op is None or depth > 40:
+            return "?", None
+        n, a = op.name, op.attrs
+        if n == "const":
+            return str(a["value"]), a["value"] if isinstance(a["value"], int) else None
+        if n == "dim":
+            return f"{a['tensor']}.shape[{a['axis']}]", {"dim": [a["tensor"], a["axis"]]}
+        if n == "stride":
+            return f"{a['tensor']}.stride[{a['axis']}]", None
+        if n == "param":
+            return a["name"], {"arg": a["name"]}
+        if n == "cast":
+            return go(op.operands[0], depth + 1)
+        parts = [go(o, depth + 1) for o in op.operands]
+        data = None
+        if all(d is not None for _, d in parts):
+            data = {"op": _DATA_OP.get(n, n), "args": [d for _, d in parts]}
+        if n in _SYM and len(parts) == 2:
+            return f"({parts[0][0]} {_SYM[n]} {parts[1][0]})", data
+        if n in ("min", "max"):
+            return f"{n}({parts[0][0]}, {parts[1][0]})", data
+        return f"{n}({', '.join(t for t, _ in parts)})", None
+    text, data = go(getattr(v, "v", v), 0)
+    return (text[1:-1] if text.startswith("(") and text.endswith(")") else text), data
 
 
 _conditions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # kernel body Block -> conditions
@@ -50,7 +98,12 @@ def require(cond: Any, message: str) -> None:
             raise LayoutError(f"layout condition fails: {message}")
         return
     file, line = user_frame(2)
-    _store().append(Condition(cond, message, file, line))
+    text, expr = "", None
+    from enigma.frontend.builder import _current
+
+    if _current and hasattr(cond, "v"):
+        text, expr = read_value(cond, _current[-1].body)
+    _store().append(Condition(cond, message, file, line, text, expr))
 
 
 def conditions() -> list[Condition]:

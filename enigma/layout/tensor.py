@@ -166,14 +166,15 @@ def _check(layout: Layout, t: Any, whole: Any, path: tuple, full: Layout) -> Non
     need = t.cosize() if isinstance(t, Layout) else product(t)
     have = L.size(layout)
     mode = "mode " + ".".join(map(str, path)) if path else "the whole tensor"
-    what = (f"tiler exceeds tensor: {mode} of the tiler ({_fmt_tiler(t)}, extent {_fmt(need)}) is larger "
-            f"than that mode of the tensor (size {_fmt(have)}); tiler {_fmt_tiler(whole)}, tensor shape "
-            f"{_fmt(full.shape)}")
     if isinstance(need, int) and isinstance(have, int):
         if need > have:
-            raise error_here(what, _HINT)
+            raise error_here(f"tiler exceeds tensor: {mode} of the tiler ({_fmt_tiler(t)}, extent {need}) "
+                             f"is larger than that mode of the tensor (size {have}); tiler "
+                             f"{_fmt_tiler(whole)}, tensor shape {_fmt(full.shape)}", _HINT)
         return
-    require(have >= need, what)
+    require(have >= need, f"the tiler fits the tensor: {mode} of the tiler ({_fmt_tiler(t)}, extent "
+                          f"{_fmt(need)}) is at most that mode of the tensor (else: tiler exceeds tensor); "
+                          f"tiler {_fmt_tiler(whole)}, tensor shape {_fmt(full.shape)}")
 
 
 _HINT = ("tiles may not be larger than the tensor. For partial tiles, round the tensor's shape up to whole "

@@ -170,7 +170,9 @@ def test_composition_with_dynamic_lhs(a, b, mask):
 def test_complement_with_dynamic_stride_and_cotarget(a, cotarget):
     pa, ea = a
     static = L.complement(ea, cotarget)
-    dyn = L.make_layout(Sym(ea.shape) if isinstance(ea.shape, int) else ea.shape,
+    # (a dynamic size that happens to be 1 cannot be filtered out: the complement then also covers the
+    # gap below its stride -- still a complement, but another function; so sizes > 1 here)
+    dyn = L.make_layout(Sym(ea.shape) if isinstance(ea.shape, int) and ea.shape > 1 else ea.shape,
                         Sym(ea.stride) if isinstance(ea.stride, int) else ea.stride)
     C._outside.clear()
     agree(static, L.complement(dyn, Sym(cotarget)))

@@ -177,12 +177,25 @@ def test_dynamic_shapes_emit_index_arithmetic_and_record_conditions():
     conds = kernel_conditions(kernel)
     assert conds and all("tiler exceeds tensor" in c.message for c in conds)  # M >= T and N >= T
     assert all(c.file == __file__ for c in conds)
+    assert {c.text for c in conds} == {f"{t}.shape[{i}] >= 8" for t in "ac" for i in (0, 1)}
+    for c in conds:  # plain data a launcher can evaluate (FORMAT.md grid expressions + comparisons)
+        assert _eval(c.expr, {(t, i): n for t in "ac" for i, n in enumerate((19, 13))}) is True
+        assert _eval(c.expr, {(t, i): 5 for t in "ac" for i in (0, 1)}) is False
     src = enigma.compile(dyn_tile).metal_source
     assert "enigma_dims" in src  # strides read at run time
     a = np.arange(19 * 13, dtype=np.float32).reshape(19, 13)
     c = np.zeros_like(a)
     enigma.compile(dyn_tile)(a, c, grid=(2, 3, 1), block=(8, 8, 1), device="cpu")
     np.testing.assert_array_equal(c, 2 * a)  # partial edge tiles handled by the predicate
+
+
+def _eval(e, dims):
+    if isinstance(e, int):
+        return e
+    if "dim" in e:
+        return dims[tuple(e["dim"])]
+    a, b = (_eval(x, dims) for x in e["args"])
+    return {"ge": a >= b, "add": a + b, "sub": a - b, "mul": a * b, "floordiv": a // b}[e["op"]]
 
 
 @enigma.kernel
