@@ -6,9 +6,10 @@ the same launch on the runtime's CPU executor (which interprets the portable IR)
     print(format_rows(rows)); exit code: main([...])
 
 Inputs: every tensor dimension and every integer scalar get one size S (1003 when every tensor is
-1-D, else 37), so size scalars (n, rows, k, ...) agree with the arrays whatever their names; float
-tensors are standard normal, integer tensors uniform in [0, 16), float scalars 1.5. Override with
-`sizes={"n": 100}` (scalar or shape-name values) and `scalars={"alpha": 2.0}`.
+1-D, else 37; `size=` overrides), so size scalars (n, rows, k, ...) agree with the arrays whatever
+their names; float tensors are standard normal, integer tensors uniform in [0, 16), float scalars
+1.5. Override single names with `sizes={"n": 100}` (scalar or shape-name values) and
+`scalars={"alpha": 2.0}`.
 """
 from __future__ import annotations
 
@@ -64,13 +65,13 @@ def _items(kernels: Iterable[Any]) -> list[_Item]:
 
 
 def make_inputs(spec: Mapping[str, Any], rng: np.random.Generator, sizes: Mapping[str, int] | None = None,
-                scalars: Mapping[str, Any] | None = None) -> list[Any]:
+                scalars: Mapping[str, Any] | None = None, size: int | None = None) -> list[Any]:
     """Random arguments for a signature (see the module docstring)."""
     from enigma_runtime.dtypes import from_name
 
     sizes, scalars = dict(sizes or {}), dict(scalars or {})
     args = spec["args"]
-    default = 1003 if all(a["rank"] <= 1 for a in args if a["kind"] == "tensor") else 37
+    default = size or (1003 if all(a["rank"] <= 1 for a in args if a["kind"] == "tensor") else 37)
     out: list[Any] = []
     for a in args:
         dt = from_name(a["dtype"])
@@ -127,9 +128,9 @@ def compare(spec: Mapping[str, Any], got: Sequence[Any], want: Sequence[Any]) ->
     return ok, worst, where
 
 
-def check_kernels(kernels: Iterable[Any], *, seed: int = 0, sizes: Mapping[str, int] | None = None,
-                  scalars: Mapping[str, Any] | None = None, schedule: str = "random",
-                  compare_cpu: bool = True) -> list[CheckRow]:
+def check_kernels(kernels: Iterable[Any], *, seed: int = 0, size: int | None = None,
+                  sizes: Mapping[str, int] | None = None, scalars: Mapping[str, Any] | None = None,
+                  schedule: str = "random", compare_cpu: bool = True) -> list[CheckRow]:
     """Check each kernel (CompiledKernel, enigma_build Record, or a (spec, ir, metal_source) tuple)."""
     rows = []
     for it in _items(kernels):
@@ -138,7 +139,7 @@ def check_kernels(kernels: Iterable[Any], *, seed: int = 0, sizes: Mapping[str, 
         try:
             compile_msl(it.metal, it.spec["kernel_name"], f"{it.spec['kernel_name']}.metal")
             t_compile = time.perf_counter() - t0
-            inputs = make_inputs(it.spec, rng, sizes, scalars)
+            inputs = make_inputs(it.spec, rng, sizes, scalars, size)
             got = [x.copy() if isinstance(x, np.ndarray) else x for x in inputs]
             run_spec(it.spec, it.metal, *got, schedule=schedule, seed=seed)
             seconds = time.perf_counter() - t0
@@ -240,18 +241,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("target", nargs="?", default=".", help="project dir, package dir or package name")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--schedule", choices=("forward", "reverse", "random"), default="random")
-    p.add_argument("--size", action="append", default=[], metavar="NAME=N",
-                   help="value of a size scalar or shape name (repeatable)")
+    p.add_argument("--size", action="append", default=[], metavar="N|NAME=N",
+                   help="the size S of every dimension and integer scalar (N), or of one shape name or "
+                        "scalar (NAME=N; repeatable)")
     p.add_argument("--no-cpu", action="store_true", help="only run the Metal source (no CPU executor)")
     a = p.parse_args(list(argv) if argv is not None else None)
     try:
-        sizes = {k: int(v) for k, v in (s.split("=", 1) for s in a.size)}
+        sizes = {k: int(v) for k, v in (s.split("=", 1) for s in a.size if "=" in s)}
+        whole = [int(s) for s in a.size if "=" not in s]
     except ValueError:
-        print("enigma-build check: --size takes NAME=N", file=sys.stderr)
+        print("enigma-build check: --size takes N or NAME=N", file=sys.stderr)
         return 2
     try:
         items = collect(a.target)
-        rows = check_kernels(items, seed=a.seed, sizes=sizes, schedule=a.schedule, compare_cpu=not a.no_cpu)
+        rows = check_kernels(items, seed=a.seed, size=whole[-1] if whole else None, sizes=sizes,
+                             schedule=a.schedule, compare_cpu=not a.no_cpu)
     except ClangNotFound as e:
         print(f"enigma-build check: {e}", file=sys.stderr)
         return 2

@@ -176,8 +176,8 @@ class MslProgram:
             for b in bufs:
                 off = rt.enigma_buf_check(b.slot)
                 if off != -(2**63):
-                    raise KernelError(self._oob_text(b, off, None) + " (found after the run in the buffer's "
-                                      "padding: the thread is unknown)")
+                    raise KernelError(f"{self.file}: " + self._oob_text(b, off, True) + " (found after the "
+                                      "run in the buffer's padding: the thread and line are unknown)")
             for b in bufs:
                 p = self.sig.buffer(b.index)
                 a = arrays[b.index]

@@ -1,0 +1,115 @@
+"""`enigma-build check` (enigma.verify.check): project directories, built packages, disagreements,
+failures and the exit code; plus clang discovery and the compile cache."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import need_tool
+
+from enigma.verify import check, clang
+
+pytestmark = pytest.mark.needs_clang
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "example_project"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _clang():
+    need_tool("clang++-22", "clang++-19", "clang++")
+
+
+@pytest.fixture(scope="module")
+def built_package(tmp_path_factory) -> Path:
+    """example_project's package built emit-only into a temporary directory."""
+    from enigma_build import config, core
+
+    out = tmp_path_factory.mktemp("built")
+    core.write(core.build(config.load(EXAMPLE), log=lambda s: None), lambda name: out / name)
+    return out / "example_pkg"
+
+
+@pytest.mark.slow
+def test_check_project_directory_cli(capsys):
+    assert check.main([str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "example_pkg.vector_add" in out and "0 disagree or fail" in out
+    for line in out.splitlines()[1:-1]:
+        assert line.split()[1] == "yes", line
+
+
+def test_check_built_package_and_rows(built_package):
+    rows = check.check_package(built_package, schedule="reverse", size=45)
+    names = {r.name for r in rows}
+    assert {"vector_add[0]", "vector_add[1]", "softmax", "matmul", "histogram", "saxpy"} <= names
+    assert all(r.agree for r in rows), check.format_rows(rows)
+    assert check.check_package(built_package / "_enigma", compare_cpu=False)[0].detail.startswith("ran")
+
+
+def test_check_reports_a_disagreement_and_a_failure(built_package, tmp_path, capsys):
+    pkg = tmp_path / "pkg"
+    shutil.copytree(built_package, pkg)
+    adir = pkg / "_enigma"
+    man = json.loads((adir / "manifest.json").read_text())
+    # corrupt two kernels' Metal source: a wrong result and an out-of-bounds write
+    edits = {"enigma_kernel_saxpy.metal": ("alpha *", "(alpha + 1.0f) *"),
+             "enigma_kernel_vector_add.metal": ("c[", "c[1 + ")}
+    import hashlib
+
+    for fname, (old, new) in edits.items():
+        text = (adir / fname).read_text()
+        assert old in text, (fname, old)
+        (adir / fname).write_text(text.replace(old, new, 1))
+        man["files"][fname] = hashlib.sha256((adir / fname).read_bytes()).hexdigest()
+    (adir / "manifest.json").write_text(json.dumps(man))
+    assert check.main([str(pkg)]) == 1
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:-1] if line and not line.startswith(" ")}
+    assert rows["saxpy"].split()[1] == "NO" and "Metal-on-CPU" in rows["saxpy"]
+    assert rows["vector_add[0]"].split()[1] == "NO" and "out-of-bounds write" in rows["vector_add[0]"]
+    assert rows["softmax"].split()[1] == "yes"
+
+
+def test_check_usage_errors(tmp_path, capsys):
+    assert check.main([str(tmp_path)]) == 2
+    assert "no pyproject.toml" in capsys.readouterr().err
+    assert check.main(["--size", "n=x", str(tmp_path)]) == 2
+
+
+def test_make_inputs_uses_one_size_for_dims_and_int_scalars():
+    spec = {"args": [{"name": "a", "kind": "tensor", "dtype": "float32", "rank": 2, "shape": [None, 5],
+                      "access": "read"},
+                     {"name": "out", "kind": "tensor", "dtype": "int32", "rank": 1, "shape": ["m"],
+                      "access": "write"},
+                     {"name": "m", "kind": "scalar", "dtype": "int32", "rank": 0, "shape": [],
+                      "access": "read"},
+                     {"name": "s", "kind": "scalar", "dtype": "float16", "rank": 0, "shape": [],
+                      "access": "read"}]}
+    a, out, m, s = check.make_inputs(spec, np.random.default_rng(0))
+    assert a.shape == (37, 5) and out.shape == (37,) and m == 37 and not out.any()
+    assert s.dtype == np.float16 and s == 1.5
+    a, out, m, s = check.make_inputs(spec, np.random.default_rng(0), sizes={"m": 9})
+    assert out.shape == (9,) and m == 9
+
+
+def test_find_clang_env_and_cache(monkeypatch, tmp_path):
+    clang.find_clang.cache_clear()
+    try:
+        monkeypatch.setenv("ENIGMA_CLANG", str(tmp_path / "no-such-clang"))
+        with pytest.raises(clang.ClangNotFound, match="ENIGMA_CLANG"):
+            clang.find_clang()
+        monkeypatch.setenv("ENIGMA_CLANG", need_tool("clang++-19", "clang++-22", "clang++"))
+        assert "clang" in clang.find_clang().version
+    finally:
+        clang.find_clang.cache_clear()
+    monkeypatch.setenv("ENIGMA_CACHE_DIR", str(tmp_path / "cache"))
+    src = "#include <metal_stdlib>\nkernel void k(device int* a [[buffer(0)]]) { a[0] = 1; }\n" \
+          "extern \"C\" void enigma_entry(const void*) {}\n"
+    lib = clang.compile_kernel_library(src)
+    assert lib.parent == tmp_path / "cache" and lib.exists()
+    assert clang.compile_kernel_library(src) == lib  # cached by content
+    assert clang.compile_kernel_library(src.replace("= 1", "= 2")) != lib
+    assert not list((tmp_path / "cache").glob("tmp*"))  # temporary build directories are gone
