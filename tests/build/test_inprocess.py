@@ -66,6 +66,17 @@ def test_hatch_rebuild_is_byte_identical_and_cached(example_copy, tmp_path, monk
     assert "kernels from the cache" in out.out + out.err
 
 
+def test_builds_in_two_directories_with_cold_caches_are_byte_identical(example_copy, tmp_path,
+                                                                        monkeypatch):
+    import shutil
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    other = tmp_path / "elsewhere" / "deeper" / "example_project"
+    shutil.copytree(example_copy, other)
+    first = hatch_build(example_copy, tmp_path / "a").read_bytes()
+    monkeypatch.setenv("ENIGMA_CACHE_DIR", str(tmp_path / "other-cache"))
+    assert hatch_build(other, tmp_path / "b").read_bytes() == first
+
+
 def test_hatch_editable_writes_into_source_tree(example_copy, tmp_path):
     no_editables(example_copy)
     whl = hatch_build(example_copy, tmp_path / "dist", version="editable")
