@@ -145,39 +145,31 @@ def _as_layout(x: Any) -> Layout:
     return Layout(x)
 
 
-def _get(x: Any, mode: Any) -> Any:
-    for m in (mode if isinstance(mode, (list, tuple)) else [mode]):
-        x = x[m]
-    return x
+def _shape_at(a: Any, mode: Any) -> Any:
+    """The shape of a layout, tensor or int tuple, or of its mode `mode` (an int or a path of ints)."""
+    shape = a.shape if not isinstance(a, tuple) and hasattr(a, "shape") else a
+    for m in ([] if mode is None else mode if isinstance(mode, (list, tuple)) else [mode]):
+        if isinstance(shape, tuple):
+            shape = shape[m]
+        elif m not in (0, -1):
+            raise IndexError(f"mode {m} of the rank-1 shape {_fmt(shape)}")
+    return shape
 
 
 def size(a: Any, mode: Any = None) -> Any:
-    """Number of coordinates of a layout, tensor or shape (of mode `mode`: an int or a path list)."""
-    shape = a.shape if hasattr(a, "shape") and not isinstance(a, tuple) else a
-    if mode is not None and mode != []:
-        shape = _get(shape, mode) if isinstance(shape, tuple) else _get_int(shape, mode)
-    return product(shape)
-
-
-def _get_int(s: Any, mode: Any) -> Any:
-    for m in (mode if isinstance(mode, (list, tuple)) else [mode]):
-        if m not in (0, -1):
-            raise IndexError(f"mode {m} of a rank-1 shape")
-    return s
+    """Number of coordinates of a layout, tensor or shape (of its mode `mode`: an int or a path list)."""
+    return product(_shape_at(a, mode))
 
 
 def rank(a: Any, mode: Any = None) -> int:
-    shape = a.shape if hasattr(a, "shape") and not isinstance(a, tuple) else a
-    if mode is not None and mode != []:
-        shape = _get(shape, mode) if isinstance(shape, tuple) else shape
+    """Number of top-level modes (1 for an int shape)."""
+    shape = _shape_at(a, mode)
     return len(shape) if isinstance(shape, tuple) else 1
 
 
 def depth(a: Any, mode: Any = None) -> int:
-    shape = a.shape if hasattr(a, "shape") and not isinstance(a, tuple) else a
-    if mode is not None and mode != []:
-        shape = _get(shape, mode) if isinstance(shape, tuple) else shape
-    return _tuple_depth(shape)
+    """Nesting depth of the shape (0 for an int)."""
+    return _tuple_depth(_shape_at(a, mode))
 
 
 def cosize(a: Any) -> Any:
