@@ -92,10 +92,10 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
     if not isinstance(vec_width, int) or isinstance(vec_width, bool) or vec_width < 0:
         raise ValueError(f"vec_width must be 0 (scalar) or a lane count such as 4, got {vec_width!r}")
     launch = launch_of(fn, jit_args)
-    kernel = launch.kernel
+    kernel = ir.renumber(launch.kernel)
     if dump_ir:
         print(ir.dump(kernel), end="")
-    kernel = passes.run(kernel, vec_width)
+    kernel = ir.renumber(passes.run(kernel, vec_width))
     metal = msl.emit(kernel)
     mlir_source = None
     if dump_mlir:

@@ -11,6 +11,7 @@ portable form is this IR written as JSON, and the runtime's CPU executor impleme
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -167,6 +168,32 @@ def walk(block: Block) -> Iterator[Op]:
         yield op
         for region in op.regions:
             yield from walk(region)
+
+
+def renumber(kernel: Kernel) -> Kernel:
+    """A copy of `kernel` whose values are numbered 0, 1, 2... in definition order.
+
+    Ids come from a process-wide counter while tracing, so without this the names in every printed
+    form (v94 or v102) would depend on what the process traced before, and two builds of one tree
+    would differ. A copy, because passes share Value objects between their input and output."""
+    counter = itertools.count()
+    new: dict[Value, Value] = {}
+
+    def define(v: Value) -> Value:
+        new[v] = Value(v.type, next(counter))
+        return new[v]
+
+    def block(b: Block) -> Block:
+        args = [define(v) for v in b.args]
+        ops = []
+        for op in b.ops:
+            operands = [new[v] for v in op.operands]
+            regions = [block(r) for r in op.regions]
+            ops.append(Op(op.name, operands, [define(v) for v in op.results], dict(op.attrs), regions,
+                          op.line))
+        return Block(args, ops)
+
+    return dataclasses.replace(kernel, body=block(kernel.body))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -36,6 +36,12 @@ class DType:
     def __repr__(self) -> str:
         return f"enigma.{self.name}"
 
+    def __copy__(self) -> DType:  # one object per dtype: code may compare with `is`
+        return self
+
+    def __deepcopy__(self, memo: dict) -> DType:
+        return self
+
 
 float32 = DType("float32", "f32", "float", 4, "f")
 float16 = DType("float16", "f16", "half", 2, "f")
