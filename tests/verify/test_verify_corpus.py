@@ -167,3 +167,16 @@ def test_bits(tools, tmp_path):
     np.testing.assert_array_equal(bits[1::2], [int(x).bit_length() - 1 for x in u])  # findMSB(0) = -1
     fl = np.floor(f)
     np.testing.assert_allclose(g, fl + (f - fl - fl) * 0.25 + np.clip(f, -1, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_matrix_array(tools, tmp_path):
+    rng = np.random.default_rng(8)
+    m = rng.standard_normal((4, 4)).astype(np.float32)  # rows of this array are the matrix's columns
+    v = rng.standard_normal((32, 4)).astype(np.float32)
+    buf = np.concatenate([m.ravel(), v.ravel()])
+    pts = rng.standard_normal((32, 4)).astype(np.float32)  # float3 has a 16-byte stride
+    before = pts.copy()
+    run(tools, tmp_path, "matrix_array", {"buf": buf, "pts": pts}, grid=1, block=32)
+    t = v * np.arange(4, dtype=np.float32)
+    np.testing.assert_allclose(buf[16:].reshape(32, 4), t @ m + m[:, 1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pts[:, :3], np.cross(before[:, :3], [0, 0, 1]) * 0.5, rtol=1e-6)
