@@ -69,7 +69,26 @@ class LayoutTensor:
         what = getattr(self.engine, "name", "?")
         return f"LayoutTensor({what}, {self.layout}, offset={self.offset!r})"
 
+    def __iter__(self) -> Any:
+        raise TypeError("a LayoutTensor cannot be iterated: index it (t[i], t[i, j]) or slice it with None")
+
+    def _check_bounds(self, crd: Any) -> None:
+        """Static coordinates must lie inside the layout's (static) modes: a bug on every path."""
+        shape = self.shape
+        if isinstance(crd, int):
+            n = product(shape)
+            if isinstance(n, int) and not 0 <= crd < n:
+                raise error_here(f"index {crd} is out of bounds for a tensor of shape {_fmt(shape)} "
+                                 f"(size {n})", "layout tensors are not wrapped like Python sequences")
+        elif isinstance(crd, tuple) and isinstance(shape, tuple) and len(crd) == len(shape):
+            for i, (c, s) in enumerate(zip(crd, shape)):
+                n = product(s)
+                if isinstance(c, int) and isinstance(n, int) and not 0 <= c < n:
+                    raise error_here(f"coordinate {c} is out of bounds for mode {i} (size {n}) of a "
+                                     f"tensor of shape {_fmt(shape)}")
+
     def __getitem__(self, crd: Any) -> Any:
+        self._check_bounds(crd)
         if has_none(crd):
             sliced = self.layout(crd)
             return LayoutTensor(self.engine, sliced, add(self.offset, crd2idx(crd, self.shape, self.stride)))
@@ -83,6 +102,7 @@ class LayoutTensor:
             raise TypeError("an identity tensor holds coordinates and cannot be stored to")
         if has_none(crd):
             raise TypeError("store one element at a time: every coordinate of t[...] = v must be given")
+        self._check_bounds(crd)
         _store(self.engine, add(self.offset, self.layout(crd)), value)
 
 

@@ -59,6 +59,16 @@ def test_identity_tensor_hierarchical_and_zero():
     assert z[(1, 1), (2, 1)] == ((1, 2), 3)
 
 
+def test_static_out_of_bounds_coordinates_are_errors():
+    c = make_identity_tensor((4, 6))
+    with pytest.raises(enigma.EnigmaError, match="out of bounds for mode 1"):
+        c[1, 6]
+    with pytest.raises(enigma.EnigmaError, match="index 24 is out of bounds"):
+        c[24]
+    with pytest.raises(TypeError):
+        list(c)
+
+
 def test_elem_less():
     assert elem_less((1, 2), (2, 3)) is True
     assert elem_less((1, 3), (2, 3)) is False
