@@ -162,12 +162,18 @@ def _uniform_int(v: Any) -> int | None:
 class Memory:
     """A tensor argument or a threadgroup array: flat storage and how to check and offset indices."""
 
-    __slots__ = ("name", "flat", "dt", "size", "shared", "written", "views")
+    __slots__ = ("name", "flat", "dt", "size", "shared", "written", "views", "loaned")
 
     def __init__(self, name: str, flat: np.ndarray, dt: DType, size: int, shared: bool,
                  written: bool) -> None:
         self.name, self.flat, self.dt, self.size, self.shared = name, flat, dt, size, shared
         self.written, self.views = written, {}  # views: (coefs, lanes) -> (shape, strides)
+        self.loaned = False  # SSA values may be views of `flat`: the next write copies it first
+
+    def before_write(self) -> None:
+        """Copy-on-write of threadgroup memory: values loaded as views keep the old contents."""
+        if self.loaned:
+            self.flat, self.loaned = self.flat.copy(), False
 
 
 class State:
@@ -185,6 +191,10 @@ class State:
                 self.shapes[a["name"]] = v.shape
             else:
                 self.params[a["name"]] = bf16_round(v)[()] if dt.name == "bfloat16" else v
+        written = [m.flat for m in self.mem.values() if m.written]
+        for m in self.mem.values():  # a read-only argument aliasing a written one: loads must copy
+            if not m.written and any(np.may_share_memory(m.flat, w) for w in written):
+                m.written = True
         for s in plan.shared:
             size = int(np.prod(s["shape"], dtype=np.int64))
             dt = BY_NAME[s["dtype"]]
@@ -844,6 +854,9 @@ def _load(st: State, m: Memory, idx: Any, mask: Any, lanes: int, line: int, kind
         if v is not None:
             if m.dt.name == "bfloat16":
                 return bf16_from_bits(v)
+            if m.shared:  # no copy: the next store to the array copies the array instead
+                m.loaned = True
+                return v
             return v.copy() if m.written else v
     i = _checked_index(st, m, idx, mask, kind, line, lanes)
     if m.size == 0:
@@ -861,6 +874,7 @@ def _store(st: State, m: Memory, idx: Any, v: Any, mask: Any, lanes: int, line: 
         v = np.asarray(v).astype(m.flat.dtype)
     if not m.flat.flags.writeable:
         raise KernelExecutionError(f"{st.where(line)}: {kind} to tensor {m.name!r}, which is read-only")
+    m.before_write()
     mk = None if mask is None else (mask[..., None] if lanes else mask)
     if type(idx) is Aff:
         view = _aff_view(st, m, idx, lanes)
@@ -884,6 +898,7 @@ def _atomic(st: State, m: Memory, idx: Any, v: Any, mask: Any, ufunc: np.ufunc, 
     update (a segmented scan over the threads that hit the same element)."""
     geo = st.geo
     i = _checked_index(st, m, idx, mask, kind, line, 0)
+    m.before_write()
     i, v = np.broadcast_to(i, geo.full), np.broadcast_to(v.astype(m.flat.dtype), geo.full)
     if mask is None:
         e, x, sel = i.reshape(-1), v.reshape(-1), None

@@ -226,6 +226,7 @@ class Library:
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self._kernels: dict[str, Kernel] = {}
+        self._metallib: bytes | None = None
         self._lock = threading.Lock()
 
     @property
@@ -261,7 +262,7 @@ class Library:
         for i, spec in enumerate(man.kernels[name]):
             where = f"{man.path}, kernel {name!r} specialisation {i}"
             specs.append(Specialisation(
-                spec, where=where, library_key=("package", str(man.dir)),
+                spec, where=where, library_key=("package", str(man.dir), man.files.get(man.metallib or "")),
                 ir=lambda s=spec, w=where: read_ir(man.read_json(s["ir"]), f"{man.dir / s['ir']}"),
                 metal_source=lambda s=spec: man.read_text(s["metal"]), metallib=metallib))
         with self._lock:
@@ -277,7 +278,12 @@ class Library:
 
     def metallib_bytes(self) -> bytes | None:
         """The package's .metallib (every kernel), checked against its sha256; None when not built."""
-        return None if self.manifest.metallib is None else self.manifest.read(self.manifest.metallib)
+        if self.manifest.metallib is None:
+            return None
+        with self._lock:
+            if self._metallib is None:
+                self._metallib = self.manifest.read(self.manifest.metallib)
+            return self._metallib
 
     def __repr__(self) -> str:
         return f"<enigma_runtime.Library {self.package!r}: {', '.join(self.names())}>"

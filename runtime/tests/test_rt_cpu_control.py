@@ -312,3 +312,30 @@ def test_float_atomic_max_is_rejected():
         z = np.zeros(256, np.float32)
         k = atomic_kernel("atomic_max", F, "acc")
         k(np.zeros(256, np.int32), z, np.zeros(1, np.float32), z, device="cpu")
+
+
+@pytest.mark.parametrize("where", ["shared", "global", "aliased"])
+def test_loaded_values_do_not_change_when_memory_is_written_later(where):
+    """A load is a snapshot (a register on the GPU), even though the executor may load strided views."""
+    def body(b):
+        t = b.v("thread_idx", t=I, dim=0)
+        if where == "shared":
+            b.op("store", t, b.v("load", t, t=I, tensor="x"), attrs={"tensor": "tile"})
+            b.op("barrier")
+        src = "tile" if where == "shared" else "x"
+        old = b.v("load", t, t=I, tensor=src)
+        b.op("store", t, b.c(99), attrs={"tensor": "tile" if where == "shared" else "y"})
+        b.op("store", t, b.v("add", old, b.v("load", t, t=I, tensor=src), t=I), attrs={"tensor": "y"})
+    k = mk("snap", [tensor("x", I, ["n"]), tensor("y", I, ["n"], "readwrite")], body,
+           shared=[{"name": "tile", "dtype": I, "shape": [64]}])
+    x = np.arange(64, dtype=np.int32)
+    y = x.copy() if where != "aliased" else x  # aliased: y is x
+    if where == "global":
+        y = np.zeros(64, np.int32)
+    k(x, y, device="cpu")
+    if where == "shared":
+        np.testing.assert_array_equal(y, np.arange(64) + 99)
+    elif where == "global":  # x is only read: old + x
+        np.testing.assert_array_equal(y, 2 * np.arange(64))
+    else:  # x is y: old (0..63) + 99 written through y
+        np.testing.assert_array_equal(y, np.arange(64) + 99)
