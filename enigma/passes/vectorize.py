@@ -81,6 +81,9 @@ class _Shape:
         op = self.defs.get(v.id)
         return op is not None and op.name == name and op.attrs.get("dim") == 0
 
+    def _group_size(self, v: ir.Value) -> bool:
+        return self._builtin(v, "block_dim") or self._int_const(v) is not None
+
     def _find_index(self) -> ir.Op:
         for op in self.k.body.ops:
             if op.name != "add":
@@ -89,12 +92,12 @@ class _Shape:
                 mop = self.defs.get(m.id)
                 if self._builtin(t, "thread_idx") and mop is not None and mop.name == "mul":
                     a, b = mop.operands
-                    if (self._builtin(a, "block_idx") and self._builtin(b, "block_dim")) or \
-                            (self._builtin(b, "block_idx") and self._builtin(a, "block_dim")):
+                    if (self._builtin(a, "block_idx") and self._group_size(b)) or \
+                            (self._builtin(b, "block_idx") and self._group_size(a)):
                         self.index_parts = {m.id, t.id, a.id, b.id}
                         return op
         raise _error(self.k, self.k.line, "it has no linear thread index `i = enigma.block_idx().x * "
-                     "enigma.block_dim().x + enigma.thread_idx().x` at its top level",
+                     "enigma.block_dim().x + enigma.thread_idx().x` (or `* <constant>`) at its top level",
                      "compute the element index exactly that way; each thread then handles vec_width "
                      "elements")
 

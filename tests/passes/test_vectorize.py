@@ -98,6 +98,24 @@ def test_cast_kernel_vec_equals_scalar():
         assert np.array_equal(a0, a4)
 
 
+@enigma.kernel
+def half_scale(x: Tensor[enigma.float16], y: Tensor[enigma.float16], n: int32):
+    i = enigma.thread_idx().x + enigma.block_idx().x * 4  # constant block size, operands swapped
+    if n > i:  # bound on the left
+        y[i] = x[i] * 2.0 + y[i]
+
+
+def test_half_kernel_vec_equals_scalar():
+    k = half_scale.trace()
+    src = msl.emit(passes.run(k, 4))
+    assert "*((device const half4*)(x + " in src and "*((device half4*)(y + " in src
+    for n in range(1, 14):
+        x = np.linspace(-2, 2, n).astype(np.float16)
+        a0 = run_cpu(k, 0, (x, np.ones(n, np.float16), np.int32(n)))
+        a4 = run_cpu(k, 4, (x, np.ones(n, np.float16), np.int32(n)))
+        assert np.array_equal(a0, a4) and a0.dtype == np.float16
+
+
 def test_scale_grid():
     assert scale_grid_int((10, 3, 1), 4) == (3, 3, 1) and scale_grid_int((8, 1, 1), 4) == (2, 1, 1)
     assert scale_grid([9, 2, 1], 4) == [3, 2, 1] and scale_grid(None, 4) is None
