@@ -101,6 +101,7 @@ class _Emitter:
         self.k = kernel
         self.binds, self.dims_buffer = portable.bindings(kernel)
         self.names = c_names(kernel)
+        self.bind = {b.arg.name: b for b in self.binds}
         self.access = {b.arg.name: b.access for b in self.binds}
         self.shared = {s.name: s for s in kernel.shared}
         self.atoms: dict[int, str] = {}  # value id -> inlined expression
@@ -224,10 +225,10 @@ class _Emitter:
         if t in self.shared:
             shape = self.shared[t].shape
         else:
-            arg = self.k.arg(t)
-            if not arg.is_static:
-                return f"enigma_dims[{portable.dims_slot(self.k, t, axis, stride)}]"
-            shape = arg.shape
+            b = self.bind[t]
+            if b.dims_offset is not None:
+                return f"enigma_dims[{b.dims_offset + (b.arg.rank if stride else 0) + axis}]"
+            shape = b.arg.shape
         return str((portable.static_strides(shape) if stride else shape)[axis])  # static: all ints
 
     # control flow ----------------------------------------------------------------------------------
