@@ -339,3 +339,81 @@ def test_loaded_values_do_not_change_when_memory_is_written_later(where):
         np.testing.assert_array_equal(y, 2 * np.arange(64))
     else:  # x is y: old (0..63) + 99 written through y
         np.testing.assert_array_equal(y, np.arange(64) + 99)
+
+
+def test_vector_values_merge_across_a_divergent_if():
+    def body(b):
+        t = b.v("thread_idx", t=I, dim=0)
+        i4 = b.v("mul", b.v("load", t, t=I, tensor="perm"), b.c(4), t=I)  # gathered, not affine
+        v = b.v("vload", i4, t="int32x4", tensor="x", lanes=4)
+        odd = b.v("ne", b.v("and", t, b.c(1), t=I), b.c(0), t="bool")
+        (r,) = b.if_(odd, ["int32x4"], lambda: [b.v("neg", v, t="int32x4")],
+                     lambda: [b.v("add", v, b.v("broadcast", b.c(100), t="int32x4", lanes=4), t="int32x4")])
+        b.op("vstore", b.v("mul", t, b.c(4), t=I), r, attrs={"tensor": "y"})
+    k = mk("vmerge", [tensor("perm", I, ["m"]), tensor("x", I, ["n"]), tensor("y", I, ["n"], "write")], body,
+           block=(16, 1, 1))
+    perm = np.random.default_rng(5).permutation(16).astype(np.int32)
+    x = np.arange(64, dtype=np.int32)
+    y = np.zeros(64, np.int32)
+    k(perm, x, y, device="cpu")
+    rows = x.reshape(16, 4)[perm]
+    want = np.where((np.arange(16) % 2 == 1)[:, None], -rows, rows + 100)
+    np.testing.assert_array_equal(y.reshape(16, 4), want)
+
+
+def test_loop_with_per_thread_bounds_inside_a_divergent_branch():
+    def body(b):
+        i = gid(b)
+        def count():
+            (s,) = b.for_(b.c(0), i, b.c(1), [b.c(0)], [I], lambda j, s: [b.v("add", s, b.c(1), t=I)])
+            return [s]
+        (r,) = b.if_(b.v("lt", i, b.c(20), t="bool"), [I], count, lambda: [b.c(-1)])
+        b.op("store", i, r, attrs={"tensor": "y"})
+    k = mk("nested", [tensor("y", I, ["n"], "write")], body)
+    y = np.zeros(64, np.int32)
+    k(y, device="cpu")
+    np.testing.assert_array_equal(y, np.where(np.arange(64) < 20, np.arange(64), -1))
+
+
+def test_while_with_uniform_condition():
+    def body(b):
+        def before(x):
+            return [b.v("lt", x, b.v("param", t=I, name="n"), t="bool"), x]
+        (r,) = b.while_([b.c(1)], [I], before, lambda x: [b.v("mul", x, b.c(3), t=I)])
+        b.op("store", gid(b), r, attrs={"tensor": "y"})
+    k = mk("uwhile", [tensor("y", I, ["m"], "write"), scalar("n")], body)
+    y = np.zeros(64, np.int32)
+    k(y, 100, device="cpu")
+    assert (y == 243).all()
+
+
+def test_atomics_on_threadgroup_memory():
+    def body(b):
+        t = b.v("thread_idx", t=I, dim=0)
+        b.if_(b.v("lt", t, b.c(4), t="bool"), [], lambda: b.op("store", t, b.c(0), attrs={"tensor": "bins"}))
+        b.op("barrier")
+        x = b.v("load", gid(b), t=I, tensor="x")
+        b.v("atomic_add", b.v("and", x, b.c(3), t=I), b.c(1), t=I, tensor="bins")
+        b.op("barrier")
+        out = b.v("add", b.v("mul", b.v("block_idx", t=I, dim=0), b.c(4), t=I), t, t=I)
+        b.if_(b.v("lt", t, b.c(4), t="bool"), [],
+              lambda: b.op("store", out, b.v("load", t, t=I, tensor="bins"), attrs={"tensor": "h"}))
+    k = mk("shist", [tensor("x", I, ["n"]), tensor("h", I, ["m"], "write")], body, grid=(3, 1, 1),
+           shared=[{"name": "bins", "dtype": I, "shape": [4]}])
+    x = np.random.default_rng(6).integers(0, 1000, 192).astype(np.int32)
+    h = np.zeros(12, np.int32)
+    k(x, h, device="cpu")
+    np.testing.assert_array_equal(h.reshape(3, 4), [np.bincount(g & 3, minlength=4) for g in x.reshape(3, 64)])
+
+
+def test_simd_sum_on_floats_and_bfloat16():
+    def body(b):
+        i = gid(b)
+        v = b.v("load", i, t="bfloat16", tensor="x")
+        b.op("store", i, b.v("simd_sum", v, t="bfloat16"), attrs={"tensor": "y"})
+    k = mk("bsum", [tensor("x", "bfloat16", ["n"]), tensor("y", "bfloat16", ["n"], "write")], body)
+    from enigma_runtime.cpu import bf16_from_bits, bf16_to_bits
+    x = bf16_to_bits(np.full(64, 1.5, np.float32))
+    y = np.zeros(64, np.uint16)
+    k(x, y, device="cpu")
+    assert (bf16_from_bits(y) == 48.0).all()

@@ -257,3 +257,13 @@ def test_malformed_ir_is_rejected(body_ops, problem):
     k = Kernel.from_spec(spec, dict(ir, body=body_ops), "")
     with pytest.raises(IRError, match=problem):
         k(np.zeros(4, np.int32), device="cpu")
+
+
+@pytest.mark.parametrize("op", ["exp", "sqrt", "tanh", "floor"])
+def test_half_precision_unary(op):
+    a = np.abs(rand("float32")) + 0.25
+    np.testing.assert_array_equal(run_elementwise(op, ["float16"], "float16", [a.astype(np.float16)]),
+                                  getattr(np, op)(a.astype(np.float16)))
+    bits = bf16_to_bits(a)
+    got = bf16_from_bits(run_elementwise(op, ["bfloat16"], "bfloat16", [bits]))
+    np.testing.assert_array_equal(got, bf16_from_bits(bf16_to_bits(getattr(np, op)(bf16_from_bits(bits)))))
