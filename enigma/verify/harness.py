@@ -346,8 +346,28 @@ def run_spec(spec: Mapping[str, Any], metal_source: str, *args: Any, grid: Any =
     """Run the kernel described by signature `spec` and its Metal source on `args` (argument order)."""
     bufs = bind_signature(spec, args)
     grid, block = launch_dims(spec, args, grid, block)
-    prog = compile_msl(metal_source, spec["kernel_name"], f"{spec['kernel_name']}.metal")
-    prog.run(bufs, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate, timeout=timeout)
+    file = f"{spec['kernel_name']}.metal"
+    try:
+        prog = compile_msl(metal_source, spec["kernel_name"], file)
+        prog.run(bufs, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate, timeout=timeout)
+    except (KernelError, _clang.CompileError, MslError) as e:
+        note = _python_origin(e, metal_source, file, spec)
+        if note:
+            e.args = (f"{e.args[0]}\n  {note}", *e.args[1:])
+        raise
+
+
+def _python_origin(e: Exception, metal_source: str, file: str, spec: Mapping[str, Any]) -> str:
+    """"from kernels.py:12" for an error at a .metal line that the emitter tagged `// line 12`."""
+    line = getattr(e, "line", 0)
+    if not line:
+        m = re.search(re.escape(file) + r":(\d+)", str(e))
+        line = int(m.group(1)) if m else 0
+    lines = metal_source.splitlines()
+    if not 0 < line <= len(lines):
+        return ""
+    m = re.search(r"//\s*line\s+(\d+)\s*$", lines[line - 1])
+    return f"from {spec.get('file') or 'the kernel source'}:{m.group(1)}" if m else ""
 
 
 def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,

@@ -302,3 +302,18 @@ def test_division_by_zero_and_infinite_loop_are_reported():
 }"""
     with pytest.raises(KernelError, match="did not finish within the timeout"):
         compile_msl(spin).run({0: np.zeros(4, np.int32)}, grid=1, block=1, timeout=0.3)
+
+
+def test_ucontext_fiber_fallback_gives_the_same_results(tmp_path):
+    """The portable fiber switch (used off x86-64) in a child interpreter, forced by an env var."""
+    import os
+    import subprocess
+    import sys
+
+    code = (f"import numpy as np\nfrom enigma.verify import run_msl\nsrc = {REDUCE!r}\n"
+            "x = np.arange(512, dtype=np.float32)\nout = np.zeros(2, np.float32)\n"
+            "run_msl(src, x, out, np.int32(512), grid=2, block=256, schedule='random')\n"
+            "assert out.tolist() == [x[:256].sum(), x[256:].sum()], out\nprint('ok')\n")
+    env = dict(os.environ, ENIGMA_VERIFY_UCONTEXT="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -66,3 +66,18 @@ def test_check_kernels_rows_for_the_zoo():
     for r in rows:
         assert r.agree, r.detail
         assert r.max_error < 1e-3 and r.seconds > 0
+
+
+def test_errors_name_the_metal_line_and_the_python_line():
+    e = zoo.BY_NAME["vector_add"]
+    ck = compiled(e)
+    a = np.ones(1000, np.float32)
+    c = np.zeros(512, np.float32)  # too short for n = 1000: the kernel writes past its end
+    with pytest.raises(Exception) as info:
+        run_msl(ck, a, a, c, np.int32(1000), grid=(4, 1, 1), block=(256, 1, 1))
+    msg = str(info.value)
+    assert msg.startswith("enigma_kernel_vector_add.metal:") and "out-of-bounds write" in msg
+    metal_line = int(msg.split(":")[1])
+    py_line = ck.metal_source.splitlines()[metal_line - 1].rsplit("// line", 1)[1].strip()
+    assert msg.rstrip().endswith(f"zoo.py:{py_line}") and "c[i] = a[i] + b[i]" in \
+        open(zoo.__file__).read().splitlines()[int(py_line) - 1]
