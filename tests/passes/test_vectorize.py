@@ -191,3 +191,22 @@ def test_refusals_name_the_line(fn, message, source):
 def test_width_8_is_refused():
     with pytest.raises(EnigmaError, match="at most 4 lanes"):
         passes.run(zoo.saxpy.trace(), 8)
+
+
+@pytest.mark.needs_clang
+def test_vectorised_msl_runs_like_scalar_on_the_cpu_harness():
+    """The emitted float4 MSL itself (not only the IR), compiled by clang with the Metal compatibility
+    header and run by enigma.verify, on sizes 1..13 with 4-thread groups."""
+    from toolcheck import need_tool
+    need_tool("clang++-19", "clang++")
+    from enigma.verify import run_msl
+    a = np.ones(8, np.float32)
+    ck = enigma.compile(zoo.saxpy_launch, np.float32(1.5), a, a.copy(), vec_width=4)
+    assert "float4" in ck.metal_source
+    for n in range(1, 14):
+        rng = np.random.default_rng(n)
+        x, y = rng.standard_normal(n, np.float32), rng.standard_normal(n, np.float32)
+        want = np.float32(1.5) * x + y
+        run_msl(ck, np.float32(1.5), x, y, np.int32(n), grid=(scale_grid_int((-(-n // 4), 1, 1), 4)),
+                block=(4, 1, 1))
+        assert np.array_equal(y, want), n
