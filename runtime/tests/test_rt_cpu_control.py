@@ -403,7 +403,8 @@ def test_atomics_on_threadgroup_memory():
     x = np.random.default_rng(6).integers(0, 1000, 192).astype(np.int32)
     h = np.zeros(12, np.int32)
     k(x, h, device="cpu")
-    np.testing.assert_array_equal(h.reshape(3, 4), [np.bincount(g & 3, minlength=4) for g in x.reshape(3, 64)])
+    want = [np.bincount(g & 3, minlength=4) for g in x.reshape(3, 64)]
+    np.testing.assert_array_equal(h.reshape(3, 4), want)
 
 
 def test_simd_sum_on_floats_and_bfloat16():
