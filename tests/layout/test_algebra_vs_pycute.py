@@ -356,3 +356,56 @@ def test_make_ordered_layout_examples():
     assert repr(L.make_ordered_layout(((2, 3), 4), ((2, 0), 1))) == "((2,3),4):((12,1),3)"
     assert repr(L.make_ordered_layout(((2, 3), 4), (1, 0))) == "((2,3),4):((4,8),1)"  # coarse order
     assert repr(L.make_ordered_layout((2, 3, 4), (2, 2, 0))) == "(2,3,4):(4,4,1)"  # ties: same start
+
+
+# ---------------------------------------------------------------------------------------------
+# local_tile / local_partition: a tensor's layout and offset against pycute's divide + slice
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _repeat_none(n):
+    """CuTe's repeat<N>(_): the bare underscore for N == 1 (the mode is kept whole), else a tuple."""
+    return None if n == 1 else tuple([None] * n)
+
+
+class _Memory:
+    """A stand-in engine: these tests only look at the LayoutTensor's layout and offset."""
+
+    name, dtype = "mem", None
+
+    def stride(self, axis):
+        raise AssertionError("not used")
+
+
+@SETTINGS
+@given(layouts(max_size=128), st.data())
+def test_local_tile_and_local_partition(a, data):
+    pa, ea = a
+    assume(isinstance(pa.shape, tuple))
+    tiler = tuple(data.draw(st.sampled_from(_divisors(P.size(pa[i])))) for i in range(len(pa)))
+    try:
+        z = P.zipped_divide(pa, tiler)
+    except AssertionError:  # (rejected divisions: test_divides)
+        assume(False)
+    assume(P.size(z) == P.size(pa))
+    t = L.LayoutTensor(_Memory(), ea)
+    # local_tile: keep the tile, index the rest modes (some kept with None)
+    coord = tuple(data.draw(st.one_of(st.none(), st.integers(0, P.size(z[1][i]) - 1)))
+                  for i in range(len(tiler)))
+    crd = (_repeat_none(len(tiler)), coord)
+    want, off = P.slice_and_offset(crd, z)
+    got = L.local_tile(t, tiler, coord)
+    same(want, got.layout)
+    assert got.offset == off
+    # local_partition: thread index -> coordinate in a (row-major) thread layout, every rest mode kept
+    thr = P.Layout(tiler, P.prefix_product(tuple(reversed(tiler))))
+    thr = P.Layout(tiler, tuple(reversed(thr.stride)))
+    tid = data.draw(st.integers(0, P.size(thr) - 1))
+    tcrd = tuple(P.idx2crd(tid, thr.shape, thr.stride))
+    want, off = P.slice_and_offset((tcrd, _repeat_none(len(z[1]))), z)
+    got = L.local_partition(t, L.make_layout(thr.shape, thr.stride), tid)
+    same(want, got.layout)
+    assert got.offset == off
