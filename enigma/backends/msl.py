@@ -58,21 +58,17 @@ def literal(value: Any, t: ir.Type) -> str:
     if d.kind == "b":
         return "true" if value else "false"
     if d.kind == "f":
-        x = float(value)
-        if math.isnan(x):
-            s = "NAN"
-        elif math.isinf(x):
-            s = "INFINITY" if x > 0 else "(-INFINITY)"
-        else:
-            s = str(np.float16(x) if d.name == "float16" else np.float32(x))
-            if not any(c in s for c in ".en"):
-                s += ".0"
-            s = f"({s}h)" if d.name == "float16" and x < 0 else f"{s}h" if d.name == "float16" else \
-                f"({s}f)" if x < 0 else f"{s}f"
-            if d.name == "bfloat16":
-                return f"bfloat({s})"
-            return s
-        return s if d.name == "float32" else f"{d.msl}({s})"
+        with np.errstate(over="ignore"):  # values past the type's range round to infinity
+            x = float(np.float16(value) if d.name == "float16" else np.float32(value))
+        if math.isnan(x) or math.isinf(x):
+            s = "NAN" if math.isnan(x) else "INFINITY" if x > 0 else "(-INFINITY)"
+            return s if d.name == "float32" else f"{d.msl}({s})"
+        s = str(np.float16(x) if d.name == "float16" else np.float32(x))  # shortest exact digits
+        if not any(c in s for c in ".e"):
+            s += ".0"
+        s += "h" if d.name == "float16" else "f"
+        s = f"({s})" if s.startswith("-") else s
+        return f"bfloat({s})" if d.name == "bfloat16" else s
     n = int(value) % (1 << d.bits)  # wrap to the type's width
     if d.kind == "i" and n >= 1 << (d.bits - 1):
         n -= 1 << d.bits

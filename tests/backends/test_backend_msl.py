@@ -108,6 +108,8 @@ def test_literals():
     assert msl.literal(-2.5, T(float32)) == "(-2.5f)" and msl.literal(float("inf"), T(float32)) == "INFINITY"
     assert msl.literal(float("nan"), T(float32)) == "NAN" and msl.literal(1e30, T(float32)) == "1e+30f"
     assert msl.literal(1.5, T(float16)) == "1.5h" and msl.literal(2.0, T(bfloat16)) == "bfloat(2.0f)"
+    assert msl.literal(1e39, T(float32)) == "INFINITY" and msl.literal(-1e5, T(float16)) == "half((-INFINITY))"
+    assert msl.literal(-0.0, T(float32)) == "(-0.0f)" and msl.literal(1e-45, T(float32)) == "1e-45f"
     assert msl.literal(-2**31, T(int32)) == "(-2147483647 - 1)" and msl.literal(-3, T(int32)) == "(-3)"
     assert msl.literal(2**32 - 1, T(uint32)) == "4294967295u" and msl.literal(200, T(int8)) == "char(-56)"
     assert msl.literal(True, T(bool_)) == "true" and msl.literal(0, T(bool_)) == "false"
