@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import enigma.layout as L
 from enigma.layout.int_tuple import LayoutError
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ---------------------------------------------------------------------------------------------
