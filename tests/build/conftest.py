@@ -1,17 +1,12 @@
 """Fixtures of the build tests: copies of example_project and of the setuptools fixture project, and a
-private kernel cache per test."""
+private kernel cache per test (helpers live in buildutil.py)."""
 from __future__ import annotations
 
 import shutil
-import zipfile
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "example_project"
-ST_PROJECT = Path(__file__).parent / "fixtures" / "setuptools_project"
-_IGNORE = shutil.ignore_patterns("build", "dist", "_enigma", "__pycache__", "*.egg-info", ".tox")
+from buildutil import EXAMPLE, IGNORE, ST_PROJECT
 
 
 @pytest.fixture(autouse=True)
@@ -23,23 +18,12 @@ def _private_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def example_copy(tmp_path) -> Path:
     dest = tmp_path / "example_project"
-    shutil.copytree(EXAMPLE, dest, ignore=_IGNORE)
+    shutil.copytree(EXAMPLE, dest, ignore=IGNORE)
     return dest
 
 
 @pytest.fixture
 def st_copy(tmp_path) -> Path:
     dest = tmp_path / "setuptools_project"
-    shutil.copytree(ST_PROJECT, dest, ignore=_IGNORE)
+    shutil.copytree(ST_PROJECT, dest, ignore=IGNORE)
     return dest
-
-
-def wheel_files(path: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(path) as zf:
-        return {n: zf.read(n) for n in zf.namelist()}
-
-
-def wheel_tag(path: Path) -> str:
-    files = wheel_files(path)
-    meta = next(v for k, v in files.items() if k.endswith(".dist-info/WHEEL")).decode()
-    return next(ln.split(":", 1)[1].strip() for ln in meta.splitlines() if ln.startswith("Tag:"))

@@ -7,7 +7,7 @@ import shutil
 import zipfile
 
 import pytest
-from test_inprocess import hatch_build
+from buildutil import hatch_build
 
 from enigma_build.cli import main
 

@@ -2,40 +2,21 @@
 with the enigma hook as installed (entry points), emit-only (no Mac here)."""
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import textwrap
-from pathlib import Path
 
 import pytest
-from conftest import wheel_files, wheel_tag
+from buildutil import check_manifest, hatch_build, no_editables, st_build, wheel_files, wheel_tag
 
 from enigma_build import config, core
 
 KERNELS = {"vector_add", "saxpy", "softmax", "matmul", "histogram"}
 
 
-def hatch_build(root: Path, out: Path, version: str = "standard", target: str = "wheel") -> Path:
-    if target == "sdist":
-        from hatchling.builders.sdist import SdistBuilder as Builder
-    else:
-        from hatchling.builders.wheel import WheelBuilder as Builder
-    return Path(next(iter(Builder(str(root)).build(directory=str(out), versions=[version]))))
 
 
-def no_editables(root: Path) -> None:
-    """hatchling's default editable mode imports `editables` (pip installs it in the build env);
-    in-process, use the explicit mode that needs nothing."""
-    with (root / "pyproject.toml").open("a") as f:
-        f.write('\n[tool.hatch.build]\ndev-mode-dirs = ["src"]\n')
 
 
-def check_manifest(files: dict[str, bytes], pkg: str) -> dict:
-    man = json.loads(files[f"{pkg}/_enigma/manifest.json"])
-    for name, digest in man["files"].items():
-        assert hashlib.sha256(files[f"{pkg}/_enigma/{name}"]).hexdigest() == digest
-    return man
 
 
 def test_hatch_wheel_carries_artifacts(example_copy, tmp_path, capsys):
@@ -127,16 +108,6 @@ def test_failures_are_all_reported_with_file_and_line(example_copy, tmp_path):
     assert str(example_copy) not in msg
 
 
-def st_build(root: Path, out: Path, kind: str = "wheel", settings: dict | None = None) -> Path:
-    from setuptools import build_meta
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        fn = {"wheel": build_meta.build_wheel, "editable": build_meta.build_editable}[kind]
-        out.mkdir(parents=True, exist_ok=True)
-        return out / fn(str(out), settings)
-    finally:
-        os.chdir(cwd)
 
 
 def test_setuptools_wheel_carries_artifacts(st_copy, tmp_path):

@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import wheel_files, wheel_tag
-from test_inprocess import check_manifest, hatch_build, st_build
+from buildutil import check_manifest, hatch_build, st_build, wheel_files, wheel_tag
 
 _spec = importlib.util.spec_from_file_location(
     "fake_xcrun", Path(__file__).resolve().parents[1] / "toolchain" / "fake_xcrun.py")

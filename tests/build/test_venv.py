@@ -15,7 +15,7 @@ import venv
 from pathlib import Path
 
 import pytest
-from conftest import _IGNORE, EXAMPLE, REPO, ST_PROJECT, wheel_files, wheel_tag
+from buildutil import EXAMPLE, IGNORE, REPO, ST_PROJECT, wheel_files, wheel_tag
 
 pytestmark = pytest.mark.slow
 BIN = "Scripts" if os.name == "nt" else "bin"
@@ -40,7 +40,7 @@ def wheelhouse(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("src")
     # copy the sources: other work in the checkout (caches, build/) never leaks into the wheels
     for name in ("enigma", "enigma_build", "runtime"):
-        shutil.copytree(REPO / name, src / name, ignore=_IGNORE)
+        shutil.copytree(REPO / name, src / name, ignore=IGNORE)
     for name in ("README.md", "pyproject.toml"):
         shutil.copy(REPO / name, src / name)
     run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", wh,
@@ -64,7 +64,7 @@ def pip_env(wheelhouse: Path, cache: Path) -> dict[str, str]:
 
 
 def copy(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest, ignore=_IGNORE)
+    shutil.copytree(src, dest, ignore=IGNORE)
     return dest
 
 
