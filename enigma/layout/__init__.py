@@ -3,7 +3,7 @@
 The divisions exported here accept a Layout or a tensor (a LayoutTensor, or a kernel's tensor
 argument or shared_tensor viewed through its own layout); on tensors they check that the tiler fits.
 """
-from enigma.layout.checks import Condition, conditions, kernel_conditions
+from enigma.layout.checks import Condition, check_conditions, conditions, kernel_conditions
 from enigma.layout.int_tuple import crd2idx, elem_less, idx2crd
 from enigma.layout.layout import (
     Layout,
@@ -43,7 +43,8 @@ from enigma.layout.tensor import (
 )
 
 __all__ = [
-    "Condition", "Layout", "LayoutError", "LayoutTensor", "blocked_product", "coalesce", "complement",
+    "Condition", "Layout", "LayoutError", "LayoutTensor", "blocked_product", "check_conditions", "coalesce",
+    "complement",
     "composition", "conditions", "cosize", "crd2idx", "depth", "elem_less", "filter", "flat_divide",
     "flat_product", "flatten_layout", "idx2crd", "is_layout", "kernel_conditions", "left_inverse",
     "local_partition",

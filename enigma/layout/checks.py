@@ -14,7 +14,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from enigma.errors import user_frame
+from enigma.errors import EnigmaError, user_frame
 from enigma.layout.int_tuple import LayoutError
 
 
@@ -114,3 +114,45 @@ def conditions() -> list[Condition]:
 def kernel_conditions(kernel: Any) -> list[Condition]:
     """The run-time conditions the layouts of a traced kernel (an `enigma.ir.Kernel`) rely on."""
     return list(_conditions.get(kernel.body, []))
+
+
+_EVAL = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "floordiv": lambda a, b: a // b, "mod": lambda a, b: a % b, "min": min, "max": max,
+    "ceil_div": lambda a, b: -(-a // b), "ge": lambda a, b: a >= b, "gt": lambda a, b: a > b,
+    "le": lambda a, b: a <= b, "lt": lambda a, b: a < b, "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b, "and": lambda a, b: bool(a) and bool(b), "or": lambda a, b: bool(a) or bool(b),
+}
+
+
+def evaluate(expr: Any, args: dict[str, Any]) -> Any:
+    """Value of a condition's data expression for concrete arguments (name -> array or scalar)."""
+    if isinstance(expr, (bool, int)):
+        return expr
+    if "dim" in expr:
+        name, axis = expr["dim"]
+        return int(args[name].shape[axis])
+    if "arg" in expr:
+        return args[expr["arg"]]
+    fn = _EVAL.get(expr.get("op", ""))
+    if fn is None:
+        raise ValueError(f"unknown condition expression node {expr!r}")
+    return fn(*(evaluate(a, args) for a in expr["args"]))
+
+
+def check_conditions(kernel: Any, *args: Any) -> list[Condition]:
+    """Check a traced kernel's run-time layout conditions for concrete launch arguments (in the
+    kernel's argument order: arrays and scalars). Raises LayoutError, at the kernel line that needs the
+    condition, for the first that fails; returns the conditions that could not be checked (their
+    expression depends on more than sizes and scalars)."""
+    if len(args) != len(kernel.args):
+        raise TypeError(f"{kernel.name} takes {len(kernel.args)} arguments, got {len(args)}")
+    named = {a.name: v for a, v in zip(kernel.args, args)}
+    unchecked = []
+    for c in kernel_conditions(kernel):
+        if c.expr is None:
+            unchecked.append(c)
+        elif not evaluate(c.expr, named):
+            raise EnigmaError(f"a layout condition fails for these arguments: {c.text} ({c.message})",
+                              c.file, c.line)
+    return unchecked

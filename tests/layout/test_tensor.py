@@ -191,6 +191,10 @@ def test_dynamic_shapes_emit_index_arithmetic_and_record_conditions():
     for c in conds:  # plain data a launcher can evaluate (FORMAT.md grid expressions + comparisons)
         assert _eval(c.expr, {(t, i): n for t in "ac" for i, n in enumerate((19, 13))}) is True
         assert _eval(c.expr, {(t, i): 5 for t in "ac" for i in (0, 1)}) is False
+    assert enigma.check_conditions(kernel, np.zeros((9, 8), np.float32), np.zeros((9, 8), np.float32)) == []
+    with pytest.raises(enigma.EnigmaError, match=r"a.shape\[1\] >= 8") as ei:
+        enigma.check_conditions(kernel, np.zeros((9, 5), np.float32), np.zeros((9, 5), np.float32))
+    assert ei.value.file == __file__
     src = enigma.compile(dyn_tile).metal_source
     assert "enigma_dims" in src  # strides read at run time
     a = np.arange(19 * 13, dtype=np.float32).reshape(19, 13)
