@@ -48,10 +48,28 @@ def memref(shape: tuple, dtype: Any, space: int | None = None) -> str:
     return f"memref<{dims}x{elem(dtype)}{'' if space is None else f', {space}'}>"
 
 
+def round_to(x: float, dtype: Any) -> float:
+    """`x` rounded to nearest-even in `dtype` (float32, float16, bfloat16; others unchanged)."""
+    with np.errstate(over="ignore"):
+        if dtype.name == "float16":
+            return float(np.float16(x))
+        if dtype.name not in ("float32", "bfloat16"):
+            return x
+        f = np.float32(x)
+    if dtype.name == "bfloat16" and math.isfinite(f):
+        bits = int(np.array(f, "<f4").view("<u4"))
+        bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+        f = np.array(bits & 0xFFFFFFFF, "<u4").view("<f4")[()]
+    return float(f)
+
+
 def float_literal(x: float, dtype: Any) -> str:
-    """An exact MLIR float literal (hex bit pattern for inf/nan, else the shortest decimal with a dot)."""
+    """An exact MLIR float literal of `x` rounded to `dtype` (hex bit pattern for inf/nan, else the
+    shortest decimal with a dot)."""
+    x = round_to(x, dtype)
     if math.isfinite(x):
-        s = repr(float(x))
+        short = {"float32": np.float32, "float16": np.float16}.get(dtype.name)
+        s = str(short(x)) if short is not None else repr(float(x))  # shortest digits that round-trip
         return s if "." in s else s.replace("e", ".0e") if "e" in s else s + ".0"
     if dtype.name == "bfloat16":
         bits = int(np.array(x, "<f4").view("<u4")) >> 16

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 sys.path.insert(0, str(Path(__file__).parent))
 import handir  # noqa: E402
 import zoo  # noqa: E402
+from enigma_runtime.dtypes import bfloat16, float16  # noqa: E402
 
 from enigma import ir, passes  # noqa: E402
 from enigma.backends import mlir  # noqa: E402
@@ -90,7 +91,14 @@ def test_special_float_constants(mlir_opt):
     for v in vals[1:]:
         acc = b.val("add", acc, v)
     b.op("store", [b.const(0, handir.I32), acc], attrs={"tensor": "out"})
+    H, BF = ir.Type(float16), ir.Type(bfloat16)
+    halves = [b.const(v, H) for v in (65504.0, 1e5, 0.1)] + [b.const(v, BF) for v in (0.1, 1e39, 3.0)]
+    for v in halves:
+        b.op("store", [b.const(1, handir.I32), b.val("cast", v, type=handir.F32)], attrs={"tensor": "out"})
+    b.op("store", [b.const(2, handir.I32), b.const(1e-45, handir.F32)], attrs={"tensor": "out"})
     k = ir.Kernel("consts", [handir.tensor("out", access="write")], ir.Block([], b.ops))
     text = mlir.emit(k)
     assert "0x7F800000" in text and "0xFF800000" in text and "1.0e+30" in text and "-0.0" in text
+    assert "6.55e+04 : f16" in text and "0x7C00 : f16" in text and "0x7F80 : bf16" in text
+    assert "0.10009765625 : bf16" in text and "1.0e-45 : f32" in text
     verify(mlir_opt, text)
