@@ -55,7 +55,7 @@ def round_to(x: float, dtype: Any) -> float:
             return float(np.float16(x))
         if dtype.name not in ("float32", "bfloat16"):
             return x
-        f = np.float32(x)
+        f: Any = np.float32(x)
     if dtype.name == "bfloat16" and math.isfinite(f):
         bits = int(np.array(f, "<f4").view("<u4"))
         bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
