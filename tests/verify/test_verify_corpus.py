@@ -180,3 +180,28 @@ def test_matrix_array(tools, tmp_path):
     t = v * np.arange(4, dtype=np.float32)
     np.testing.assert_allclose(buf[16:].reshape(32, 4), t @ m + m[:, 1], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(pts[:, :3], np.cross(before[:, :3], [0, 0, 1]) * 0.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("schedule", ["forward", "reverse", "random"])
+def test_ballot_half(tools, tmp_path, schedule):
+    rng = np.random.default_rng(9)
+    v = rng.integers(-50, 50, 128).astype(np.int32)
+    ubo = np.zeros(8, np.float32)  # std140: vec3 offset, float scale, ivec4 lim
+    ubo[:4] = [0.0, 3.0, 0.0, 2.0]
+    ubo[4:].view(np.int32)[:] = [-20, 20, 0, 0]
+    acc = np.array([1000, -1000, 7, 0], np.int32)
+    h = rng.standard_normal(128).astype(np.float16)
+    r = np.zeros(128 * 4, np.uint32)
+    hh = h.copy()
+    run(tools, tmp_path, "ballot_half", {"u": ubo.tobytes(), "iv": v, "acc": acc, "hv": hh, "res": r},
+        grid=2, block=64, schedule=schedule)
+    idx = np.arange(128)
+    g, l = idx // 64, idx % 64
+    t = v[g * 64 + (l % 8) * 8 + l // 8]  # the transposed 8x8 tile
+    r = r.reshape(128, 4)
+    assert acc[0] == t.min() and acc[1] == t.max() and acc[2] in t and acc[3] == 5
+    np.testing.assert_array_equal(r[:, 0], np.repeat((t.reshape(4, 32) > 0).sum(axis=1), 32))
+    np.testing.assert_array_equal(r[:, 1], (idx % 32 == 0).astype(np.uint32))
+    np.testing.assert_array_equal(r[:, 2], (t[idx ^ 1] + 1).astype(np.uint32))
+    np.testing.assert_array_equal(r[:, 3], (np.clip(t, -20, 20) + 100 + 6).astype(np.uint32))
+    np.testing.assert_array_equal(hh, (h * np.float16(2) + np.float16(0.5)).astype(np.float16))

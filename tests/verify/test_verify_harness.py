@@ -317,3 +317,36 @@ def test_ucontext_fiber_fallback_gives_the_same_results(tmp_path):
     env = dict(os.environ, ENIGMA_VERIFY_UCONTEXT="1")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_integer_bit_functions_and_packed_vectors():
+    src = H + """kernel void k(device uint* u [[buffer(0)]], device int* s [[buffer(1)]],
+                     device packed_float3* p [[buffer(2)]], uint t [[thread_position_in_grid]]) {
+    uint x = u[t];
+    u[t] = extract_bits(x, 4, 8) | (clz(x) << 8) | (ctz(x) << 16) | (popcount(x) << 24);
+    s[t * 3] = extract_bits(int(x), 0, 4);                     // sign-extended 4-bit field
+    s[t * 3 + 1] = int(insert_bits(0u, 5u, 28, 4));
+    s[t * 3 + 2] = int(reverse_bits(x) == (x == 1u ? 0x80000000u : reverse_bits(x))) + int(clz(ulong(1)));
+    float3 q = p[t];
+    p[t] = q.zyx + 1.0f;
+}"""
+    u = np.array([1, 0xF0, 0x8000000F, 0x12345678], np.uint32)
+    s = np.zeros(12, np.int32)
+    p = np.arange(12, dtype=np.float32)  # 4 packed_float3 (12 bytes each)
+    x = u.copy()
+    run_msl(src, u, s, p, grid=1, block=4)
+
+    def clz(v):
+        return 32 - int(v).bit_length()
+
+    def ctz(v):
+        return (int(v) & -int(v)).bit_length() - 1
+
+    want = [((int(v) >> 4) & 0xFF) | (clz(v) << 8) | (ctz(v) << 16) | (bin(int(v)).count("1") << 24)
+            for v in x]
+    np.testing.assert_array_equal(u, want)
+    s = s.reshape(4, 3)
+    np.testing.assert_array_equal(s[:, 0], [((int(v) & 0xF) ^ 8) - 8 for v in x])
+    np.testing.assert_array_equal(s[:, 1], np.full(4, 0x50000000))
+    np.testing.assert_array_equal(s[:, 2], np.full(4, 1 + 63))
+    np.testing.assert_array_equal(p.reshape(4, 3), np.arange(12, dtype=np.float32).reshape(4, 3)[:, ::-1] + 1)
