@@ -9,7 +9,6 @@ Every op carries `loc("file":line:0)` of the kernel author's line. The text pars
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -83,6 +82,19 @@ def int_literal(n: int, bits: int) -> int:
     return n - (1 << bits) if bits > 1 and n >= 1 << (bits - 1) else n
 
 
+def mlir_string(s: str) -> str:
+    """A string literal for MLIR: `"` and `\\` escaped, control bytes as `\\XX` hex, UTF-8 kept."""
+    out = []
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\{ord(ch):02X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def attr(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -91,7 +103,7 @@ def attr(v: Any) -> str:
     if isinstance(v, float):
         return f"{float_literal(v, _F64)} : f64"
     if isinstance(v, str):
-        return json.dumps(v)
+        return mlir_string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(str(int(x)) if isinstance(x, int) and not isinstance(x, bool) else attr(x)
                                for x in v) + "]"
@@ -113,7 +125,7 @@ class _Printer:
         self.consts: dict[int, Any] = {}
         self.tmp = 0
         self.tensors: dict[str, tuple[str, str]] = {}  # tensor/shared name -> (%ssa, memref type)
-        self.file = json.dumps(kernel.file or "<unknown>")
+        self.file = mlir_string(kernel.file or "<unknown>")
 
     # helpers ---------------------------------------------------------------------------------------
     def v(self, value: ir.Value) -> str:
@@ -365,12 +377,13 @@ class _Printer:
             params.append(f"{ssa}: {ty}")
         for s in k.shared:
             self.tensors[s.name] = (f"%shared.{s.name}", memref(s.shape, s.dtype, 3))
-        attrs = f'attributes {{enigma.kernel = {json.dumps(k.name)}, enigma.vec_width = {k.vec_width} : i32}}'
+        attrs = f"attributes {{enigma.kernel = {mlir_string(k.name)}, " \
+                f"enigma.vec_width = {k.vec_width} : i32}}"
         self.out.append("module {")
         self.out.append(f"  func.func @{k.kernel_name}({', '.join(params)}) {attrs} {{")
         for s in k.shared:
             ssa, ty = self.tensors[s.name]
-            self.emit(2, f'{ssa} = "enigma.shared_alloc"() {{name = {json.dumps(s.name)}, '
+            self.emit(2, f'{ssa} = "enigma.shared_alloc"() {{name = {mlir_string(s.name)}, '
                          f'shape = {attr(list(s.shape))}}} : () -> {ty}')
         self.block(k.body, 2)
         self.out.append("    return" + (f" loc({self.file}:{k.line}:0)" if k.line else ""))

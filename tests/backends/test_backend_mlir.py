@@ -102,3 +102,11 @@ def test_special_float_constants(mlir_opt):
     assert "6.55e+04 : f16" in text and "0x7C00 : f16" in text and "0x7F80 : bf16" in text
     assert "0.10009765625 : bf16" in text and "1.0e-45 : f32" in text
     verify(mlir_opt, text)
+
+
+def test_odd_file_names_in_locations(mlir_opt):
+    k = handir.vector_add()
+    k.file = '/tmp/wéird "dir"\\x/k\tpy.py'
+    text = mlir.emit(k)
+    assert 'loc("/tmp/wéird \\"dir\\"\\\\x/k\\09py.py":' in text
+    verify(mlir_opt, text)  # mlir-opt parses the escaped location

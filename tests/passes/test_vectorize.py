@@ -88,6 +88,30 @@ def test_richer_kernel_vec_equals_scalar(width):
             assert np.array_equal(a0, a4), (n, flag)
 
 
+@enigma.kernel
+def halve_until(x: Tensor[float32], y: Tensor[float32], n: int32, reps: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    if i < n:
+        v = x[i]
+        k = 0
+        while k < reps:  # uniform condition, per-element carried value
+            v = v * 0.5 + 1.0
+            k = k + 1
+        y[i] = v
+
+
+def test_while_kernel_vec_equals_scalar():
+    k = halve_until.trace()
+    vk = passes.run(k, 4)
+    loops = [op for op in ir.walk(vk.body) if op.name == "while"]
+    assert len(loops) == 2 and any(a.type.lanes == 4 for op in loops for a in op.regions[0].args)
+    for n in range(1, 14):
+        x = np.linspace(-5, 5, n, dtype=np.float32)
+        a0 = run_cpu(k, 0, (x, np.zeros(n, np.float32), np.int32(n), np.int32(3)))
+        a4 = run_cpu(k, 4, (x, np.zeros(n, np.float32), np.int32(n), np.int32(3)))
+        assert np.array_equal(a0, a4)
+
+
 def test_cast_kernel_vec_equals_scalar():
     k = to_int.trace()
     assert "int4(" in msl.emit(passes.run(k, 4))
