@@ -666,13 +666,20 @@ class Plan:
         where = f"line {line}"
 
         def run(st, env, mask):
-            lb, ub, step = (_uniform_int(env[i]) for i in (lb_id, ub_id, st_id))
+            lbv = env[lb_id]
+            lb, ub, step = _uniform_int(lbv), _uniform_int(env[ub_id]), _uniform_int(env[st_id])
             carried = [env[i] for i in init]
+            if step == 0:
+                raise KernelExecutionError(f"{st.where(line)}: for loop with step 0 never ends")
             if lb is not None and ub is not None and step is not None:
-                if step == 0:
-                    raise KernelExecutionError(f"{st.where(line)}: for loop with step 0 never ends")
                 for i in range(lb, ub, step):
                     carried = _run_region(st, body, env, mask, (ivt.type(i), *carried))
+            elif step is not None and (trips := _same_trip_count(lbv, env[ub_id], step)) is not None:
+                # per-thread start, same trip count everywhere (a strided loop): no masks needed
+                for k in range(trips):
+                    iv = _aff_binary("add", lbv, np.int32(_wrap32(k * step)), st.geo) if type(lbv) is Aff \
+                        else (np.asarray(lbv, np.int64) + k * step).astype(ivt)
+                    carried = _run_region(st, body, env, mask, (iv, *carried))
             else:
                 carried = _for_divergent(st, body, env, mask, [_mat(env[i]) for i in (lb_id, ub_id, st_id)],
                                          carried, vec, where)
@@ -728,6 +735,18 @@ def _for_divergent(st: State, body: Region, env: dict, mask: Any, bounds: list, 
         else:
             carried = [_merge(active, n, c, v) for n, c, v in zip(new, carried, vec)]
         iv = (iv + step).astype(np.int32)
+
+
+def _same_trip_count(lb: Any, ub: Any, step: int) -> int | None:
+    """The trip count of range(lb, ub, step) when it is the same for every thread, else None."""
+    if type(lb) is Aff and not lb.exact() or type(ub) is Aff and not ub.exact():
+        return None
+    lo = np.asarray(_mat(lb), np.int64)
+    hi = np.asarray(_mat(ub), np.int64)
+    span = hi - lo if step > 0 else lo - hi
+    trips = np.maximum((span + abs(step) - 1) // abs(step), 0)
+    t0 = int(trips.reshape(-1)[0])
+    return t0 if (trips == t0).all() else None
 
 
 def _while(st: State, before: Region, after: Region, env: dict, mask: Any, carried: list, vec: list[bool]

@@ -4,7 +4,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # irb.py, the IR builder
 
@@ -55,3 +58,15 @@ def write_package(root: Path, package: str, kernels: dict[str, list[tuple[dict, 
                 "files": files, "kernels": entries}
     (adir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return adir
+
+
+@pytest.fixture
+def make_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """make_package(name, kernels, ...) -> the `_enigma/` dir; `tmp_path` is put on sys.path."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def make(name: str, kernels: dict[str, list[tuple[dict, dict]]] | None = None, **kw) -> Path:
+        if kernels is None:
+            kernels = {"vector_add": [vector_add_kernel()]}
+        return write_package(tmp_path, name, kernels, **kw)
+    return make

@@ -7,8 +7,11 @@ import sys
 import enigma_runtime
 import numpy as np
 import pytest
+import rt_fixtures
 from enigma_runtime import KernelNotFoundError, ManifestError, PackageNotFoundError
 from rt_fixtures import vector_add_kernel
+
+make_package = rt_fixtures.make_package  # the fixture
 
 
 def _manifest(adir):

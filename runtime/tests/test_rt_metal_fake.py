@@ -12,9 +12,12 @@ import types
 import enigma_runtime
 import numpy as np
 import pytest
+import rt_fixtures
 from enigma_runtime import Kernel, MetalError
 from enigma_runtime import metal as rt_metal
 from rt_fixtures import vector_add_kernel
+
+make_package = rt_fixtures.make_package  # the fixture
 
 
 class FakeBuffer:

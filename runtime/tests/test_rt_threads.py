@@ -5,7 +5,10 @@ import threading
 
 import enigma_runtime
 import numpy as np
+import rt_fixtures
 from rt_fixtures import vector_add_kernel
+
+make_package = rt_fixtures.make_package  # the fixture
 
 
 def test_concurrent_load_and_launch(make_package):
