@@ -2,7 +2,8 @@
 (ir.SIDE_EFFECTS). Control flow: an unused result of `if` is dropped with its yields; an unused carried
 value of `for` is dropped when nothing live in the body depends on it; an `if`/`for` whose regions have
 no effect and whose results are all unused is removed (a `for` over a range always terminates). A `while`
-is kept whole (it may not terminate; its carried values feed its condition)."""
+is always kept (it may not terminate); its unused results and the carried values nothing live needs are
+dropped."""
 from __future__ import annotations
 
 from enigma import ir
@@ -69,15 +70,26 @@ def _control(op: ir.Op, live: set[int]) -> ir.Op | None:
         live.update(v.id for v in operands)
         return ir.Op("for", operands, [r for r, k in zip(op.results, keep) if k], op.attrs,
                      [ir.Block(args, swept.ops)], op.line)
-    # while: keep everything it computes, sweep dead pure ops inside its regions
+    # while: always kept (it may not terminate). Its condition values (results, after-region args) and
+    # its carried values (before-region args, yields) are dropped when nothing live depends on them.
     before, after = op.regions
-    inner = set(live)
-    after2 = _sweep(after, inner, None)
-    before2 = _sweep(before, inner, None)
+    keep_res, keep_carry = list(used), [False] * len(before.args)
+    while True:
+        inner = set(live)
+        after2 = _sweep(after, inner, keep_carry)
+        res = [k or a.id in inner for k, a in zip(keep_res, after.args)]
+        before2 = _sweep(before, inner, res)
+        carry = [k or a.id in inner for k, a in zip(keep_carry, before.args)]
+        if (res, carry) == (keep_res, keep_carry):
+            break
+        keep_res, keep_carry = res, carry
     live |= inner
-    live.update(v.id for v in op.operands)
-    return ir.Op("while", op.operands, op.results, op.attrs, [before2, after2], op.line)
-
+    operands = [v for v, k in zip(op.operands, keep_carry) if k]
+    live.update(v.id for v in operands)
+    before2.args = [a for a, k in zip(before.args, keep_carry) if k]
+    after2.args = [a for a, k in zip(after.args, keep_res) if k]
+    return ir.Op("while", operands, [r for r, k in zip(op.results, keep_res) if k], op.attrs,
+                 [before2, after2], op.line)
 
 def dce(kernel: ir.Kernel) -> ir.Kernel:
     return with_body(kernel, _sweep(kernel.body, set(), None))

@@ -208,3 +208,27 @@ def test_zoo_results_unchanged_by_passes(entry):
     want = entry.reference(*entry.kernel_args(inputs))
     for got, ref in zip(outs[1], want):
         np.testing.assert_allclose(got, ref, rtol=entry.rtol, atol=entry.atol)
+
+
+def test_dce_drops_while_values_nothing_needs():
+    def body(b):
+        n = b.val("param", type=I32, name="n")
+        x, junk, total = while_(
+            b, [n, b.const(1.0, F32), b.const(0, I32)],
+            lambda r, x, j, t: [r.val("gt", x, r.const(0, I32)), x, j, t],
+            lambda r, x, j, t: [r.val("sub", x, r.const(1, I32)), r.val("mul", j, r.const(2.0, F32)),
+                                r.val("add", t, x)])
+        b.op("store", [b.const(0, I32), b.val("cast", total, type=F32)], attrs={"tensor": "m"})
+    k = kernel("w", [tensor("m", access="write"), handir.scalar("n")], body)
+    out = dce(k)
+    loop = next(op for op in out.body.ops if op.name == "while")
+    assert [v.type for v in loop.results] == [I32, I32]  # x (feeds the condition and total), total
+    assert len(loop.operands) == 2 and len(loop.regions[0].args) == 2 and len(loop.regions[1].args) == 2
+    assert "mul" not in ops(out)  # junk is gone
+    assert len(loop.regions[0].ops[-1].operands) == 3 and len(loop.regions[1].ops[-1].operands) == 2
+    from enigma_runtime import Kernel
+    for kk in (k, out):  # same result on the CPU executor
+        sig = portable.signature(kk, block=[1, 1, 1], grid=[1, 1, 1])
+        m = np.zeros(1, np.float32)
+        Kernel.from_spec(sig, portable.ir_to_json(kk), msl.emit(kk))(m, np.int32(4), device="cpu")
+        assert m[0] == 4 + 3 + 2 + 1
