@@ -243,10 +243,10 @@ def local_tile(tensor: Any, tiler: Any, coord: Any, proj: Any = None) -> LayoutT
     if proj is not None:
         tiler, coord = _unwrap1(dice(proj, tiler)), _unwrap1(dice(proj, coord))
     t = zipped_divide(_as_layout_tensor(tensor), tiler)
-    r0, r1 = _rank_of(t.layout[0]), _rank_of(t.layout[1])
+    r1 = _rank_of(t.layout[1])
     if isinstance(coord, tuple) and len(coord) < r1:
         coord = (*coord, *([None] * (r1 - len(coord))))
-    return t[(tuple([None] * r0) if r0 > 1 else None, coord)]
+    return t[(_all_modes(t.layout[0]), coord)]
 
 
 def local_partition(tensor: Any, thr_layout: Any, index: Any, proj: Any = None) -> LayoutTensor:
@@ -268,8 +268,13 @@ def local_partition(tensor: Any, thr_layout: Any, index: Any, proj: Any = None) 
         crd = tuple(crd2idx(c, s) if isinstance(c, tuple) else c for c, s in zip(hier, shape)) \
             if isinstance(shape, tuple) else (crd2idx(hier, shape) if isinstance(hier, tuple) else hier)
     t = zipped_divide(_as_layout_tensor(tensor), tiler)
-    r1 = _rank_of(t.layout[1])
-    return t[(crd, tuple([None] * r1) if r1 > 1 else None)]
+    return t[(crd, _all_modes(t.layout[1]))]
+
+
+def _all_modes(layout: Layout) -> Any:
+    """The slice keeping every top-level mode of `layout` as a mode of the result (one None per mode:
+    like pycute's tiled_divide, a rank-1 tuple mode is unpacked; C++ CuTe's repeat<1>(_) keeps it)."""
+    return tuple([None] * len(layout.shape)) if isinstance(layout.shape, tuple) else None
 
 
 def _rank_of(layout: Layout) -> int:

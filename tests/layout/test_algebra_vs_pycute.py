@@ -366,9 +366,9 @@ def _divisors(n):
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def _repeat_none(n):
-    """CuTe's repeat<N>(_): the bare underscore for N == 1 (the mode is kept whole), else a tuple."""
-    return None if n == 1 else tuple([None] * n)
+def _all_modes(mode):
+    """Slice keeping every top-level mode of `mode` (unpacked, as pycute's tiled_divide does)."""
+    return tuple([None] * len(mode.shape)) if isinstance(mode.shape, tuple) else None
 
 
 class _Memory:
@@ -395,7 +395,7 @@ def test_local_tile_and_local_partition(a, data):
     # local_tile: keep the tile, index the rest modes (some kept with None)
     coord = tuple(data.draw(st.one_of(st.none(), st.integers(0, P.size(z[1][i]) - 1)))
                   for i in range(len(tiler)))
-    crd = (_repeat_none(len(tiler)), coord)
+    crd = (_all_modes(z[0]), coord)
     want, off = P.slice_and_offset(crd, z)
     got = L.local_tile(t, tiler, coord)
     same(want, got.layout)
@@ -405,7 +405,7 @@ def test_local_tile_and_local_partition(a, data):
     thr = P.Layout(tiler, tuple(reversed(thr.stride)))
     tid = data.draw(st.integers(0, P.size(thr) - 1))
     tcrd = tuple(P.idx2crd(tid, thr.shape, thr.stride))
-    want, off = P.slice_and_offset((tcrd, _repeat_none(len(z[1]))), z)
+    want, off = P.slice_and_offset((tcrd, _all_modes(z[1])), z)
     got = L.local_partition(t, L.make_layout(thr.shape, thr.stride), tid)
     same(want, got.layout)
     assert got.offset == off
