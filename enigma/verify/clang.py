@@ -148,12 +148,13 @@ def runtime_library() -> Path:
 def _pch() -> Path | None:
     """A precompiled header of <metal_stdlib> (cuts the per-kernel compile time); None if unsupported."""
     clang = find_clang()
-    out = cache_dir() / f"metal_stdlib_{_key(shim_digest(), clang.version, ' '.join(MSL_FLAGS))}.pch"
+    key = _key(shim_digest(), clang.version, " ".join(MSL_FLAGS + OPT_FLAGS))
+    out = cache_dir() / f"metal_stdlib_{key}.pch"
     if out.exists():
         return out
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         t = Path(tmp)
-        cmd = [*clang.argv, *MSL_FLAGS, "-Xclang", "-emit-pch", "-fPIC", "-I", str(INCLUDE_DIR), "-c",
+        cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, "-Xclang", "-emit-pch", "-I", str(INCLUDE_DIR), "-c",
                str(INCLUDE_DIR / "metal_stdlib"), "-o", str(t / "h.pch")]
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=t)
         if r.returncode != 0:
