@@ -11,6 +11,7 @@ conditions") rather than checked at launch.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,7 +117,7 @@ def kernel_conditions(kernel: Any) -> list[Condition]:
     return list(_conditions.get(kernel.body, []))
 
 
-_EVAL = {
+_EVAL: dict[str, Callable[[Any, Any], Any]] = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
     "floordiv": lambda a, b: a // b, "mod": lambda a, b: a % b, "min": min, "max": max,
     "ceil_div": lambda a, b: -(-a // b), "ge": lambda a, b: a >= b, "gt": lambda a, b: a > b,

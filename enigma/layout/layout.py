@@ -130,7 +130,7 @@ def make_layout(*args: Any, stride: IntTuple | None = None) -> Layout:
     if len(args) == 1 and isinstance(args[0], (list,)) and all(isinstance(a, Layout) for a in args[0]):
         return make_layout(*args[0])
     if len(args) == 2 and stride is None and not isinstance(args[1], Layout):
-        args, stride = args[:1], args[1]
+        return Layout(args[0], args[1])
     if len(args) != 1:
         raise TypeError("make_layout(shape, stride=None) or make_layout(layout, layout, ...)")
     return Layout(args[0], stride)
