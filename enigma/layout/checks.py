@@ -5,8 +5,9 @@ CuTe checks divisibility and bounds statically when it can and silently skips th
 trace time (a `LayoutError`, an `EnigmaError` at the user's line, when it fails); a condition on
 traced values is recorded as a `Condition` (the traced bool, what it means, the user's file:line)
 with the kernel being traced: `conditions()` while tracing, `kernel_conditions(ir_kernel)` after.
-The artifact format has no place for them yet, so they are documented (docs/layout.md, "Run-time
-conditions") rather than checked at launch.
+The artifact format has no place for them yet, so the runtime does not check them at launch;
+`check_conditions(kernel, *args)` evaluates them for concrete arguments (docs/layout.md, "Run-time
+conditions").
 """
 from __future__ import annotations
 
