@@ -31,6 +31,12 @@ def register_threadgroup_arrays(src: str) -> str:
     fills it with 0xFF before every threadgroup, and lets its address escape, so that clang cannot
     assume a never-written element reads as undefined (and fold it away)."""
     code = strip_comments(src)
+    # `[[kernel]] void f(...)` is Metal's attribute spelling of `kernel`: OpenCL needs the keyword
+    # (threadgroup variables are only allowed in kernels); same length, so columns stay.
+    for m in reversed(list(re.finditer(r"\[\[\s*kernel\s*\]\]", code))):
+        word = "kernel".ljust(m.end() - m.start())
+        src = src[:m.start()] + word + src[m.end():]
+        code = code[:m.start()] + word + code[m.end():]
     out, last = [], 0
     for m in _TG_DECL.finditer(code):
         out.append(src[last:m.end()])

@@ -113,3 +113,17 @@ def test_find_clang_env_and_cache(monkeypatch, tmp_path):
     assert clang.compile_kernel_library(src) == lib  # cached by content
     assert clang.compile_kernel_library(src.replace("= 1", "= 2")) != lib
     assert not list((tmp_path / "cache").glob("tmp*"))  # temporary build directories are gone
+
+
+def test_no_clang_error_says_how_to_get_one(monkeypatch):
+    import sys
+
+    monkeypatch.delenv("ENIGMA_CLANG", raising=False)
+    monkeypatch.setattr(clang, "CANDIDATES", ("enigma-no-such-clang++",))
+    monkeypatch.setitem(sys.modules, "ziglang", None)  # `import ziglang` fails
+    clang.find_clang.cache_clear()
+    try:
+        with pytest.raises(clang.ClangNotFound, match=r"apt-get install clang-19.*pip install ziglang"):
+            clang.find_clang()
+    finally:
+        clang.find_clang.cache_clear()

@@ -350,3 +350,14 @@ def test_integer_bit_functions_and_packed_vectors():
     np.testing.assert_array_equal(s[:, 1], np.full(4, 0x50000000))
     np.testing.assert_array_equal(s[:, 2], np.full(4, 1 + 63))
     np.testing.assert_array_equal(p.reshape(4, 3), np.arange(12, dtype=np.float32).reshape(4, 3)[:, ::-1] + 1)
+
+
+def test_kernel_attribute_spelling_and_half_literals():
+    src = H + """[[kernel]] void k(device half* a [[buffer(0)]], uint t [[thread_position_in_grid]]) {
+    threadgroup half tmp[4];
+    tmp[t] = a[t] * 2.0h;
+    a[t] = tmp[t] + 0.5h;
+}"""
+    a = np.arange(4, dtype=np.float16)
+    run_msl(src, a, grid=1, block=4)
+    np.testing.assert_array_equal(a, [0.5, 2.5, 4.5, 6.5])
