@@ -113,9 +113,19 @@ def conditions() -> list[Condition]:
     return list(_store())
 
 
+def _traced(kernel: Any) -> Any:
+    """The traced ir.Kernel of an ir.Kernel, a frontend Launch or an enigma.compile result."""
+    if hasattr(kernel, "launch"):  # CompiledKernel
+        kernel = kernel.launch
+    if not hasattr(kernel, "body") and hasattr(kernel, "kernel"):  # Launch
+        kernel = kernel.kernel
+    return kernel
+
+
 def kernel_conditions(kernel: Any) -> list[Condition]:
-    """The run-time conditions the layouts of a traced kernel (an `enigma.ir.Kernel`) rely on."""
-    return list(_conditions.get(kernel.body, []))
+    """The run-time conditions the layouts of a kernel rely on: `kernel` is a traced `enigma.ir.Kernel`
+    (`my_kernel.trace()`) or what `enigma.compile` returned."""
+    return list(_conditions.get(_traced(kernel).body, []))
 
 
 _EVAL: dict[str, Callable[[Any, Any], Any]] = {
@@ -143,10 +153,11 @@ def evaluate(expr: Any, args: dict[str, Any]) -> Any:
 
 
 def check_conditions(kernel: Any, *args: Any) -> list[Condition]:
-    """Check a traced kernel's run-time layout conditions for concrete launch arguments (in the
+    """Check a kernel's (traced, or compiled) run-time layout conditions for concrete arguments (in the
     kernel's argument order: arrays and scalars). Raises LayoutError, at the kernel line that needs the
     condition, for the first that fails; returns the conditions that could not be checked (their
     expression depends on more than sizes and scalars)."""
+    kernel = _traced(kernel)
     if len(args) != len(kernel.args):
         raise TypeError(f"{kernel.name} takes {len(kernel.args)} arguments, got {len(args)}")
     named = {a.name: v for a, v in zip(kernel.args, args)}

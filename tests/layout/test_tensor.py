@@ -216,7 +216,11 @@ def test_dynamic_shapes_emit_index_arithmetic_and_record_conditions():
     with pytest.raises(enigma.EnigmaError, match=r"a.shape\[1\] >= 8") as ei:
         enigma.check_conditions(kernel, np.zeros((9, 5), np.float32), np.zeros((9, 5), np.float32))
     assert ei.value.file == __file__
-    src = enigma.compile(dyn_tile).metal_source
+    ck = enigma.compile(dyn_tile)
+    assert [c.text for c in enigma.kernel_conditions(ck)] == [c.text for c in conds]
+    with pytest.raises(enigma.EnigmaError, match=r"a.shape\[0\] >= 8"):
+        enigma.check_conditions(ck, np.zeros((7, 8), np.float32), np.zeros((7, 8), np.float32))
+    src = ck.metal_source
     assert "enigma_dims" in src  # strides read at run time
     a = np.arange(19 * 13, dtype=np.float32).reshape(19, 13)
     c = np.zeros_like(a)
