@@ -86,6 +86,7 @@ class Geo:
         self.gid = self.ar[0] * (gy * gx) + self.ar[1] * gx + self.ar[2]
         bz, by, bx = self.full[3:]
         self.ltid = (self.ar[3] * (by * bx) + self.ar[4] * bx + self.ar[5])  # linear thread id in group
+        self.spans: dict[tuple[int, ...], tuple[int, int]] = {}  # Aff coefficients -> (min, max) offsets
 
     def lane(self, flat_pos: int) -> str:
         """'thread (x, y, z) of threadgroup (x, y, z)' for a position in the C-order thread space."""
@@ -103,16 +104,16 @@ class Aff:
 
     def range(self) -> tuple[int, int]:
         if self._range is None:
-            self._range = self._compute_range()
+            spans = self.geo.spans.get(self.k)
+            if spans is None:  # the coefficients repeat across loop iterations; only c changes
+                lo = hi = 0
+                for ki, n in zip(self.k, self.geo.full):
+                    if ki and n > 1:
+                        span = ki * (n - 1)
+                        lo, hi = lo + min(0, span), hi + max(0, span)
+                spans = self.geo.spans[self.k] = (lo, hi)
+            self._range = (self.c + spans[0], self.c + spans[1])
         return self._range
-
-    def _compute_range(self) -> tuple[int, int]:
-        lo = hi = self.c
-        for ki, n in zip(self.k, self.geo.full):
-            if ki and n > 1:
-                span = ki * (n - 1)
-                lo, hi = lo + min(0, span), hi + max(0, span)
-        return lo, hi
 
     def exact(self) -> bool:
         """No lane wraps around int32, so the affine form is the value itself."""
@@ -134,7 +135,7 @@ def _mk_aff(c: int, k: tuple[int, ...], geo: Geo) -> Any:
     """An Aff, or a uniform int32 when no coefficient is left; k is 0 on axes of length 1."""
     if not any(k):
         return np.int32(_wrap32(c))
-    if any(x < -(2**31) or x >= 2**31 for x in k):
+    if max(k) >= 2**31 or min(k) < -(2**31):
         k = tuple(_wrap32(x) for x in k)
         if not any(k):
             return np.int32(_wrap32(c))
@@ -267,6 +268,33 @@ def _fix(out: Any, want: np.dtype, bf16: bool) -> Any:
     if out.dtype != want:
         return out.astype(want)
     return out
+
+
+_OUTER: dict[tuple, tuple[str, tuple[int, ...]] | None] = {}
+
+
+def _outer_mul(a: Any, b: Any) -> np.ndarray | None:
+    """a * b for float32 operands that vary along different thread axes (neither has the result's
+    shape): numpy's broadcasting loops are slow there, einsum's outer product is not. None otherwise."""
+    if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != np.float32 or b.dtype != a.dtype:
+        return None
+    key = (a.shape, b.shape)
+    plan = _OUTER.get(key, False)
+    if plan is False:
+        plan = None
+        if a.ndim == b.ndim:
+            shape = np.broadcast_shapes(a.shape, b.shape)
+            if shape not in key and np.prod(shape) >= 4096:
+                letters = "abcdefghijklmnop"
+                sa = "".join(letters[i] for i, n in enumerate(a.shape) if n > 1)
+                sb = "".join(letters[i] for i, n in enumerate(b.shape) if n > 1)
+                so = "".join(letters[i] for i, n in enumerate(shape) if n > 1)
+                plan = (f"{sa},{sb}->{so}", shape)
+        _OUTER[key] = plan
+    if plan is None:
+        return None
+    squeeze = lambda x: x.reshape([n for n in x.shape if n > 1])  # noqa: E731
+    return np.einsum(plan[0], squeeze(a), squeeze(b)).reshape(plan[1])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -458,6 +486,8 @@ class Plan:
                 if r is not None:
                     return r
                 a, b = _mat(a), _mat(b)
+            if name == "mul" and (r := _outer_mul(a, b)) is not None:
+                return _fix(r, want, bf16)
             fn = fl if a.dtype.kind == "f" else fi
             return _fix(fn(a, b), want, bf16)
         return run
@@ -494,7 +524,10 @@ class Plan:
         want, bf16 = _value_dtype(dt), dt.name == "bfloat16"
 
         def run(st, env, mask):
-            p = np.multiply(_mat(env[a_id]), _mat(env[b_id]))
+            a, b = _mat(env[a_id]), _mat(env[b_id])
+            p = _outer_mul(a, b)
+            if p is None:
+                p = np.multiply(a, b)
             c = _mat(env[c_id])
             if np.ndim(p) and p.shape == np.broadcast_shapes(p.shape, np.shape(c)):
                 env[out] = _fix(np.add(p, c, out=p), want, bf16)
