@@ -57,7 +57,7 @@ def evaluate(expr: Any, sizes: Mapping[str, int], shapes: Mapping[str, Sequence[
                 and isinstance(node[1], int) and not isinstance(node[1], bool)):
             raise GridError(f"grid expression node {expr!r}: 'dim' takes [tensor name, axis]")
         name, axis = node
-        if name not in shapes or not -len(shapes[name]) <= axis < len(shapes[name]):
+        if name not in shapes or not 0 <= axis < len(shapes[name]):
             raise GridError(f"grid expression node {expr!r}: no tensor argument {name!r} with axis {axis}")
         return int(shapes[name][axis])
     if len(expr) == 1 and "arg" in expr:

@@ -260,3 +260,15 @@ def test_default_device_is_metal_on_macos_when_available(fake_metal, monkeypatch
     assert default_device() == "metal"
     monkeypatch.setenv("ENIGMA_DEVICE", "cpu")
     assert default_device() == "cpu"
+
+
+def test_scalars_are_passed_as_their_dtype_bytes(fake_metal):
+    from irb import kernel, scalar, tensor
+    args = [scalar("h", "bfloat16"), scalar("f", "float16"), scalar("flag", "bool"), scalar("u", "uint8"),
+            tensor("x", "float32", [4], "write")]
+    spec, ir = kernel("scalars", args, lambda b: None, block=(4, 1, 1), grid=[1, 1, 1])
+    fake_metal.source_functions = [spec["kernel_name"]]
+    Kernel.from_spec(spec, ir, "src")(1.5, 0.25, True, 200, np.zeros(4, np.float32), device="metal")
+    (_, _, _, buffers, byts), = fake_metal.dispatches
+    assert byts == {0: np.uint16(0x3FC0).tobytes(), 1: np.float16(0.25).tobytes(), 2: b"\x01", 3: b"\xc8"}
+    assert sorted(buffers) == [4] and spec["dims_buffer"] is None
