@@ -29,7 +29,8 @@ def test_evaluate(expr, want):
 
 @pytest.mark.parametrize("expr, problem", [
     ({"sym": "q"}, "symbolic size 'q'"), ({"dim": ["b", 0]}, "no tensor argument 'b'"),
-    ({"dim": ["a", 2]}, "with axis 2"), ({"dim": ["a", -1]}, "with axis -1"), ({"arg": "zz"}, "no scalar argument 'zz'"),
+    ({"dim": ["a", 2]}, "with axis 2"), ({"dim": ["a", -1]}, "with axis -1"),
+    ({"arg": "zz"}, "no scalar argument 'zz'"),
     ({"arg": "f"}, "not an integer"), (op("pow", 2, 3), "unknown op 'pow'"),
     ({"op": "add", "args": [1]}, "two expressions"), (op("floordiv", 1, 0), "division by zero"),
     ({"lambda": "x"}, "unknown grid expression node"), ("n", "not an int or an object"),
