@@ -123,15 +123,20 @@ def compare(spec: Mapping[str, Any], got: Sequence[Any], want: Sequence[Any]) ->
         bad = err > atol + rtol * np.abs(wf)
         if bad.any() and ok:
             i = np.unravel_index(int(np.argmax(bad)), bad.shape)
-            ok, where = False, (f"{a['name']}{list(i)}: Metal-on-CPU {gf[i]!r}, CPU executor {wf[i]!r} "
+            ok, where = False, (f"{a['name']}{[int(k) for k in i]}: {float(gf[i])!r} vs {float(wf[i])!r} "
                                 f"({int(bad.sum())} of {bad.size} elements differ)")
     return ok, worst, where
 
 
 def check_kernels(kernels: Iterable[Any], *, seed: int = 0, size: int | None = None,
                   sizes: Mapping[str, int] | None = None, scalars: Mapping[str, Any] | None = None,
-                  schedule: str = "random", compare_cpu: bool = True) -> list[CheckRow]:
-    """Check each kernel (CompiledKernel, enigma_build Record, or a (spec, ir, metal_source) tuple)."""
+                  schedule: str = "random", compare_cpu: bool = True, race_check: bool = True
+                  ) -> list[CheckRow]:
+    """Check each kernel (CompiledKernel, enigma_build Record, or a (spec, ir, metal_source) tuple).
+
+    Besides the comparison with the CPU executor: the threadgroup memory the Metal source declares
+    must equal the signature's `threadgroup_memory`, and (race_check) a second run with the threads
+    in another order must give the same results (else a barrier is missing or threads race)."""
     rows = []
     for it in _items(kernels):
         rng = np.random.default_rng(seed)
@@ -141,12 +146,30 @@ def check_kernels(kernels: Iterable[Any], *, seed: int = 0, size: int | None = N
             t_compile = time.perf_counter() - t0
             inputs = make_inputs(it.spec, rng, sizes, scalars, size)
             got = [x.copy() if isinstance(x, np.ndarray) else x for x in inputs]
-            run_spec(it.spec, it.metal, *got, schedule=schedule, seed=seed)
+            prog = run_spec(it.spec, it.metal, *got, schedule=schedule, seed=seed)
             seconds = time.perf_counter() - t0
+            other = "reverse" if schedule != "reverse" else "forward"
+            again = [x.copy() if isinstance(x, np.ndarray) else x for x in inputs]
+            if race_check:
+                run_spec(it.spec, it.metal, *again, schedule=other, seed=seed + 1)
         except Exception as e:  # noqa: BLE001 (every failure becomes a row)
             rows.append(CheckRow(it.name, it.spec.get("kernel_name", "?"), False, float("nan"),
                                  time.perf_counter() - t0, 0.0, f"{type(e).__name__}: {e}"))
             continue
+        declared = it.spec.get("threadgroup_memory")
+        actual = prog.threadgroup_memory
+        if declared is not None and actual is not None and declared != actual:
+            rows.append(CheckRow(it.name, it.spec["kernel_name"], False, float("nan"), seconds, t_compile,
+                                 f"the signature says threadgroup_memory={declared} bytes but the Metal "
+                                 f"source declares {actual}"))
+            continue
+        if race_check:
+            ok, err, where = compare(it.spec, got, again)
+            if not ok:
+                rows.append(CheckRow(it.name, it.spec["kernel_name"], False, err, seconds, t_compile,
+                                     f"results depend on the thread order ({schedule} vs {other} schedule: a "
+                                     f"missing barrier or a race between threads): {where}"))
+                continue
         if not compare_cpu or it.ir is None:
             rows.append(CheckRow(it.name, it.spec["kernel_name"], True, 0.0, seconds, t_compile,
                                  "ran (no CPU-executor comparison)"))
@@ -162,6 +185,7 @@ def check_kernels(kernels: Iterable[Any], *, seed: int = 0, size: int | None = N
                                  f"CPU executor failed: {type(e).__name__}: {e}"))
             continue
         ok, err, where = compare(it.spec, got, want)
+        where = f"Metal on CPU vs CPU executor: {where}" if where else ""
         rows.append(CheckRow(it.name, it.spec["kernel_name"], ok, err, seconds, t_compile, where))
     return rows
 

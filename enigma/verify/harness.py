@@ -51,7 +51,8 @@ class _Err(ctypes.Structure):
                 ("have_thread", ctypes.c_int32), ("tid", ctypes.c_uint32 * 3), ("gid", ctypes.c_uint32 * 3),
                 ("addr", ctypes.c_uint64), ("rip", ctypes.c_uint64), ("so_base", ctypes.c_uint64),
                 ("buffer", ctypes.c_int32), ("sig", ctypes.c_int32), ("offset", ctypes.c_int64),
-                ("so_path", ctypes.c_char * 512), ("msg", ctypes.c_char * 2048)]
+                ("so_path", ctypes.c_char * 512), ("msg", ctypes.c_char * 2048),
+                ("tg_bytes", ctypes.c_uint64)]
 
 
 _lock = threading.RLock()
@@ -105,6 +106,7 @@ class MslProgram:
         rt = _runtime()
         self._lib = ctypes.CDLL(str(self.library))
         self._entry = ctypes.cast(self._lib.enigma_entry, ctypes.c_void_p).value
+        self.threadgroup_memory: int | None = None  # bytes of threadgroup variables, known after a run
         self._rt = rt
 
     @property
@@ -173,6 +175,7 @@ class MslProgram:
                                  int(isolate), float(timeout), ctypes.byref(err))
             if code:
                 raise self._error(code, err, bufs)
+            self.threadgroup_memory = int(err.tg_bytes)
             for b in bufs:
                 off = rt.enigma_buf_check(b.slot)
                 if off != -(2**63):
@@ -342,14 +345,17 @@ def launch_dims(spec: Mapping[str, Any], args: Sequence[Any], grid: Any, block: 
 
 
 def run_spec(spec: Mapping[str, Any], metal_source: str, *args: Any, grid: Any = None, block: Any = None,
-             schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0) -> None:
-    """Run the kernel described by signature `spec` and its Metal source on `args` (argument order)."""
+             schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0
+             ) -> MslProgram:
+    """Run the kernel described by signature `spec` and its Metal source on `args` (argument order);
+    returns the loaded program (e.g. its `threadgroup_memory` as declared by the source)."""
     bufs = bind_signature(spec, args)
     grid, block = launch_dims(spec, args, grid, block)
     file = f"{spec['kernel_name']}.metal"
     try:
         prog = compile_msl(metal_source, spec["kernel_name"], file)
         prog.run(bufs, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate, timeout=timeout)
+        return prog
     except (KernelError, _clang.CompileError, MslError) as e:
         note = _python_origin(e, metal_source, file, spec)
         if note:

@@ -68,7 +68,7 @@ def test_check_reports_a_disagreement_and_a_failure(built_package, tmp_path, cap
     assert check.main([str(pkg)]) == 1
     out = capsys.readouterr().out
     rows = {line.split()[0]: line for line in out.splitlines()[1:-1] if line and not line.startswith(" ")}
-    assert rows["saxpy"].split()[1] == "NO" and "Metal-on-CPU" in rows["saxpy"]
+    assert rows["saxpy"].split()[1] == "NO" and "Metal on CPU vs CPU executor: y[" in rows["saxpy"]
     assert rows["vector_add[0]"].split()[1] == "NO" and "out-of-bounds write" in rows["vector_add[0]"]
     assert rows["softmax"].split()[1] == "yes"
 
@@ -127,3 +127,22 @@ def test_no_clang_error_says_how_to_get_one(monkeypatch):
             clang.find_clang()
     finally:
         clang.find_clang.cache_clear()
+
+
+def test_check_flags_races_and_threadgroup_memory_mismatch(built_package):
+    from enigma_runtime.manifest import read_manifest
+
+    man = read_manifest(built_package / "_enigma")
+    spec = dict(man.kernels["softmax"][0])
+    metal, ir = man.read_text(spec["metal"]), man.read_json(spec["ir"])
+    assert spec["threadgroup_memory"] > 0
+    ok = check.check_kernels([(spec, ir, metal)])[0]
+    assert ok.agree, ok.detail
+    wrong = dict(spec, threadgroup_memory=spec["threadgroup_memory"] + 16)
+    row = check.check_kernels([(wrong, ir, metal)])[0]
+    assert not row.agree and f"declares {spec['threadgroup_memory']}" in row.detail
+    # drop the barrier after the per-simdgroup partial results: the result now depends on the order
+    first = metal.index("threadgroup_barrier(")
+    racy = metal[:first] + "(void)0;" + metal[metal.index(";", first) + 1:]
+    row = check.check_kernels([(spec, ir, racy)], compare_cpu=False)[0]
+    assert not row.agree and "depend on the thread order" in row.detail, row.detail

@@ -51,6 +51,7 @@ struct ErrInfo {
   int64_t offset;  // byte offset from the buffer's data start
   char so_path[512];
   char msg[2048];
+  uint64_t tg_bytes;  // threadgroup memory the kernel declared (registered during the run)
 };
 
 // ---- guarded buffers ---------------------------------------------------------------------------
@@ -602,6 +603,7 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
         setitimer(ITIMER_REAL, &it, nullptr);
       }
       if (sigsetjmp(g_abort, 0) == 0) run_launch(L);
+      g_err->tg_bytes = g_tg_bytes;
       _exit(g_err->code);
     }
     // wait for the child; a watchdog kills it if its own timer did not end it
@@ -631,6 +633,7 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
       setitimer(ITIMER_REAL, &it, nullptr);
     }
     if (sigsetjmp(g_abort, 1) == 0) run_launch(L);
+    shared_err->tg_bytes = g_tg_bytes;
     struct itimerval off = {};
     setitimer(ITIMER_REAL, &off, nullptr);
     restore_handlers();
