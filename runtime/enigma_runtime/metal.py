@@ -50,16 +50,18 @@ class _Device:
         self.libraries: dict[tuple, Any] = {}
         self.pipelines: dict[tuple, Any] = {}
         self.lock = threading.Lock()
+        self.tmpdir: str | None = None
         self.notes: list[str] = []  # why a metallib was passed over for source (for error messages)
 
     def _library_from_metallib(self, data: bytes) -> Any:
-        digest = hashlib.sha256(data).hexdigest()
-        path = os.path.join(tempfile.gettempdir(), f"enigma-{digest[:32]}.metallib")
-        if not os.path.exists(path):  # load by file URL: NSData-backed libraries have crashed PyObjC
-            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
-            with open(tmp, "wb") as f:
+        # loaded by file URL (NSData-backed libraries have crashed PyObjC), from a private directory
+        # of this process, so nobody else can swap the file between the sha256 check and the load
+        if self.tmpdir is None:
+            self.tmpdir = tempfile.mkdtemp(prefix="enigma-metal-")
+        path = os.path.join(self.tmpdir, f"{hashlib.sha256(data).hexdigest()[:32]}.metallib")
+        if not os.path.exists(path):
+            with open(path, "wb") as f:
                 f.write(data)
-            os.replace(tmp, path)
         url = self.Foundation.NSURL.fileURLWithPath_(path)
         lib, err = self.device.newLibraryWithURL_error_(url, None)
         if lib is None:
