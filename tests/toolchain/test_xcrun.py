@@ -106,3 +106,12 @@ def test_compile_error_in_source_is_reported(fake, tmp_path):
 def test_bad_source_names_are_refused(fake, tmp_path):
     with pytest.raises(ValueError, match="bad source name"):
         xcrun.build_metallib({"../evil": SRC}, tmp_path)
+
+
+def test_concurrent_compiles_share_one_cache_entry(fake, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    cache = tmp_path / "cache"
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: xcrun.compile_air(SRC, "k", cache), range(4)))
+    assert len(set(paths)) == 1 and paths[0].read_text().startswith("FAKE-AIR ")
+    assert [p.name for p in cache.iterdir()] == [paths[0].name]  # no temp files left behind
