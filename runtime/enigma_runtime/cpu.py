@@ -913,8 +913,6 @@ def _load(st: State, m: Memory, idx: Any, mask: Any, lanes: int, line: int, kind
     i = _checked_index(st, m, idx, mask, kind, line, lanes)
     if m.size == 0:
         return np.zeros(np.shape(i), _value_dtype(m.dt))
-    if m.shared and type(idx) is not Aff and np.ndim(i) < 6:
-        i = np.broadcast_to(i, np.broadcast_shapes(np.shape(i), st.geo.gid.shape))
     v = m.flat[i]
     return bf16_from_bits(v) if m.dt.name == "bfloat16" else v
 
