@@ -3,11 +3,10 @@ Random affine index expressions must give the same answers as a plain numpy refe
 from __future__ import annotations
 
 import numpy as np
+from enigma_runtime import Kernel, OutOfBoundsError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from irb import kernel, tensor
-
-from enigma_runtime import Kernel, OutOfBoundsError
 
 I = "int32"
 
