@@ -21,7 +21,7 @@ from .errors import ManifestError, PackageNotFoundError
 SCHEMA = 1
 IR_FORMAT, IR_VERSION = "enigma-ir", 1
 ARTIFACT_DIR = "_enigma"
-_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}\Z")
 
 
 def _closest(name: str, choices: list[str], n: int = 12) -> str:
@@ -189,7 +189,7 @@ class Manifest:
                                 f"or rebuild it with enigma-build") from None
         import hashlib
         digest = hashlib.sha256(data).hexdigest()
-        if digest != self.files[name]:
+        if digest != self.files[name].lower():
             raise ManifestError(f"{path}: sha256 mismatch (manifest {self.files[name][:16]}..., file "
                                 f"{digest[:16]}...): the file changed after the build; reinstall the package "
                                 f"or rebuild it with enigma-build")
