@@ -1,4 +1,4 @@
-"""The backend-agnostic build: discover -> compile (in parallel, cached) -> render artifacts -> report.
+"""The backend-agnostic build: discover -> compile (cached; .air files in parallel) -> render -> report.
 
 The adapters (hatch.py, setuptools.py) and the CLI only decide where the files go.
 
@@ -73,7 +73,7 @@ class BuildResult:
 
 
 # ---------------------------------------------------------------------------------------------------
-# compile one kernel (runs in a worker)
+# compile one kernel
 
 def _relativise(rec: Record, f: Found) -> Record:
     """Build-directory independent records: the user's file as `pkg/module.py`, never an absolute path."""
@@ -228,7 +228,12 @@ def _metallib(records: list[Record], settings: Settings) -> bytes:
     toolchain module under cache_dir/air), linked into one .metallib."""
     from enigma.toolchain import xcrun
     air_cache = settings.cache_dir / "air"
-    xcrun.metal_version()  # probe once, before the threads
+    try:
+        xcrun.metal_version()  # probe once, before the threads
+    except xcrun.XcrunError as e:
+        raise BuildError(f"{e}\n  or build without a .metallib (the runtime then compiles the shipped "
+                         f"Metal source on the Mac): ENIGMA_EMIT_ONLY=1, or emit-only = true in "
+                         f"[tool.enigma]") from e
 
     def air(r: Record) -> Path:
         return xcrun.compile_air(r.metal_source, r.kernel_name, air_cache, msl_version=settings.msl_version,

@@ -55,6 +55,16 @@ class EnigmaBuildHook(BuildHookInterface):
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
 
+    def clean(self, versions: list[str]) -> None:
+        """`hatch clean`: remove the artifacts editable builds wrote into the source tree."""
+        try:
+            settings = config.load(self.root)
+            packages = discover.find_packages(settings, self._package_hints())
+        except (config.ConfigError, discover.DiscoveryError):
+            return
+        for p in packages:
+            shutil.rmtree(p.path / "_enigma", ignore_errors=True)
+
     def _package_hints(self) -> list[str]:
         """The wheel target's `packages` option, when the author set it."""
         try:

@@ -182,3 +182,13 @@ def test_jit_launchers_and_import_styles(tmp_path):
     x, y = np.arange(100, dtype=np.float32), np.zeros(100, np.float32)
     k(x, y, np.int32(100), device="cpu")
     np.testing.assert_array_equal(y, x + 1)
+
+
+def test_hatch_clean_removes_editable_artifacts(example_copy, tmp_path):
+    from hatchling.builders.wheel import WheelBuilder
+    no_editables(example_copy)
+    hatch_build(example_copy, tmp_path / "dist", version="editable")
+    assert (example_copy / "src/example_pkg/_enigma").is_dir()
+    list(WheelBuilder(str(example_copy)).build(directory=str(tmp_path / "dist"), versions=["editable"],
+                                               clean_only=True))
+    assert not (example_copy / "src/example_pkg/_enigma").exists()
