@@ -24,7 +24,7 @@ import numpy as np
 
 from enigma.verify import clang as _clang
 from enigma.verify.msl import KernelSig, MslError, parse_kernel
-from enigma.verify.wrapper import entry_source, register_threadgroup_arrays
+from enigma.verify.wrapper import ThreadgroupVar, entry_source, prepare_source
 
 SCHEDULES = {"forward": 0, "reverse": 1, "random": 2}
 MAX_THREADS_PER_GROUP = 1024
@@ -35,6 +35,12 @@ MSL_NUMPY = {
     "long": np.int64, "ulong": np.uint64, "int32_t": np.int32, "uint32_t": np.uint32,
     "atomic_int": np.int32, "atomic_uint": np.uint32, "atomic_float": np.float32,
 }
+
+
+MSL_SIZES = {n: np.dtype(t).itemsize for n, t in MSL_NUMPY.items()}
+MSL_SIZES.update({f"{n}{k}": MSL_SIZES[n] * (4 if k == 3 else k)  # a 3-vector is padded to 4 lanes
+                  for n in ("float", "half", "int", "uint", "short", "ushort", "char", "uchar")
+                  for k in (2, 3, 4)})
 
 
 class KernelError(RuntimeError):
@@ -52,7 +58,8 @@ class _Err(ctypes.Structure):
                 ("addr", ctypes.c_uint64), ("rip", ctypes.c_uint64), ("so_base", ctypes.c_uint64),
                 ("buffer", ctypes.c_int32), ("sig", ctypes.c_int32), ("offset", ctypes.c_int64),
                 ("so_path", ctypes.c_char * 512), ("msg", ctypes.c_char * 2048),
-                ("tg_bytes", ctypes.c_uint64)]
+                ("tg_bytes", ctypes.c_uint64), ("tg_var", ctypes.c_int32), ("pad_", ctypes.c_int32),
+                ("tg_size", ctypes.c_uint64)]
 
 
 _lock = threading.RLock()
@@ -101,7 +108,8 @@ class MslProgram:
     def __init__(self, source: str, name: str | None = None, file: str = "kernel.metal") -> None:
         self.source, self.file = source, file
         self.sig: KernelSig = parse_kernel(source, name, file)
-        full = register_threadgroup_arrays(source) + entry_source(self.sig, file)
+        prepared, self.threadgroup_vars = prepare_source(source)
+        full = prepared + entry_source(self.sig, file)
         self.library = _clang.compile_kernel_library(full, file_name=file)
         rt = _runtime()
         self._lib = ctypes.CDLL(str(self.library))
@@ -198,6 +206,13 @@ class MslProgram:
                 f"byte offset {off}, element {elem}, but the buffer holds {b.nbytes // b.itemsize} elements "
                 f"({b.nbytes} bytes)").replace("  ", " ")
 
+    def _tg_oob_text(self, v: ThreadgroupVar, off: int, size: int, is_write: bool) -> str:
+        itemsize = MSL_SIZES.get(v.type.replace("metal::", ""))
+        elem = f", element {off // itemsize} of {size // itemsize}" if itemsize and off >= 0 else ""
+        return (f"out-of-bounds {'write' if is_write else 'read'} access to threadgroup array {v.name} "
+                f"(`threadgroup {v.type} {v.name}{v.dims}`, declared at line {v.line}): byte offset "
+                f"{off}{elem} ({size} bytes)")
+
     def _error(self, code: int, e: _Err, bufs: list[_Buffer]) -> Exception:
         thread = tuple(e.tid) if e.have_thread else None
         group = tuple(e.gid) if e.have_thread else None
@@ -217,6 +232,9 @@ class MslProgram:
             b = next((b for b in bufs if b.slot == e.buffer), None)
             if b is not None:
                 text = self._oob_text(b, e.offset, bool(e.is_write))
+            elif 0 <= e.tg_var < len(self.threadgroup_vars):
+                text = self._tg_oob_text(self.threadgroup_vars[e.tg_var], e.offset, int(e.tg_size),
+                                         bool(e.is_write))
             elif msg:
                 text = msg
             else:

@@ -361,3 +361,24 @@ def test_kernel_attribute_spelling_and_half_literals():
     a = np.arange(4, dtype=np.float16)
     run_msl(src, a, grid=1, block=4)
     np.testing.assert_array_equal(a, [0.5, 2.5, 4.5, 6.5])
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_out_of_bounds_threadgroup_access_is_reported(isolate):
+    src = H + """kernel void k(device float* a [[buffer(0)]], uint t [[thread_position_in_threadgroup]]) {
+    threadgroup float4 other[2];
+    threadgroup float tile[16][16];
+    other[t % 2] = float4(1.0f);
+    tile[t][t + 1] = a[t];   // row 15 writes tile[15][16]: one past the end
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    a[t] = tile[t][0] + other[0].x;
+}"""
+    with pytest.raises(KernelError, match=r"kernel.metal:8: out-of-bounds write access to threadgroup array "
+                       r"tile \(`threadgroup float tile\[16\]\[16\]`, declared at line 6\): "
+                       r"byte offset 1024, element 256 of 256 \(1024 bytes\) "
+                       r"\(thread_position_in_threadgroup \(15, 0, 0\)"):
+        run_msl(src, np.zeros(16, np.float32), grid=1, block=16, isolate=isolate)
+    ok = src.replace("tile[t][t + 1]", "tile[t][t]")
+    a = np.arange(16, dtype=np.float32)
+    run_msl(ok, a, grid=1, block=16, isolate=isolate)
+    assert a[0] == 1 and np.isnan(a[1:]).all()  # tile[t][0] for t > 0 was never written: the 0xFF poison

@@ -51,7 +51,10 @@ struct ErrInfo {
   int64_t offset;  // byte offset from the buffer's data start
   char so_path[512];
   char msg[2048];
-  uint64_t tg_bytes;  // threadgroup memory the kernel declared (registered during the run)
+  uint64_t tg_bytes;  // threadgroup memory the kernel declared (allocated during the run)
+  int32_t tg_var;     // id of the threadgroup variable a fault hit, -1 if none
+  int32_t pad_;
+  uint64_t tg_size;   // its size in bytes
 };
 
 // ---- guarded buffers ---------------------------------------------------------------------------
@@ -342,11 +345,22 @@ void run_group_fibers(const Launch& L, const uint32_t g[3], int n, int* ord) {
   }
 }
 
-struct TgVar { void* p; unsigned long size; };
+// threadgroup variables: the harness rewrites each `threadgroup T name[N];` into a reference to
+// memory from enigma_rt_tg_alloc(id, size): a mapping whose data ends against a guard page, so an
+// out-of-bounds access faults like one of a buffer; filled with 0xFF before every threadgroup
+struct TgVar { char* map; size_t map_len; char* data; size_t size; };
 constexpr int kMaxTg = 256;
-TgVar g_tg[kMaxTg];  // threadgroup variables registered by the kernel (see enigma_rt_threadgroup)
-int g_ntg;
+TgVar g_tg[kMaxTg];
+int g_ntg;  // ids below this may be allocated
 unsigned long g_tg_bytes;
+
+void tg_reset() {
+  for (int i = 0; i < g_ntg; i++)
+    if (g_tg[i].map) munmap(g_tg[i].map, g_tg[i].map_len);
+  memset(g_tg, 0, sizeof g_tg);
+  g_ntg = 0;
+  g_tg_bytes = 0;
+}
 
 int* g_ord;   // thread order scratch (allocated before a fork: the child does not allocate)
 int* g_gord;  // threadgroup order
@@ -374,7 +388,8 @@ void run_launch(const Launch& L) {
     uint32_t g[3] = {(uint32_t)(gi % L.grid[0]), (uint32_t)(gi / L.grid[0] % L.grid[1]),
                      (uint32_t)(gi / L.grid[0] / L.grid[1])};
     for (int p = 0; p < L.npoison; p++) memset((void*)L.poison[2 * p], 0xFF, L.poison[2 * p + 1]);
-    for (int p = 0; p < g_ntg; p++) memset(g_tg[p].p, 0xFF, g_tg[p].size);
+    for (int p = 0; p < g_ntg; p++)
+      if (g_tg[p].data) memset(g_tg[p].data, 0xFF, g_tg[p].size);
     if (g_fiber_mode) {
       run_group_fibers(L, g, (int)n, ord);
     } else {
@@ -413,6 +428,15 @@ void on_fault(int sig, siginfo_t* si, void* ucv) {
     if (b.map && (char*)si->si_addr >= b.map && (char*)si->si_addr < b.map + b.map_len) {
       e->buffer = i;
       e->offset = (int64_t)((char*)si->si_addr - b.data);
+    }
+  }
+  e->tg_var = -1;
+  for (int i = 0; i < g_ntg; i++) {
+    const TgVar& v = g_tg[i];
+    if (v.map && (char*)si->si_addr >= v.map && (char*)si->si_addr < v.map + v.map_len) {
+      e->tg_var = i;
+      e->tg_size = v.size;
+      e->offset = (int64_t)((char*)si->si_addr - v.data);
     }
   }
   if (g_cur) set_thread(g_cur->ctx);
@@ -485,19 +509,27 @@ extern "C" uint32_t enigma_rt_lane() { return g_cur ? g_cur->ctx.tiisg : 0; }
 
 extern "C" void enigma_rt_error(const char* msg, int line) { kernel_error(line, "%s", msg); }
 
-// A threadgroup variable declared by the kernel: poisoned now if new, and before every later group.
-extern "C" void enigma_rt_threadgroup(const volatile void* p, unsigned long size) {
-  for (int i = 0; i < g_ntg; i++)
-    if (g_tg[i].p == p) return;
-  if (g_ntg == kMaxTg) kernel_error(0, "more than %d threadgroup variables", kMaxTg);
-  g_tg[g_ntg].p = (void*)p;
-  g_tg[g_ntg].size = size;
-  g_ntg++;
+extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size) {
+  if (id >= 0 && id < g_ntg && g_tg[id].data) return g_tg[id].data;
+  if (id < 0 || id >= kMaxTg) kernel_error(0, "more than %d threadgroup variables", kMaxTg);
+  const size_t padded = ((size ? size : 1) + 15) & ~(size_t)15;
+  const size_t body = (padded + g_page - 1) / g_page * g_page;
+  char* m = (char*)mmap(nullptr, body + 2 * g_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) kernel_error(0, "cannot map %lu bytes of threadgroup memory", size);
+  mprotect(m, g_page, PROT_NONE);
+  mprotect(m + g_page + body, g_page, PROT_NONE);
+  TgVar& v = g_tg[id];
+  v.map = m;
+  v.map_len = body + 2 * g_page;
+  v.data = m + g_page + body - padded;
+  v.size = size;
+  memset(v.data, 0xFF, padded);
+  if (id >= g_ntg) g_ntg = id + 1;
   g_tg_bytes += size;
-  memset((void*)p, 0xFF, size);
   if (g_tg_bytes > 32 * 1024)
     kernel_error(0, "the kernel declares %lu bytes of threadgroup memory; Metal allows at most 32768 "
                  "(32 KiB) per threadgroup", g_tg_bytes);
+  return v.data;
 }
 
 // float -> bfloat conversion (round to nearest even); clang calls it, older libgcc lacks it
@@ -570,8 +602,10 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
   }
   memset(shared_err, 0, sizeof(ErrInfo));
   shared_err->buffer = -1;
+  shared_err->tg_var = -1;
+  g_page = (size_t)sysconf(_SC_PAGESIZE);
   g_err = shared_err;
-  if (g_entry != entry) g_ntg = 0, g_tg_bytes = 0;  // another kernel: its own threadgroup variables
+  if (g_entry != entry) tg_reset();  // another kernel: its own threadgroup variables
   g_entry = entry;
   g_fiber_mode = fibers != 0;
   g_rng = seed * 0x9E3779B97F4A7C15ull + 0x1234567ull;
