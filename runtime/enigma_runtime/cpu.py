@@ -254,6 +254,11 @@ UNARY: dict[str, Callable] = {
     "log2": np.log2, "sqrt": np.sqrt, "rsqrt": lambda x: np.reciprocal(np.sqrt(x)), "sin": np.sin,
     "cos": np.cos, "tanh": np.tanh, "floor": np.floor, "ceil": np.ceil,
 }
+CATALOGUE = frozenset(BINARY) | frozenset(UNARY) | {  # FORMAT.md section 4; yield/condition end regions
+    "const", "param", "dim", "stride", "thread_idx", "block_idx", "block_dim", "grid_dim", "simd_lane_id",
+    "simd_group_id", "fma", "select", "cast", "broadcast", "load", "store", "vload", "vstore", "atomic_add",
+    "atomic_max", "atomic_min", "barrier", "simd_sum", "simd_max", "simd_min", "simd_shuffle_down",
+    "simd_broadcast", "if", "for", "while"}
 FLOAT_ONLY = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "floor", "ceil"}
 _CMP = {"lt": lambda lo, hi, u: (hi < u, lo >= u), "le": lambda lo, hi, u: (hi <= u, lo > u),
         "gt": lambda lo, hi, u: (lo > u, hi <= u), "ge": lambda lo, hi, u: (lo >= u, hi < u),
@@ -364,13 +369,10 @@ class Plan:
         if len(types) != len(outs):
             raise self._err(op, f"{len(outs)} results but {len(types)} types")
         self._defined = defined
-        handler = getattr(self, "_op_" + name, None)
-        if name in BINARY:
-            handler = self._op_binary
-        elif name in UNARY:
-            handler = self._op_unary
-        if handler is None:
+        if name not in CATALOGUE:
             raise self._err(op, "unknown op (not in the FORMAT.md catalogue)")
+        handler = self._op_binary if name in BINARY else self._op_unary if name in UNARY else \
+            getattr(self, "_op_" + name)
         return handler(op, name, ins, outs, types, attrs, line)
 
     def _need(self, op: dict, ins: list, n: int, outs: list | None = None, nout: int = 1) -> None:

@@ -246,6 +246,7 @@ def test_vload_misaligned_is_an_error():
 
 @pytest.mark.parametrize("body_ops, problem", [
     ([{"op": "frobnicate", "out": [1], "types": ["int32"], "line": 3}], "unknown op"),
+    ([{"op": "binary", "out": [1], "types": ["int32"], "line": 3}], "unknown op"),
     ([{"op": "add", "in": [5, 6], "out": [1], "types": ["int32"], "line": 4}], "used before it is defined"),
     ([{"op": "const", "out": [1], "types": ["float64"], "attrs": {"value": 1}}], "unknown type 'float64'"),
     ([{"op": "load", "in": [], "out": [1], "types": ["int32"], "attrs": {"tensor": "q"}}],
