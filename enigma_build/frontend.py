@@ -49,7 +49,7 @@ def _jit_specs(obj: Any) -> list[Any]:
         ann = inspect.get_annotations(fn, eval_str=True)
     except Exception as e:  # noqa: BLE001 - any failure evaluating a string annotation
         raise NotBuildable(f"cannot evaluate the annotations of @jit function {obj.name!r}: {e}") from e
-    specs = []
+    specs: list[Any] = []
     for p in inspect.signature(fn).parameters.values():
         a = ann.get(p.name)
         if isinstance(a, TensorType) and a.dtype is not None:

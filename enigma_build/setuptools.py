@@ -69,6 +69,8 @@ class build_enigma(Command):
 
     def run(self) -> None:
         root = _root(self.distribution)
+        if not config.has_enigma_table(root):
+            return
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             settings = config.load(root)
@@ -77,8 +79,9 @@ class build_enigma(Command):
             print(f"WARNING enigma: {w.message}")
         hints = [p for p in (self.distribution.packages or []) if "." not in p]
         result = core.build(settings, hints, log=print)
-        assert self.build_lib is not None
-        written = core.write(result, lambda name: Path(self.build_lib, name))
+        build_lib = self.build_lib
+        assert build_lib is not None
+        written = core.write(result, lambda name: Path(build_lib, name))
         self._outputs = [str(p) for paths in written.values() for p in paths]
         self._mapping = {}
         if self.editable_mode:
