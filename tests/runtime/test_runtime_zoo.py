@@ -88,3 +88,10 @@ def test_out_of_bounds_launch_of_a_compiled_kernel_names_the_source_line(compile
     a, b, c, n = _copy(entry.kernel_args(ins))
     with pytest.raises(enigma_runtime.OutOfBoundsError, match=r"tensor 'a'.*index 1000.*line \d+|zoo.py:\d+"):
         ck(a, b, c, n + 5, device="cpu")  # n lies about the size: the bounds test lets bad threads through
+
+
+def test_the_cpu_executor_knows_every_op_of_the_compiler():
+    from enigma_runtime.cpu import CATALOGUE
+
+    from enigma.ir import ALL_OPS
+    assert ALL_OPS - CATALOGUE == {"yield", "condition"} and CATALOGUE <= ALL_OPS
