@@ -382,3 +382,22 @@ def test_out_of_bounds_threadgroup_access_is_reported(isolate):
     a = np.arange(16, dtype=np.float32)
     run_msl(ok, a, grid=1, block=16, isolate=isolate)
     assert a[0] == 1 and np.isnan(a[1:]).all()  # tile[t][0] for t > 0 was never written: the 0xFF poison
+
+
+def test_constants_and_relational():
+    src = H + """kernel void k(device float* f [[buffer(0)]], device int* i [[buffer(1)]],
+                     uint t [[thread_position_in_grid]]) {
+    f[0] = INFINITY; f[1] = -INFINITY; f[2] = NAN; f[3] = M_PI_F; f[4] = FLT_MAX; f[5] = float(HALF_MAX);
+    i[0] = INT_MAX; i[1] = INT_MIN; i[2] = isnan(f[2]); i[3] = isinf(f[1]);
+    float4 a = float4(1.0f, 2.0f, 3.0f, 4.0f), b = float4(4.0f, 3.0f, 2.0f, 1.0f);
+    i[4] = all(a < 5.0f); i[5] = any(a > b); i[6] = all(a > b);
+    float4 s = select(a, b, a < b);   // b where a < b
+    f[6] = s.x + 10.0f * s.w;
+}"""
+    f = np.zeros(7, np.float32)
+    i = np.zeros(7, np.int32)
+    run_msl(src, f, i, grid=1, block=1)
+    assert f[0] == np.inf and f[1] == -np.inf and np.isnan(f[2]) and f[3] == np.float32(np.pi)
+    assert f[4] == np.finfo(np.float32).max and f[5] == 65504
+    assert list(i) == [2**31 - 1, -(2**31), 1, 1, 1, 1, 0]
+    assert f[6] == 4.0 + 10.0 * 4.0
