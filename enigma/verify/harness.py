@@ -149,11 +149,13 @@ class MslProgram:
         p = self.sig.buffer(index)
         if isinstance(v, (bytes, bytearray, memoryview)):
             return np.frombuffer(bytes(v), np.uint8)
+        base = re.sub(r"[234]$", "", p.base_type.replace("metal::", ""))
+        want = MSL_NUMPY.get(base)
+        if isinstance(v, (bool, int, float)) and want is not None:  # a Python number: the declared type
+            v = np.array(v, dtype=want)
         a = v if isinstance(v, np.ndarray) else np.asarray(v)
         if not a.flags.c_contiguous:
             raise ValueError(f"[[buffer({index})]] ({p.name}): the array must be C-contiguous")
-        base = re.sub(r"[234]$", "", p.base_type.replace("metal::", ""))
-        want = MSL_NUMPY.get(base)
         if want is not None and a.dtype != np.dtype(want) and a.dtype != np.uint8:
             raise TypeError(f"{self.file}:{p.line}: [[buffer({index})]] {p.name} is `{p.type_text}` but the "
                             f"array has dtype {a.dtype}; pass a {np.dtype(want)} array")

@@ -86,6 +86,13 @@ def test_reduction_with_barriers_and_simd_sum(schedule):
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
+def test_python_scalars_take_the_declared_type():
+    a = np.arange(8, dtype=np.float32)
+    c = np.zeros(8, np.float32)
+    run_msl(VECTOR_ADD, a, a, c, 5, grid=1, block=8)  # `constant int& n`: 5 becomes an int32
+    np.testing.assert_array_equal(c, np.where(np.arange(8) < 5, 2 * a, 0))
+
+
 def test_buffers_bound_by_index_and_isolate_off():
     prog = compile_msl(VECTOR_ADD)
     assert prog.name == "enigma_kernel_vector_add" and prog.sig.buffer_indices == [0, 1, 2, 3]
