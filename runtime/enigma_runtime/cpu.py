@@ -829,8 +829,9 @@ def _aff_binary(name: str, a: Any, b: Any, geo: Geo) -> Any:
     sign = -1 if name == "sub" else 1
     if type(a) is Aff and type(b) is Aff:
         return _mk_aff(a.c + sign * b.c, tuple(x + sign * y for x, y in zip(a.k, b.k)), geo)
-    if type(a) is Aff and ub is not None:
-        return _mk_aff(a.c + sign * ub, a.k, geo)
+    if type(a) is Aff and ub is not None:  # the common `index + uniform`: coefficients unchanged
+        c = a.c + sign * ub
+        return Aff(c if -(2**31) <= c < 2**31 else _wrap32(c), a.k, geo)
     if type(b) is Aff and ua is not None:
         return _mk_aff(ua + sign * b.c, tuple(sign * k for k in b.k), geo)
     return None
