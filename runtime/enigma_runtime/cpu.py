@@ -17,6 +17,7 @@ the index, the thread and the source line.
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -172,9 +173,13 @@ class Memory:
         self.loaned = False  # SSA values may be views of `flat`: the next write copies it first
 
     def before_write(self) -> None:
-        """Copy-on-write of threadgroup memory: values loaded as views keep the old contents."""
+        """Copy-on-write of threadgroup memory: values loaded as views keep the old contents. Every
+        live view references `flat` (its base), so a reference count of 2 (this attribute and the
+        call's argument) means no loaded value can see the write."""
         if self.loaned:
-            self.flat, self.loaned = self.flat.copy(), False
+            if sys.getrefcount(self.flat) > 2:
+                self.flat = self.flat.copy()
+            self.loaned = False
 
 
 class State:
@@ -200,7 +205,8 @@ class State:
             size = int(np.prod(s["shape"], dtype=np.int64))
             dt = BY_NAME[s["dtype"]]
             # uninitialised threadgroup memory reads as all-ones bytes (NaN, -1): bugs show, not hide
-            flat = np.full(geo.ngroups * size * dt.np.itemsize, 0xFF, np.uint8).view(dt.np)
+            flat = np.empty(geo.ngroups * size, dt.np)  # owns its data: views of it count as its refs
+            flat.view(np.uint8).fill(0xFF)
             self.mem[s["name"]] = Memory(s["name"], flat, dt, size, True, True)
 
     def where(self, line: int) -> str:
@@ -699,6 +705,7 @@ class Plan:
         ivt = BY_NAME.get(iv_dt, BY_NAME["int32"]).np
         vec = [bool(t[1]) for t in types]
         where = f"line {line}"
+        inner = _inner_ids(op)
 
         def run(st, env, mask):
             lbv = env[lb_id]
@@ -719,6 +726,8 @@ class Plan:
                 carried = _for_divergent(st, body, env, mask, [_mat(env[i]) for i in (lb_id, ub_id, st_id)],
                                          carried, vec, where)
             env.update(zip(outs, carried))
+            for i in inner:  # values of the loop body are dead now; views they hold are released
+                env.pop(i, None)
         return run
 
     def _op_while(self, op, name, ins, outs, types, attrs, line):
@@ -729,14 +738,29 @@ class Plan:
                                 "after: vals -> yield(carried))")
         vec = [bool(t[1]) for t in types]
 
+        inner = _inner_ids(op)
+
         def run(st, env, mask):
             env.update(zip(outs, _while(st, before, after, env, mask, [env[i] for i in ins], vec)))
+            for i in inner:
+                env.pop(i, None)
         return run
 
 
 
 # ---------------------------------------------------------------------------------------------------
 # running regions and loops
+
+def _inner_ids(op: dict) -> tuple[int, ...]:
+    """Ids defined inside `op`'s regions (region arguments and results of nested ops)."""
+    ids: list[int] = []
+    for reg in op.get("regions", []):
+        ids += reg.get("args", [])
+        for inner in reg.get("body", []):
+            ids += inner.get("out", [])
+            ids += _inner_ids(inner)
+    return tuple(ids)
+
 
 def _run_region(st: State, reg: Region, env: dict, mask: Any, args: tuple) -> list[Any]:
     if args:

@@ -418,3 +418,25 @@ def test_simd_sum_on_floats_and_bfloat16():
     y = np.zeros(64, np.uint16)
     k(x, y, device="cpu")
     assert (bf16_from_bits(y) == 48.0).all()
+
+
+def test_views_derived_from_a_threadgroup_load_survive_later_stores():
+    def body(b):
+        t = b.v("thread_idx", t=I, dim=0)
+        b.op("store", t, b.v("load", t, t=I, tensor="x"), attrs={"tensor": "tile"})
+        b.op("barrier")
+
+        def loop(j, acc):  # loads inside a loop, dropped after it: no copy needed then
+            return [b.v("add", acc, b.v("load", t, t=I, tensor="tile"), t=I)]
+        (s,) = b.for_(b.c(0), b.c(3), b.c(1), [b.c(0)], [I], loop)
+        wide = b.v("broadcast", b.v("load", t, t=I, tensor="tile"), t="int32x4", lanes=4)  # a view of a view
+        b.op("barrier")
+        b.op("store", t, b.c(-5), attrs={"tensor": "tile"})
+        total = b.v("add", wide, b.v("broadcast", s, t="int32x4", lanes=4), t="int32x4")
+        b.op("vstore", b.v("mul", t, b.c(4), t=I), total, attrs={"tensor": "y"})
+    k = mk("derived", [tensor("x", I, ["n"]), tensor("y", I, ["m"], "write")], body,
+           shared=[{"name": "tile", "dtype": I, "shape": [64]}])
+    x = np.arange(64, dtype=np.int32)
+    y = np.zeros(256, np.int32)
+    k(x, y, device="cpu")
+    np.testing.assert_array_equal(y.reshape(64, 4), np.repeat((4 * x)[:, None], 4, axis=1))
