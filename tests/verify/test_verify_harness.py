@@ -409,3 +409,29 @@ def test_constants_and_relational():
     assert f[4] == np.finfo(np.float32).max and f[5] == 65504
     assert list(i) == [2**31 - 1, -(2**31), 1, 1, 1, 1, 0]
     assert f[6] == 4.0 + 10.0 * 4.0
+
+
+def test_builtins_of_a_3d_launch():
+    src = H + """kernel void k(device uint* o [[buffer(0)]],
+    uint3 tpig [[thread_position_in_grid]], ushort3 tpitg [[thread_position_in_threadgroup]],
+    uint3 tgpig [[threadgroup_position_in_grid]], uint3 tptg [[threads_per_threadgroup]],
+    uint2 tgpg [[threadgroups_per_grid]], uint3 tpg [[threads_per_grid]],
+    uint tiitg [[thread_index_in_threadgroup]], ushort lane [[thread_index_in_simdgroup]],
+    uint sg [[simdgroup_index_in_threadgroup]], uint nsg [[simdgroups_per_threadgroup]],
+    uint w [[thread_execution_width]], uint x [[thread_position_in_grid]]) {
+    uint g = (tpig.z * tpg.y + tpig.y) * tpg.x + tpig.x;
+    device uint* r = o + g * 16;
+    r[0] = tpig.x; r[1] = tpig.y; r[2] = tpig.z; r[3] = tpitg.x; r[4] = tpitg.y; r[5] = tpitg.z;
+    r[6] = tgpig.x; r[7] = tgpig.y; r[8] = tgpig.z; r[9] = tptg.x * 100 + tptg.y * 10 + tptg.z;
+    r[10] = tgpg.x * 10 + tgpg.y; r[11] = tiitg; r[12] = lane; r[13] = sg; r[14] = nsg * 100 + w; r[15] = x;
+}"""
+    grid, block = (2, 3, 2), (8, 5, 2)
+    tpg = [g * b for g, b in zip(grid, block)]
+    o = np.zeros((tpg[2], tpg[1], tpg[0], 16), np.uint32)
+    run_msl(src, o, grid=grid, block=block, schedule="reverse")
+    z, y, x = np.meshgrid(*[np.arange(n) for n in tpg[::-1]], indexing="ij")
+    lid = [x % 8, y % 5, z % 2]
+    tiitg = lid[0] + 8 * lid[1] + 40 * lid[2]
+    want = np.stack([x, y, z, *lid, x // 8, y // 5, z // 2, np.full_like(x, 852), np.full_like(x, 23), tiitg,
+                     tiitg % 32, tiitg // 32, np.full_like(x, 3 * 100 + 32), x], axis=-1)
+    np.testing.assert_array_equal(o, want)
