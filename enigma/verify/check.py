@@ -269,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="the size S of every dimension and integer scalar (N), or of one shape name or "
                         "scalar (NAME=N; repeatable)")
     p.add_argument("--no-cpu", action="store_true", help="only run the Metal source (no CPU executor)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     a = p.parse_args(list(argv) if argv is not None else None)
     try:
         sizes = {k: int(v) for k, v in (s.split("=", 1) for s in a.size if "=" in s)}
@@ -289,7 +290,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 (a manifest or project that cannot be read)
         print(f"enigma-build check: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
-    print(format_rows(rows))
+    if a.json:
+        import dataclasses
+        import json
+
+        print(json.dumps([{k: (None if isinstance(v, float) and v != v else v)
+                           for k, v in dataclasses.asdict(r).items()} for r in rows], indent=1))
+    else:
+        print(format_rows(rows))
     return 0 if rows and all(r.agree for r in rows) else 1
 
 

@@ -73,6 +73,14 @@ def test_check_reports_a_disagreement_and_a_failure(built_package, tmp_path, cap
     assert rows["softmax"].split()[1] == "yes"
 
 
+def test_check_json_output(built_package, capsys):
+    assert check.main([str(built_package), "--json", "--size", "64", "--schedule", "forward"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} >= {"softmax", "matmul"} and all(r["agree"] for r in rows)
+    assert set(rows[0]) == {"name", "kernel_name", "agree", "max_error", "seconds", "compile_seconds",
+                            "detail"}
+
+
 def test_check_usage_errors(tmp_path, capsys):
     assert check.main([str(tmp_path)]) == 2
     assert "no pyproject.toml" in capsys.readouterr().err
