@@ -1,5 +1,6 @@
-"""Helpers shared by the build tests (a uniquely named module: several conftest.py files exist in the
-repository, so `from conftest import ...` is ambiguous)."""
+"""Helpers and fixtures of the build tests. Not a conftest.py: the repository has several, and other
+tests' `from conftest import ...` would find this one. Test modules import the fixtures they use:
+`from buildutil import fixture_example_copy  # noqa: F401` (the fixture is named `example_copy`)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +9,8 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "example_project"
@@ -58,3 +61,23 @@ def st_build(root: Path, out: Path, kind: str = "wheel", settings: dict | None =
         return out / fn(str(out), settings)
     finally:
         os.chdir(cwd)
+
+
+@pytest.fixture(name="private_cache", autouse=True)
+def fixture_private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENIGMA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("ENIGMA_EMIT_ONLY", raising=False)
+
+
+@pytest.fixture(name="example_copy")
+def fixture_example_copy(tmp_path) -> Path:
+    dest = tmp_path / "example_project"
+    shutil.copytree(EXAMPLE, dest, ignore=IGNORE)
+    return dest
+
+
+@pytest.fixture(name="st_copy")
+def fixture_st_copy(tmp_path) -> Path:
+    dest = tmp_path / "setuptools_project"
+    shutil.copytree(ST_PROJECT, dest, ignore=IGNORE)
+    return dest

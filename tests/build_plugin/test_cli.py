@@ -7,7 +7,7 @@ import shutil
 import zipfile
 
 import pytest
-from buildutil import hatch_build
+from buildutil import fixture_example_copy, fixture_private_cache, fixture_st_copy, hatch_build  # noqa: F401
 
 from enigma_build.cli import main
 

@@ -6,7 +6,17 @@ import json
 import textwrap
 
 import pytest
-from buildutil import check_manifest, hatch_build, no_editables, st_build, wheel_files, wheel_tag
+from buildutil import (  # noqa: F401
+    check_manifest,
+    fixture_example_copy,
+    fixture_private_cache,
+    fixture_st_copy,
+    hatch_build,
+    no_editables,
+    st_build,
+    wheel_files,
+    wheel_tag,
+)
 
 from enigma_build import config, core
 

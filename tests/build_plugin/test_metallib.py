@@ -8,7 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
-from buildutil import check_manifest, hatch_build, st_build, wheel_files, wheel_tag
+from buildutil import (  # noqa: F401
+    check_manifest,
+    fixture_example_copy,
+    fixture_private_cache,
+    fixture_st_copy,
+    hatch_build,
+    st_build,
+    wheel_files,
+    wheel_tag,
+)
 
 _spec = importlib.util.spec_from_file_location(
     "fake_xcrun", Path(__file__).resolve().parents[1] / "toolchain" / "fake_xcrun.py")
