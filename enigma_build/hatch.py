@@ -74,11 +74,17 @@ class EnigmaBuildHook(BuildHookInterface):
         return [Path(p).name for p in pkgs]
 
     def _warn_stale_source_artifacts(self, settings: config.Settings, pkg: str) -> None:
+        """An editable install leaves <pkg>/_enigma/ in the source tree; warn if hatchling would ship it
+        (only files that are not .gitignored/excluded, e.g. a removed kernel's .metal, would leak)."""
         for p in discover.find_packages(settings, self._package_hints()):
-            if p.name == pkg and (p.path / "_enigma").is_dir():
+            d = p.path / "_enigma"
+            if p.name != pkg or not d.is_dir():
+                continue
+            rel = [f.relative_to(self.root).as_posix() for f in d.iterdir()]
+            if any(self.build_config.include_path(r) for r in rel):
                 self.app.display_warning(
-                    f"enigma: {p.path / '_enigma'} (left by an editable install) is in the source tree; "
-                    f"add `_enigma/` to .gitignore so no stale artifact reaches the sdist or wheel")
+                    f"enigma: {d} (left by an editable install) would be packaged: add `_enigma/` to "
+                    f".gitignore or to [tool.hatch.build] exclude")
 
 
 @hookimpl

@@ -202,3 +202,14 @@ def test_hatch_clean_removes_editable_artifacts(example_copy, tmp_path):
     list(WheelBuilder(str(example_copy)).build(directory=str(tmp_path / "dist"), versions=["editable"],
                                                clean_only=True))
     assert not (example_copy / "src/example_pkg/_enigma").exists()
+
+
+def test_warns_when_editable_leftovers_would_be_packaged(example_copy, tmp_path, capsys):
+    no_editables(example_copy)
+    hatch_build(example_copy, tmp_path / "e", version="editable")
+    capsys.readouterr()
+    hatch_build(example_copy, tmp_path / "a")  # .gitignore has _enigma/: nothing to say
+    assert "would be packaged" not in "".join(capsys.readouterr())
+    (example_copy / ".gitignore").write_text("build/\n")
+    hatch_build(example_copy, tmp_path / "b")
+    assert "(left by an editable install) would be packaged" in "".join(capsys.readouterr())
