@@ -39,7 +39,11 @@ def run(*cmd: str | os.PathLike, cwd: Path = ROOT) -> None:
 def fresh_venv(path: Path) -> Path:
     if path.exists():
         shutil.rmtree(path)
-    venv.EnvBuilder(with_pip=True, clear=True).create(path)
+    try:
+        venv.EnvBuilder(with_pip=True, clear=True).create(path)
+    except (subprocess.CalledProcessError, OSError) as e:
+        sys.exit(f"scripts/demo.py: cannot create a virtual environment with pip in {path} ({e}); on "
+                 f"Debian/Ubuntu install the venv module first: sudo apt install python3-venv")
     return path / BIN / ("python.exe" if os.name == "nt" else "python")
 
 
