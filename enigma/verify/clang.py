@@ -28,6 +28,10 @@ MSL_FLAGS = ("-x", "clcpp", "-cl-std=clc++2021", "-cl-no-stdinc",
              "+__cl_clang_non_portable_kernel_param_types",
              "-Wno-unknown-attributes", "-Wno-unused-value", "-ffp-contract=off")
 OPT_FLAGS = ("-O2", "-fPIC", "-gline-tables-only")
+# race checking: every load and store calls the dispatcher (__tsan_read4 ...), atomics (volatile
+# accesses in the layer) call no-op hooks; no function entry/exit or memcpy hooks
+RACE_FLAGS = ("-fsanitize=thread", "-mllvm", "-tsan-distinguish-volatile=true", "-mllvm",
+              "-tsan-instrument-func-entry-exit=false", "-mllvm", "-tsan-instrument-memintrinsics=false")
 
 
 class ClangNotFound(RuntimeError):
@@ -163,23 +167,25 @@ def _pch() -> Path | None:
     return out
 
 
-def compile_kernel_library(source: str, *, file_name: str = "kernel.metal") -> Path:
-    """Compile and link `source` (Metal source plus the generated wrapper) into a shared library.
+def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race: bool = False) -> Path:
+    """Compile and link `source` (Metal source plus the generated wrapper) into a shared library
+    (`race`: instrumented for race checking).
 
     Raises CompileError with clang's diagnostics, which name `file_name`:line.
     """
     clang = find_clang()
-    key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS + OPT_FLAGS), file_name)
+    extra = RACE_FLAGS if race else ()
+    key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS + OPT_FLAGS + extra), file_name)
     out = cache_dir() / f"k_{key}.so"
     if out.exists():
         return out
-    pch = None if clang.is_zig else _pch()
+    pch = None if clang.is_zig or race else _pch()  # the PCH is built without the sanitizer
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         t = Path(tmp)
         (t / file_name).write_text(source)
         inc = ["-include-pch", str(pch)] if pch else []
-        compile_cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, *inc, "-I", str(INCLUDE_DIR), "-c", file_name,
-                       "-o", "k.o"]
+        compile_cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, *extra, *inc, "-I", str(INCLUDE_DIR), "-c",
+                       file_name, "-o", "k.o"]
         r = subprocess.run(compile_cmd, capture_output=True, text=True, cwd=t)
         if r.returncode != 0:
             raise CompileError(f"clang rejected the Metal source:\n{r.stderr.strip()}", r.stderr)

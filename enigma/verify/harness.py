@@ -59,7 +59,7 @@ class _Err(ctypes.Structure):
                 ("buffer", ctypes.c_int32), ("sig", ctypes.c_int32), ("offset", ctypes.c_int64),
                 ("so_path", ctypes.c_char * 512), ("msg", ctypes.c_char * 2048),
                 ("tg_bytes", ctypes.c_uint64), ("tg_var", ctypes.c_int32), ("pad_", ctypes.c_int32),
-                ("tg_size", ctypes.c_uint64)]
+                ("tg_size", ctypes.c_uint64), ("other", ctypes.c_uint32 * 3), ("other_write", ctypes.c_int32)]
 
 
 _lock = threading.RLock()
@@ -79,7 +79,7 @@ def _runtime() -> ctypes.CDLL:
                                    ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32),
                                    ctypes.c_int, ctypes.c_uint64, ctypes.c_int,
                                    ctypes.POINTER(ctypes.c_uint64), ctypes.c_int, ctypes.c_int,
-                                   ctypes.c_double, ctypes.POINTER(_Err)]
+                                   ctypes.c_double, ctypes.c_int, ctypes.POINTER(_Err)]
         assert lib.enigma_err_size() == ctypes.sizeof(_Err), "dispatcher ErrInfo layout mismatch"
         _rt = lib
     return _rt
@@ -109,11 +109,12 @@ class MslProgram:
         self.source, self.file = source, file
         self.sig: KernelSig = parse_kernel(source, name, file)
         prepared, self.threadgroup_vars = prepare_source(source)
-        full = prepared + entry_source(self.sig, file)
-        self.library = _clang.compile_kernel_library(full, file_name=file)
+        self._full = prepared + entry_source(self.sig, file)
+        self.library = _clang.compile_kernel_library(self._full, file_name=file)
         rt = _runtime()
         self._lib = ctypes.CDLL(str(self.library))
         self._entry = ctypes.cast(self._lib.enigma_entry, ctypes.c_void_p).value
+        self._race: tuple[Path, ctypes.CDLL, int] | None = None  # the instrumented library, on demand
         self.threadgroup_memory: int | None = None  # bytes of threadgroup variables, known after a run
         self._rt = rt
 
@@ -122,9 +123,12 @@ class MslProgram:
         return self.sig.name
 
     def run(self, buffers: Mapping[int, Any], *, grid: Sequence[int] | int, block: Sequence[int] | int,
-            schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0) -> None:
+            schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0,
+            race_check: bool = False) -> None:
         """Run one dispatchThreadgroups(grid, block) launch. `buffers[i]` binds [[buffer(i)]]: a numpy
-        array (written back in place if the parameter is writable), a numpy scalar or bytes."""
+        array (written back in place if the parameter is writable), a numpy scalar or bytes.
+        `race_check` runs a build instrumented on every load and store that reports two threads of a
+        group touching the same threadgroup memory between two barriers (one of them writing)."""
         grid3, block3 = _dim3(grid, "grid"), _dim3(block, "block")
         nthreads = block3[0] * block3[1] * block3[2]
         if nthreads > MAX_THREADS_PER_GROUP:
@@ -143,7 +147,7 @@ class MslProgram:
             raise ValueError(f"no data for [[buffer({p.index})]] ({p.name}) of kernel {self.name}")
         arrays = {i: self._as_array(i, v) for i, v in buffers.items()}
         with _lock:
-            self._run_locked(arrays, grid3, block3, schedule, seed, isolate, timeout)
+            self._run_locked(arrays, grid3, block3, schedule, seed, isolate, timeout, race_check)
 
     def _as_array(self, index: int, v: Any) -> np.ndarray:
         p = self.sig.buffer(index)
@@ -161,8 +165,17 @@ class MslProgram:
                             f"array has dtype {a.dtype}; pass a {np.dtype(want)} array")
         return a
 
-    def _run_locked(self, arrays: dict[int, np.ndarray], grid3, block3, schedule, seed, isolate, timeout):
+    def _race_entry(self) -> tuple[Path, int]:
+        if self._race is None:
+            lib = _clang.compile_kernel_library(self._full, file_name=self.file, race=True)
+            handle = ctypes.CDLL(str(lib))
+            self._race = (lib, handle, ctypes.cast(handle.enigma_entry, ctypes.c_void_p).value)
+        return self._race[0], self._race[2]
+
+    def _run_locked(self, arrays: dict[int, np.ndarray], grid3, block3, schedule, seed, isolate, timeout,
+                    race_check):
         rt = self._rt
+        library, entry = self._race_entry() if race_check else (self.library, self._entry)
         nbuf = max(arrays, default=-1) + 1
         ptrs = (ctypes.c_void_p * max(nbuf, 1))()
         bufs: list[_Buffer] = []
@@ -179,12 +192,12 @@ class MslProgram:
                 ptrs[i] = out.value
             poison = (ctypes.c_uint64 * 1)()  # threadgroup variables register themselves
             err = _Err()
-            code = rt.enigma_run(self._entry, ptrs, (ctypes.c_uint32 * 3)(*grid3),
+            code = rt.enigma_run(entry, ptrs, (ctypes.c_uint32 * 3)(*grid3),
                                  (ctypes.c_uint32 * 3)(*block3), SCHEDULES[schedule], seed,
                                  int(self.sig.uses_sync), poison, 0,
-                                 int(isolate), float(timeout), ctypes.byref(err))
+                                 int(isolate), float(timeout), int(race_check), ctypes.byref(err))
             if code:
-                raise self._error(code, err, bufs)
+                raise self._error(code, err, bufs, library)
             self.threadgroup_memory = int(err.tg_bytes)
             for b in bufs:
                 off = rt.enigma_buf_check(b.slot)
@@ -215,7 +228,7 @@ class MslProgram:
                 f"(`threadgroup {v.type} {v.name}{v.dims}`, declared at line {v.line}): byte offset "
                 f"{off}{elem} ({size} bytes)")
 
-    def _error(self, code: int, e: _Err, bufs: list[_Buffer]) -> Exception:
+    def _error(self, code: int, e: _Err, bufs: list[_Buffer], library: Path) -> Exception:
         thread = tuple(e.tid) if e.have_thread else None
         group = tuple(e.gid) if e.have_thread else None
         where = f" (thread_position_in_threadgroup {thread}, threadgroup {group})" if thread else ""
@@ -225,8 +238,20 @@ class MslProgram:
                 where = f" (threadgroup {group})" if group else ""
             return KernelError(f"{self.file}:{e.line}: {msg}{where}" if e.line else msg + where, e.line,
                                thread, group)
-        line = self._symbolize(e)
+        line = self._symbolize(e, library)
         loc = f"{self.file}:{line}: " if line else f"{self.file}: "
+        if code == 5 and 0 <= e.tg_var < len(self.threadgroup_vars):
+            v = self.threadgroup_vars[e.tg_var]
+            itemsize = MSL_SIZES.get(v.type.replace("metal::", ""))
+            elem = f"{v.name}[{e.offset // itemsize}]" if itemsize else f"byte {e.offset} of {v.name}"
+            other = ("other threads" if e.other[0] == 0xFFFFFFFF else
+                     f"thread_position_in_threadgroup {tuple(e.other)}")
+            return KernelError(
+                f"{loc}data race on threadgroup memory {elem} (`threadgroup {v.type} {v.name}{v.dims}`, line "
+                f"{v.line}): thread_position_in_threadgroup {thread} of threadgroup {group} "
+                f"{'writes' if e.is_write else 'reads'} it here, but {other} "
+                f"{'wrote' if e.other_write else 'read'} it since the last threadgroup_barrier; put a "
+                f"threadgroup_barrier between the two accesses", line, thread, group)
         if code == 3:
             return KernelError(f"{loc}kernel {self.name} did not finish within the timeout{where}", line,
                                thread, group)
@@ -248,15 +273,15 @@ class MslProgram:
         return KernelError(f"{loc}kernel {self.name} crashed the isolated run (signal {e.sig}){where}", line,
                            thread, group)
 
-    def _symbolize(self, e: _Err) -> int:
+    def _symbolize(self, e: _Err, library: Path) -> int:
         """The .metal line of the faulting instruction (from the library's line tables), or 0."""
-        if not e.rip or not e.so_path or Path(e.so_path.decode()).resolve() != self.library.resolve():
+        if not e.rip or not e.so_path or Path(e.so_path.decode()).resolve() != library.resolve():
             return 0
         tool = _symbolizer()
         if tool is None:
             return 0
         try:
-            out = subprocess.run([tool, f"--obj={self.library}", hex(e.rip - e.so_base)], capture_output=True,
+            out = subprocess.run([tool, f"--obj={library}", hex(e.rip - e.so_base)], capture_output=True,
                                  text=True, timeout=30).stdout
         except (OSError, subprocess.TimeoutExpired):
             return 0
@@ -365,8 +390,8 @@ def launch_dims(spec: Mapping[str, Any], args: Sequence[Any], grid: Any, block: 
 
 
 def run_spec(spec: Mapping[str, Any], metal_source: str, *args: Any, grid: Any = None, block: Any = None,
-             schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0
-             ) -> MslProgram:
+             schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0,
+             race_check: bool = False) -> MslProgram:
     """Run the kernel described by signature `spec` and its Metal source on `args` (argument order);
     returns the loaded program (e.g. its `threadgroup_memory` as declared by the source)."""
     bufs = bind_signature(spec, args)
@@ -374,7 +399,8 @@ def run_spec(spec: Mapping[str, Any], metal_source: str, *args: Any, grid: Any =
     file = f"{spec['kernel_name']}.metal"
     try:
         prog = compile_msl(metal_source, spec["kernel_name"], file)
-        prog.run(bufs, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate, timeout=timeout)
+        prog.run(bufs, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate, timeout=timeout,
+                 race_check=race_check)
         return prog
     except (KernelError, _clang.CompileError, MslError) as e:
         note = _python_origin(e, metal_source, file, spec)
@@ -399,7 +425,7 @@ def _python_origin(e: Exception, metal_source: str, file: str, spec: Mapping[str
 def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
             block: Sequence[int] | int | None = None, schedule: str = "random", seed: int = 0,
             name: str | None = None, buffers: Mapping[int, Any] | None = None, isolate: bool = True,
-            timeout: float = 60.0) -> None:
+            timeout: float = 60.0, race_check: bool = False) -> None:
     """Run a Metal kernel on the CPU; written arrays are updated in place.
 
     `kernel` is a CompiledKernel (anything with `.metal_source` and `.signature`; `arrays` are its
@@ -407,7 +433,8 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
     (`name` picks the kernel function; `arrays` bind the [[buffer(i)]] parameters in increasing
     index order, or pass `buffers={index: array}`). `schedule` orders the threads of a group (and
     the groups): "forward", "reverse" or "random" (seeded by `seed`). `isolate` runs the launch in a
-    forked child process so that a crash is reported, never fatal.
+    forked child process so that a crash is reported, never fatal. `race_check` reports threads of a
+    group racing on threadgroup memory (a missing barrier); it compiles an instrumented build.
     """
     if isinstance(kernel, str):
         prog = compile_msl(kernel, name)
@@ -422,7 +449,7 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
         if grid is None or block is None:
             raise ValueError("raw Metal source needs grid=... and block=...")
         prog.run(buffers, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate,
-                 timeout=timeout)
+                 timeout=timeout, race_check=race_check)
         return
     spec = getattr(kernel, "signature", None)
     src = getattr(kernel, "metal_source", None)
@@ -434,7 +461,7 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
     if block is None and getattr(kernel, "block", None) is not None:
         block = kernel.block
     run_spec(spec, src, *arrays, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate,
-             timeout=timeout)
+             timeout=timeout, race_check=race_check)
 
 
 __all__ = ["KernelError", "MslError", "MslProgram", "compile_msl", "run_msl", "run_spec", "bind_signature",

@@ -153,4 +153,7 @@ def test_check_flags_races_and_threadgroup_memory_mismatch(built_package):
     first = metal.index("threadgroup_barrier(")
     racy = metal[:first] + "(void)0;" + metal[metal.index(";", first) + 1:]
     row = check.check_kernels([(spec, ir, racy)], compare_cpu=False)[0]
-    assert not row.agree and "depend on the thread order" in row.detail, row.detail
+    assert not row.agree and "data race on threadgroup memory " in row.detail, row.detail
+    assert "put a threadgroup_barrier between" in row.detail and "from example_pkg/kernels.py:" in row.detail
+    row = check.check_kernels([(dict(spec, threadgroup_memory=0), ir, racy)], compare_cpu=False)[0]
+    assert not row.agree and "depend on the thread order" in row.detail, row.detail  # without the checker

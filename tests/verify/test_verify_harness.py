@@ -435,3 +435,32 @@ def test_builtins_of_a_3d_launch():
     want = np.stack([x, y, z, *lid, x // 8, y // 5, z // 2, np.full_like(x, 852), np.full_like(x, 23), tiitg,
                      tiitg % 32, tiitg // 32, np.full_like(x, 3 * 100 + 32), x], axis=-1)
     np.testing.assert_array_equal(o, want)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_race_check_finds_a_missing_barrier(schedule):
+    src = H + """kernel void k(device float* a [[buffer(0)]], uint t [[thread_position_in_threadgroup]]) {
+    threadgroup float tile[64];
+    tile[t] = a[t];
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    float v = tile[(t + 1) % 64];
+    tile[t] = v * 2.0f;   // another thread still has to read tile[t]: needs a barrier before this
+    a[t] = v;
+}"""
+    # reported at the second access: the write (line 9) or the read (line 8), depending on the order
+    with pytest.raises(KernelError, match=r"kernel.metal:(8|9): data race on threadgroup memory tile\[\d+\] "
+                       r"\(`threadgroup float tile\[64\]`, line 5\): thread_position_in_threadgroup "
+                       r"\(\d+, 0, 0\) of threadgroup \(\d, 0, 0\) (writes|reads) it here, but "
+                       r"thread_position_in_threadgroup \(\d+, 0, 0\) (wrote|read) it since the last"):
+        run_msl(src, np.arange(64, dtype=np.float32), grid=2, block=64, schedule=schedule, race_check=True)
+    run_msl(src, np.arange(64, dtype=np.float32), grid=2, block=64, schedule=schedule)  # unchecked: runs
+    fixed = src.replace("    tile[t] = v * 2.0f;", "    threadgroup_barrier(mem_flags::mem_threadgroup);\n"
+                                                  "    tile[t] = v * 2.0f;")
+    a = np.arange(64, dtype=np.float32)
+    run_msl(fixed, a, grid=1, block=64, schedule=schedule, race_check=True)
+    np.testing.assert_array_equal(a, np.roll(np.arange(64, dtype=np.float32), -1))
+    # atomics on threadgroup memory are not races; the reduction with simd_sum is race-free
+    x = np.ones(512, np.float32)
+    out = np.zeros(2, np.float32)
+    run_msl(REDUCE, x, out, np.int32(512), grid=2, block=256, schedule=schedule, race_check=True)
+    assert out.tolist() == [256.0, 256.0]

@@ -60,6 +60,15 @@ def test_zoo_kernel_agrees_with_numpy_and_cpu_executor(entry, schedule):
                                    err_msg=f"{entry.name}: argument {i} vs the CPU executor")
 
 
+@pytest.mark.parametrize("name", SYNC)
+def test_zoo_kernels_with_threadgroup_memory_are_race_free(name):
+    entry = zoo.BY_NAME[name]
+    args = list(entry.kernel_args(entry.make_inputs(np.random.default_rng(1))))
+    run_msl(compiled(entry), *args, schedule="reverse", race_check=True)  # raises on a race
+    for i in entry.outputs:
+        assert np.isfinite(args[i]).all()
+
+
 def test_check_kernels_rows_for_the_zoo():
     rows = check_kernels([compiled(e) for e in zoo.ZOO if e.name in ("vector_add", "softmax", "matmul")])
     assert [r.name for r in rows] == ["vector_add", "softmax", "matmul"]

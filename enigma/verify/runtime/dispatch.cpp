@@ -55,6 +55,8 @@ struct ErrInfo {
   int32_t tg_var;     // id of the threadgroup variable a fault hit, -1 if none
   int32_t pad_;
   uint64_t tg_size;   // its size in bytes
+  uint32_t other[3];  // race: the thread that accessed the location before
+  int32_t other_write;  // race: that earlier access was a write
 };
 
 // ---- guarded buffers ---------------------------------------------------------------------------
@@ -226,6 +228,38 @@ void order(int* o, int n, int schedule) {
     }
 }
 
+// threadgroup variables: the harness rewrites each `threadgroup T name[N];` into a reference to
+// memory from enigma_rt_tg_alloc(id, size): a mapping whose data ends against a guard page, so an
+// out-of-bounds access faults like one of a buffer; filled with 0xFF before every threadgroup
+struct TgVar {
+  char* map;
+  size_t map_len;
+  char* data;
+  size_t size;
+  uint16_t* shadow;  // race checking: per byte, [2i] last writer, [2i+1] reader(s) in this interval
+};
+constexpr int kMaxTg = 256;
+TgVar g_tg[kMaxTg];
+int g_ntg;  // ids below this may be allocated
+unsigned long g_tg_bytes;
+
+bool g_race;  // race checking on (the kernel library is instrumented with -fsanitize=thread)
+
+void tg_clear_shadow() {
+  for (int i = 0; i < g_ntg; i++)
+    if (g_tg[i].shadow) memset(g_tg[i].shadow, 0, 4 * g_tg[i].size);
+}
+
+void tg_reset() {
+  for (int i = 0; i < g_ntg; i++) {
+    if (g_tg[i].map) munmap(g_tg[i].map, g_tg[i].map_len);
+    if (g_tg[i].shadow) munmap(g_tg[i].shadow, 4 * g_tg[i].size);
+  }
+  memset(g_tg, 0, sizeof g_tg);
+  g_ntg = 0;
+  g_tg_bytes = 0;
+}
+
 // ---- one threadgroup ---------------------------------------------------------------------------
 struct Launch {
   uint32_t grid[3], block[3];
@@ -342,24 +376,8 @@ void run_group_fibers(const Launch& L, const uint32_t g[3], int n, int* ord) {
                      g_fibers[i].line);
       }
     for (int i = 0; i < n; i++) g_fibers[i].st = READY;
+    if (g_race) tg_clear_shadow();  // a barrier orders every access before it
   }
-}
-
-// threadgroup variables: the harness rewrites each `threadgroup T name[N];` into a reference to
-// memory from enigma_rt_tg_alloc(id, size): a mapping whose data ends against a guard page, so an
-// out-of-bounds access faults like one of a buffer; filled with 0xFF before every threadgroup
-struct TgVar { char* map; size_t map_len; char* data; size_t size; };
-constexpr int kMaxTg = 256;
-TgVar g_tg[kMaxTg];
-int g_ntg;  // ids below this may be allocated
-unsigned long g_tg_bytes;
-
-void tg_reset() {
-  for (int i = 0; i < g_ntg; i++)
-    if (g_tg[i].map) munmap(g_tg[i].map, g_tg[i].map_len);
-  memset(g_tg, 0, sizeof g_tg);
-  g_ntg = 0;
-  g_tg_bytes = 0;
 }
 
 int* g_ord;   // thread order scratch (allocated before a fork: the child does not allocate)
@@ -390,6 +408,7 @@ void run_launch(const Launch& L) {
     for (int p = 0; p < L.npoison; p++) memset((void*)L.poison[2 * p], 0xFF, L.poison[2 * p + 1]);
     for (int p = 0; p < g_ntg; p++)
       if (g_tg[p].data) memset(g_tg[p].data, 0xFF, g_tg[p].size);
+    if (g_race) tg_clear_shadow();
     if (g_fiber_mode) {
       run_group_fibers(L, g, (int)n, ord);
     } else {
@@ -524,6 +543,11 @@ extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size) {
   v.data = m + g_page + body - padded;
   v.size = size;
   memset(v.data, 0xFF, padded);
+  if (g_race) {
+    void* sh = mmap(nullptr, 4 * (size ? size : 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED) kernel_error(0, "cannot map the race-checking shadow of threadgroup memory");
+    v.shadow = (uint16_t*)sh;
+  }
   if (id >= g_ntg) g_ntg = id + 1;
   g_tg_bytes += size;
   if (g_tg_bytes > 32 * 1024)
@@ -532,6 +556,79 @@ extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size) {
   return v.data;
 }
 
+// ---- race checking: kernels compiled with -fsanitize=thread call these on every load and store ----
+// Threadgroup memory only: two different threads of a group touching the same byte between two
+// barriers, at least one of them writing, is a data race (a missing threadgroup_barrier).
+namespace {
+[[noreturn]] void race(const TgVar& v, int id, size_t off, bool write, uint16_t other, bool other_write,
+                       void* pc) {
+  ErrInfo* e = g_err;
+  e->code = 5;
+  e->tg_var = id;
+  e->tg_size = v.size;
+  e->offset = (int64_t)off;
+  e->is_write = write;
+  e->rip = (uint64_t)(uintptr_t)pc - 1;  // pc is a return address: the call is just before it
+  Dl_info di;
+  if (dladdr(pc, &di) && di.dli_fname) {
+    e->so_base = (uint64_t)(uintptr_t)di.dli_fbase;
+    snprintf(e->so_path, sizeof e->so_path, "%s", di.dli_fname);
+  }
+  const uint32_t bx = g_cur->ctx.tptg[0], by = g_cur->ctx.tptg[1];
+  e->other[0] = other == 0xFFFF ? 0xFFFFFFFFu : other % bx;  // 0xFFFF: several readers
+  e->other[1] = other == 0xFFFF ? 0xFFFFFFFFu : other / bx % by;
+  e->other[2] = other == 0xFFFF ? 0xFFFFFFFFu : other / (bx * by);
+  e->other_write = other_write;
+  set_thread(g_cur->ctx);
+  fail();
+}
+
+inline void access(const void* p, size_t n, bool write, void* pc) {
+  if (!g_race || !g_cur) return;
+  const char* a = (const char*)p;
+  for (int id = 0; id < g_ntg; id++) {
+    TgVar& v = g_tg[id];
+    if (!v.shadow || a < v.data || a >= v.data + v.size) continue;
+    const uint16_t me = (uint16_t)(g_cur->ctx.tiitg + 1);
+    size_t off = (size_t)(a - v.data), end = off + n < v.size ? off + n : v.size;
+    for (size_t b = off; b < end; b++) {
+      uint16_t& w = v.shadow[2 * b];
+      uint16_t& r = v.shadow[2 * b + 1];
+      if (w && w != me) race(v, id, b, write, (uint16_t)(w - 1), true, pc);
+      if (write) {
+        if (r && r != me) race(v, id, b, true, r == 0xFFFF ? (uint16_t)0xFFFF : (uint16_t)(r - 1), false, pc);
+        w = me;
+      } else {
+        r = (r == 0 || r == me) ? me : (uint16_t)0xFFFF;
+      }
+    }
+    return;
+  }
+}
+}  // namespace
+
+#define ENIGMA_TSAN(n)                                                                           \
+  extern "C" void __tsan_read##n(void* p) { access(p, n, false, __builtin_return_address(0)); }  \
+  extern "C" void __tsan_write##n(void* p) { access(p, n, true, __builtin_return_address(0)); }  \
+  extern "C" void __tsan_unaligned_read##n(void* p) { access(p, n, false, __builtin_return_address(0)); } \
+  extern "C" void __tsan_unaligned_write##n(void* p) { access(p, n, true, __builtin_return_address(0)); } \
+  extern "C" void __tsan_volatile_read##n(void*) {}  /* atomics: never a race */                \
+  extern "C" void __tsan_volatile_write##n(void*) {}
+ENIGMA_TSAN(1)
+ENIGMA_TSAN(2)
+ENIGMA_TSAN(4)
+ENIGMA_TSAN(8)
+ENIGMA_TSAN(16)
+#undef ENIGMA_TSAN
+extern "C" void __tsan_init() {}
+extern "C" void __tsan_func_entry(void*) {}
+extern "C" void __tsan_func_exit() {}
+extern "C" void __tsan_vptr_update(void**, void*) {}
+extern "C" void __tsan_vptr_read(void**) {}
+extern "C" void __tsan_read_range(void* p, unsigned long n) { access(p, n, false, __builtin_return_address(0)); }
+extern "C" void __tsan_write_range(void* p, unsigned long n) { access(p, n, true, __builtin_return_address(0)); }
+
+#if defined(__clang__)
 // float -> bfloat conversion (round to nearest even); clang calls it, older libgcc lacks it
 extern "C" __bf16 __truncsfbf2(float f) {
   uint32_t u;
@@ -542,6 +639,7 @@ extern "C" __bf16 __truncsfbf2(float f) {
   memcpy(&b, &r, 2);
   return b;
 }
+#endif
 
 // ---- the Python-facing API (ctypes) -------------------------------------------------------------
 extern "C" int enigma_buf_alloc(size_t nbytes, char** data_out) {
@@ -593,7 +691,7 @@ extern "C" size_t enigma_err_size() { return sizeof(ErrInfo); }
 // Returns 0 on success, otherwise the ErrInfo code (details in *err).
 extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid, const uint32_t* block,
                           int schedule, uint64_t seed, int fibers, const uint64_t* poison, int npoison,
-                          int isolate, double timeout_s, ErrInfo* err) {
+                          int isolate, double timeout_s, int race, ErrInfo* err) {
   static ErrInfo* shared_err;
   if (!shared_err) {
     void* p = mmap(nullptr, sizeof(ErrInfo), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -605,8 +703,9 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
   shared_err->tg_var = -1;
   g_page = (size_t)sysconf(_SC_PAGESIZE);
   g_err = shared_err;
-  if (g_entry != entry) tg_reset();  // another kernel: its own threadgroup variables
+  if (g_entry != entry || g_race != (race != 0)) tg_reset();  // another kernel: its own variables
   g_entry = entry;
+  g_race = race != 0;
   g_fiber_mode = fibers != 0;
   g_rng = seed * 0x9E3779B97F4A7C15ull + 0x1234567ull;
   if (!g_rng) g_rng = 1;
