@@ -229,6 +229,10 @@ class MslProgram:
                 f"{off}{elem} ({size} bytes)")
 
     def _error(self, code: int, e: _Err, bufs: list[_Buffer], library: Path) -> Exception:
+        if code < 0:
+            what = "fork" if code == -2 else "map memory"
+            return KernelError(f"{self.file}: the dispatcher could not {what} to run kernel {self.name} "
+                               "(out of memory or processes?); try isolate=False")
         thread = tuple(e.tid) if e.have_thread else None
         group = tuple(e.gid) if e.have_thread else None
         where = f" (thread_position_in_threadgroup {thread}, threadgroup {group})" if thread else ""
