@@ -213,3 +213,22 @@ def test_warns_when_editable_leftovers_would_be_packaged(example_copy, tmp_path,
     (example_copy / ".gitignore").write_text("build/\n")
     hatch_build(example_copy, tmp_path / "b")
     assert "(left by an editable install) would be packaged" in "".join(capsys.readouterr())
+
+
+def test_setuptools_sdist_then_wheel_equals_direct_wheel(st_copy, tmp_path, monkeypatch):
+    import tarfile
+
+    from setuptools import build_meta
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    direct = st_build(st_copy, tmp_path / "direct")
+    monkeypatch.chdir(st_copy)
+    (tmp_path / "sdist").mkdir()
+    sdist = tmp_path / "sdist" / build_meta.build_sdist(str(tmp_path / "sdist"))
+    with tarfile.open(sdist) as tf:
+        names = tf.getnames()
+        assert any(n.endswith("st_pkg/kernels.py") for n in names)
+        assert not any("_enigma" in n for n in names)
+        tf.extractall(tmp_path / "unpacked", filter="data")
+    (src,) = (tmp_path / "unpacked").iterdir()
+    from_sdist = st_build(src, tmp_path / "from_sdist")
+    assert from_sdist.read_bytes() == direct.read_bytes()
