@@ -59,7 +59,8 @@ class _Err(ctypes.Structure):
                 ("buffer", ctypes.c_int32), ("sig", ctypes.c_int32), ("offset", ctypes.c_int64),
                 ("so_path", ctypes.c_char * 512), ("msg", ctypes.c_char * 2048),
                 ("tg_bytes", ctypes.c_uint64), ("tg_var", ctypes.c_int32), ("pad_", ctypes.c_int32),
-                ("tg_size", ctypes.c_uint64), ("other", ctypes.c_uint32 * 3), ("other_write", ctypes.c_int32)]
+                ("tg_size", ctypes.c_uint64), ("other", ctypes.c_uint32 * 3), ("other_write", ctypes.c_int32),
+                ("other_gid", ctypes.c_uint32 * 3), ("pad2_", ctypes.c_int32)]
 
 
 _lock = threading.RLock()
@@ -256,6 +257,20 @@ class MslProgram:
                 f"{'writes' if e.is_write else 'reads'} it here, but {other} "
                 f"{'wrote' if e.other_write else 'read'} it since the last threadgroup_barrier; put a "
                 f"threadgroup_barrier between the two accesses", line, thread, group)
+        if code == 5:
+            b = next((b for b in bufs if b.slot == e.buffer), None)
+            p = self.sig.buffer(b.index) if b else None
+            what = (f"[[buffer({b.index})]] {p.name} element {e.offset // b.itemsize}" if b and p
+                    else f"device memory (byte {e.offset})")
+            same = tuple(e.other_gid) == group
+            return KernelError(
+                f"{loc}data race on {what}: thread_position_in_threadgroup {thread} of threadgroup {group} "
+                f"{'writes' if e.is_write else 'reads'} it here, but thread_position_in_threadgroup "
+                f"{tuple(e.other)} of threadgroup {tuple(e.other_gid)} "
+                f"{'wrote' if e.other_write else 'read'} it "
+                + ("since the last threadgroup_barrier" if same else
+                   "(threads of different threadgroups are never ordered: use atomics or separate launches)"),
+                line, thread, group)
         if code == 3:
             return KernelError(f"{loc}kernel {self.name} did not finish within the timeout{where}", line,
                                thread, group)

@@ -464,3 +464,34 @@ def test_race_check_finds_a_missing_barrier(schedule):
     out = np.zeros(2, np.float32)
     run_msl(REDUCE, x, out, np.int32(512), grid=2, block=256, schedule=schedule, race_check=True)
     assert out.tolist() == [256.0, 256.0]
+
+
+def test_race_check_on_device_buffers():
+    two_writers = H + """kernel void k(device float* a [[buffer(0)]], device float* out [[buffer(1)]],
+                 uint t [[thread_position_in_grid]]) {
+    out[t / 2] = a[t];   // two threads write each element
+}"""
+    with pytest.raises(KernelError, match=r"kernel.metal:6: data race on \[\[buffer\(1\)\]\] out element "
+                       r"\d+: thread_position_in_threadgroup \(\d+, 0, 0\) of threadgroup \((0|1), 0, 0\) "
+                       r"writes it here, but .* wrote it since the last threadgroup_barrier"):
+        run_msl(two_writers, np.arange(64, dtype=np.float32), np.zeros(32, np.float32), grid=2, block=32,
+                race_check=True)
+    across = H + """kernel void k(device float* a [[buffer(0)]], device float* out [[buffer(1)]],
+                 uint t [[thread_position_in_grid]], uint g [[threadgroup_position_in_grid]]) {
+    out[t] = a[t];
+    if (g == 1) out[t] += out[t - 32];   // reads what threadgroup 0 wrote
+}"""
+    with pytest.raises(KernelError, match=r"kernel.metal:7: data race on \[\[buffer\(1\)\]\] out element "
+                       r"\d+: .* of threadgroup \(1, 0, 0\) reads it here, but .* of threadgroup \(0, 0, 0\) "
+                       r"wrote it \(threads of different threadgroups are never ordered"):
+        run_msl(across, np.arange(64, dtype=np.float32), np.zeros(64, np.float32), grid=2, block=32,
+                race_check=True, schedule="forward")
+    ok = H + """kernel void k(device float* a [[buffer(0)]], device float* out [[buffer(1)]],
+                 device atomic_int* c [[buffer(2)]], uint t [[thread_position_in_grid]]) {
+    out[t] = a[t] * 2.0f;
+    a[t] = out[t];                                            // same thread: ordered
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);    // atomics never race
+}"""
+    a, c = np.arange(64, dtype=np.float32), np.zeros(1, np.int32)
+    run_msl(ok, a, np.zeros(64, np.float32), c, grid=2, block=32, race_check=True, isolate=False)
+    assert c[0] == 64 and a[5] == 10

@@ -57,6 +57,8 @@ struct ErrInfo {
   uint64_t tg_size;   // its size in bytes
   uint32_t other[3];  // race: the thread that accessed the location before
   int32_t other_write;  // race: that earlier access was a write
+  uint32_t other_gid[3];  // race: its threadgroup
+  int32_t pad2_;
 };
 
 // ---- guarded buffers ---------------------------------------------------------------------------
@@ -66,7 +68,9 @@ struct Buf {
   char* data;
   size_t nbytes;
   size_t lo, hi;  // accessible region [lo, hi) of the mapping (between the guard pages)
+  struct Shadow* shadow;  // race checking: per byte, the last writer and reader
 };
+struct Shadow { uint32_t w, r, wg, rg, wp, rp; };  // thread+1, group+1, barrier phase
 constexpr int kMaxBufs = 64;
 constexpr unsigned char kCanary = 0xA5;
 Buf g_bufs[kMaxBufs];
@@ -244,6 +248,8 @@ int g_ntg;  // ids below this may be allocated
 unsigned long g_tg_bytes;
 
 bool g_race;  // race checking on (the kernel library is instrumented with -fsanitize=thread)
+uint32_t g_group;  // linear index of the running threadgroup
+uint32_t g_phase;  // barriers completed by the running threadgroup
 
 void tg_clear_shadow() {
   for (int i = 0; i < g_ntg; i++)
@@ -377,6 +383,7 @@ void run_group_fibers(const Launch& L, const uint32_t g[3], int n, int* ord) {
       }
     for (int i = 0; i < n; i++) g_fibers[i].st = READY;
     if (g_race) tg_clear_shadow();  // a barrier orders every access before it
+    g_phase++;
   }
 }
 
@@ -403,6 +410,8 @@ void run_launch(const Launch& L) {
   Fiber shim;  // in direct mode: lets a fault report name the thread
   for (uint64_t k = 0; k < ng; k++) {
     uint64_t gi = (uint64_t)g_gord[k];
+    g_group = (uint32_t)gi;
+    g_phase = 0;
     uint32_t g[3] = {(uint32_t)(gi % L.grid[0]), (uint32_t)(gi / L.grid[0] % L.grid[1]),
                      (uint32_t)(gi / L.grid[0] / L.grid[1])};
     for (int p = 0; p < L.npoison; p++) memset((void*)L.poison[2 * p], 0xFF, L.poison[2 * p + 1]);
@@ -560,6 +569,22 @@ extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size) {
 // Threadgroup memory only: two different threads of a group touching the same byte between two
 // barriers, at least one of them writing, is a data race (a missing threadgroup_barrier).
 namespace {
+void set_pc(ErrInfo* e, void* pc) {
+  e->rip = (uint64_t)(uintptr_t)pc - 1;  // pc is a return address: the call is just before it
+  Dl_info di;
+  if (dladdr(pc, &di) && di.dli_fname) {
+    e->so_base = (uint64_t)(uintptr_t)di.dli_fbase;
+    snprintf(e->so_path, sizeof e->so_path, "%s", di.dli_fname);
+  }
+}
+
+void local_to_3d(uint32_t l, uint32_t out[3]) {
+  const uint32_t bx = g_cur->ctx.tptg[0], by = g_cur->ctx.tptg[1];
+  out[0] = l % bx;
+  out[1] = l / bx % by;
+  out[2] = l / (bx * by);
+}
+
 [[noreturn]] void race(const TgVar& v, int id, size_t off, bool write, uint16_t other, bool other_write,
                        void* pc) {
   ErrInfo* e = g_err;
@@ -568,19 +593,73 @@ namespace {
   e->tg_size = v.size;
   e->offset = (int64_t)off;
   e->is_write = write;
-  e->rip = (uint64_t)(uintptr_t)pc - 1;  // pc is a return address: the call is just before it
-  Dl_info di;
-  if (dladdr(pc, &di) && di.dli_fname) {
-    e->so_base = (uint64_t)(uintptr_t)di.dli_fbase;
-    snprintf(e->so_path, sizeof e->so_path, "%s", di.dli_fname);
+  set_pc(e, pc);
+  if (other == 0xFFFF) {  // several readers
+    e->other[0] = e->other[1] = e->other[2] = 0xFFFFFFFFu;
+  } else {
+    local_to_3d(other, e->other);
   }
-  const uint32_t bx = g_cur->ctx.tptg[0], by = g_cur->ctx.tptg[1];
-  e->other[0] = other == 0xFFFF ? 0xFFFFFFFFu : other % bx;  // 0xFFFF: several readers
-  e->other[1] = other == 0xFFFF ? 0xFFFFFFFFu : other / bx % by;
-  e->other[2] = other == 0xFFFF ? 0xFFFFFFFFu : other / (bx * by);
+  memcpy(e->other_gid, g_cur->ctx.tgpig, sizeof e->other_gid);
   e->other_write = other_write;
   set_thread(g_cur->ctx);
   fail();
+}
+
+// a device-buffer race: `other` is the other access's thread index in its group, `og` its group
+[[noreturn]] void buf_race(int slot, size_t off, bool write, uint32_t other, uint32_t og, bool other_write,
+                           void* pc) {
+  ErrInfo* e = g_err;
+  e->code = 5;
+  e->buffer = slot;
+  e->offset = (int64_t)off;
+  e->is_write = write;
+  set_pc(e, pc);
+  local_to_3d(other, e->other);
+  const uint32_t gx = g_cur->ctx.tgpg[0], gy = g_cur->ctx.tgpg[1];
+  e->other_gid[0] = og % gx;
+  e->other_gid[1] = og / gx % gy;
+  e->other_gid[2] = og / (gx * gy);
+  e->other_write = other_write;
+  set_thread(g_cur->ctx);
+  fail();
+}
+
+// Device buffers: two threads touching the same byte, at least one writing, race unless they are
+// in the same threadgroup with a barrier between them (threadgroups are never ordered).
+void buf_access(const char* a, size_t n, bool write, void* pc) {
+  for (int slot = 0; slot < kMaxBufs; slot++) {
+    Buf& b = g_bufs[slot];
+    if (!b.map || a < b.data || a >= b.data + b.nbytes) continue;
+    if (!b.shadow) {
+      void* sh = mmap(nullptr, sizeof(Shadow) * b.nbytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (sh == MAP_FAILED) kernel_error(0, "cannot map the race-checking shadow of a buffer");
+      b.shadow = (Shadow*)sh;
+    }
+    const uint32_t me = g_cur->ctx.tiitg + 1, g = g_group + 1, ph = g_phase;
+    size_t off = (size_t)(a - b.data), end = off + n < b.nbytes ? off + n : b.nbytes;
+    for (size_t k = off; k < end; k++) {
+      Shadow& s = b.shadow[k];
+      if (s.w && (s.wg != g || (s.w != me && s.wp == ph)))
+        if (s.wg != g || s.w != me) buf_race(slot, k, write, s.w - 1, s.wg - 1, true, pc);
+      if (write) {
+        if (s.r && (s.rg != g || (s.r != me && s.rp == ph)))
+          if (s.rg != g || s.r != me) buf_race(slot, k, true, s.r - 1, s.rg - 1, false, pc);
+        s.w = me, s.wg = g, s.wp = ph;
+      } else {
+        s.r = me, s.rg = g, s.rp = ph;
+      }
+    }
+    return;
+  }
+}
+
+void race_cleanup() {
+  for (int i = 0; i < kMaxBufs; i++)
+    if (g_bufs[i].shadow) {
+      munmap(g_bufs[i].shadow, sizeof(Shadow) * g_bufs[i].nbytes);
+      g_bufs[i].shadow = nullptr;
+    }
 }
 
 inline void access(const void* p, size_t n, bool write, void* pc) {
@@ -604,6 +683,7 @@ inline void access(const void* p, size_t n, bool write, void* pc) {
     }
     return;
   }
+  buf_access(a, n, write, pc);
 }
 }  // namespace
 
@@ -767,6 +847,7 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
     }
     if (sigsetjmp(g_abort, 1) == 0) run_launch(L);
     shared_err->tg_bytes = g_tg_bytes;
+    race_cleanup();
     struct itimerval off = {};
     setitimer(ITIMER_REAL, &off, nullptr);
     restore_handlers();
