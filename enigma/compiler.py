@@ -81,6 +81,25 @@ def source_hash(launch: Launch, vec_width: int) -> str:
     return hashlib.sha256(f"{launch.source}\0{options}".encode()).hexdigest()
 
 
+def requirements(launch: Launch) -> list[dict[str, Any]]:
+    """The run-time conditions the kernel's layouts rely on, as data the runtime checks at every launch
+    (FORMAT.md section 3, "requires"). A condition that depends on more than argument sizes and scalars
+    cannot be checked there: that is a compile error, not a silently skipped check."""
+    from enigma.errors import EnigmaError
+    from enigma.layout.checks import kernel_conditions
+
+    out = []
+    for c in kernel_conditions(launch.kernel):
+        if c.expr is None:
+            raise EnigmaError(f"a layout condition depends on run-time values other than argument sizes "
+                              f"and scalars, so no launch can check it: {c.text or '?'} ({c.message})",
+                              c.file, c.line, hint="build the layout from static sizes or from the "
+                              "tensor's shape (t.shape[i]) and scalar arguments")
+        if all(r["expr"] != c.expr for r in out):  # one check per condition, at its first line
+            out.append({"expr": c.expr, "text": c.text, "message": c.message, "line": c.line})
+    return out
+
+
 def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, dump_mlir: bool = False,
             keep_metal_source: bool = False, work_dir: str | None = None,
             emit_only: bool | None = None) -> CompiledKernel:
@@ -113,6 +132,7 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
     signature = portable.signature(kernel, block=list(launch.block) if launch.block else None,
                                    grid=grid_json, msl_source=metal)
     signature["source_hash"] = source_hash(launch, vec_width)
+    signature["requires"] = requirements(launch)
     if emit_only is None:
         emit_only = sys.platform != "darwin"
     need_dir = keep_metal_source or not emit_only

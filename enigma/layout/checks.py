@@ -5,9 +5,9 @@ CuTe checks divisibility and bounds statically when it can and silently skips th
 trace time (a `LayoutError`, an `EnigmaError` at the user's line, when it fails); a condition on
 traced values is recorded as a `Condition` (the traced bool, what it means, the user's file:line)
 with the kernel being traced: `conditions()` while tracing, `kernel_conditions(ir_kernel)` after.
-The artifact format has no place for them yet, so the runtime does not check them at launch;
-`check_conditions(kernel, *args)` evaluates them for concrete arguments (docs/layout.md, "Run-time
-conditions").
+`enigma.compile` writes them into the signature's "requires" (runtime/FORMAT.md), which the runtime
+checks before every launch; `check_conditions(kernel, *args)` evaluates them for concrete arguments
+ahead of a launch (docs/layout.md, "Run-time conditions").
 """
 from __future__ import annotations
 

@@ -206,6 +206,7 @@ class Kernel:
         arguments are updated in place; returns the written array (one), a tuple of them in argument
         order (several), or None (none)."""
         sp, bound = self.select(args)
+        check_requires(sp.spec, bound, f"kernel {self.name!r}")
         g, b = self.launch_dims(sp, bound, grid, block)
         dev = default_device() if device is None else device
         if dev == "cpu":
@@ -218,6 +219,16 @@ class Kernel:
             raise ValueError(f"kernel {self.name!r}: unknown device {dev!r}; expected one of "
                              f"{', '.join(DEVICES)}")
         return bound.finish()
+
+
+def check_requires(spec: dict, bound: Bound, where: str) -> None:
+    """Raise ValueError if the arguments break a condition the kernel was compiled to rely on
+    (FORMAT.md section 3, "requires": e.g. a layout's tile must fit a dynamically sized tensor)."""
+    for r in spec.get("requires", ()):
+        if not _grid.evaluate(r["expr"], bound.sizes, bound.shapes, bound.scalars):
+            at = f"{spec.get('file', '?')}:{r.get('line', 0)}"
+            raise ValueError(f"{where}: these arguments break a condition the kernel relies on: "
+                             f"{r['text']} ({r['message']}; required at {at})")
 
 
 class Library:

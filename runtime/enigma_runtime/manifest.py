@@ -140,6 +140,17 @@ def validate_spec(spec: Any, where: str, *, files: dict[str, str] | None = None)
             _grid.validate(e)
         except Exception as err:
             raise bad(str(err)) from None
+    requires = spec.get("requires", [])
+    if not isinstance(requires, list):
+        raise bad(f"'requires' must be a list, not {type(requires).__name__}")
+    for r in requires:
+        if not (isinstance(r, dict) and isinstance(r.get("text"), str) and isinstance(r.get("message"), str)
+                and _int(r.get("line", 0))):
+            raise bad(f"'requires' entry {r!r} must be an object with 'expr', 'text', 'message', 'line'")
+        try:
+            _grid.validate(r.get("expr"))
+        except Exception as err:
+            raise bad(f"'requires' entry {r.get('text')!r}: {err}") from None
     if spec.get("grid_unit", "threadgroups") != "threadgroups":
         raise bad(f"'grid_unit' {spec.get('grid_unit')!r} is not supported (this runtime reads "
                   f"'threadgroups')")

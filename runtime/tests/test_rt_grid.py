@@ -21,6 +21,8 @@ def op(name, a, b):
     (op("ceil_div", {"sym": "n"}, 256), 4), (op("floordiv", -7, 2), -4), (op("ceil_div", -7, 2), -3),
     (op("mod", -7, 3), 2), (op("min", {"sym": "m"}, 3), 3), (op("max", 1, {"arg": "k"}), 5),
     (op("sub", op("mul", 3, 4), op("add", 1, 1)), 10),
+    (op("ge", {"dim": ["a", 0]}, 1000), 1), (op("lt", {"sym": "m"}, 7), 0),
+    (op("and", op("ne", 1, 2), op("eq", {"arg": "k"}, 5)), 1), (op("or", 0, op("le", 3, 2)), 0),
 ])
 def test_evaluate(expr, want):
     validate(expr)
@@ -50,3 +52,24 @@ def test_validate_rejects_structurally_bad_nodes():
 def test_to_str():
     assert to_str(op("ceil_div", {"sym": "n"}, 256)) == "ceil_div(n, 256)"
     assert to_str(op("add", {"dim": ["a", 0]}, {"arg": "k"})) == "(a.shape[0] + k)"
+
+
+def test_requires_are_checked_before_every_launch():
+    import numpy as np
+    from enigma_runtime import Kernel
+    from enigma_runtime.errors import ManifestError
+    from enigma_runtime.manifest import validate_spec
+    from rt_fixtures import vector_add_kernel
+
+    spec, ir = vector_add_kernel()
+    need = {"expr": op("ge", {"arg": "n"}, 4), "text": "n >= 4", "message": "tile fits", "line": 9}
+    k = Kernel.from_spec({**spec, "requires": [need]}, ir, "")
+    a = np.ones(8, np.float32)
+    c = np.zeros(8, np.float32)
+    k(a, a, c, 8, grid=(1, 1, 1), block=(8, 1, 1), device="cpu")
+    assert c.tolist() == [2.0] * 8
+    with pytest.raises(ValueError, match=r"break a condition.*n >= 4 \(tile fits; required at .*:9\)"):
+        k(a, a, c, 3, grid=(1, 1, 1), block=(8, 1, 1), device="cpu")
+    for bad in ({"expr": {"exec": "x"}, "text": "t", "message": "m", "line": 1}, {"expr": 1}, "n >= 4"):
+        with pytest.raises(ManifestError, match="'requires'"):
+            validate_spec({**spec, "requires": [bad]}, "test")

@@ -306,3 +306,18 @@ def test_zoo_layout_kernels_run(name):
     ck(*args, device="cpu")
     for i, want in zip(entry.outputs, expect):
         np.testing.assert_allclose(args[i], want, rtol=1e-4, atol=1e-4)
+
+
+def test_layout_conditions_travel_in_the_signature_and_are_checked_at_every_launch():
+    ck = enigma.compile(dyn_tile)
+    req = ck.signature["requires"]
+    assert sorted(r["text"] for r in req) == sorted(f"{t}.shape[{i}] >= 8" for t in "ac" for i in (0, 1))
+    assert [r["line"] - dyn_tile.def_line for r in req] == [5, 5, 6, 6]  # the first two local_tiles
+    a = np.zeros((9, 5), np.float32)  # 5 columns cannot hold one 8-wide tile
+    with pytest.raises(ValueError, match=r"a.shape\[1\] >= 8 \(.*tiler exceeds tensor"):
+        ck(a, np.zeros_like(a), grid=(1, 2, 1), block=(8, 8, 1), device="cpu")
+    ok = np.ones((9, 8), np.float32)
+    out = np.zeros_like(ok)
+    ck(ok, out, grid=(1, 2, 1), block=(8, 8, 1), device="cpu")
+    np.testing.assert_array_equal(out, 2 * ok)
+
