@@ -149,6 +149,8 @@ def _aliases(tree: ast.Module) -> tuple[set[str], dict[str, str]]:
             for a in node.names:
                 if a.name in DECORATORS:
                     funcs[a.asname or a.name] = a.name
+                elif a.name == "*":
+                    funcs.update((d, d) for d in DECORATORS)
     return modules, funcs
 
 

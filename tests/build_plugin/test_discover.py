@@ -70,6 +70,12 @@ def test_scan_finds_every_import_style(project):
     assert found[0].where == "pkg/a.py:4"
 
 
+def test_star_import(project):
+    write(project, "pkg/star.py", "from enigma import *\n\n\n@jit\ndef seven(x):\n    pass\n")
+    found = [f for f in discover.scan(from_table(project, {})) if f.rel == "pkg/star.py"]
+    assert [(f.name, f.kind, f.line) for f in found] == [("seven", "jit", 4)]
+
+
 def test_include_exclude_globs(project):
     found = discover.scan(from_table(project, {"exclude": ["pkg/sub/**"]}))
     assert [f.name for f in found] == ["one", "launch_one"]
