@@ -73,7 +73,7 @@ def test_scan_finds_every_import_style(project):
 def test_star_import(project):
     write(project, "pkg/star.py", "from enigma import *\n\n\n@jit\ndef seven(x):\n    pass\n")
     found = [f for f in discover.scan(from_table(project, {})) if f.rel == "pkg/star.py"]
-    assert [(f.name, f.kind, f.line) for f in found] == [("seven", "jit", 4)]
+    assert [(f.name, f.kind, f.line) for f in found] == [("seven", "jit", 5)]
 
 
 def test_include_exclude_globs(project):
