@@ -28,26 +28,24 @@ def finalize_distribution_options(dist: Any) -> None:
         # the build class is shared by every distribution of the process: the predicate keeps the
         # command off for projects without [tool.enigma]
         build.sub_commands = [*build.sub_commands, ("build_enigma", _wanted)]
-    settings = config.load(root)
-    if not settings.emit_only:
-        dist.cmdclass["bdist_wheel"] = _platform_wheel(dist.get_command_class("bdist_wheel"),
-                                                       settings.platform_tag)
+    dist.cmdclass["bdist_wheel"] = _platform_wheel(dist.get_command_class("bdist_wheel"))
 
 
 def _wanted(cmd: Any) -> bool:
     return config.has_enigma_table(_root(cmd.distribution))
 
 
-def _platform_wheel(base: type, plat: str) -> type:
-    """bdist_wheel tagged py3-none-<plat>: the wheel carries a .metallib for that macOS target."""
-    if getattr(base, "_enigma_plat", None) == plat:
+def _platform_wheel(base: type) -> type:
+    """bdist_wheel tagged py3-none-macosx_<target>_arm64 when build_enigma linked a .metallib."""
+    if getattr(base, "_enigma", False):
         return base
 
     class bdist_wheel(base):  # type: ignore[misc, valid-type]
-        _enigma_plat = plat
+        _enigma = True
 
         def get_tag(self) -> tuple[str, str, str]:
-            return "py3", "none", plat
+            plat = getattr(self.distribution, "enigma_platform_tag", None)
+            return ("py3", "none", plat) if plat else super().get_tag()
 
     return bdist_wheel
 
@@ -79,6 +77,8 @@ class build_enigma(Command):
             print(f"WARNING enigma: {w.message}")
         hints = [p for p in (self.distribution.packages or []) if "." not in p]
         result = core.build(settings, hints, log=print)
+        # read by bdist_wheel.get_tag, which runs after the build
+        self.distribution.enigma_platform_tag = settings.platform_tag if result.has_metallib else None
         build_lib = self.build_lib
         assert build_lib is not None
         written = core.write(result, lambda name: Path(build_lib, name))
