@@ -495,3 +495,23 @@ def test_race_check_on_device_buffers():
     a, c = np.arange(64, dtype=np.float32), np.zeros(1, np.int32)
     run_msl(ok, a, np.zeros(64, np.float32), c, grid=2, block=32, race_check=True, isolate=False)
     assert c[0] == 64 and a[5] == 10
+
+
+def test_type_traits_and_numeric_limits():
+    src = H + """#include <metal_numeric>
+template <typename T, typename = metal::enable_if_t<metal::is_floating_point_v<T>>>
+T biggest() { return metal::numeric_limits<T>::max(); }
+kernel void k(device float* f [[buffer(0)]], device int* i [[buffer(1)]],
+              uint t [[thread_position_in_grid]]) {
+    f[0] = biggest<float>();
+    f[1] = float(biggest<half>());
+    f[2] = numeric_limits<float>::lowest();
+    f[3] = numeric_limits<float>::epsilon();
+    i[0] = numeric_limits<int>::min();
+    i[1] = is_same_v<uint, uint32_t> + 2 * is_integral_v<float> + 4 * is_signed_v<int>
+           + 8 * is_signed_v<uint>;
+}"""
+    f, i = np.zeros(4, np.float32), np.zeros(2, np.int32)
+    run_msl(src, f, i, grid=1, block=1)
+    fi = np.finfo(np.float32)
+    assert f.tolist() == [fi.max, 65504.0, -fi.max, fi.eps] and i.tolist() == [-(2**31), 5]
