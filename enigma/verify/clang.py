@@ -20,6 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 INCLUDE_DIR = HERE / "include"
 RUNTIME_SRC = HERE / "runtime" / "dispatch.cpp"
+COMPILE_TIMEOUT = 600  # seconds (the first use of the ziglang clang builds its C runtime: ~1 min)
 CANDIDATES = ("clang++-22", "clang++-21", "clang++-20", "clang++-19", "clang++")
 
 # C++ for OpenCL: real address spaces, kernel-scope threadgroup arrays, no double (see docs/verify.md)
@@ -123,7 +124,7 @@ def _atomic_move(src: Path, dst: Path) -> None:
 
 
 def _run(cmd: list[str], what: str, cwd: Path) -> subprocess.CompletedProcess:
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=COMPILE_TIMEOUT)
     if out.returncode != 0:
         raise CompileError(f"{what} failed:\n{out.stderr.strip()}", out.stderr)
     return out
@@ -160,7 +161,10 @@ def _pch() -> Path | None:
         t = Path(tmp)
         cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, "-Xclang", "-emit-pch", "-I", str(INCLUDE_DIR), "-c",
                str(INCLUDE_DIR / "metal_stdlib"), "-o", str(t / "h.pch")]
-        r = subprocess.run(cmd, capture_output=True, text=True, cwd=t)
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=t, timeout=COMPILE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return None
         if r.returncode != 0:
             return None
         _atomic_move(t / "h.pch", out)
@@ -186,7 +190,11 @@ def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race
         inc = ["-include-pch", str(pch)] if pch else []
         compile_cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, *extra, *inc, "-I", str(INCLUDE_DIR), "-c",
                        file_name, "-o", "k.o"]
-        r = subprocess.run(compile_cmd, capture_output=True, text=True, cwd=t)
+        try:
+            r = subprocess.run(compile_cmd, capture_output=True, text=True, cwd=t, timeout=COMPILE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise CompileError(f"clang did not finish compiling {file_name} within {COMPILE_TIMEOUT} s") \
+                from None
         if r.returncode != 0:
             raise CompileError(f"clang rejected the Metal source:\n{r.stderr.strip()}", r.stderr)
         if clang.is_zig:
