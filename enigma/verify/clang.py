@@ -97,8 +97,16 @@ def find_clang() -> Clang:
 
 
 def cache_dir() -> Path:
+    """$ENIGMA_CACHE_DIR, else ~/.cache/enigma/verify (else a per-user temporary directory if the home
+    directory is not writable)."""
     d = Path(os.environ.get("ENIGMA_CACHE_DIR") or Path.home() / ".cache" / "enigma" / "verify")
-    d.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        if os.environ.get("ENIGMA_CACHE_DIR"):
+            raise
+        d = Path(tempfile.gettempdir()) / f"enigma-verify-{os.getuid()}"
+        d.mkdir(parents=True, exist_ok=True)
     return d
 
 
