@@ -158,3 +158,10 @@ def test_check_flags_races_and_threadgroup_memory_mismatch(built_package):
     unknown = {k: v for k, v in spec.items() if k != "threadgroup_memory"}  # no race-checking build
     row = check.check_kernels([(unknown, ir, racy)], compare_cpu=False)[0]
     assert not row.agree and "depend on the thread order" in row.detail, row.detail
+
+
+def test_enigma_build_cli_runs_check(built_package, capsys):
+    from enigma_build import cli
+
+    assert cli.main(["check", str(built_package), "--size", "40"]) == 0
+    assert "0 disagree or fail" in capsys.readouterr().out
