@@ -64,10 +64,11 @@ class CompiledKernel:
         return self._runnable(*args, grid=grid, block=block, device=device)
 
     def save(self, directory: str | os.PathLike[str], package: str | None = None) -> Path:
-        """Write this kernel as a package's artifacts (runtime/FORMAT.md section 1) into `directory`."""
+        """Write this kernel as a package's artifacts (runtime/FORMAT.md section 1): `directory` is the
+        package directory (its name is the default package name); returns `directory/_enigma`."""
         from enigma.artifacts import write_artifacts
 
-        package = package or (getattr(self.launch, "package", None) or Path(directory).resolve().parent.name)
+        package = package or getattr(self.launch, "package", None) or Path(directory).resolve().name
         return write_artifacts(Path(directory), package, [self], metallib=self.metallib_bytes,
                                msl_version=MSL_VERSION, macos_target=MACOS_TARGET)
 

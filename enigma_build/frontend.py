@@ -65,15 +65,9 @@ def _jit_specs(obj: Any) -> list[Any]:
 
 
 def _compile(fn: Any, *args: Any, vec_width: int) -> Any:
-    """enigma.compile with SSA ids numbered from 0: enigma.ir numbers values from a process-wide
-    counter, so without this the emitted names (v94 vs v102) depend on what the process traced before
-    (worker order, earlier kernels) and two builds of one tree would differ."""
-    import itertools
-
+    """enigma.compile for a wheel: emit-only here, the core links one .metallib per package."""
     import enigma
-    from enigma import ir
 
-    ir._ids = itertools.count()
     return enigma.compile(fn, *args, emit_only=True, vec_width=vec_width)
 
 
