@@ -515,3 +515,21 @@ kernel void k(device float* f [[buffer(0)]], device int* i [[buffer(1)]],
     run_msl(src, f, i, grid=1, block=1)
     fi = np.finfo(np.float32)
     assert f.tolist() == [fi.max, 65504.0, -fi.max, fi.eps] and i.tolist() == [-(2**31), 5]
+
+
+def test_race_check_treats_simdgroup_calls_as_ordering_their_lanes():
+    src = H + """kernel void k(device float* a [[buffer(0)]], uint t [[thread_position_in_threadgroup]]) {
+    threadgroup float tile[64];
+    tile[t] = a[t];
+    simdgroup_barrier(mem_flags::mem_threadgroup);   // orders the 32 lanes of each simdgroup
+    a[t] = tile[t ^ 1];                              // a neighbour lane of the same simdgroup
+}"""
+    a = np.arange(64, dtype=np.float32)
+    run_msl(src, a, grid=1, block=64, race_check=True)
+    np.testing.assert_array_equal(a, np.arange(64) ^ 1)
+    across = src.replace("tile[t ^ 1]", "tile[t ^ 32]")  # a lane of the other simdgroup: unordered
+    with pytest.raises(KernelError, match=r"kernel.metal:8: data race on threadgroup memory tile\[\d+\]"):
+        run_msl(across, np.arange(64, dtype=np.float32), grid=1, block=64, race_check=True)
+    none = src.replace("    simdgroup_barrier(mem_flags::mem_threadgroup);", "")
+    with pytest.raises(KernelError, match=r"data race on threadgroup memory tile\[\d+\]"):
+        run_msl(none, np.arange(64, dtype=np.float32), grid=1, block=64, race_check=True)

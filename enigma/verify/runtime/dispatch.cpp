@@ -70,7 +70,8 @@ struct Buf {
   size_t lo, hi;  // accessible region [lo, hi) of the mapping (between the guard pages)
   struct Shadow* shadow;  // race checking: per byte, the last writer and reader
 };
-struct Shadow { uint32_t w, r, wg, rg, wp, rp; };  // thread+1, group+1, barrier phase
+// thread+1, group+1, barrier phase, simd epoch (see SimdSync) of the last write and read
+struct Shadow { uint32_t w, r, wg, rg, wp, rp, ws, rs; };
 constexpr int kMaxBufs = 64;
 constexpr unsigned char kCanary = 0xA5;
 Buf g_bufs[kMaxBufs];
@@ -240,7 +241,8 @@ struct TgVar {
   size_t map_len;
   char* data;
   size_t size;
-  uint16_t* shadow;  // race checking: per byte, [2i] last writer, [2i+1] reader(s) in this interval
+  uint16_t* shadow;  // race checking: per byte, [4i] last writer, [4i+1] reader(s) in this interval,
+                     // [4i+2], [4i+3] their simd epochs
 };
 constexpr int kMaxTg = 256;
 TgVar g_tg[kMaxTg];
@@ -250,16 +252,38 @@ unsigned long g_tg_bytes;
 bool g_race;  // race checking on (the kernel library is instrumented with -fsanitize=thread)
 uint32_t g_group;  // linear index of the running threadgroup
 uint32_t g_phase;  // barriers completed by the running threadgroup
+// Simd-group rendezvous since the last barrier, per simdgroup: lanes that met at a simd-group call
+// (simd_sum, simdgroup_barrier, ...) are ordered with respect to each other, as lanes of a GPU
+// simdgroup are. An access records its simdgroup's epoch (the number of rendezvous so far); an
+// earlier access by another lane of the same simdgroup is ordered if a later rendezvous had both.
+constexpr int kMaxSimdSync = 1024;
+struct SimdSync { uint32_t n; uint32_t mask[kMaxSimdSync]; };
+SimdSync g_simd[32];  // at most 1024 threads: 32 simdgroups
+
+void simd_sync_clear() {
+  for (auto& x : g_simd) x.n = 0;
+}
+
+bool simd_ordered(uint32_t a, uint32_t b, uint32_t epoch_a) {  // thread indices in the group
+  if (a / 32 != b / 32) return false;
+  const SimdSync& s = g_simd[a / 32];
+  const uint32_t both = (1u << (a % 32)) | (1u << (b % 32));
+  for (uint32_t k = epoch_a; k < s.n && k < (uint32_t)kMaxSimdSync; k++)
+    if ((s.mask[k] & both) == both) return true;
+  return false;
+}
+
+uint32_t simd_epoch(uint32_t t) { return g_simd[t / 32].n; }
 
 void tg_clear_shadow() {
   for (int i = 0; i < g_ntg; i++)
-    if (g_tg[i].shadow) memset(g_tg[i].shadow, 0, 4 * g_tg[i].size);
+    if (g_tg[i].shadow) memset(g_tg[i].shadow, 0, 8 * g_tg[i].size);
 }
 
 void tg_reset() {
   for (int i = 0; i < g_ntg; i++) {
     if (g_tg[i].map) munmap(g_tg[i].map, g_tg[i].map_len);
-    if (g_tg[i].shadow) munmap(g_tg[i].shadow, 4 * g_tg[i].size);
+    if (g_tg[i].shadow) munmap(g_tg[i].shadow, 8 * g_tg[i].size);
   }
   memset(g_tg, 0, sizeof g_tg);
   g_ntg = 0;
@@ -334,6 +358,11 @@ bool resolve_simd(int n) {
       memset(table, 0, 32 * sz);
       for (int j = base; j < end; j++)
         if (mask >> (j - base) & 1) memcpy(table + (j - base) * sz, g_fibers[j].val, sz);
+      if (g_race) {
+        SimdSync& ss = g_simd[base / 32];
+        if (ss.n < (uint32_t)kMaxSimdSync) ss.mask[ss.n] = mask;
+        ss.n++;
+      }
       for (int j = base; j < end; j++)
         if (mask >> (j - base) & 1) {
           memcpy(g_fibers[j].out, table, 32 * sz);
@@ -382,7 +411,7 @@ void run_group_fibers(const Launch& L, const uint32_t g[3], int n, int* ord) {
                      g_fibers[i].line);
       }
     for (int i = 0; i < n; i++) g_fibers[i].st = READY;
-    if (g_race) tg_clear_shadow();  // a barrier orders every access before it
+    if (g_race) tg_clear_shadow(), simd_sync_clear();  // a barrier orders every access before it
     g_phase++;
   }
 }
@@ -417,7 +446,7 @@ void run_launch(const Launch& L) {
     for (int p = 0; p < L.npoison; p++) memset((void*)L.poison[2 * p], 0xFF, L.poison[2 * p + 1]);
     for (int p = 0; p < g_ntg; p++)
       if (g_tg[p].data) memset(g_tg[p].data, 0xFF, g_tg[p].size);
-    if (g_race) tg_clear_shadow();
+    if (g_race) tg_clear_shadow(), simd_sync_clear();
     if (g_fiber_mode) {
       run_group_fibers(L, g, (int)n, ord);
     } else {
@@ -553,7 +582,7 @@ extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size) {
   v.size = size;
   memset(v.data, 0xFF, padded);
   if (g_race) {
-    void* sh = mmap(nullptr, 4 * (size ? size : 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* sh = mmap(nullptr, 8 * (size ? size : 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED) kernel_error(0, "cannot map the race-checking shadow of threadgroup memory");
     v.shadow = (uint16_t*)sh;
   }
@@ -636,18 +665,21 @@ void buf_access(const char* a, size_t n, bool write, void* pc) {
       if (sh == MAP_FAILED) kernel_error(0, "cannot map the race-checking shadow of a buffer");
       b.shadow = (Shadow*)sh;
     }
-    const uint32_t me = g_cur->ctx.tiitg + 1, g = g_group + 1, ph = g_phase;
+    const uint32_t t = g_cur->ctx.tiitg, me = t + 1, g = g_group + 1, ph = g_phase, ep = simd_epoch(t);
     size_t off = (size_t)(a - b.data), end = off + n < b.nbytes ? off + n : b.nbytes;
     for (size_t k = off; k < end; k++) {
       Shadow& s = b.shadow[k];
-      if (s.w && (s.wg != g || (s.w != me && s.wp == ph)))
-        if (s.wg != g || s.w != me) buf_race(slot, k, write, s.w - 1, s.wg - 1, true, pc);
+      // unordered: another threadgroup, or another thread of this group with no barrier or simd-group
+      // rendezvous between the two accesses
+      if (s.w && (s.wg != g || (s.w != me && s.wp == ph && !simd_ordered(s.w - 1, t, s.ws))))
+        buf_race(slot, k, write, s.w - 1, s.wg - 1, true, pc);
       if (write) {
-        if (s.r && (s.rg != g || (s.r != me && s.rp == ph)))
-          if (s.rg != g || s.r != me) buf_race(slot, k, true, s.r - 1, s.rg - 1, false, pc);
-        s.w = me, s.wg = g, s.wp = ph;
+        if (s.r && (s.rg != g || (s.r != me && s.rp == ph && !simd_ordered(s.r - 1, t, s.rs))))
+          buf_race(slot, k, true, s.r - 1, s.rg - 1, false, pc);
+        s.w = me, s.wg = g, s.wp = ph, s.ws = ep;
+        s.r = 0;
       } else {
-        s.r = me, s.rg = g, s.rp = ph;
+        s.r = me, s.rg = g, s.rp = ph, s.rs = ep;
       }
     }
     return;
@@ -668,17 +700,24 @@ inline void access(const void* p, size_t n, bool write, void* pc) {
   for (int id = 0; id < g_ntg; id++) {
     TgVar& v = g_tg[id];
     if (!v.shadow || a < v.data || a >= v.data + v.size) continue;
-    const uint16_t me = (uint16_t)(g_cur->ctx.tiitg + 1);
+    const uint32_t t = g_cur->ctx.tiitg;
+    const uint16_t me = (uint16_t)(t + 1), ep = (uint16_t)simd_epoch(t);
     size_t off = (size_t)(a - v.data), end = off + n < v.size ? off + n : v.size;
     for (size_t b = off; b < end; b++) {
-      uint16_t& w = v.shadow[2 * b];
-      uint16_t& r = v.shadow[2 * b + 1];
-      if (w && w != me) race(v, id, b, write, (uint16_t)(w - 1), true, pc);
+      uint16_t* e = &v.shadow[4 * b];  // writer, reader(s), writer's epoch, reader's epoch
+      if (e[0] && e[0] != me && !simd_ordered(e[0] - 1u, t, e[2]))
+        race(v, id, b, write, (uint16_t)(e[0] - 1), true, pc);
       if (write) {
-        if (r && r != me) race(v, id, b, true, r == 0xFFFF ? (uint16_t)0xFFFF : (uint16_t)(r - 1), false, pc);
-        w = me;
+        if (e[1] == 0xFFFF || (e[1] && e[1] != me && !simd_ordered(e[1] - 1u, t, e[3])))
+          race(v, id, b, true, e[1] == 0xFFFF ? (uint16_t)0xFFFF : (uint16_t)(e[1] - 1), false, pc);
+        e[0] = me, e[2] = ep;
+        e[1] = 0;  // later accesses are checked against this write, which is ordered after the reads
+      } else if (e[1] == 0 || e[1] == me) {
+        e[1] = me, e[3] = ep;
+      } else if (!simd_ordered(e[1] - 1u, t, e[3])) {
+        e[1] = 0xFFFF;  // several unordered readers
       } else {
-        r = (r == 0 || r == me) ? me : (uint16_t)0xFFFF;
+        e[1] = me, e[3] = ep;
       }
     }
     return;
