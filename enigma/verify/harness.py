@@ -78,8 +78,7 @@ def _runtime() -> ctypes.CDLL:
         lib.enigma_err_size.restype = ctypes.c_size_t
         lib.enigma_run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
                                    ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32),
-                                   ctypes.c_int, ctypes.c_uint64, ctypes.c_int,
-                                   ctypes.POINTER(ctypes.c_uint64), ctypes.c_int, ctypes.c_int,
+                                   ctypes.c_int, ctypes.c_uint64, ctypes.c_int, ctypes.c_int,
                                    ctypes.c_double, ctypes.c_int, ctypes.POINTER(_Err)]
         assert lib.enigma_err_size() == ctypes.sizeof(_Err), "dispatcher ErrInfo layout mismatch"
         _rt = lib
@@ -191,11 +190,10 @@ class MslProgram:
                 if a.nbytes:
                     ctypes.memmove(out.value, a.ctypes.data, a.nbytes)
                 ptrs[i] = out.value
-            poison = (ctypes.c_uint64 * 1)()  # threadgroup variables register themselves
             err = _Err()
             code = rt.enigma_run(entry, ptrs, (ctypes.c_uint32 * 3)(*grid3),
                                  (ctypes.c_uint32 * 3)(*block3), SCHEDULES[schedule], seed,
-                                 int(self.sig.uses_sync), poison, 0,
+                                 int(self.sig.uses_sync),
                                  int(isolate), float(timeout), int(race_check), ctypes.byref(err))
             if code:
                 raise self._error(code, err, bufs, library)

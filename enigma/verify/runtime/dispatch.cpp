@@ -295,8 +295,6 @@ struct Launch {
   uint32_t grid[3], block[3];
   void* const* bufs;
   int schedule;
-  const uint64_t* poison;  // (address, length) pairs of threadgroup memory
-  int npoison;
 };
 
 void fill_ctx(Ctx& c, const Launch& L, const uint32_t g[3], uint32_t l) {
@@ -443,7 +441,6 @@ void run_launch(const Launch& L) {
     g_phase = 0;
     uint32_t g[3] = {(uint32_t)(gi % L.grid[0]), (uint32_t)(gi / L.grid[0] % L.grid[1]),
                      (uint32_t)(gi / L.grid[0] / L.grid[1])};
-    for (int p = 0; p < L.npoison; p++) memset((void*)L.poison[2 * p], 0xFF, L.poison[2 * p + 1]);
     for (int p = 0; p < g_ntg; p++)
       if (g_tg[p].data) memset(g_tg[p].data, 0xFF, g_tg[p].size);
     if (g_race) tg_clear_shadow(), simd_sync_clear();
@@ -809,7 +806,7 @@ extern "C" size_t enigma_err_size() { return sizeof(ErrInfo); }
 // Run a launch. schedule: 0 forward, 1 reverse, 2 random. isolate: run in a forked child.
 // Returns 0 on success, otherwise the ErrInfo code (details in *err).
 extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid, const uint32_t* block,
-                          int schedule, uint64_t seed, int fibers, const uint64_t* poison, int npoison,
+                          int schedule, uint64_t seed, int fibers,
                           int isolate, double timeout_s, int race, ErrInfo* err) {
   static ErrInfo* shared_err;
   if (!shared_err) {
@@ -833,8 +830,6 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
   memcpy(L.block, block, sizeof L.block);
   L.bufs = bufs;
   L.schedule = schedule;
-  L.poison = poison;
-  L.npoison = npoison;
   if (!prepare(L)) {
     snprintf(shared_err->msg, sizeof shared_err->msg, "cannot allocate the fibers of a %ux%ux%u threadgroup",
              L.block[0], L.block[1], L.block[2]);
