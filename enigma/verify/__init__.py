@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+from typing import Any
+
 from enigma.verify.clang import ClangNotFound, CompileError, find_clang
 from enigma.verify.harness import KernelError, MslProgram, compile_msl, run_msl, run_spec
 from enigma.verify.msl import MslError
@@ -14,7 +16,7 @@ __all__ = ["ClangNotFound", "CompileError", "KernelError", "MslError", "MslProgr
            "find_clang", "run_msl", "run_spec", "check_kernels", "check_package"]
 
 
-def __getattr__(name: str):  # check.py imports the runtime; load it on first use
+def __getattr__(name: str) -> Any:  # check.py imports the runtime; load it on first use
     if name in ("check_kernels", "check_package", "CheckRow"):
         from enigma.verify import check
 

@@ -6,7 +6,7 @@
 Written arrays are updated in place. Errors come back as exceptions: `MslError` (the source cannot
 be run: unknown attribute, unsupported parameter), `CompileError` (clang rejected it: address
 spaces, `double`, ...), `KernelError` (found while running: divergent barrier, out-of-bounds
-access, crash), each naming the .metal line where known.
+access, crash, and with `race_check=True` data races), each naming the .metal line where known.
 """
 from __future__ import annotations
 
