@@ -41,6 +41,7 @@ class CheckRow:
     seconds: float  # compile (possibly cached) + run through the harness
     compile_seconds: float
     detail: str = ""
+    skipped: bool = False  # not run: the signature has no grid or block (the caller always gives them)
 
 
 @dataclass
@@ -143,6 +144,12 @@ def check_kernels(kernels: Iterable[Any], *, seed: int = 0, size: int | None = N
     for it in _items(kernels):
         rng = np.random.default_rng(seed)
         t0 = time.perf_counter()
+        if it.spec.get("grid") is None or it.spec.get("block") is None:
+            missing = "grid" if it.spec.get("grid") is None else "block"
+            rows.append(CheckRow(it.name, it.spec.get("kernel_name", "?"), True, 0.0, 0.0, 0.0,
+                                 f"skipped: the signature has no {missing} (callers pass it); check it with "
+                                 f"enigma.verify.run_msl(kernel, ..., grid=..., block=...)", skipped=True))
+            continue
         try:
             compile_msl(it.metal, it.spec["kernel_name"], f"{it.spec['kernel_name']}.metal")
             t_compile = time.perf_counter() - t0
@@ -258,12 +265,15 @@ def format_rows(rows: Sequence[CheckRow]) -> str:
     w = max([len(r.name) for r in rows] + [6])
     lines = [f"{'kernel':<{w}}  {'agree':<5}  {'max error':>10}  {'time':>8}  detail"]
     for r in rows:
-        lines.append(f"{r.name:<{w}}  {'yes' if r.agree else 'NO':<5}  {r.max_error:>10.3g}  "
+        verdict = "skip" if r.skipped else "yes" if r.agree else "NO"
+        lines.append(f"{r.name:<{w}}  {verdict:<5}  {r.max_error:>10.3g}  "
                      f"{r.seconds * 1e3:>6.0f}ms  {r.detail.splitlines()[0] if r.detail else ''}")
         for extra in r.detail.splitlines()[1:8] if not r.agree else []:
             lines.append(" " * (w + 2) + extra)
     bad = sum(not r.agree for r in rows)
-    lines.append(f"{len(rows)} kernel(s) checked, {bad} disagree or fail" if rows else "no kernels found")
+    skipped = sum(r.skipped for r in rows)
+    lines.append((f"{len(rows) - skipped} kernel(s) checked, {bad} disagree or fail"
+                  + (f", {skipped} skipped" if skipped else "")) if rows else "no kernels found")
     return "\n".join(lines)
 
 

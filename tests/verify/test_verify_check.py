@@ -78,7 +78,7 @@ def test_check_json_output(built_package, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"] for r in rows} >= {"softmax", "matmul"} and all(r["agree"] for r in rows)
     assert set(rows[0]) == {"name", "kernel_name", "agree", "max_error", "seconds", "compile_seconds",
-                            "detail"}
+                            "detail", "skipped"}
 
 
 def test_check_usage_errors(tmp_path, capsys):
@@ -165,3 +165,13 @@ def test_enigma_build_cli_runs_check(built_package, capsys):
 
     assert cli.main(["check", str(built_package), "--size", "40"]) == 0
     assert "0 disagree or fail" in capsys.readouterr().out
+
+
+def test_kernels_without_launch_metadata_are_skipped(built_package):
+    from enigma_runtime.manifest import read_manifest
+
+    man = read_manifest(built_package / "_enigma")
+    spec = dict(man.kernels["saxpy"][0], grid=None)
+    rows = check.check_kernels([(spec, man.read_json(spec["ir"]), man.read_text(spec["metal"]))])
+    assert rows[0].skipped and rows[0].agree and "no grid" in rows[0].detail
+    assert "0 kernel(s) checked, 0 disagree or fail, 1 skipped" in check.format_rows(rows)
