@@ -22,6 +22,7 @@ from .errors import GridError, KernelNotFoundError, LaunchError
 from .manifest import Manifest, _closest, find_artifact_dir, read_ir, read_manifest, validate_spec
 
 DEVICES = ("cpu", "metal")
+MAX_THREADS_PER_THREADGROUP = 1024  # Apple GPUs; a pipeline may allow fewer (metal.py checks)
 
 
 def default_device() -> str:
@@ -49,6 +50,12 @@ def _dim3(v: Any, what: str, where: str, minimum: int) -> tuple[int, int, int]:
             raise ValueError(f"{where}: {what} {tuple(v)} must hold ints >= {minimum}")
         out.append(int(x))
     return tuple(out + [1] * (3 - len(out)))  # type: ignore[return-value]
+
+
+def _agreement(spec: dict, args: tuple) -> tuple[bool, int]:
+    """How close `args` come to `spec`: (same argument count, number of arguments of fitting dtype)."""
+    fitting = sum(matches({"args": [a]}, (v,)) for a, v in zip(spec["args"], args))
+    return len(args) == len(spec["args"]), fitting
 
 
 class Specialisation:
@@ -171,8 +178,16 @@ class Kernel:
         if len(self.specs) == 1:
             sp = self.specs[0]
             return sp, bind(sp.spec, args, where)  # raises the precise TypeError/ValueError
+        # None matches: name the first wrong argument against the closest specialisation (same
+        # argument count, most dtypes matching), then list every available signature.
+        closest = max(self.specs, key=lambda sp: _agreement(sp.spec, args))
         got = ", ".join(describe_value(v) for v in args)
         avail = "; ".join(describe_signature(sp.spec) for sp in self.specs)
+        try:
+            bind(closest.spec, args, where)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{e}; no specialisation matches the arguments ({got}); available: "
+                          f"{avail}") from None
         raise TypeError(f"{where}: no specialisation matches the arguments ({got}); available: {avail}")
 
     def launch_dims(self, sp: Specialisation, bound: Bound, grid: Any, block: Any
@@ -185,6 +200,11 @@ class Kernel:
                                   f"block=(x, y, z), the threads per threadgroup")
             block = spec["block"]
         block = _dim3(block, "block", where, 1)
+        threads = block[0] * block[1] * block[2]
+        if threads > MAX_THREADS_PER_THREADGROUP:
+            raise LaunchError(f"{where}: block {block} has {threads} threads; Metal allows at most "
+                              f"{MAX_THREADS_PER_THREADGROUP} per threadgroup (checked on every device, so "
+                              f"that what runs on the CPU also runs on a GPU)")
         if grid is None:
             if spec.get("grid") is None:
                 raise LaunchError(f"{where} has no grid in its metadata (compiled without one): pass "

@@ -124,6 +124,8 @@ def test_grid_and_block(va):
         va(a, b, c, 1000, block=(0, 1, 1), device="cpu")
     with pytest.raises(ValueError, match="grid"):
         va(a, b, c, 1000, grid=(1, 2, 3, 4), device="cpu")
+    with pytest.raises(LaunchError, match=r"block \(64, 32, 1\) has 2048 threads; Metal allows at most 1024"):
+        va(a, b, c, 1000, block=(64, 32), device="cpu")
 
 
 def test_missing_grid_or_block_is_a_clear_error():
@@ -156,6 +158,16 @@ def test_specialisations_pick_by_dtype():
                                         r"vector_add\(a: float32"
                                         r".*vector_add\(a: int32"):
         k(*arrays(10, np.float64), 10, device="cpu")
+    # with several specialisations the error still names the argument and what was expected
+    a32, b32, c32 = arrays(10)
+    with pytest.raises(TypeError, match=r"argument 'b' has dtype int32, expected float32; no specialisation"):
+        k(a32, b, c32, 10, device="cpu")
+    with pytest.raises(TypeError, match=r"takes 4 arguments .*, got 3; no specialisation"):
+        k(a32, b32, c32, device="cpu")
+    with pytest.raises(ValueError, match=r"argument 'a' has rank 2 .*expected rank 1"):  # dtypes pick int32
+        k(np.zeros((2, 5), np.int32), b, c, 10, device="cpu")
+    with pytest.raises(TypeError, match=r"argument 'n' expects an int \(int32\), got float.*available: "):
+        k(a, b, c, 10.0, device="cpu")
 
 
 def test_device_choice(va, monkeypatch):
