@@ -224,7 +224,7 @@ def _loop(kind: str, names: tuple[str, ...], values: tuple[Any, ...],
 
 def dyn_for(bounds: tuple[Any, ...], body: Callable[..., tuple], names: tuple[str, ...],
             values: tuple[Any, ...]) -> tuple[Any, ...]:
-    """`for i in range(...)`: an IR `for` loop (bounds are int32; the step must be positive)."""
+    """`for i in range(...)`: an IR `for` loop (bounds are int32; the step may be negative, as in Python)."""
     if not 1 <= len(bounds) <= 3:
         raise error_here(f"range expects 1 to 3 arguments, got {len(bounds)}")
     lb, ub, step = (0, bounds[0], 1) if len(bounds) == 1 else (*bounds, 1)[:3]
@@ -234,9 +234,9 @@ def dyn_for(bounds: tuple[Any, ...], body: Callable[..., tuple], names: tuple[st
         py_int = isinstance(x, int) and not isinstance(x, bool)
         if not (isinstance(x, Val) and x.dtype.is_int) and not py_int:
             raise error_here(f"range bounds must be integers, got {describe(x)}")
-    if isinstance(step, int) and step <= 0:
-        raise error_here(f"range step must be positive in a run-time loop, got {step}",
-                         "count up and compute the index: for k in range(n): i = n - 1 - k")
+    if isinstance(step, int) and step == 0:
+        raise error_here("range step must not be zero", "use a positive step to count up, a negative one "
+                         "to count down")
     b = current()
     lbv, ubv, stv = (as_val(x, dt.int32) for x in (lb, ub, step))
 

@@ -299,10 +299,14 @@ class KernelFunction:
         if not isinstance(v, HostTensor):
             raise self._here(f"parameter {p.name!r} of {self.name} is a tensor, got {type(v).__name__}",
                              "pass a numpy array or an enigma.TensorSpec")
+        if t.dtype is not None and t.dtype.name == "bfloat16" and v.array is not None \
+                and v.array.dtype == np.uint16:  # bfloat16 data travels as its uint16 bit patterns
+            v = HostTensor(v.label, t.dtype, v.spec_shape, v.array)
         if t.dtype is not None and v.dtype != t.dtype:
             raise self._here(f"parameter {p.name!r} of {self.name} is Tensor[{t.dtype.name}], got a "
-                             f"{v.dtype.name} tensor", f"pass {t.dtype.name} data or annotate the parameter "
-                             "with another element type")
+                             f"{v.dtype.name} tensor", f"pass {t.dtype.name} data"
+                             + (" (a uint16 array of bit patterns)" if t.dtype.name == "bfloat16" else "")
+                             + " or annotate the parameter with another element type")
         if v.ndim != t.rank:
             raise self._here(f"parameter {p.name!r} of {self.name} has rank {t.rank}, got a rank-{v.ndim} "
                              "tensor")

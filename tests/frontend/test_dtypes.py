@@ -1,0 +1,168 @@
+"""Every element type of the language as a scalar parameter and as a tensor element, end to end: a @jit on
+numpy arrays (bfloat16 as uint16 bit patterns), the CPU executor through `ck(*args)` against numpy with
+the documented promotion rules, and the Metal source through the real clang of enigma.verify. Also
+run-time `for` loops counting down (a negative step, as Python's range)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import enigma
+from enigma import Tensor, bfloat16, bool_, float16, float32, int8, int16, int32, uint8, uint16, uint32
+
+ALL = [float32, float16, bfloat16, int32, uint32, int16, uint16, int8, uint8, bool_]
+
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (truncation: the test data is exact in bfloat16)."""
+    return (x.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def bf16_value(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def make(dtype):
+    @enigma.kernel
+    def k(a: Tensor[dtype], b: Tensor[dtype], c: Tensor[dtype], s: dtype, n: int32):
+        i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+        if i < n:
+            if enigma.const_expr(dtype is bool_):
+                c[i] = (a[i] ^ b[i]) | s
+            else:
+                c[i] = a[i] * b[i] + s
+
+    @enigma.jit
+    def run(a, b, c, s):
+        n = a.shape[0]
+        k(a, b, c, s, n).launch(grid=(enigma.ceil_div(n, 64), 1, 1), block=(64, 1, 1))
+
+    return run
+
+
+@pytest.mark.parametrize("dtype", ALL, ids=lambda d: d.name)
+def test_every_dtype_as_scalar_and_tensor_element(dtype):
+    rng = np.random.default_rng(1)
+    n = 100
+    if dtype is bool_:
+        a, b, s = rng.random(n) > 0.5, rng.random(n) > 0.5, False
+        want = a ^ b
+    elif dtype is bfloat16:
+        # small integers and halves: exact in bfloat16, products too
+        av = (rng.integers(-8, 8, n) / 2).astype(np.float32)
+        bv = (rng.integers(-8, 8, n) / 2).astype(np.float32)
+        a, b, s = bf16_bits(av), bf16_bits(bv), 1.5
+        want = bf16_bits(av * bv + np.float32(1.5))
+    else:
+        lo, hi = (-9, 10) if dtype.kind == "i" else (0, 10)
+        a = rng.integers(lo, hi, n).astype(dtype.np)
+        b = rng.integers(lo, hi, n).astype(dtype.np)
+        if dtype.kind == "f":
+            a, b = (a / 4).astype(dtype.np), (b / 4).astype(dtype.np)
+        s = 3
+        want = (a * b + dtype.np.type(s)).astype(dtype.np)  # same type: wraps like numpy for small ints
+    c = np.zeros_like(a)
+    ck = enigma.compile(make(dtype), a, b, c, s)
+    assert [x["dtype"] for x in ck.signature["args"]] == [dtype.name] * 4 + ["int32"]
+    assert ck.grid == (2, 1, 1)
+    ck(a, b, c, s, n)
+    np.testing.assert_array_equal(c, want)
+    if dtype is bfloat16:
+        assert "device bfloat* c" in ck.metal_source and "constant bfloat& s" in ck.metal_source
+        np.testing.assert_array_equal(bf16_value(c), bf16_value(want))
+
+
+def test_small_int_promotion_end_to_end():
+    """docs/frontend.md's rules on 8/16-bit integers: int8 + int16 -> int16 (the wider type), uint8 +
+    int8 -> uint8 (equal width: the unsigned type), a Python int stays weak (uint8 + 200 wraps in
+    uint8), `/` is true division in float32."""
+    @enigma.kernel(block=(16, 1, 1), grid=(1, 1, 1))
+    def k(a: Tensor[int8, (16,)], b: Tensor[int16, (16,)], u: Tensor[uint8, (16,)],
+          o16: Tensor[int16, (16,)], ou: Tensor[uint8, (16,)], of: Tensor[float32, (16,)]):
+        i = enigma.thread_idx().x
+        o16[i] = a[i] + b[i]           # int16
+        ou[i] = u[i] + a[i] + 200      # uint8 (equal width: unsigned), 200 weak, wraps
+        of[i] = a[i] / 2               # true division in float32
+
+    a = np.arange(-8, 8, dtype=np.int8) * 15
+    b = np.arange(16, dtype=np.int16) * 1000
+    u = np.arange(16, dtype=np.uint8) * 16
+    o16, ou, of = np.zeros(16, np.int16), np.zeros(16, np.uint8), np.zeros(16, np.float32)
+    ck = enigma.compile(k)
+    adds = [op.results[0].type.dtype.name for op in enigma.ir.walk(ck.ir.body) if op.name == "add"]
+    assert adds == ["int16", "uint8", "uint8"], adds
+    ck(a, b, u, o16, ou, of)
+    np.testing.assert_array_equal(o16, a.astype(np.int16) + b)
+    np.testing.assert_array_equal(ou, (u.astype(np.int32) + a.astype(np.int32) + 200).astype(np.uint8))
+    np.testing.assert_array_equal(of, a.astype(np.float32) / 2)
+
+
+def test_every_dtype_metal_source_compiles_with_clang():
+    from enigma.verify import compile_msl
+    from enigma.verify.clang import ClangNotFound
+
+    for dtype in ALL:
+        @enigma.kernel
+        def k(a: Tensor[dtype], c: Tensor[dtype], o: Tensor[float32], s: dtype, n: int32):
+            i = enigma.thread_idx().x
+            if i < n:
+                x = a[i]
+                if enigma.const_expr(dtype is bool_):
+                    c[i] = enigma.where(x, s, ~x)
+                    o[i] = x.to(float32)
+                elif enigma.const_expr(dtype.kind == "f"):
+                    y = enigma.exp(x) + enigma.exp2(x) + enigma.log(enigma.abs(x) + 1) + enigma.sqrt(x * x)
+                    y = y + enigma.rsqrt(x * x + 1) + enigma.sin(x) + enigma.cos(x) + enigma.tanh(x)
+                    y = y + enigma.floor(x) + enigma.ceil(x) + enigma.minimum(x, s) + enigma.fma(x, s, x)
+                    c[i] = enigma.where(x > s, y, enigma.maximum(x, s))
+                    o[i] = y.to(float32) + x.to(int8).to(float32) + enigma.log2(x * x + 1)
+                else:
+                    c[i] = ((x << 1) >> 1) & s | (x ^ s) + enigma.abs(x) + x // 3 + x % 3 - ~x
+                    o[i] = x.to(float16).to(float32) + x.to(bfloat16).to(float32) + x / 3
+
+        src = enigma.compile(k).metal_source
+        try:
+            compile_msl(src, "enigma_kernel_k", f"k_{dtype.name}.metal")
+        except ClangNotFound:
+            pytest.skip("no clang (the verification toolchain) on this machine")
+
+
+@enigma.kernel(block=(1, 1, 1), grid=(1, 1, 1))
+def count_down(a: Tensor[int32, ("n",)], o: Tensor[int32, (2,)], step: int32):  # noqa: F821, UP037
+    acc = 0
+    for j in range(a.shape[0] - 1, -1, -3):   # constant negative step
+        acc = acc * 3 + a[j]
+    o[0] = acc
+    acc2 = 0
+    for j in range(a.shape[0] - 1, -1, step):  # run-time step: its sign decides the comparison
+        acc2 = acc2 * 3 + a[j]
+    o[1] = acc2
+
+
+def test_for_counts_down_with_a_negative_step():
+    a = np.arange(1, 11, dtype=np.int32)
+    o = np.zeros(2, np.int32)
+    want = 0
+    for j in range(9, -1, -3):
+        want = want * 3 + int(a[j])
+    want2 = 0
+    for j in range(9, -1, -2):
+        want2 = want2 * 3 + int(a[j])
+    ck = enigma.compile(count_down)
+    assert re.search(r"for \(int (v\d+) = v\d+; \1 > \(-1\); \1 \+= \(-3\)\)", ck.metal_source)
+    assert re.search(r"\(step > 0 \? (v\d+) < \(-1\) : \1 > \(-1\)\)", ck.metal_source)
+    ck(a, o, -2)
+    assert o.tolist() == [want, want2]
+    try:
+        from enigma.verify import run_msl
+        from enigma.verify.clang import ClangNotFound
+    except ImportError:  # pragma: no cover
+        return
+    o2 = np.zeros(2, np.int32)
+    try:
+        run_msl(ck, a, o2, np.int32(-2))
+    except ClangNotFound:
+        pytest.skip("no clang (the verification toolchain) on this machine")
+    assert o2.tolist() == [want, want2]
