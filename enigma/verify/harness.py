@@ -445,8 +445,9 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
             timeout: float = 60.0, race_check: bool = False) -> None:
     """Run a Metal kernel on the CPU; written arrays are updated in place.
 
-    `kernel` is a CompiledKernel (anything with `.metal_source` and `.signature`; `arrays` are its
-    arguments in order, scalars included; grid/block default to the kernel's), or Metal source text
+    `kernel` is a CompiledKernel (anything with `.metal_source` and `.signature`, or an
+    enigma_runtime.Kernel with `.spec`; `arrays` are its arguments in order, scalars included;
+    grid/block default to the kernel's), or Metal source text
     (`name` picks the kernel function; `arrays` bind the [[buffer(i)]] parameters in increasing
     index order, or pass `buffers={index: array}`). `schedule` orders the threads of a group (and
     the groups): "forward", "reverse" or "random" (seeded by `seed`). `isolate` runs the launch in a
@@ -469,13 +470,18 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
                  timeout=timeout, race_check=race_check)
         return
     spec = getattr(kernel, "signature", None)
+    if spec is None:  # an enigma_runtime.Kernel (loaded from a package): its default specialisation
+        spec = getattr(kernel, "spec", None)
     src = getattr(kernel, "metal_source", None)
     if spec is None or src is None:
         raise TypeError("run_msl takes a CompiledKernel (with .metal_source and .signature) "
                         "or Metal source text")
-    if grid is None and getattr(kernel, "grid", None) is not None:
+    def ints(v: Any) -> bool:  # a @jit CompiledKernel's launch (the runtime's Kernel.grid is expressions)
+        return v is not None and all(isinstance(x, (int, np.integer)) for x in v)
+
+    if grid is None and ints(getattr(kernel, "grid", None)):
         grid = kernel.grid
-    if block is None and getattr(kernel, "block", None) is not None:
+    if block is None and ints(getattr(kernel, "block", None)):
         block = kernel.block
     run_spec(spec, src, *arrays, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate,
              timeout=timeout, race_check=race_check)

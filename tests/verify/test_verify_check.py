@@ -175,3 +175,15 @@ def test_kernels_without_launch_metadata_are_skipped(built_package):
     rows = check.check_kernels([(spec, man.read_json(spec["ir"]), man.read_text(spec["metal"]))])
     assert rows[0].skipped and rows[0].agree and "no grid" in rows[0].detail
     assert "0 kernel(s) checked, 0 disagree or fail, 1 skipped" in check.format_rows(rows)
+
+
+def test_run_msl_takes_a_kernel_loaded_by_the_runtime(built_package):
+    import enigma_runtime
+
+    from enigma.verify import run_msl
+
+    k = enigma_runtime.load(built_package, "vector_add")
+    a = np.arange(300, dtype=np.float32)
+    c = np.zeros(300, np.float32)
+    run_msl(k, a, a, c, np.int32(300))  # grid/block from the manifest's grid expressions
+    np.testing.assert_array_equal(c, 2 * a)
