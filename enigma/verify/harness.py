@@ -294,24 +294,34 @@ class MslProgram:
         """The .metal line of the faulting instruction (from the library's line tables), or 0."""
         if not e.rip or not e.so_path or Path(e.so_path.decode()).resolve() != library.resolve():
             return 0
-        tool = _symbolizer()
-        if tool is None:
+        argv = _symbolizer_argv(library, e.rip - e.so_base)
+        if argv is None:
             return 0
         try:
-            out = subprocess.run([tool, f"--obj={library}", hex(e.rip - e.so_base)], capture_output=True,
-                                 text=True, timeout=30).stdout
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
         except (OSError, subprocess.TimeoutExpired):
             return 0
         m = re.search(re.escape(self.file) + r":(\d+)", out)
         return int(m.group(1)) if m else 0
 
 
-def _symbolizer() -> str | None:
+def _symbolizer_argv(library: Path, offset: int) -> list[str] | None:
+    """A command printing the source lines (innermost inlined frame first) of `offset` in `library`:
+    llvm-symbolizer (next to clang, or on PATH), else llvm-addr2line or GNU addr2line (binutils)."""
     clang = _clang.find_clang()
-    suffix = re.search(r"-(\d+)$", Path(clang.argv[0]).name)
-    names = [f"llvm-symbolizer-{suffix.group(1)}"] if suffix else []
-    found = (shutil.which(n) for n in [*names, "llvm-symbolizer", "llvm-addr2line"])
-    return next((p for p in found if p), None)
+    exe = Path(clang.argv[0])
+    suffix = re.search(r"-\d+$", exe.name)
+    ver = suffix.group(0) if suffix else ""
+    here = exe.resolve().parent if exe.is_absolute() else None
+    for name in (f"llvm-symbolizer{ver}", "llvm-symbolizer"):
+        tool = shutil.which(name) or (str(here / name) if here and (here / name).exists() else None)
+        if tool:
+            return [tool, f"--obj={library}", hex(offset)]
+    for name in (f"llvm-addr2line{ver}", "llvm-addr2line", "addr2line"):
+        tool = shutil.which(name)
+        if tool:
+            return [tool, "-i", "-e", str(library), hex(offset)]
+    return None
 
 
 _programs: dict[tuple[str, str | None, str], MslProgram] = {}

@@ -533,3 +533,17 @@ def test_race_check_treats_simdgroup_calls_as_ordering_their_lanes():
     none = src.replace("    simdgroup_barrier(mem_flags::mem_threadgroup);", "")
     with pytest.raises(KernelError, match=r"data race on threadgroup memory tile\[\d+\]"):
         run_msl(none, np.arange(64, dtype=np.float32), grid=1, block=64, race_check=True)
+
+
+def test_fault_lines_also_come_from_gnu_addr2line(monkeypatch):
+    """Without llvm-symbolizer (not in every clang install) binutils' addr2line names the line."""
+    from enigma.verify import harness
+
+    tool = need_tool("addr2line")
+    monkeypatch.setattr(harness, "_symbolizer_argv", lambda lib, off: [tool, "-i", "-e", str(lib), hex(off)])
+    src = H + """kernel void k(device float* a [[buffer(0)]], uint t [[thread_position_in_grid]]) {
+    float x = a[t] * 2.0f;
+    a[t + 16] = x;
+}"""
+    with pytest.raises(KernelError, match=r"^kernel.metal:6: out-of-bounds write access to \[\[buffer\(0\)\]\]"):
+        run_msl(src, np.zeros(16, np.float32), grid=1, block=16)
