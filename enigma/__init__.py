@@ -68,3 +68,8 @@ __all__ = [
 ]
 
 from enigma.layout import *  # noqa: E402,F401,F403  (CuTe layouts: enigma.make_layout, local_tile, ...)
+from enigma.layout import __all__ as _layout_names  # noqa: E402
+
+# `from enigma import *` brings the layout names too, except `filter` (enigma.filter), which would
+# shadow Python's builtin filter in the importing module
+__all__ += [n for n in _layout_names if n != "filter"]

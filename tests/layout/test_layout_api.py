@@ -28,6 +28,11 @@ def test_exported_from_enigma():
                  "make_identity_tensor", "make_tensor", "zipped_divide", "blocked_product", "cosize"):
         assert getattr(enigma, name) is getattr(enigma.layout, name)
     assert enigma.ceil_div(7, 2) == 4  # the frontend's ceil_div is not shadowed
+    star: dict = {}
+    exec("from enigma import *", star)
+    for name in enigma.layout.__all__:  # kernels written after `from enigma import *` see them all
+        assert name == "filter" or star[name] is getattr(enigma.layout, name), name
+    assert "filter" not in star and star["make_layout"] is enigma.make_layout
 
 
 def test_make_layout_forms_and_column_major_default():
