@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .cpu_dot import count_uses, fuse_dot_chains
 from .dtypes import BY_NAME, DType
 from .errors import EnigmaRuntimeError, IRError, KernelExecutionError, OutOfBoundsError
 
@@ -331,6 +332,8 @@ class Plan:
         self.arg_names = {a["name"]: a for a in self.args}
         self.shared_names = {s["name"] for s in self.shared}
         defined: set[int] = set()
+        self.uses = count_uses(ir["body"]) if isinstance(ir.get("body"), list) else {}
+        self.nested: dict[int, list[Region]] = {}  # id of an op of `ir` -> its compiled regions
         self.body = self._region({"args": [], "types": [], "body": ir["body"]}, defined, None)
 
     def _err(self, op: dict, msg: str) -> IRError:
@@ -365,7 +368,7 @@ class Plan:
             defined.update(op.get("out", []))
         if term is not None and (not ops or ops[-1].get("op") != term):
             raise IRError(f"kernel {self.name!r} IR: a region must end in {term!r}")
-        return Region(args, steps, term_ids)
+        return Region(args, fuse_dot_chains(steps, self.uses, _mat), term_ids)
 
     # -- compile one op -----------------------------------------------------------------------------
     def _compile(self, op: dict, defined: set[int]) -> Callable:
@@ -664,7 +667,9 @@ class Plan:
         regs = op.get("regions", [])
         if len(regs) != n:
             raise self._err(op, f"needs {n} regions, got {len(regs)}")
-        return [self._region(r, defined, term) for r, term in zip(regs, terms)]
+        compiled = [self._region(r, defined, term) for r, term in zip(regs, terms)]
+        self.nested[id(op)] = compiled
+        return compiled
 
     def _op_if(self, op, name, ins, outs, types, attrs, line):
         self._need(op, ins, 1)
