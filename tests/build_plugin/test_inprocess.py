@@ -3,6 +3,7 @@ with the enigma hook as installed (entry points), emit-only (no Mac here)."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -21,12 +22,6 @@ from buildutil import (  # noqa: F401
 from enigma_build import config, core
 
 KERNELS = {"vector_add", "saxpy", "softmax", "matmul", "histogram"}
-
-
-
-
-
-
 
 
 def test_hatch_wheel_carries_artifacts(example_copy, tmp_path, capsys):
@@ -116,8 +111,6 @@ def test_failures_are_all_reported_with_file_and_line(example_copy, tmp_path):
     assert "no_annotation (example_pkg/bad.py:6):" in msg and "parameter 'x' has no annotation" in msg
     assert "returns (example_pkg/bad.py:11):" in msg and "returns a value" in msg
     assert str(example_copy) not in msg
-
-
 
 
 def test_setuptools_wheel_carries_artifacts(st_copy, tmp_path):
@@ -232,3 +225,17 @@ def test_setuptools_sdist_then_wheel_equals_direct_wheel(st_copy, tmp_path, monk
     (src,) = (tmp_path / "unpacked").iterdir()
     from_sdist = st_build(src, tmp_path / "from_sdist")
     assert from_sdist.read_bytes() == direct.read_bytes()
+
+
+def test_both_adapters_warn_when_enigma_runtime_is_not_a_dependency(example_copy, st_copy, tmp_path, capsys):
+    for project in (example_copy, st_copy):
+        pp = project / "pyproject.toml"
+        text = pp.read_text()
+        assert "enigma-runtime" in text
+        pp.write_text(re.sub(r'"enigma-runtime[^"]*",?\s*', "", text))
+    hatch_build(example_copy, tmp_path / "h")
+    out = capsys.readouterr()
+    assert "enigma: enigma-runtime is not in [project] dependencies" in out.out + out.err
+    st_build(st_copy, tmp_path / "s")
+    out = capsys.readouterr()
+    assert "enigma: enigma-runtime is not in [project] dependencies" in out.out + out.err
