@@ -163,6 +163,11 @@ class Kernel:
         return next(a for a in self.args if a.name == name)
 
 
+# Metal's limits (../shared/reference/metal-facts.md): threads and threadgroup memory per threadgroup
+MAX_THREADS_PER_THREADGROUP = 1024
+MAX_THREADGROUP_MEMORY = 32 * 1024
+
+
 def walk(block: Block) -> Iterator[Op]:
     """Every op of `block` and of the blocks nested in it, in program order (pre-order)."""
     for op in block.ops:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import linecache
+import math
 import threading
 import traceback
 from collections.abc import Callable
@@ -228,6 +229,14 @@ class KernelFunction:
                 raise EnigmaError(f"kernel {self.name!r} has no parameter {k!r}", file, line,
                                   hint=f"its parameters are {', '.join(names)}")
             out[k] = v
+        missing = [p.name for p in self.params if p.name not in out and p.default is inspect.Parameter.empty
+                   and p.name not in self.preset]
+        if missing:
+            file, line = user_frame(3)
+            plural = "s" if len(missing) > 1 else ""
+            raise EnigmaError(f"kernel {self.name!r} is launched without its argument{plural} "
+                              f"{', '.join(map(repr, missing))}", file, line,
+                              hint=f"pass every parameter: {self.name}({', '.join(names)})")
         return out
 
     # -- tracing
@@ -461,6 +470,11 @@ def make_launch(kernel: ir.Kernel, bindings: dict[str, Any], grid: Any, block: A
                               hint="the threadgroup size is fixed at compile time: use ints")
         if any(x < 1 for x in vals):  # type: ignore[operator]
             raise EnigmaError(f"block {tuple(vals)} has a non-positive size", file, line)
+        threads = math.prod(vals)  # type: ignore[arg-type]
+        if threads > ir.MAX_THREADS_PER_THREADGROUP:
+            raise EnigmaError(f"block {tuple(vals)} has {threads} threads; Metal runs at most "
+                              f"{ir.MAX_THREADS_PER_THREADGROUP} per threadgroup", file, line,
+                              hint="use a smaller block and more threadgroups in the grid")
         blk = tuple(vals)
     grid_json = None
     if g is not None:
@@ -516,7 +530,15 @@ class JitFunction:
 
     def run(self, *args: Any) -> Launch:
         """Run the host function on `args` (arrays / TensorSpecs / numbers) and return its launch."""
-        names = list(inspect.signature(self.fn).parameters)
+        sig = inspect.signature(self.fn)
+        try:
+            sig.bind(*args)
+        except TypeError as e:
+            raise EnigmaError(f"@jit function {self.name!r} got the wrong arguments: {e}",
+                              self.fn.__code__.co_filename, def_line(self.fn),
+                              hint=f"pass its arguments to enigma.compile: enigma.compile({self.name}, "
+                                   f"{', '.join(sig.parameters)})") from None
+        names = list(sig.parameters)
         hosts = []
         for k, a in enumerate(args):
             label = names[k] if k < len(names) else f"arg{k}"

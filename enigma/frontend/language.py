@@ -99,6 +99,12 @@ def shared_tensor(dtype: DType, shape: tuple[int, ...] | int, name: str | None =
         raise error_here(f"threadgroup array name {name!r} is not a plain identifier (or uses the reserved "
                          "prefix enigma_)", "use a name like tile")
     b.add_shared(ir.Shared(name, dtype, shape))
+    total = sum(s.nbytes for s in b.shared)
+    if total > ir.MAX_THREADGROUP_MEMORY:
+        names = ", ".join(s.name for s in b.shared)
+        raise error_here(f"threadgroup memory of {total} bytes ({names}) exceeds "
+                         f"Metal's {ir.MAX_THREADGROUP_MEMORY} bytes per threadgroup",
+                         "use smaller tiles, or a smaller element type")
     return TensorRef(name, dtype, shape, "shared")
 
 

@@ -172,6 +172,19 @@ def shared_named_like_a_parameter(tile: Tensor[float32]):
 
 
 @enigma.kernel
+def too_much_threadgroup_memory(x: Tensor[float32]):
+    a = enigma.shared_tensor(float32, (64, 64), name="a")
+    b = enigma.shared_tensor(float32, (64, 64), name="b")
+    c = enigma.shared_tensor(float32, (1,), name="c")  # <- 16 KB + 16 KB + 4 bytes
+    a[0, 0] = b[0, 0] + c[0]
+
+
+@enigma.kernel(block=(32, 32, 2))
+def too_many_threads(x: Tensor[float32]):  # <-
+    x[0] = 1.0
+
+
+@enigma.kernel
 def atomic_on_half(x: Tensor[float16]):
     enigma.atomic_add(x, 0, 1.0)  # <-
 
@@ -244,6 +257,9 @@ CASES = [
                               "dynamic control flow"),
     (shared_dynamic_shape, T, "shared_tensor needs a static shape of positive Python ints, got (Val(%"),
     (shared_named_like_a_parameter, T, "the threadgroup array name 'tile' is also a kernel parameter"),
+    (too_much_threadgroup_memory, T, "threadgroup memory of 32772 bytes (a, b, c) exceeds Metal's 32768 "
+                                     "bytes per threadgroup"),
+    (too_many_threads, T, "block (32, 32, 2) has 2048 threads; Metal runs at most 1024 per threadgroup"),
     (atomic_on_half, T, "enigma.atomic_add on a float16 tensor (x) is not supported by Metal"),
     (const_expr_of_traced, T, "const_expr needs a compile-time value, got a traced bool (a run-time value)"),
     (python_error_in_body, T, "NameError while tracing kernel 'python_error_in_body': name 'undefined_name' "
@@ -284,6 +300,11 @@ def launches_twice(a, b, c):  # <-
 
 
 @enigma.jit
+def launches_without_n(a, b, c):
+    zoo.vector_add(a, b, c).launch(grid=(1, 1, 1), block=(256, 1, 1))  # <-
+
+
+@enigma.jit
 def symbolic_block(a, b, c):
     n = a.shape[0]
     zoo.vector_add(a, b, c, n).launch(grid=(1, 1, 1), block=(n, 1, 1))  # <-
@@ -303,6 +324,9 @@ def test_jit_errors():
         (launches_twice, "@jit function 'launches_twice' launched 2 kernels; it must launch exactly one",
          (a, a, a)),
         (symbolic_block, "block (n, 1, 1) depends on sizes known only at launch", (spec, spec, spec)),
+        (launches_without_n, "kernel 'vector_add' is launched without its argument 'n'", (a, a, a)),
+        (launches_twice, "@jit function 'launches_twice' got the wrong arguments: missing a required "
+                         "argument: 'c'", (a, a)),
     ]:
         with pytest.raises(EnigmaError) as info:
             enigma.compile(fn, *args)
