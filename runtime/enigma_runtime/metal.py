@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .binding import Bound, dims_array
-from .cpu import bf16_to_bits
+from .cpu_space import bf16_to_bits
 from .errors import MetalError
 
 MAX_SET_BYTES = 4096

@@ -413,7 +413,7 @@ def test_simd_sum_on_floats_and_bfloat16():
         v = b.v("load", i, t="bfloat16", tensor="x")
         b.op("store", i, b.v("simd_sum", v, t="bfloat16"), attrs={"tensor": "y"})
     k = mk("bsum", [tensor("x", "bfloat16", ["n"]), tensor("y", "bfloat16", ["n"], "write")], body)
-    from enigma_runtime.cpu import bf16_from_bits, bf16_to_bits
+    from enigma_runtime.cpu_space import bf16_from_bits, bf16_to_bits
     x = bf16_to_bits(np.full(64, 1.5, np.float32))
     y = np.zeros(64, np.uint16)
     k(x, y, device="cpu")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from enigma_runtime import IRError, Kernel
-from enigma_runtime.cpu import bf16_from_bits, bf16_to_bits
+from enigma_runtime.cpu_space import bf16_from_bits, bf16_to_bits
 from irb import kernel, scalar, tensor
 
 N = 64

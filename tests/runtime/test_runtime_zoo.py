@@ -91,7 +91,7 @@ def test_out_of_bounds_launch_of_a_compiled_kernel_names_the_source_line(compile
 
 
 def test_the_cpu_executor_knows_every_op_of_the_compiler():
-    from enigma_runtime.cpu import CATALOGUE
+    from enigma_runtime.cpu_ops import CATALOGUE
 
     from enigma.ir import ALL_OPS
     assert ALL_OPS - CATALOGUE == {"yield", "condition"} and CATALOGUE <= ALL_OPS
