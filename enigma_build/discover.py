@@ -137,32 +137,43 @@ def module_files(settings: Settings, packages: list[Package]) -> list[tuple[Pack
 # ---------------------------------------------------------------------------------------------------
 # the AST scan
 
-def _aliases(tree: ast.Module) -> tuple[set[str], dict[str, str]]:
-    """Names bound to the enigma module, and bare names bound to enigma.kernel / enigma.jit."""
-    modules, funcs = set(), {}
+def _aliases(tree: ast.Module) -> dict[str, str]:
+    """Local names bound by imports of enigma or its submodules -> the qualified name they stand for:
+    `import enigma as e` {e: enigma}, `import enigma.frontend as ef` {ef: enigma.frontend},
+    `from enigma import kernel as K` {K: enigma.kernel}, `from enigma.frontend import *` {kernel:
+    enigma.frontend.kernel, jit: ...}."""
+    names: dict[str, str] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 if a.name == "enigma" or a.name.startswith("enigma."):
-                    modules.add(a.asname if a.asname and a.name == "enigma" else "enigma")
-        elif isinstance(node, ast.ImportFrom) and node.module == "enigma" and node.level == 0:
+                    if a.asname:
+                        names[a.asname] = a.name
+                    else:  # `import enigma.frontend` binds `enigma`
+                        names["enigma"] = "enigma"
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
+                node.module == "enigma" or node.module.startswith("enigma.")):
             for a in node.names:
-                if a.name in DECORATORS:
-                    funcs[a.asname or a.name] = a.name
-                elif a.name == "*":
-                    funcs.update((d, d) for d in DECORATORS)
-    return modules, funcs
+                if a.name == "*":
+                    names.update((d, f"{node.module}.{d}") for d in DECORATORS)
+                else:
+                    names[a.asname or a.name] = f"{node.module}.{a.name}"
+    return names
 
 
-def _decorator_kind(dec: ast.expr, modules: set[str], funcs: dict[str, str]) -> str | None:
+def _decorator_kind(dec: ast.expr, names: dict[str, str]) -> str | None:
+    """"kernel" or "jit" when `dec` (maybe called) is a dotted name resolving to enigma's kernel/jit."""
     if isinstance(dec, ast.Call):
         dec = dec.func
-    if isinstance(dec, ast.Attribute) and isinstance(dec.value, ast.Name):
-        if dec.value.id in modules and dec.attr in DECORATORS:
-            return dec.attr
-    elif isinstance(dec, ast.Name):
-        return funcs.get(dec.id)
-    return None
+    parts: list[str] = []
+    while isinstance(dec, ast.Attribute):
+        parts.append(dec.attr)
+        dec = dec.value
+    if not isinstance(dec, ast.Name) or dec.id not in names:
+        return None
+    qualified = ".".join([names[dec.id], *reversed(parts)])
+    last = qualified.rsplit(".", 1)[-1]
+    return last if last in DECORATORS and qualified != last else None
 
 
 def scan_source(source: str | bytes, path: Path, rel: str, package: str) -> list[Found]:
@@ -171,14 +182,14 @@ def scan_source(source: str | bytes, path: Path, rel: str, package: str) -> list
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as e:
         raise DiscoveryError(f"{rel}:{e.lineno}: syntax error: {e.msg}") from None
-    modules, funcs = _aliases(tree)
-    if not modules and not funcs:
+    names = _aliases(tree)
+    if not names:
         return []
     found = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for dec in node.decorator_list:
-                kind = _decorator_kind(dec, modules, funcs)
+                kind = _decorator_kind(dec, names)
                 if kind:
                     found.append(Found(node.name, kind, path, rel, node.lineno, package,
                                        ast.unparse(node.args)))

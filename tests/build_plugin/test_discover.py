@@ -76,6 +76,33 @@ def test_star_import(project):
     assert [(f.name, f.kind, f.line) for f in found] == [("seven", "jit", 5)]
 
 
+def test_submodule_import_styles(project):
+    write(project, "pkg/subimports.py", """\
+        import enigma.frontend as ef
+        from enigma.frontend import kernel as fk
+        from enigma import frontend
+
+        @ef.kernel
+        def s1():
+            pass
+
+        @fk(block=(32, 1, 1))
+        def s2():
+            pass
+
+        @frontend.jit
+        def s3():
+            pass
+
+        @ef.other
+        def not_one():
+            pass
+        """)
+    found = [f for f in discover.scan(from_table(project, {})) if f.rel == "pkg/subimports.py"]
+    assert [(f.name, f.kind, f.line) for f in found] == [("s1", "kernel", 6), ("s2", "kernel", 10),
+                                                           ("s3", "jit", 14)]
+
+
 def test_include_exclude_globs(project):
     found = discover.scan(from_table(project, {"exclude": ["pkg/sub/**"]}))
     assert [f.name for f in found] == ["one", "launch_one"]
