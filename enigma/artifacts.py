@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-SCHEMA = 1
-DIR = "_enigma"
+from enigma_runtime.manifest import ARTIFACT_DIR as DIR  # the reader owns the format and its version
+from enigma_runtime.manifest import SCHEMA
+
 MANIFEST = "manifest.json"
 METALLIB = "kernels.metallib"
 _BARE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
