@@ -89,7 +89,7 @@ def requirements(launch: Launch) -> list[dict[str, Any]]:
     from enigma.errors import EnigmaError
     from enigma.layout.checks import kernel_conditions
 
-    out = []
+    out: list[dict[str, Any]] = []
     for c in kernel_conditions(launch.kernel):
         if c.expr is None:
             raise EnigmaError(f"a layout condition depends on run-time values other than argument sizes "

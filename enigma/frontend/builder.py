@@ -3,6 +3,7 @@ tensor accesses seen so far. Every op records the kernel author's source line.""
 from __future__ import annotations
 
 import sys
+from types import FrameType
 from typing import Any
 
 from enigma import ir
@@ -22,7 +23,7 @@ class Builder:
 
     @staticmethod
     def line() -> int:
-        f = sys._getframe(2)
+        f: FrameType | None = sys._getframe(2)
         while f is not None and f.f_code.co_filename.startswith(_PKG):
             f = f.f_back
         return f.f_lineno if f is not None else 0

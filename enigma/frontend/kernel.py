@@ -257,7 +257,9 @@ class KernelFunction:
                 args.append(ir.Arg(p.name, "tensor", dtype, shape, "read", len(args)))
                 call.append(TensorRef(p.name, dtype, shape, "arg"))
             elif p.kind == "scalar":
-                dtype = v if isinstance(v, DType) else p.dtype
+                sdtype = v if isinstance(v, DType) else p.dtype
+                assert sdtype is not None  # a scalar parameter's annotation is a dtype
+                dtype = sdtype
                 if isinstance(v, HostTensor):
                     raise self._here(f"parameter {p.name!r} of {self.name} is a {dtype.name} scalar, got a "
                                      "tensor")

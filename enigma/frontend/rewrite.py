@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import copy
 import inspect
+import sys
 import textwrap
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,8 @@ from enigma.errors import EnigmaError
 
 RT = "__enigma_rt"
 _PREFIX = "__enigma_"
+# ast.FunctionDef has type_params (PEP 695) from Python 3.12 on
+_TYPE_PARAMS: dict[str, Any] = {"type_params": []} if sys.version_info >= (3, 12) else {}
 
 
 def _name(id: str, store: bool = False) -> ast.Name:
@@ -126,7 +129,7 @@ class Rewriter(ast.NodeTransformer):
                              kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
         ret = ast.Return(value=_names_tuple(returns))
         fn = ast.FunctionDef(name=name, args=args, body=(body or [ast.Pass()]) + [ret], decorator_list=[],
-                             returns=None, type_params=[])
+                             returns=None, **_TYPE_PARAMS)
         for node in (fn, ret):
             _at(node, at)
         return fn
@@ -251,7 +254,7 @@ def rewrite(fn: Callable[..., Any], rt: Any, keep_defaults: bool = False) -> tup
         name=f"{_PREFIX}factory",
         args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=RT)] + [ast.arg(arg=f) for f in free],
                            vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
-        body=[fdef, ast.Return(value=_name(fdef.name))], decorator_list=[], returns=None, type_params=[])
+        body=[fdef, ast.Return(value=_name(fdef.name))], decorator_list=[], returns=None, **_TYPE_PARAMS)
     _at(factory, fdef)
     module = ast.fix_missing_locations(ast.Module(body=[factory], type_ignores=[]))
     code = compile(module, file, "exec")
