@@ -172,3 +172,18 @@ def test_import_is_light():
             "if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_loading_and_running_never_imports_the_compiler(make_package):
+    """A fresh interpreter loads a package and runs a kernel on the CPU: no `enigma` module appears."""
+    import subprocess
+    adir = make_package("pkg_no_compiler")
+    code = ("import sys, numpy as np, enigma_runtime\n"
+            "k = enigma_runtime.load(sys.argv[1], 'vector_add')\n"
+            "a = np.arange(5, dtype=np.float32); c = np.zeros(5, np.float32)\n"
+            "k(a, a, c, 5, device='cpu'); assert (c == 2 * a).all()\n"
+            "print(sorted(m for m in sys.modules\n"
+            "             if m == 'enigma' or m.startswith(('enigma.', 'enigma_build'))))")
+    out = subprocess.run([sys.executable, "-c", code, str(adir.parent)], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
