@@ -74,16 +74,6 @@ def bindings(kernel: ir.Kernel) -> tuple[list[Binding], int | None]:
     return out, (len(kernel.args) if offset else None)
 
 
-def dims_slot(kernel: ir.Kernel, tensor: str, axis: int, stride: bool) -> int | None:
-    """Index in the dims buffer of a tensor's size (or stride) along `axis`; None for static tensors."""
-    for b in bindings(kernel)[0]:
-        if b.arg.name == tensor:
-            if b.dims_offset is None:
-                return None
-            return b.dims_offset + (b.arg.rank if stride else 0) + axis
-    raise KeyError(f"kernel {kernel.name} has no tensor argument {tensor!r}")
-
-
 def static_strides(shape: tuple[Any, ...]) -> tuple[int, ...]:
     """Row-major element strides of a static shape."""
     out, acc = [], 1

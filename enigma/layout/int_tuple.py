@@ -26,10 +26,6 @@ class LayoutError(EnigmaError, ValueError):
         super().__init__(message, file, line, hint=hint)
 
 
-def is_tuple(x: Any) -> bool:
-    return isinstance(x, tuple)
-
-
 def is_int(x: Any) -> bool:
     """True for a static (Python) integer."""
     return isinstance(x, int)
@@ -233,10 +229,6 @@ def static_eq(a: Any, b: Any) -> bool | None:
     return None
 
 
-def signum(a: int) -> int:
-    return (a > 0) - (a < 0)
-
-
 # ------------------------------------------------------------------------------------------------
 # tuple algorithms (CuTe int_tuple.hpp)
 
@@ -259,10 +251,6 @@ def product(a: IntTuple) -> Any:
             r = mul(r, product(e))
         return r
     return a
-
-
-def product_each(a: IntTuple) -> Any:
-    return tuple(product(e) for e in a) if isinstance(a, tuple) else a
 
 
 def depth(a: IntTuple) -> int:
@@ -373,13 +361,6 @@ def dice(crd: Any, trg: IntTuple) -> tuple:
             out.extend(dice(c, s))
         return tuple(out)
     return () if crd is None else (trg,)
-
-
-def unwrap(t: tuple) -> Any:
-    """A rank-1 tuple's single element (recursively); other tuples unchanged."""
-    while isinstance(t, tuple) and len(t) == 1:
-        t = t[0]
-    return t
 
 
 def elem_less(a: IntTuple, b: IntTuple) -> Any:

@@ -58,10 +58,6 @@ class LayoutTensor:
     def stride(self) -> IntTuple:
         return self.layout.stride
 
-    @property
-    def is_identity(self) -> bool:
-        return isinstance(self.engine, _Identity)
-
     def __len__(self) -> int:
         return len(self.layout)
 
