@@ -10,6 +10,7 @@ from __future__ import annotations
 import linecache
 import os
 import sys
+from types import FrameType
 
 _PKG = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -40,7 +41,7 @@ class EnigmaTypeError(EnigmaError, TypeError):
 
 def user_frame(depth: int = 1) -> tuple[str, int]:
     """(file, line) of the innermost caller outside the enigma package: the kernel author's line."""
-    f = sys._getframe(depth)
+    f: FrameType | None = sys._getframe(depth)
     while f is not None and f.f_code.co_filename.startswith(_PKG):
         f = f.f_back
     return (f.f_code.co_filename, f.f_lineno) if f is not None else ("", 0)

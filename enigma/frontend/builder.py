@@ -2,12 +2,10 @@
 tensor accesses seen so far. Every op records the kernel author's source line."""
 from __future__ import annotations
 
-import sys
-from types import FrameType
 from typing import Any
 
 from enigma import ir
-from enigma.errors import _PKG, error_here
+from enigma.errors import error_here, user_frame
 
 
 class Builder:
@@ -23,10 +21,8 @@ class Builder:
 
     @staticmethod
     def line() -> int:
-        f: FrameType | None = sys._getframe(2)
-        while f is not None and f.f_code.co_filename.startswith(_PKG):
-            f = f.f_back
-        return f.f_lineno if f is not None else 0
+        """The kernel author's current line (the innermost frame outside the enigma package)."""
+        return user_frame(3)[1]
 
     def emit(self, name: str, operands: list[ir.Value] | tuple = (), types: list[ir.Type] | tuple = (),
              attrs: dict[str, Any] | None = None, regions: list[ir.Block] | None = None) -> ir.Op:
