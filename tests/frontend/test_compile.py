@@ -181,3 +181,30 @@ def test_more_kernels_through_the_runtime():
     enigma.compile(go3, X, Y)(X, Y, np.float32(1e-5))
     ref = (X - X.mean(1, keepdims=True)) / np.sqrt(X.var(1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(Y, ref, atol=1e-5)
+
+
+def test_emit_only_false_without_xcrun_on_path(tmp_path, monkeypatch):
+    """Off macOS with emit_only=False, enigma.compile takes the xcrun path and a PATH without xcrun gives
+    the reference page's error with the diagnosis command (no fake here: nothing is on PATH)."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(enigma.EnigmaError) as info:
+        enigma.compile(zoo.vector_add, emit_only=False, work_dir=str(tmp_path / "w"))
+    msg = str(info.value)
+    assert msg.startswith("xcrun exit code error: xcrun not found on PATH")
+    assert "diagnose: xcrun -sdk macosx metal -v" in msg and "known fixes:" in msg
+
+
+def test_emit_only_default_and_work_dir(monkeypatch):
+    monkeypatch.setattr("sys.platform", "linux")
+    ck = enigma.compile(zoo.vector_add)  # None = auto: emit-only off macOS, so no toolchain is needed
+    assert ck.metallib_path is None and ck.metallib_bytes is None and "kernel void" in ck.metal_source
+    kept = enigma.compile(zoo.vector_add, keep_metal_source=True)  # work_dir defaults to a temp directory
+    assert Path(kept.work_dir).is_dir() and Path(kept.work_dir).name.startswith("enigma-")
+    assert (Path(kept.work_dir) / "enigma_kernel_vector_add.metal").read_text() == kept.metal_source
+    assert kept.grid is None and kept.block is None  # a bare kernel without a declared launch
+
+
+def test_emit_only_auto_on_macos_builds_the_metallib(fake_xcrun, monkeypatch):
+    monkeypatch.setattr("sys.platform", "darwin")  # None = auto: on macOS the FAKE xcrun is driven
+    ck = enigma.compile(zoo.vector_add, work_dir=str(fake_xcrun / "auto"))
+    assert ck.metallib_bytes is not None and ck.metallib_bytes.startswith(b"FAKE-METALLIB")
