@@ -112,8 +112,9 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
     if not isinstance(vec_width, int) or isinstance(vec_width, bool) or vec_width < 0:
         raise ValueError(f"vec_width must be 0 (scalar) or a lane count such as 4, got {vec_width!r}")
     launch = launch_of(fn, jit_args)
-    kernel = ir.renumber(launch.kernel)
-    if dump_ir:
+    kernel = launch.kernel
+    if dump_ir:  # numbered 0, 1, 2... for reading (the passes' output is renumbered below in any case)
+        kernel = ir.renumber(kernel)
         print(ir.dump(kernel), end="")
     kernel = ir.renumber(passes.run(kernel, vec_width))
     metal = msl.emit(kernel)
@@ -131,8 +132,8 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
         grid_json = scale_grid(grid_json, vec_width)
     ir_json = portable.ir_to_json(kernel)
     signature = portable.signature(kernel, block=list(launch.block) if launch.block else None,
-                                   grid=grid_json, msl_source=metal)
-    signature["source_hash"] = source_hash(launch, vec_width)
+                                   grid=grid_json, msl_source=metal, ir_json=ir_json)
+    signature["source_hash"] = source_hash(launch, vec_width)  # FORMAT.md's key: Python source + options
     signature["requires"] = requirements(launch)
     if emit_only is None:
         emit_only = sys.platform != "darwin"

@@ -196,13 +196,15 @@ def source_hash(msl_source: str, ir_json: dict[str, Any]) -> str:
 
 
 def signature(kernel: ir.Kernel, *, block: Any, grid: Any, msl_source: str | None = None,
-              msl_version: str = MSL_VERSION) -> dict[str, Any]:
+              msl_version: str = MSL_VERSION, ir_json: dict[str, Any] | None = None) -> dict[str, Any]:
     """FORMAT.md section 3 without the `metal`/`ir` file keys. `block`: 3 ints or None; `grid`: 3 grid
     expressions (ints or dicts, FORMAT.md "Grid expressions") or None. `msl_source` defaults to
-    `backends.msl.emit(kernel)` (pass it when already emitted)."""
+    `backends.msl.emit(kernel)` and `ir_json` to `ir_to_json(kernel)` (pass them when already made)."""
     if msl_source is None:
         from enigma.backends import msl
         msl_source = msl.emit(kernel)
+    if ir_json is None:
+        ir_json = ir_to_json(kernel)
     binds, dims_buffer = bindings(kernel)
     if block is not None:
         block = [int(b) for b in block]
@@ -212,4 +214,4 @@ def signature(kernel: ir.Kernel, *, block: Any, grid: Any, msl_source: str | Non
             "args": [_arg_json(b) for b in binds], "dims_buffer": dims_buffer, "block": block,
             "grid": _grid_json(grid), "grid_unit": "threadgroups",
             "threadgroup_memory": kernel.threadgroup_memory, "vec_width": kernel.vec_width,
-            "msl_version": msl_version, "source_hash": source_hash(msl_source, ir_to_json(kernel))}
+            "msl_version": msl_version, "source_hash": source_hash(msl_source, ir_json)}
