@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .cpu_dot import count_uses, fuse_dot_chains
+from .cpu_dot import count_uses, fuse_dot_chains, loop_dot
 from .cpu_memory import Memory, _atomic, _load, _store
 from .cpu_ops import BINARY, CATALOGUE, FLOAT_ONLY, UNARY, _fix, _outer_mul, _simd
 from .cpu_space import (
@@ -502,6 +502,10 @@ class Plan:
         vec = [bool(t[1]) for t in types]
         where = f"line {line}"
         inner = _inner_ids(op)
+        # a loop that only accumulates float32 products (cpu_dot.py): one matrix product
+        dot = loop_dot(body.args, body.steps, body.term, self.uses) \
+            if n == 1 and types[0] == (BY_NAME["float32"], 0) else None
+        dot_rest = None if dot is None else Region(body.args[:1], dot.rest, [])
 
         def run(st, env, mask):
             lbv = env[lb_id]
@@ -509,7 +513,11 @@ class Plan:
             carried = [env[i] for i in init]
             if step == 0:
                 raise KernelExecutionError(f"{st.where(line)}: for loop with step 0 never ends")
-            if lb is not None and ub is not None and step is not None:
+            if dot is not None and lb is not None and ub is not None and step is not None:
+                ivs = [ivt.type(i) for i in range(lb, ub, step)]
+                carried = [dot.run(st, env, mask, ivs, carried[0],
+                                   lambda iv: _run_region(st, dot_rest, env, mask, (iv,)), _mat)]
+            elif lb is not None and ub is not None and step is not None:
                 for i in range(lb, ub, step):
                     carried = _run_region(st, body, env, mask, (ivt.type(i), *carried))
             elif step is not None and (trips := _same_trip_count(lbv, env[ub_id], step)) is not None:

@@ -1,6 +1,6 @@
-"""CPU executor: dot-product chains fused into one matrix product.
+"""CPU executor: dot products fused into one matrix product.
 
-A chain is what an unrolled inner product compiles to, inside one region:
+1. Chains. A chain is what an unrolled inner product compiles to, inside one region:
 
     t1 = mul(x1, y1); acc1 = add(acc0, t1); t2 = mul(x2, y2); acc2 = add(acc1, t2); ...
 
@@ -10,8 +10,12 @@ and tile columns of a tiled matmul), the chain is acc0 + X^T Y for the stacked X
 product instead of 2 x L array operations over the whole thread space. Otherwise the chain's own
 steps run one after the other, exactly as without fusion.
 
-The matrix product sums the L products in another order than the chain (a float32 rounding
-difference, as between the CPU and a GPU; runtime/README.md says so).
+2. Loops. A for loop with uniform bounds whose one carried float32 value only accumulates products
+(`acc = fma(x, y, acc)` or `acc = add(acc, mul(x, y))`): the rest of the body runs for every iteration,
+then the products are summed the same way (`LoopDot`).
+
+The matrix product sums the products in another order than the IR (a float32 rounding difference, as
+between the CPU and a GPU; runtime/README.md says so).
 """
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-MIN_CHAIN = 4  # shorter chains are not worth a matrix product
+MIN_CHAIN = 4  # shorter chains (and loops of fewer iterations) are not worth a matrix product
+ENABLED = True  # read when a plan is built; tests turn it off to compare with the unfused executor
 
 Step = tuple[Callable[[Any, dict, Any], None], dict]
 
@@ -43,6 +48,8 @@ def _is_f32_scalar(op: dict) -> bool:
 def fuse_dot_chains(steps: list[Step], uses: dict[int, int], mat: Callable[[Any], Any]) -> list[Step]:
     """`steps` of one region with each chain of MIN_CHAIN or more links replaced by one step, placed
     where the chain's last add was. `mat` turns an executor value into a numpy array."""
+    if not ENABLED:
+        return steps
     muls = {op["out"][0]: i for i, (_, op) in enumerate(steps) if op["op"] == "mul" and _is_f32_scalar(op)}
     chains: list[list[tuple[int, int]]] = []  # each link: (index of the mul step, index of the add step)
     chain_of: dict[int, int] = {}  # an add's result id -> its chain's position in `chains`
@@ -94,6 +101,67 @@ def _fused_step(links: list[tuple[Step, Step]], mat: Callable[[Any], Any]) -> Ca
         env[out] = np.add(r, acc, out=r) if r.shape == np.broadcast_shapes(r.shape, np.shape(acc)) \
             else (r + acc).astype(np.float32)
     return run
+
+
+class LoopDot:
+    """A for loop whose one carried float32 value only accumulates products:
+    `acc = fma(x, y, acc)` or `acc = add(acc, mul(x, y))`, x and y independent of acc. With uniform
+    bounds it runs the rest of the body for every iteration first, then sums the products as one
+    matrix product (`_outer_sum`), or, when they are not outer products, applies the accumulation
+    steps in iteration order exactly as written."""
+
+    def __init__(self, rest: list[Step], accumulate: list[Step], x: int, y: int, acc: int, out: int) -> None:
+        self.rest, self.accumulate, self.x, self.y, self.acc, self.out = rest, accumulate, x, y, acc, out
+
+    def run(self, st: Any, env: dict, mask: Any, ivs: list[Any], acc: Any,
+            run_rest: Callable[[Any], Any], mat: Callable[[Any], Any]) -> Any:
+        """The final accumulator; `run_rest(iv)` runs the body's other steps for one iteration."""
+        xs, ys = [], []
+        for iv in ivs:
+            run_rest(iv)
+            xs.append(env[self.x])
+            ys.append(env[self.y])
+        r = _outer_sum([mat(x) for x in xs], [mat(y) for y in ys]) if len(xs) >= MIN_CHAIN else None
+        if r is not None:
+            a = mat(acc)
+            return np.add(r, a, out=r) if r.shape == np.broadcast_shapes(r.shape, np.shape(a)) \
+                else (r + a).astype(np.float32)
+        for x, y in zip(xs, ys):
+            env[self.x], env[self.y], env[self.acc] = x, y, acc
+            for fn, _ in self.accumulate:
+                fn(st, env, mask)
+            acc = env[self.out]
+        return acc
+
+
+def loop_dot(args: list[int], steps: list[Step], term: list[int], uses: dict[int, int]) -> LoopDot | None:
+    """The LoopDot of a for loop's body (region args: iv, acc; yields one value), or None."""
+    if not ENABLED or len(args) != 2 or len(term) != 1:
+        return None
+    acc, out = args[1], term[0]
+    if uses.get(acc) != 1 or uses.get(out) != 1:
+        return None
+    index = {op["out"][0]: i for i, (_, op) in enumerate(steps) if len(op.get("out", [])) == 1}
+    last = index.get(out)
+    if last is None:
+        return None
+    op = steps[last][1]
+    if op["op"] == "fma" and op.get("types") == ["float32"] and len(op["in"]) == 3 and op["in"][2] == acc \
+            and acc not in op["in"][:2]:
+        x, y = op["in"][:2]
+        chosen = [last]
+    elif op["op"] == "add" and _is_f32_scalar(op) and acc in op["in"]:
+        t = op["in"][1] if op["in"][0] == acc else op["in"][0]
+        m = index.get(t)
+        if m is None or t == acc or uses.get(t) != 1 or steps[m][1]["op"] != "mul" \
+                or not _is_f32_scalar(steps[m][1]) or acc in steps[m][1]["in"]:
+            return None
+        x, y = steps[m][1]["in"]
+        chosen = [m, last]
+    else:
+        return None
+    rest = [st for i, st in enumerate(steps) if i not in chosen]
+    return LoopDot(rest, [steps[i] for i in chosen], x, y, acc, out)
 
 
 def _outer_sum(xs: list[Any], ys: list[Any]) -> np.ndarray | None:
