@@ -49,21 +49,15 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _grid_str(grid: Any) -> str:
+    from enigma_runtime.grid import to_str
     if grid is None:
         return "none (caller gives it)"
-    from enigma_runtime.grid import to_str
     return "(" + ", ".join(to_str(e) for e in grid) + ")"
-
-
-def _arg_str(a: dict[str, Any]) -> str:
-    if a.get("kind") == "scalar":
-        return f"{a['name']}: {a['dtype']}"
-    shape = ", ".join("?" if s is None else str(s) for s in a.get("shape", []))
-    return f"{a['name']}: {a['dtype']}[{shape}] {a.get('access', '')}".rstrip()
 
 
 def inspect_wheel(path: Path) -> str:
     """A readable summary of the Enigma artifacts in a wheel; hashes are checked against the bytes."""
+    from enigma_runtime.binding import describe_arg
     lines = [f"wheel {path.name}"]
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
@@ -85,7 +79,8 @@ def inspect_wheel(path: Path) -> str:
                 for i, s in enumerate(specs):
                     tag = " (default)" if i == 0 and len(specs) > 1 else ""
                     lines.append(f"  {kname}{tag}: {s.get('kernel_name')}  {s.get('file')}:{s.get('line')}")
-                    lines.append(f"    ({', '.join(_arg_str(a) for a in s.get('args', []))})")
+                    args = ", ".join(describe_arg(a, access=True) for a in s.get("args", []))
+                    lines.append(f"    ({args})")
                     lines.append(f"    grid {_grid_str(s.get('grid'))} {s.get('grid_unit', '')}, block "
                                  f"{tuple(s['block']) if s.get('block') else 'none (caller gives it)'}"
                                  f", threadgroup memory {s.get('threadgroup_memory', 0)} B, vec_width "

@@ -16,12 +16,13 @@ from .dtypes import BY_NAME, DType
 _INT32_MAX = 2**31 - 1
 
 
-def describe_arg(a: dict) -> str:
-    """`a: float32[n, 4] readwrite`, `n: int32`: how errors name what an argument expects."""
+def describe_arg(a: dict, *, access: bool = False) -> str:
+    """`a: float32[n, 4]`, `n: int32`: how errors name what an argument expects; with `access`, tensors
+    say how the kernel uses them (`c: float32[?] write`)."""
     if a["kind"] == "scalar":
         return f"{a['name']}: {a['dtype']}"
     shape = ", ".join("?" if s is None else str(s) for s in a.get("shape", []))
-    return f"{a['name']}: {a['dtype']}[{shape}]"
+    return f"{a['name']}: {a['dtype']}[{shape}]" + (f" {a.get('access', 'read')}" if access else "")
 
 
 def describe_signature(spec: dict) -> str:
