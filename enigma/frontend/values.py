@@ -71,10 +71,7 @@ def const(x: bool | int | float, d: DType) -> Val:
         if isinstance(x, float):
             raise type_error(f"the Python float {x!r} cannot become a {d.name} constant without losing "
                              "its fraction", f"write int({x!r}) or use a float tensor")
-        bits = d.bits
-        value = int(x) & ((1 << bits) - 1)
-        if d.kind == "i" and value >= 1 << (bits - 1):
-            value -= 1 << bits
+        value = wrapped(int(x), d)
     return Val(current().entry("const", ir.Type(d), {"value": value}))
 
 
@@ -113,7 +110,25 @@ def common(*xs: Any, op: str = "") -> DType:
         if not isinstance(x, Val):
             d = default_dtype(x) if d is None else weak_join(d, x)
     assert d is not None
+    if d.is_int:
+        for x in xs:
+            if isinstance(x, int) and not isinstance(x, bool) and not fits(x, d):
+                raise type_error(f"the Python int {x} does not fit {d.name}, the type of the other operand "
+                                 f"of {op or 'this operation'} (it would wrap to {wrapped(x, d)})",
+                                 "cast the traced value to a wider type first, e.g. x.to(enigma.int32)")
     return d
+
+
+def fits(x: int, d: DType) -> bool:
+    """True when the Python int `x` is a value of the integer type `d`."""
+    lo, hi = (0, (1 << d.bits) - 1) if d.kind == "u" else (-(1 << (d.bits - 1)), (1 << (d.bits - 1)) - 1)
+    return lo <= x <= hi
+
+
+def wrapped(x: int, d: DType) -> int:
+    """`x` reduced to the integer type `d` (two's complement wrap-around)."""
+    value = int(x) & ((1 << d.bits) - 1)
+    return value - (1 << d.bits) if d.kind == "i" and value >= 1 << (d.bits - 1) else value
 
 
 def to_bool(x: Any) -> Val:
@@ -131,7 +146,17 @@ def binary(op: str, a: Any, b: Any, symbol: str) -> Val:
     return Val(current().emit(op, [x.v, y.v], [ir.Type(d)]).result)
 
 
+_SWAP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}
+
+
 def compare(op: str, a: Any, b: Any, symbol: str) -> Val:
+    if isinstance(b, Val) and not isinstance(a, Val):
+        return compare(_SWAP[op], b, a, symbol)
+    if isinstance(a, Val) and a.dtype.is_int and isinstance(b, int) and not isinstance(b, bool) \
+            and not fits(b, a.dtype):  # e.g. int8 < 300: decided by the type's range, as in NumPy 2
+        above = b > 0  # b is above the type's largest value (else below its smallest)
+        result = {"lt": above, "le": above, "gt": not above, "ge": not above, "eq": False, "ne": True}[op]
+        return const(result, dt.bool_)
     d = common(a, b, op=symbol)
     x, y = as_val(a, d), as_val(b, d)
     return Val(current().emit(op, [x.v, y.v], [ir.Type(dt.bool_)]).result)

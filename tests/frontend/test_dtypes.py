@@ -173,3 +173,37 @@ def test_count_down_verifies_in_mlir(mlir_opt):
                            text=True)
         assert r.returncode == 0, r.stderr
         text = r.stdout
+
+
+@enigma.kernel(block=(4, 1, 1), grid=(1, 1, 1))
+def out_of_range_comparisons(a: Tensor[int8, (4,)], u: Tensor[uint8, (4,)], o: Tensor[int32, (4,)]):
+    i = enigma.thread_idx().x
+    x, y = a[i], u[i]
+    bits = (x < 300).to(int32) + (x <= 300).to(int32) * 2 + (x > -129).to(int32) * 4 \
+        + (y > -1).to(int32) * 8 + (y >= 256).to(int32) * 16 + (y == 256).to(int32) * 32 \
+        + (y != 256).to(int32) * 64 + (300 > x).to(int32) * 128 + (x < 100).to(int32) * 256
+    o[i] = bits
+
+
+def test_comparisons_with_python_ints_outside_the_type_use_the_true_values():
+    """NumPy 2 semantics: int8 < 300 is true for every int8 (not `x < 44` after wrapping 300)."""
+    a = np.array([-128, 0, 100, 127], np.int8)
+    u = np.array([0, 1, 200, 255], np.uint8)
+    o = np.zeros(4, np.int32)
+    enigma.compile(out_of_range_comparisons)(a, u, o)
+    want = 1 + 2 + 4 + 8 + 0 + 0 + 64 + 128
+    assert o.tolist() == [want + 256 * int(v < 100) for v in a.tolist()]
+
+
+def test_arithmetic_with_a_python_int_outside_the_type_is_an_error():
+    @enigma.kernel
+    def k(a: Tensor[int8], o: Tensor[int8]):
+        i = enigma.thread_idx().x
+        o[i] = a[i] + 300  # <-
+
+    with pytest.raises(enigma.EnigmaError) as info:
+        enigma.compile(k)
+    assert isinstance(info.value, TypeError)
+    assert info.value.message == ("the Python int 300 does not fit int8, the type of the other operand of + "
+                                  "(it would wrap to 44)")
+    assert info.value.source_line == "o[i] = a[i] + 300  # <-"
