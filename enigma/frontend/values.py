@@ -167,6 +167,10 @@ def integer_only(op: str, a: Any, b: Any, symbol: str) -> Val:
     if d.is_float:
         raise type_error(f"{symbol} needs integer or bool operands, got {describe(a)} and {describe(b)}",
                          "cast with .to(enigma.int32) first")
+    if op in ("shl", "shr") and isinstance(b, int) and not isinstance(b, bool) and not 0 <= b < d.bits:
+        raise error_here(f"shift amount {b} is outside 0..{d.bits - 1} for {d.name} (the result would be "
+                         "unspecified: FORMAT.md section 4)", f"shift by less than {d.bits}, or cast to a "
+                         "wider type first")
     return binary(op, a, b, symbol)
 
 

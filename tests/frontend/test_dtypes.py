@@ -207,3 +207,17 @@ def test_arithmetic_with_a_python_int_outside_the_type_is_an_error():
     assert info.value.message == ("the Python int 300 does not fit int8, the type of the other operand of + "
                                   "(it would wrap to 44)")
     assert info.value.source_line == "o[i] = a[i] + 300  # <-"
+
+
+def test_static_shift_amounts_must_be_inside_the_width():
+    @enigma.kernel
+    def k(a: Tensor[int32], u: Tensor[uint8]):
+        i = enigma.thread_idx().x
+        a[i] = (a[i] << 31) >> 0
+        u[i] = u[i] >> 8  # <-
+
+    with pytest.raises(enigma.EnigmaError) as info:
+        enigma.compile(k)
+    assert info.value.message == ("shift amount 8 is outside 0..7 for uint8 (the result would be "
+                                  "unspecified: FORMAT.md section 4)")
+    assert info.value.source_line.startswith("u[i] = u[i] >> 8")
