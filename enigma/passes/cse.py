@@ -3,7 +3,7 @@ op is replaced by an identical earlier one whose result dominates it."""
 from __future__ import annotations
 
 from enigma import ir
-from enigma.passes.rewrite import with_body
+from enigma.passes.opbuilder import with_body
 
 
 def _key(op: ir.Op, operands: list[ir.Value]) -> tuple:

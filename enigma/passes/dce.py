@@ -7,7 +7,7 @@ dropped."""
 from __future__ import annotations
 
 from enigma import ir
-from enigma.passes.rewrite import with_body
+from enigma.passes.opbuilder import with_body
 
 _CONTROL = ("if", "for", "while")
 

@@ -15,7 +15,7 @@ from enigma_runtime.dtypes import DType
 
 from enigma import ir
 from enigma.backends.portable import static_strides
-from enigma.passes.rewrite import with_body
+from enigma.passes.opbuilder import with_body
 
 _NP_FLOAT: dict[str, Any] = {"float32": np.float32, "float16": np.float16}
 

@@ -23,7 +23,7 @@ from typing import Any
 from enigma_runtime.dtypes import bool_, int32
 
 from enigma import ir
-from enigma.passes.rewrite import Builder, clone_op, with_body
+from enigma.passes.opbuilder import OpBuilder, clone_op, with_body
 
 WIDTHS = (2, 4)
 _LANE_OPS = frozenset(ir.BINARY + ir.COMPARE + ir.UNARY + ir.TERNARY + ("cast",))
@@ -174,7 +174,7 @@ class _Vectorizer:
         return _error(self.k, op.line, message, hint)
 
     # fast-path condition ---------------------------------------------------------------------------
-    def hoist(self, v: ir.Value, b: Builder, memo: dict[int, ir.Value], check: ir.Op) -> ir.Value:
+    def hoist(self, v: ir.Value, b: OpBuilder, memo: dict[int, ir.Value], check: ir.Op) -> ir.Value:
         """Recompute uniform `v` at the top of the kernel (its definition only uses scalars)."""
         if v.id in memo:
             return memo[v.id]
@@ -189,7 +189,7 @@ class _Vectorizer:
         memo[v.id] = b.op(op.name, operands, [r.type for r in op.results], op.attrs, line=op.line).result
         return memo[v.id]
 
-    def fast_path(self, b: Builder, base: ir.Value, checks: list[ir.Op]) -> ir.Value:
+    def fast_path(self, b: OpBuilder, base: ir.Value, checks: list[ir.Op]) -> ir.Value:
         memo: dict[int, ir.Value] = {}
         fast: ir.Value | None = None
         for check in checks:
@@ -204,7 +204,7 @@ class _Vectorizer:
         return fast
 
     # vector body -----------------------------------------------------------------------------------
-    def vec(self, v: ir.Value, b: Builder, env: dict[Any, ir.Value]) -> ir.Value:
+    def vec(self, v: ir.Value, b: OpBuilder, env: dict[Any, ir.Value]) -> ir.Value:
         """`v` (original) as a vector in the vector body: broadcast when it is uniform."""
         m = env.get(v.id, v)
         if m.type.lanes == self.w:
@@ -213,14 +213,14 @@ class _Vectorizer:
 
     def vblock(self, block: ir.Block, env: dict[Any, ir.Value], guarded: bool,
                args: list[ir.Value]) -> ir.Block:
-        b = Builder()
+        b = OpBuilder()
         for a, n in zip(block.args, args):
             env[a.id] = n
         for op in block.ops:
             self.vop(op, b, env, guarded)
         return ir.Block(args, b.ops)
 
-    def vop(self, op: ir.Op, b: Builder, env: dict[Any, ir.Value], guarded: bool) -> None:
+    def vop(self, op: ir.Op, b: OpBuilder, env: dict[Any, ir.Value], guarded: bool) -> None:
         s, name = self.s, op.name
         b.line = op.line
         ids = [v.id for v in op.operands]
@@ -286,7 +286,7 @@ class _Vectorizer:
             return True
         return (op.result.id in s.affine or op.result.id in s.checks) if len(op.results) == 1 else False
 
-    def vcontrol(self, op: ir.Op, b: Builder, env: dict[Any, ir.Value], guarded: bool) -> None:
+    def vcontrol(self, op: ir.Op, b: OpBuilder, env: dict[Any, ir.Value], guarded: bool) -> None:
         """if (uniform condition) / for / while: regions vectorised; carried or yielded values that are
         per-element become vectors, uniform ones feeding them are broadcast."""
         s = self.s
@@ -295,7 +295,7 @@ class _Vectorizer:
 
         def term(block: ir.Block, flags: list[bool], skip: int = 0) -> None:
             """Broadcast the terminator's uniform operands at positions that carry vectors."""
-            t, bb = block.ops[-1], Builder(block.ops[-1].line)
+            t, bb = block.ops[-1], OpBuilder(block.ops[-1].line)
             operands = list(t.operands)
             for j, flag in enumerate(flags):
                 x = operands[skip + j]
@@ -347,7 +347,7 @@ class _Vectorizer:
             raise _error(k, access.line, f"`{access.attrs['tensor']}[i]` is not inside a bounds check of "
                          "the index", "guard the access with `if i < n:` so the scalar tail handles the "
                          "last elements")
-        top = Builder(k.line)
+        top = OpBuilder(k.line)
         index_env: dict[int, ir.Value] = {}
         for op in k.body.ops:  # the index computation, cloned to the top
             if any(r.id in s.index_parts for r in op.results) or op is s.index_op:
@@ -364,13 +364,13 @@ class _Vectorizer:
         vector.ops.append(ir.Op("yield", line=k.line))
 
         lane = ir.Value(_I32)
-        tb = Builder(k.line)
+        tb = OpBuilder(k.line)
         idx = tb.val("add", base, lane)
         vmap = {s.index_op.result.id: idx}
         tail = [clone_op(op, vmap) for op in k.body.ops if op is not s.index_op]
         tail_body = ir.Block([lane], tb.ops + tail)
         tail_body.ops.append(ir.Op("yield", line=k.line))
-        lb = Builder(k.line)
+        lb = OpBuilder(k.line)
         zero, w, one = lb.const(0, _I32), lb.const(self.w, _I32), lb.const(1, _I32)
         lb.op("for", [zero, w, one], [], regions=[tail_body])
         lb.op("yield")

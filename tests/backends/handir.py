@@ -5,7 +5,7 @@ from __future__ import annotations
 from enigma_runtime.dtypes import bfloat16, bool_, float16, float32, int32, uint32
 
 from enigma import ir
-from enigma.passes.rewrite import Builder, region
+from enigma.passes.opbuilder import OpBuilder, region
 
 F32, I32, B = ir.Type(float32), ir.Type(int32), ir.Type(bool_)
 
@@ -19,14 +19,14 @@ def scalar(name, dtype=int32):
     return ir.Arg(name, "scalar", dtype)
 
 
-def global_index(b: Builder) -> ir.Value:
+def global_index(b: OpBuilder) -> ir.Value:
     bid = b.val("block_idx", type=I32, dim=0)
     bdim = b.val("block_dim", type=I32, dim=0)
     tid = b.val("thread_idx", type=I32, dim=0)
     return b.val("add", b.val("mul", bid, bdim), tid)
 
 
-def if_(b: Builder, cond, then, else_=None, types=()):
+def if_(b: OpBuilder, cond, then, else_=None, types=()):
     def yielding(fn):
         def build(rb):
             res = fn(rb) if fn else None
@@ -36,14 +36,14 @@ def if_(b: Builder, cond, then, else_=None, types=()):
                                               region([], yielding(else_), b.line)]).results
 
 
-def for_(b: Builder, lb, ub, step, inits, body):
+def for_(b: OpBuilder, lb, ub, step, inits, body):
     iv = ir.Value(lb.type)
     carried = [ir.Value(v.type) for v in inits]
     blk = region([iv, *carried], lambda rb: rb.op("yield", body(rb, iv, *carried)), b.line)
     return b.op("for", [lb, ub, step, *inits], [v.type for v in inits], regions=[blk]).results
 
 
-def while_(b: Builder, inits, before, after):
+def while_(b: OpBuilder, inits, before, after):
     bargs = [ir.Value(v.type) for v in inits]
     aargs = [ir.Value(v.type) for v in inits]
     rb = region(bargs, lambda r: r.op("condition", before(r, *bargs)), b.line)
@@ -52,7 +52,7 @@ def while_(b: Builder, inits, before, after):
 
 
 def kernel(name, args, build, shared=(), line=10):
-    b = Builder(line + 1)
+    b = OpBuilder(line + 1)
     build(b)
     return ir.Kernel(name, list(args), ir.Block([], b.ops), list(shared), file="kernels.py", line=line)
 

@@ -16,7 +16,7 @@ from enigma_runtime.dtypes import bfloat16, float16  # noqa: E402
 
 from enigma import ir, passes  # noqa: E402
 from enigma.backends import mlir  # noqa: E402
-from enigma.passes.rewrite import Builder  # noqa: E402
+from enigma.passes.opbuilder import OpBuilder  # noqa: E402
 
 
 def verify(mlir_opt: str, text: str) -> str:
@@ -71,7 +71,7 @@ def test_op_spelling():
 
 
 def test_for_with_positive_constant_step_is_scf_for_with_i32(mlir_opt):
-    b = Builder(3)
+    b = OpBuilder(3)
     zero, ten, one = b.const(0, handir.I32), b.const(10, handir.I32), b.const(1, handir.I32)
     acc, = handir.for_(b, zero, ten, one, [b.const(0.0, handir.F32)],
                        lambda r, iv, a: [r.val("add", a, r.val("cast", iv, type=handir.F32))])
@@ -85,7 +85,7 @@ def test_for_with_positive_constant_step_is_scf_for_with_i32(mlir_opt):
 
 
 def test_special_float_constants(mlir_opt):
-    b = Builder(1)
+    b = OpBuilder(1)
     vals = [b.const(v, handir.F32) for v in (float("inf"), float("-inf"), float("nan"), 1e30, -0.0, 0.1)]
     acc = vals[0]
     for v in vals[1:]:

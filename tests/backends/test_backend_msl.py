@@ -19,7 +19,7 @@ from toolcheck import need_tool  # noqa: E402
 
 from enigma import ir, passes  # noqa: E402
 from enigma.backends import msl, portable  # noqa: E402
-from enigma.passes.rewrite import Builder  # noqa: E402
+from enigma.passes.opbuilder import OpBuilder  # noqa: E402
 
 
 def params(src: str) -> list[str]:
@@ -117,7 +117,7 @@ def test_literals():
 
 
 def test_reserved_argument_names_are_renamed():
-    b = Builder(2)
+    b = OpBuilder(2)
     v = b.val("load", b.val("param", type=handir.I32, name="kernel"), type=handir.F32, tensor="float")
     b.op("store", [b.const(0, handir.I32), v], attrs={"tensor": "v1"})
     args = [handir.tensor("float"), handir.scalar("kernel"), handir.tensor("v1", access="write")]

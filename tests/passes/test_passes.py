@@ -21,7 +21,7 @@ from enigma import ir, passes  # noqa: E402
 from enigma.backends import msl, portable  # noqa: E402
 from enigma.passes import cse, dce  # noqa: E402
 from enigma.passes.fold import evaluate  # noqa: E402
-from enigma.passes.rewrite import Builder  # noqa: E402
+from enigma.passes.opbuilder import OpBuilder  # noqa: E402
 
 
 def ops(k: ir.Kernel) -> list[str]:
@@ -30,7 +30,7 @@ def ops(k: ir.Kernel) -> list[str]:
 
 def store_of(build) -> ir.Kernel:
     """A kernel storing build(b)'s value to out[0]."""
-    def body(b: Builder):
+    def body(b: OpBuilder):
         v = build(b)
         b.op("store", [b.const(0, I32), v], attrs={"tensor": "out"})
     return kernel("k", [tensor("out", access="write"), handir.scalar("n"), handir.scalar("x", float32)], body)

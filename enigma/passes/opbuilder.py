@@ -1,4 +1,5 @@
-"""Helpers shared by the passes: building ops, cloning blocks with fresh values, substituting values."""
+"""Helpers shared by the passes and hand-built test kernels: `OpBuilder` makes ops (not to be confused
+with the tracer's enigma.frontend.builder.Builder), cloning blocks with fresh values, substituting values."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -24,7 +25,7 @@ def result_type(name: str, operands: Iterable[ir.Value]) -> ir.Type:
     return ops[0].type
 
 
-class Builder:
+class OpBuilder:
     """Appends ops to a list; `line` is stamped on every op made."""
 
     def __init__(self, line: int = 0):
@@ -49,8 +50,8 @@ class Builder:
         return self.op("const", (), [t], {"value": value}).result
 
 
-def region(args: list[ir.Value], build: Callable[[Builder], None], line: int = 0) -> ir.Block:
-    b = Builder(line)
+def region(args: list[ir.Value], build: Callable[[OpBuilder], None], line: int = 0) -> ir.Block:
+    b = OpBuilder(line)
     build(b)
     return ir.Block(args, b.ops)
 
