@@ -57,19 +57,24 @@ class Bound:
         return self.written[0] if len(self.written) == 1 else tuple(self.written)
 
 
-def _scalar_dtype_ok(dt: DType, v: Any) -> bool:
+def _scalar_dtype_ok(dt: DType, v: Any, exact: bool = False) -> bool:
+    """Can `v` be passed for a scalar of `dt`: bools for bool; ints (Python or numpy) for ints; ints and
+    floats for floats. `exact`: numpy scalars must have `dt` itself (how specialisations are picked
+    first, so that np.float16(2) picks a float16 variant over a float32 one)."""
     if dt.kind == "b":
         return isinstance(v, (bool, np.bool_))
     if isinstance(v, (bool, np.bool_)):
         return False
     if isinstance(v, np.generic):
-        return v.dtype == dt.np if dt.name != "bfloat16" else v.dtype.kind in "fiu"
+        if exact and dt.name != "bfloat16":
+            return v.dtype == dt.np
+        return v.dtype.kind in ("iu" if dt.is_int else "fiu")
     if dt.is_int:
         return isinstance(v, int)
     return isinstance(v, (int, float))
 
 
-def matches(spec: dict, args: tuple) -> bool:
+def matches(spec: dict, args: tuple, exact: bool = False) -> bool:
     """Do the call's array dtypes and scalar kinds fit `spec` (used to pick a specialisation)?"""
     if len(args) != len(spec["args"]):
         return False
@@ -78,7 +83,7 @@ def matches(spec: dict, args: tuple) -> bool:
         if a["kind"] == "tensor":
             if not isinstance(v, np.ndarray) or v.dtype != dt.np:
                 return False
-        elif not _scalar_dtype_ok(dt, v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v):
+        elif not _scalar_dtype_ok(dt, v[()] if isinstance(v, np.ndarray) and v.ndim == 0 else v, exact):
             return False
     return True
 

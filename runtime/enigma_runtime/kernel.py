@@ -172,9 +172,10 @@ class Kernel:
     def select(self, args: tuple) -> tuple[Specialisation, Bound]:
         """The specialisation for these arguments and the checked arguments."""
         where = f"kernel {self.name!r}"
-        for sp in self.specs:
-            if matches(sp.spec, args):
-                return sp, bind(sp.spec, args, where)
+        for exact in (True, False):  # numpy scalars of the very dtype first, then any that fits
+            for sp in self.specs:
+                if matches(sp.spec, args, exact):
+                    return sp, bind(sp.spec, args, where)
         if len(self.specs) == 1:
             sp = self.specs[0]
             return sp, bind(sp.spec, args, where)  # raises the precise TypeError/ValueError

@@ -75,7 +75,9 @@ def test_static_sizes_must_agree():
     ("int32", True, TypeError, "expects an int"),
     ("bool", 1, TypeError, "expects a bool"),
     ("float32", "1", TypeError, "expects a float or an int"),
-    ("int32", np.int64(3), TypeError, "expects an int"),
+    ("int32", np.int64(2**40), ValueError, "= 1099511627776 is out of range of int32"),
+    ("int32", np.float32(3), TypeError, r"expects an int \(int32\), got float32"),
+    ("uint8", np.int16(-1), ValueError, "out of range of uint8"),
 ])
 def test_scalar_validation(dtype, value, exc, match):
     def body(b):
@@ -86,7 +88,9 @@ def test_scalar_validation(dtype, value, exc, match):
 
 
 @pytest.mark.parametrize("dtype, value", [("float32", float("inf")), ("float32", 3), ("int32", np.int32(-5)),
-                                          ("bool", True), ("uint8", 255), ("bfloat16", 1e38)])
+                                          ("bool", True), ("uint8", 255), ("bfloat16", 1e38),
+                                          ("int32", np.int64(-5)), ("uint32", np.uint8(7)),
+                                          ("float32", np.float64(0.5)), ("float16", np.int32(3))])
 def test_scalar_accepted(dtype, value):
     def body(b):
         p = b.v("param", t=dtype, name="s")
@@ -214,3 +218,16 @@ def test_from_spec_validates():
         Kernel.from_spec(spec, dict(ir, version=2), "")
     with pytest.raises(ManifestError, match="'kind' must be"):
         Kernel.from_spec(dict(spec, args=[{"name": "a", "kind": "pointer", "dtype": "float32"}]), ir, "")
+
+
+def test_numpy_scalars_pick_the_specialisation_of_their_dtype_first():
+    def spec(dt):
+        def body(b):
+            b.op("store", b.c(0), b.v("param", t=dt, name="s"), attrs={"tensor": "out"})
+        return kernel("pick", [scalar("s", dt), tensor("out", "float32", [1], "write")], body,
+                      block=(1, 1, 1), grid=[1, 1, 1])
+    sp32, sp16 = (Kernel.from_spec(*spec(dt), "") for dt in ("float32", "float16"))
+    k = Kernel("pick", sp32.specs + sp16.specs)
+    assert k.select((np.float16(2), np.zeros(1, np.float32)))[0] is sp16.specs[0]
+    assert k.select((np.float32(2), np.zeros(1, np.float32)))[0] is sp32.specs[0]
+    assert k.select((2.0, np.zeros(1, np.float32)))[0] is sp32.specs[0]  # Python numbers: the first
