@@ -269,8 +269,9 @@ class Val:
     # a run-time value has no compile-time Python meaning
     def __bool__(self) -> bool:
         raise type_error(f"a {describe(self)} cannot be used as a Python bool",
-                         "`if`/`while` statements on traced values are compiled; for expressions use "
-                         "enigma.where(cond, a, b), and `&`/`|` instead of chained comparisons")
+                         "`if`/`while` statements on traced values are compiled in kernels and in helpers "
+                         "decorated with @enigma.func; for expressions use enigma.where(cond, a, b), and "
+                         "`&`/`|` instead of chained comparisons and `and`/`or` outside kernels")
 
     def __index__(self) -> int:
         raise type_error(f"a {describe(self)} cannot be used as a Python int (list index, range_constexpr"

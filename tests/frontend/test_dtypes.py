@@ -221,3 +221,32 @@ def test_static_shift_amounts_must_be_inside_the_width():
     assert info.value.message == ("shift amount 8 is outside 0..7 for uint8 (the result would be "
                                   "unspecified: FORMAT.md section 4)")
     assert info.value.source_line.startswith("u[i] = u[i] >> 8")
+
+
+def _abs_helper(x):
+    r = -x
+    if x > 0:  # a plain helper: its `if` is not compiled
+        r = x
+    return r
+
+
+def test_if_on_a_traced_value_in_a_plain_helper_points_to_enigma_func():
+    @enigma.kernel
+    def k(a: Tensor[float32]):
+        i = enigma.thread_idx().x
+        a[i] = _abs_helper(a[i])
+
+    with pytest.raises(TypeError) as info:
+        enigma.compile(k)
+    assert info.value.source_line == "if x > 0:  # a plain helper: its `if` is not compiled"
+    assert "@enigma.func" in info.value.hint
+    compiled_helper = enigma.func(_abs_helper)
+
+    @enigma.kernel(block=(4, 1, 1), grid=(1, 1, 1))
+    def k2(a: Tensor[float32, (4,)]):
+        i = enigma.thread_idx().x
+        a[i] = compiled_helper(a[i])
+
+    a = np.array([-2, -1, 0, 3], np.float32)
+    enigma.compile(k2)(a)
+    assert a.tolist() == [2, 1, 0, 3]
