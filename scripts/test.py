@@ -29,7 +29,7 @@ def run(*cmd: str | os.PathLike) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 (this script may be run by an older python3)
         sys.exit(f"Python 3.10+ is needed, this is {sys.version.split()[0]}")
     if not PY.exists():
         venv.create(VENV, with_pip=True)
