@@ -7,8 +7,9 @@ the same launch on the runtime's CPU executor (which interprets the portable IR)
 
 Inputs: every tensor dimension and every integer scalar get one size S (1003 when every tensor is
 1-D, else 37; `size=` overrides), so size scalars (n, rows, k, ...) agree with the arrays whatever
-their names; float tensors are standard normal, integer tensors uniform in [0, 16), float scalars
-1.5. Override single names with `sizes={"n": 100}` (scalar or shape-name values) and
+their names (an integer scalar is clamped to its type's range: an int8 or uint8 one gets 127 or
+255); float tensors are standard normal, integer tensors uniform in [0, 16), float scalars 1.5.
+Override single names with `sizes={"n": 100}` (scalar or shape-name values) and
 `scalars={"alpha": 2.0}`.
 """
 from __future__ import annotations
@@ -80,13 +81,14 @@ def make_inputs(spec: Mapping[str, Any], rng: np.random.Generator, sizes: Mappin
         if a["kind"] == "scalar":
             if a["name"] in scalars:
                 out.append(np.array(scalars[a["name"]], dt.np)[()])
-            elif dt.is_int:
-                out.append(np.array(sizes.get(a["name"], default), dt.np)[()])
+            elif dt.is_int:  # the size, clamped to the type (an int8 scalar gets 127, not 1003 wrapped)
+                info = np.iinfo(dt.np)
+                v = min(max(int(sizes.get(a["name"], default)), int(info.min)), int(info.max))
+                out.append(dt.np.type(v))
             elif dt.kind == "b":
                 out.append(np.bool_(True))
-            else:
-                out.append(np.array(1.5, np.float32).astype(dt.np)[()] if dt.name != "bfloat16"
-                           else np.uint16(0x3FC0))
+            else:  # bfloat16 too: scalars are values (the harness and the runtime bind their bits)
+                out.append(np.float32(1.5) if dt.name == "bfloat16" else dt.np.type(1.5))
             continue
         shape = tuple(s if isinstance(s, int) else sizes.get(s, default) if isinstance(s, str) else default
                       for s in a["shape"])

@@ -142,7 +142,7 @@ def runtime_library() -> Path:
     """The dispatcher library (runtime/dispatch.cpp), built once per compiler and cached."""
     clang = find_clang()
     src = RUNTIME_SRC.read_text()
-    flags = ("-O2", "-fPIC", "-shared", "-std=c++17")
+    flags: tuple[str, ...] = ("-O2", "-fPIC", "-shared", "-std=c++17")
     if os.environ.get("ENIGMA_VERIFY_UCONTEXT") == "1":  # force the portable fiber switch (tests)
         flags += ("-DENIGMA_FORCE_UCONTEXT",)
     out = cache_dir() / f"enigma_rt_{_key(src, clang.version, ' '.join(flags))}.so"

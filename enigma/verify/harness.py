@@ -11,6 +11,7 @@ access, crash, and with `race_check=True` data races), each naming the .metal li
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import shutil
 import subprocess
@@ -39,7 +40,7 @@ MSL_NUMPY = {
 
 MSL_SIZES = {n: np.dtype(t).itemsize for n, t in MSL_NUMPY.items()}
 MSL_SIZES.update({f"{n}{k}": MSL_SIZES[n] * (4 if k == 3 else k)  # a 3-vector is padded to 4 lanes
-                  for n in ("float", "half", "int", "uint", "short", "ushort", "char", "uchar")
+                  for n in ("float", "half", "int", "uint", "short", "ushort", "char", "uchar", "bool")
                   for k in (2, 3, 4)})
 
 
@@ -70,7 +71,7 @@ _rt: ctypes.CDLL | None = None
 def _runtime() -> ctypes.CDLL:
     global _rt
     if _rt is None:
-        lib = ctypes.CDLL(str(_clang.runtime_library()), mode=ctypes.RTLD_GLOBAL)
+        lib = ctypes.CDLL(str(_clang.runtime_library()), mode=os.RTLD_NOW | ctypes.RTLD_GLOBAL)
         lib.enigma_buf_alloc.argtypes = [ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
         lib.enigma_buf_free.argtypes = [ctypes.c_int]
         lib.enigma_buf_check.argtypes = [ctypes.c_int]
@@ -83,6 +84,19 @@ def _runtime() -> ctypes.CDLL:
         assert lib.enigma_err_size() == ctypes.sizeof(_Err), "dispatcher ErrInfo layout mismatch"
         _rt = lib
     return _rt
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    """dlopen with every symbol bound now: a forked child never runs the dynamic linker's lazy
+    binding (which takes its locks, possibly held by another thread of the parent at the fork)."""
+    return ctypes.CDLL(str(path), mode=os.RTLD_NOW | ctypes.RTLD_LOCAL)
+
+
+def _entry_address(lib: ctypes.CDLL) -> int:
+    addr = ctypes.cast(lib.enigma_entry, ctypes.c_void_p).value
+    if not addr:
+        raise KernelError(f"{lib._name}: enigma_entry has no address")
+    return addr
 
 
 def _dim3(v: Sequence[int] | int, what: str) -> tuple[int, int, int]:
@@ -112,8 +126,8 @@ class MslProgram:
         self._full = prepared + entry_source(self.sig, file)
         self.library = _clang.compile_kernel_library(self._full, file_name=file)
         rt = _runtime()
-        self._lib = ctypes.CDLL(str(self.library))
-        self._entry = ctypes.cast(self._lib.enigma_entry, ctypes.c_void_p).value
+        self._lib = _load(self.library)
+        self._entry = _entry_address(self._lib)
         self._race: tuple[Path, ctypes.CDLL, int] | None = None  # the instrumented library, on demand
         self.threadgroup_memory: int | None = None  # bytes of threadgroup variables, known after a run
         self._rt = rt
@@ -168,8 +182,8 @@ class MslProgram:
     def _race_entry(self) -> tuple[Path, int]:
         if self._race is None:
             lib = _clang.compile_kernel_library(self._full, file_name=self.file, race=True)
-            handle = ctypes.CDLL(str(lib))
-            self._race = (lib, handle, ctypes.cast(handle.enigma_entry, ctypes.c_void_p).value)
+            handle = _load(lib)
+            self._race = (lib, handle, _entry_address(handle))
         return self._race[0], self._race[2]
 
     def _run_locked(self, arrays: dict[int, np.ndarray], grid3, block3, schedule, seed, isolate, timeout,
@@ -183,7 +197,7 @@ class MslProgram:
             for i, a in arrays.items():
                 out = ctypes.c_void_p()
                 slot = rt.enigma_buf_alloc(a.nbytes, ctypes.byref(out))
-                if slot < 0:
+                if slot < 0 or not out.value:
                     raise KernelError(f"cannot allocate a guarded buffer of {a.nbytes} bytes")
                 p = self.sig.buffer(i)
                 bufs.append(_Buffer(slot, out.value, p.name, i, max(a.itemsize, 1), a.nbytes))
@@ -340,28 +354,38 @@ def compile_msl(source: str, name: str | None = None, file: str = "kernel.metal"
 # kernels with signature metadata (runtime/FORMAT.md sections 3 and 5)
 
 def eval_grid_expr(e: Any, spec: Mapping[str, Any], values: Mapping[str, Any]) -> int:
-    """Evaluate a grid expression (FORMAT.md "Grid expressions") for the arguments `values`."""
-    if isinstance(e, bool) or not isinstance(e, (int, dict)):
-        raise ValueError(f"bad grid expression {e!r}")
-    if isinstance(e, int):
-        return e
-    if "sym" in e:
-        for a in spec["args"]:
-            if a["kind"] == "tensor" and e["sym"] in a["shape"]:
-                return int(np.shape(values[a["name"]])[a["shape"].index(e["sym"])])
-        raise ValueError(f"grid size name {e['sym']!r} is in no argument's shape")
-    if "dim" in e:
-        name, axis = e["dim"]
-        return int(np.shape(values[name])[axis])
-    if "arg" in e:
-        return int(values[e["arg"]])
-    x, y = (eval_grid_expr(a, spec, values) for a in e["args"])
-    ops = {"add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y, "floordiv": lambda: x // y,
-           "mod": lambda: x % y, "min": lambda: min(x, y), "max": lambda: max(x, y),
-           "ceil_div": lambda: -(-x // y)}
-    if e.get("op") not in ops:
-        raise ValueError(f"unknown grid operation {e.get('op')!r}")
-    return ops[e["op"]]()
+    """Evaluate a grid expression (FORMAT.md "Grid expressions") for the arguments `values` (argument
+    name -> value) with the runtime's evaluator (enigma_runtime.grid)."""
+    from enigma_runtime.grid import evaluate
+
+    sizes: dict[str, int] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    scalars: dict[str, Any] = {}
+    for a in spec["args"]:
+        if a["name"] not in values:
+            continue
+        v = values[a["name"]]
+        if a["kind"] == "tensor":
+            shape = tuple(int(x) for x in np.shape(v))
+            shapes[a["name"]] = shape
+            for ax, s in enumerate(a.get("shape", ())):
+                if isinstance(s, str) and ax < len(shape):
+                    sizes.setdefault(s, shape[ax])
+        else:
+            scalars[a["name"]] = v.item() if isinstance(v, (np.generic, np.ndarray)) else v
+    return evaluate(e, sizes, shapes, scalars)
+
+
+def _scalar_value(v: Any, dtype_name: str, np_dtype: Any) -> np.ndarray:
+    """A scalar argument as the bytes the kernel reads: bfloat16 values become their bit patterns
+    (round to nearest even, as the Metal runtime binds them); others the declared numpy type."""
+    if dtype_name == "bfloat16":
+        from enigma_runtime.cpu_space import bf16_to_bits
+
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            return np.frombuffer(bytes(v), np.uint16).reshape(())
+        return bf16_to_bits(np.float32(v)).reshape(())
+    return np.array(v, dtype=np_dtype)
 
 
 def bind_signature(spec: Mapping[str, Any], args: Sequence[Any]) -> dict[int, Any]:
@@ -378,7 +402,7 @@ def bind_signature(spec: Mapping[str, Any], args: Sequence[Any]) -> dict[int, An
     for a, v in zip(sargs, args):
         dt = from_name(a["dtype"]).np
         if a["kind"] == "scalar":
-            bufs[a["buffer"]] = np.array(v, dtype=dt)
+            bufs[a["buffer"]] = _scalar_value(v, a["dtype"], dt)
             continue
         if not isinstance(v, np.ndarray):
             raise TypeError(f"argument {a['name']} of {spec['name']} must be a numpy array")
@@ -486,12 +510,15 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
     if spec is None or src is None:
         raise TypeError("run_msl takes a CompiledKernel (with .metal_source and .signature) "
                         "or Metal source text")
-    def ints(v: Any) -> bool:  # a @jit CompiledKernel's launch (the runtime's Kernel.grid is expressions)
+    def ints(v: Any) -> bool:  # a launch computed at compile time (not expressions of symbolic sizes)
         return v is not None and all(isinstance(x, (int, np.integer)) for x in v)
 
-    if grid is None and ints(getattr(kernel, "grid", None)):
+    # The signature's grid expressions are evaluated for these arguments (launch_dims); the
+    # kernel's own grid/block (ints for concrete arguments, expressions like ceil_div(n, 256) for
+    # symbolic sizes) are used only when the signature has none.
+    if grid is None and spec.get("grid") is None and ints(getattr(kernel, "grid", None)):
         grid = kernel.grid
-    if block is None and ints(getattr(kernel, "block", None)):
+    if block is None and spec.get("block") is None and ints(getattr(kernel, "block", None)):
         block = kernel.block
     run_spec(spec, src, *arrays, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate,
              timeout=timeout, race_check=race_check)

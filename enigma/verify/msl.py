@@ -116,8 +116,12 @@ class KernelSig:
     line: int
     uses_sync: bool
 
-    def buffer(self, index: int) -> Param | None:
-        return next((p for p in self.params if p.is_buffer and p.index == index), None)
+    def buffer(self, index: int) -> Param:
+        """The `[[buffer(index)]]` parameter (KeyError if the kernel has none)."""
+        for p in self.params:
+            if p.is_buffer and p.index == index:
+                return p
+        raise KeyError(f"kernel {self.name} has no [[buffer({index})]]")
 
     @property
     def buffer_indices(self) -> list[int]:
@@ -143,7 +147,9 @@ def check_attributes(src: str, file: str = "kernel.metal") -> None:
 
 
 def _split_top(s: str) -> list[str]:
-    out, depth, cur = [], 0, []
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in s:
         if ch == "," and depth == 0:
             out.append("".join(cur))
@@ -177,10 +183,11 @@ def parse_kernel(src: str, name: str | None = None, file: str = "kernel.metal") 
                            "pass the name of the one to run", file)
         m = found[0]
     else:
-        m = next((f for f in found if f.group(1) == name), None)
-        if m is None:
+        match = next((f for f in found if f.group(1) == name), None)
+        if match is None:
             raise MslError(f"no kernel named {name!r}; the source has "
                            f"{', '.join(f.group(1) for f in found)}", file)
+        m = match
     start = m.end()
     depth, i = 1, start
     while depth and i < len(code):
@@ -202,7 +209,7 @@ def parse_kernel(src: str, name: str | None = None, file: str = "kernel.metal") 
         j += 1
     seen: dict[int, Param] = {}
     for p in params:
-        if p.is_buffer:
+        if p.is_buffer and p.index is not None:
             if p.index in seen:
                 raise MslError(f"[[buffer({p.index})]] is bound twice ({seen[p.index].name} and {p.name})",
                                file, p.line)

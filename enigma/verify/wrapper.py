@@ -61,7 +61,9 @@ def prepare_source(src: str) -> tuple[str, list[ThreadgroupVar]]:
         word = "kernel".ljust(m.end() - m.start())
         src = src[:m.start()] + word + src[m.end():]
         code = code[:m.start()] + word + code[m.end():]
-    out, last, tvars = [], 0, []
+    out: list[str] = []
+    tvars: list[ThreadgroupVar] = []
+    last = 0
     for m in _TG_DECL.finditer(code):
         t, name, dims = " ".join(m.group(1).split()), m.group(2), re.sub(r"\s+", "", m.group(3))
         v = ThreadgroupVar(len(tvars), name, t, dims, line_of(code, m.start()))
