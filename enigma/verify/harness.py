@@ -29,6 +29,7 @@ from enigma.verify.wrapper import ThreadgroupVar, entry_source, prepare_source
 
 SCHEDULES = {"forward": 0, "reverse": 1, "random": 2}
 MAX_THREADS_PER_GROUP = 1024
+MAX_TIMEOUT = 24 * 3600.0  # seconds; an isolated child still running 5 s after its timeout is killed
 # Metal element type names -> the numpy dtype a buffer of them holds
 MSL_NUMPY = {
     "float": np.float32, "half": np.float16, "bfloat": np.uint16, "int": np.int32, "uint": np.uint32,
@@ -142,7 +143,11 @@ class MslProgram:
         """Run one dispatchThreadgroups(grid, block) launch. `buffers[i]` binds [[buffer(i)]]: a numpy
         array (written back in place if the parameter is writable), a numpy scalar or bytes.
         `race_check` runs a build instrumented on every load and store that reports two threads of a
-        group touching the same threadgroup memory between two barriers (one of them writing)."""
+        group touching the same threadgroup memory between two barriers (one of them writing).
+
+        `isolate` runs the launch in a child process forked by the dispatcher (C only: see
+        runtime/dispatch.cpp); the child ends itself after `timeout` seconds and the dispatcher kills
+        it 5 s later if it has not, so a launch never hangs the caller (a KernelError instead)."""
         grid3, block3 = _dim3(grid, "grid"), _dim3(block, "block")
         nthreads = block3[0] * block3[1] * block3[2]
         if nthreads > MAX_THREADS_PER_GROUP:
@@ -150,6 +155,8 @@ class MslProgram:
                              f"{MAX_THREADS_PER_GROUP} per threadgroup")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        if not 0 < float(timeout) <= MAX_TIMEOUT:  # every launch is bounded (no "wait forever")
+            raise ValueError(f"timeout must be > 0 and <= {MAX_TIMEOUT:g} seconds, got {timeout!r}")
         wanted = set(self.sig.buffer_indices)
         extra = set(buffers) - wanted
         if extra:
@@ -284,7 +291,8 @@ class MslProgram:
                    "(threads of different threadgroups are never ordered: use atomics or separate launches)"),
                 line, thread, group)
         if code == 3:
-            return KernelError(f"{loc}kernel {self.name} did not finish within the timeout{where}", line,
+            how = f" ({msg})" if msg else ""
+            return KernelError(f"{loc}kernel {self.name} did not finish within the timeout{how}{where}", line,
                                thread, group)
         if code == 2:
             b = next((b for b in bufs if b.slot == e.buffer), None)

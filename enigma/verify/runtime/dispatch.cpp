@@ -8,6 +8,14 @@
 // reaches the same barrier and reports out-of-bounds accesses through guard pages around every
 // buffer. By default a launch runs in a forked child process so that a wild write or a crash never
 // takes down the caller; buffers are shared mappings, so the parent sees the results.
+//
+// Fork safety: the caller (a Python process) may have other threads (BLAS pools, executors) holding
+// locks at the fork. So the child is created with a raw clone syscall (no pthread_atfork handlers run
+// in the parent, e.g. OpenBLAS shutting down its pool under a thread that is using it) and does only
+// async-signal-safe work: no malloc (fiber stacks, thread orders and the signal stack are allocated
+// before the fork), no stdio locks (only snprintf into fixed buffers), no dynamic linker (libraries
+// are loaded with RTLD_NOW; dladdr for fault reports runs in the parent after the child ended).
+// Every wait is bounded: the child's own timer, then the parent's watchdog kills it.
 #include <cerrno>
 #include <csetjmp>
 #include <ctime>
@@ -19,6 +27,10 @@
 #include <cstring>
 #include <dlfcn.h>
 #include <sys/mman.h>
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -132,7 +144,8 @@ bool g_fiber_mode;
 size_t g_stack_size = 256 * 1024;
 ErrInfo* g_err;
 sigjmp_buf g_abort;  // in-process mode: a fault or an error jumps here
-char* g_altstack;
+char* g_altstack;  // the signal stack (allocated before a fork: the child does not allocate)
+constexpr size_t kAltStack = 1 << 16;
 
 void switch_to_sched() {
 #if defined(ENIGMA_ASM_FIBERS)
@@ -460,7 +473,35 @@ void run_launch(const Launch& L) {
 }
 
 // ---- faults ------------------------------------------------------------------------------------
+pid_t g_run_tid;  // in-process mode: the thread running the launch (0 in a forked child)
+const int kSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGALRM, SIGABRT};
+struct sigaction g_old[sizeof kSignals / sizeof kSignals[0]];
+
+// A signal on another thread of the process while a launch runs in-process (the handlers are
+// process-wide): hand it to the handler that was installed before, as if ours were not there.
+void forward_signal(int sig, siginfo_t* si, void* ucv) {
+  for (size_t i = 0; i < sizeof kSignals / sizeof kSignals[0]; i++) {
+    if (kSignals[i] != sig) continue;
+    const struct sigaction& o = g_old[i];
+    if (o.sa_flags & SA_SIGINFO) {
+      if (o.sa_sigaction) o.sa_sigaction(sig, si, ucv);
+      return;
+    }
+    if (o.sa_handler == SIG_IGN) return;
+    if (o.sa_handler != SIG_DFL) { o.sa_handler(sig); return; }
+    // default action (terminate or core dump): a fault re-executes and ends the process as it would
+    // have without us; an asynchronous signal is delivered again with the default action
+    signal(sig, SIG_DFL);
+    if (sig == SIGALRM || sig == SIGABRT || sig == SIGTRAP) syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), sig);
+    return;
+  }
+}
+
 void on_fault(int sig, siginfo_t* si, void* ucv) {
+  if (g_run_tid && (pid_t)syscall(SYS_gettid) != g_run_tid) {
+    forward_signal(sig, si, ucv);
+    return;
+  }
   ErrInfo* e = g_err;
   e->sig = sig;
   e->addr = (uint64_t)(uintptr_t)si->si_addr;
@@ -471,12 +512,7 @@ void on_fault(int sig, siginfo_t* si, void* ucv) {
 #else
   (void)ucv;
 #endif
-  Dl_info di;
-  if (e->rip && dladdr((void*)(uintptr_t)e->rip, &di) && di.dli_fname) {
-    e->so_base = (uint64_t)(uintptr_t)di.dli_fbase;
-    snprintf(e->so_path, sizeof e->so_path, "%s", di.dli_fname);
-  }
-  e->buffer = -1;
+  e->buffer = -1;  // (the library of e->rip is looked up by the parent: dladdr takes loader locks)
   for (int i = 0; i < kMaxBufs; i++) {
     const Buf& b = g_bufs[i];
     if (b.map && (char*)si->si_addr >= b.map && (char*)si->si_addr < b.map + b.map_len) {
@@ -508,14 +544,10 @@ void on_fault(int sig, siginfo_t* si, void* ucv) {
   fail();
 }
 
-const int kSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGALRM, SIGABRT};
-struct sigaction g_old[sizeof kSignals / sizeof kSignals[0]];
-
-void install_handlers() {
-  if (!g_altstack) g_altstack = (char*)malloc(1 << 16);
+void install_handlers() {  // g_altstack is allocated by enigma_run before a fork
   stack_t ss = {};
   ss.ss_sp = g_altstack;
-  ss.ss_size = 1 << 16;
+  ss.ss_size = kAltStack;
   sigaltstack(&ss, nullptr);
   for (size_t i = 0; i < sizeof kSignals / sizeof kSignals[0]; i++) {
     struct sigaction sa = {};
@@ -597,11 +629,6 @@ extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size) {
 namespace {
 void set_pc(ErrInfo* e, void* pc) {
   e->rip = (uint64_t)(uintptr_t)pc - 1;  // pc is a return address: the call is just before it
-  Dl_info di;
-  if (dladdr(pc, &di) && di.dli_fname) {
-    e->so_base = (uint64_t)(uintptr_t)di.dli_fbase;
-    snprintf(e->so_path, sizeof e->so_path, "%s", di.dli_fname);
-  }
 }
 
 void local_to_3d(uint32_t l, uint32_t out[3]) {
@@ -757,6 +784,25 @@ extern "C" __bf16 __truncsfbf2(float f) {
 }
 #endif
 
+namespace {
+constexpr double kWatchdogGrace = 5.0;  // seconds after the timeout before the child is killed
+
+double now_s() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// fork without pthread_atfork handlers (the child runs only this file's async-signal-safe code)
+pid_t spawn_child() {
+#if defined(__linux__) && defined(SYS_clone)
+  return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
+#else
+  return fork();
+#endif
+}
+}  // namespace
+
 // ---- the Python-facing API (ctypes) -------------------------------------------------------------
 extern "C" int enigma_buf_alloc(size_t nbytes, char** data_out) {
   int slot = -1;
@@ -837,55 +883,97 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
     memcpy(err, shared_err, sizeof(ErrInfo));
     return 1;
   }
+  if (!g_altstack) g_altstack = (char*)malloc(kAltStack);
+  if (!g_altstack) return -1;
+  if (timeout_s <= 0 || !(timeout_s < 1e9)) timeout_s = 1e9;  // never unbounded
   if (isolate) {
     fflush(nullptr);
-    pid_t pid = fork();
+    const pid_t pid = spawn_child();
     if (pid < 0) return -2;
     if (pid == 0) {
+      // the child: only async-signal-safe work from here on (see the top of this file)
+      sigset_t all;
+      sigemptyset(&all);
+      for (int sig : kSignals) sigaddset(&all, sig);
+      sigaddset(&all, SIGINT);
+      sigaddset(&all, SIGTERM);
+      sigprocmask(SIG_UNBLOCK, &all, nullptr);  // the calling thread may have blocked them
+      signal(SIGINT, SIG_DFL);   // not the parent's (Python's) handlers
+      signal(SIGTERM, SIG_DFL);
+      signal(SIGPIPE, SIG_DFL);
+#if defined(__linux__)
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the caller
+#endif
       install_handlers();
-      if (timeout_s > 0) {
-        struct itimerval it = {};
-        it.it_value.tv_sec = (long)timeout_s;
-        it.it_value.tv_usec = (long)((timeout_s - (long)timeout_s) * 1e6);
-        setitimer(ITIMER_REAL, &it, nullptr);
-      }
+      struct itimerval it = {};
+      it.it_value.tv_sec = (long)timeout_s;
+      it.it_value.tv_usec = (long)((timeout_s - (double)(long)timeout_s) * 1e6);
+      if (!it.it_value.tv_sec && !it.it_value.tv_usec) it.it_value.tv_usec = 1;
+      setitimer(ITIMER_REAL, &it, nullptr);
       if (sigsetjmp(g_abort, 0) == 0) run_launch(L);
       g_err->tg_bytes = g_tg_bytes;
+      syscall(SYS_exit_group, g_err->code);  // _exit without any libc bookkeeping
       _exit(g_err->code);
     }
-    // wait for the child; a watchdog kills it if its own timer did not end it
+    // the parent: wait for the child; the watchdog kills it if its own timer did not end it
     int status = 0;
-    const double limit = timeout_s > 0 ? timeout_s + 5.0 : 1e18;
-    double waited = 0, nap = 20e-6;
+    const double start = now_s(), limit = timeout_s + kWatchdogGrace;
+    long nap_ns = 20000;
+    bool killed = false;
     for (;;) {
-      pid_t r = waitpid(pid, &status, WNOHANG);
+      const pid_t r = waitpid(pid, &status, WNOHANG);
       if (r == pid) break;
       if (r < 0 && errno != EINTR) { status = 0; break; }
-      if (waited > limit) { kill(pid, SIGKILL); waitpid(pid, &status, 0); break; }
-      struct timespec ts = {0, (long)(nap * 1e9)};
+      if (now_s() - start > limit) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        killed = true;
+        break;
+      }
+      struct timespec ts = {0, nap_ns};
       nanosleep(&ts, nullptr);
-      waited += nap;
-      if (nap < 2e-3) nap *= 2;
+      if (nap_ns < 2000000) nap_ns *= 2;
     }
-    if (WIFSIGNALED(status) && shared_err->code == 0) {
+    if (killed && shared_err->code == 0) {
+      shared_err->code = 3;  // hung where its own timer could not end it
+      snprintf(shared_err->msg, sizeof shared_err->msg, "killed by the watchdog after %.0f s", limit);
+    } else if (WIFSIGNALED(status) && shared_err->code == 0) {
       shared_err->code = 4;
       shared_err->sig = WTERMSIG(status);
     }
   } else {
+    g_run_tid = (pid_t)syscall(SYS_gettid);
     install_handlers();
-    if (timeout_s > 0) {
-      struct itimerval it = {};
-      it.it_value.tv_sec = (long)timeout_s;
-      it.it_value.tv_usec = (long)((timeout_s - (long)timeout_s) * 1e6);
-      setitimer(ITIMER_REAL, &it, nullptr);
+    // a timer that signals this thread only (a process-wide SIGALRM could land on another thread)
+    timer_t timer;
+    bool have_timer = false;
+#if defined(__linux__)
+    struct sigevent sev = {};
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = SIGALRM;
+    sev._sigev_un._tid = g_run_tid;
+    if (timer_create(CLOCK_MONOTONIC, &sev, &timer) == 0) {
+      struct itimerspec its = {};
+      its.it_value.tv_sec = (time_t)timeout_s;
+      its.it_value.tv_nsec = (long)((timeout_s - (double)(long)timeout_s) * 1e9);
+      if (!its.it_value.tv_sec && !its.it_value.tv_nsec) its.it_value.tv_nsec = 1;
+      timer_settime(timer, 0, &its, nullptr);
+      have_timer = true;
     }
+#endif
     if (sigsetjmp(g_abort, 1) == 0) run_launch(L);
     shared_err->tg_bytes = g_tg_bytes;
     race_cleanup();
-    struct itimerval off = {};
-    setitimer(ITIMER_REAL, &off, nullptr);
+    if (have_timer) timer_delete(timer);
     restore_handlers();
+    g_run_tid = 0;
     g_cur = nullptr;
+  }
+  // which library the faulting instruction is in (here, not in the child or the signal handler)
+  Dl_info di;
+  if (shared_err->rip && dladdr((void*)(uintptr_t)shared_err->rip, &di) && di.dli_fname) {
+    shared_err->so_base = (uint64_t)(uintptr_t)di.dli_fbase;
+    snprintf(shared_err->so_path, sizeof shared_err->so_path, "%s", di.dli_fname);
   }
   memcpy(err, shared_err, sizeof(ErrInfo));
   return shared_err->code;
