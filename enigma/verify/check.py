@@ -83,8 +83,8 @@ def make_inputs(spec: Mapping[str, Any], rng: np.random.Generator, sizes: Mappin
                 out.append(np.array(scalars[a["name"]], dt.np)[()])
             elif dt.is_int:  # the size, clamped to the type (an int8 scalar gets 127, not 1003 wrapped)
                 info = np.iinfo(dt.np)
-                v = min(max(int(sizes.get(a["name"], default)), int(info.min)), int(info.max))
-                out.append(dt.np.type(v))
+                size_value = min(max(int(sizes.get(a["name"], default)), int(info.min)), int(info.max))
+                out.append(dt.np.type(size_value))
             elif dt.kind == "b":
                 out.append(np.bool_(True))
             else:  # bfloat16 too: scalars are values (the harness and the runtime bind their bits)

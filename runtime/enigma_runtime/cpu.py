@@ -183,7 +183,8 @@ class Plan:
 
     def _tensor(self, op: dict, attrs: dict) -> str:
         t = attrs.get("tensor")
-        if t in self.shared_names or (t in self.arg_names and self.arg_names[t]["kind"] == "tensor"):
+        if isinstance(t, str) and (t in self.shared_names
+                                   or (t in self.arg_names and self.arg_names[t]["kind"] == "tensor")):
             return t
         raise self._err(op, f"'tensor' {t!r} is neither a tensor argument nor a shared array")
 
@@ -321,7 +322,8 @@ class Plan:
 
     def _op_fma(self, op, name, ins, outs, types, attrs, line):
         self._need(op, ins, 3, outs)
-        a_id, b_id, c_id, out = *ins, outs[0]
+        a_id, b_id, c_id = ins
+        out = outs[0]
         dt, _ = types[0]
         want, bf16 = _value_dtype(dt), dt.name == "bfloat16"
 
@@ -339,7 +341,8 @@ class Plan:
 
     def _op_select(self, op, name, ins, outs, types, attrs, line):
         self._need(op, ins, 3, outs)
-        c_id, a_id, b_id, out = *ins, outs[0]
+        c_id, a_id, b_id = ins
+        out = outs[0]
         lanes = types[0][1]
 
         def run(st, env, mask):

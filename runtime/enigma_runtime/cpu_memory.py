@@ -26,7 +26,8 @@ class Memory:
     def __init__(self, name: str, flat: np.ndarray, dt: DType, size: int, shared: bool,
                  written: bool) -> None:
         self.name, self.flat, self.dt, self.size, self.shared = name, flat, dt, size, shared
-        self.written, self.views = written, {}  # views: (coefs, lanes) -> (shape, strides)
+        self.written = written
+        self.views: dict[Any, tuple[Any, Any]] = {}  # views: (coefs, lanes) -> (shape, strides)
         self.loaned = False  # SSA values may be views of `flat`: the next write copies it first
 
     def before_write(self) -> None:

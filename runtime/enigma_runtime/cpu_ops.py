@@ -57,8 +57,9 @@ def _outer_mul(a: Any, b: Any) -> np.ndarray | None:
     if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != np.float32 or b.dtype != a.dtype:
         return None
     key = (a.shape, b.shape)
-    plan = _OUTER.get(key, False)
-    if plan is False:
+    if key in _OUTER:
+        plan = _OUTER[key]
+    else:
         plan = None
         if a.ndim == b.ndim:
             shape = np.broadcast_shapes(a.shape, b.shape)
@@ -99,18 +100,22 @@ def _simd(geo: Geo, name: str, v: Any, x: Any, mask: Any) -> np.ndarray:
     vv = groups(v, 0)
     if name in ("simd_sum", "simd_max", "simd_min"):
         dt = vv.dtype
+        ident: float | int | bool
         if name == "simd_sum":
-            ident, red = 0, np.sum
+            ident = 0
         else:
             big = np.inf if dt.kind == "f" else (np.iinfo(dt).max if dt.kind in "iu" else True)
             small = -np.inf if dt.kind == "f" else (np.iinfo(dt).min if dt.kind in "iu" else False)
-            ident, red = (small, np.max) if name == "simd_max" else (big, np.min)
+            ident = small if name == "simd_max" else big
         act = groups(True if mask is None else mask, False)
         if act.ndim < vv.ndim:
             act = act[..., None]
         if pad or mask is not None:
             vv = np.where(act, vv, np.array(ident).astype(dt))
-        r = red(vv, axis=2, keepdims=True, dtype=dt) if name == "simd_sum" else red(vv, axis=2, keepdims=True)
+        if name == "simd_sum":
+            r = np.sum(vv, axis=2, keepdims=True, dtype=dt)
+        else:
+            r = (np.max if name == "simd_max" else np.min)(vv, axis=2, keepdims=True)
         return back(np.broadcast_to(r, vv.shape))
     lane = np.arange(32).reshape((1, 1, 32) + (1,) * len(tail))
     if name == "simd_broadcast":
@@ -125,9 +130,10 @@ def _simd(geo: Geo, name: str, v: Any, x: Any, mask: Any) -> np.ndarray:
     xs = groups(x, 0)
     if tail and xs.ndim == vv.ndim - len(tail):
         xs = xs.reshape(xs.shape + (1,) * len(tail))
-    src = lane + xs.astype(np.int64)
-    valid = (src >= 0) & (src < 32)
-    r = np.take_along_axis(vv, np.broadcast_to(np.where(valid, src, lane), vv.shape).astype(np.intp), axis=2)
+    src_lane = lane + xs.astype(np.int64)
+    valid = (src_lane >= 0) & (src_lane < 32)
+    r = np.take_along_axis(vv, np.broadcast_to(np.where(valid, src_lane, lane), vv.shape).astype(np.intp),
+                           axis=2)
     return back(r)
 
 

@@ -88,7 +88,9 @@ class Aff:
     __slots__ = ("c", "k", "geo", "_arr", "_range")
 
     def __init__(self, c: int, k: tuple[int, ...], geo: Geo) -> None:
-        self.c, self.k, self.geo, self._arr, self._range = c, k, geo, None, None
+        self.c, self.k, self.geo = c, k, geo
+        self._arr: Any = None  # the int32 lanes, built on demand
+        self._range: tuple[int, int] | None = None
 
     def range(self) -> tuple[int, int]:
         if self._range is None:

@@ -293,10 +293,15 @@ class Library:
         specs = []
         for i, spec in enumerate(man.kernels[name]):
             where = f"{man.path}, kernel {name!r} specialisation {i}"
+            def ir(s: dict = spec) -> dict:
+                return read_ir(man.read_json(s["ir"]), f"{man.dir / s['ir']}")
+
+            def metal_source(s: dict = spec) -> str:
+                return man.read_text(s["metal"])
+
             specs.append(Specialisation(
                 spec, where=where, library_key=("package", str(man.dir), man.files.get(man.metallib or "")),
-                ir=lambda s=spec, w=where: read_ir(man.read_json(s["ir"]), f"{man.dir / s['ir']}"),
-                metal_source=lambda s=spec: man.read_text(s["metal"]), metallib=metallib))
+                ir=ir, metal_source=metal_source, metallib=metallib))
         with self._lock:
             return self._kernels.setdefault(name, Kernel(name, specs))
 
