@@ -887,7 +887,8 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
   if (!g_altstack) return -1;
   if (timeout_s <= 0 || !(timeout_s < 1e9)) timeout_s = 1e9;  // never unbounded
   if (isolate) {
-    fflush(nullptr);
+    // (no fflush before the fork: it would wait for stdio locks other threads may hold, and the
+    // child never flushes inherited buffers: it leaves with exit_group, not exit)
     const pid_t pid = spawn_child();
     if (pid < 0) return -2;
     if (pid == 0) {
