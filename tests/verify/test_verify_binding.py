@@ -222,3 +222,19 @@ def test_check_runs_a_kernel_with_int8_and_uint8_scalars():
     ck = enigma.compile(launch_count_below, x, np.zeros(10, np.int32), np.int8(3), np.uint8(2))
     rows = check.check_kernels([ck])
     assert [r.agree for r in rows] == [True], rows
+
+
+def test_boolN_in_constant_and_threadgroup_memory():
+    src = H + """kernel void k(constant bool4* in [[buffer(0)]], device bool4* out [[buffer(1)]],
+              uint t [[thread_position_in_threadgroup]]) {
+    threadgroup bool4 tile[4];
+    tile[t] = !in[t];
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    bool4 v = tile[3 - t];
+    out[t] = v;
+}"""
+    m = np.random.default_rng(0).integers(0, 2, (4, 4)).astype(bool)
+    out = np.zeros((4, 4), bool)
+    for schedule in ("forward", "reverse", "random"):
+        run_msl(src, m, out, grid=1, block=4, schedule=schedule)
+        np.testing.assert_array_equal(out, ~m[::-1])
