@@ -28,13 +28,8 @@ _spec.loader.exec_module(fake_xcrun)
 @pytest.fixture
 def xcrun_log(tmp_path, monkeypatch):
     """The fake xcrun on PATH, ENIGMA_EMIT_ONLY=0; returns a reader of the argv lines it was called with."""
-    fake_xcrun.install(tmp_path / "bin")
-    log = tmp_path / "xcrun.log"
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
-    monkeypatch.setenv("FAKE_XCRUN_LOG", str(log))
+    log = fake_xcrun.activate(tmp_path, monkeypatch)
     monkeypatch.setenv("ENIGMA_EMIT_ONLY", "0")
-    from enigma.toolchain import xcrun
-    xcrun._versions.clear()
 
     def calls(kind: str) -> list[list[str]]:
         lines = [json.loads(ln) for ln in log.read_text().splitlines()] if log.exists() else []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +51,7 @@ def fake_xcrun(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("fake_xcrun", FAKE_XCRUN)
     fake = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fake)
-    fake.install(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    fake.activate(tmp_path, monkeypatch)
     return tmp_path
 
 

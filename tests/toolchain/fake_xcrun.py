@@ -35,6 +35,20 @@ def install(bin_dir: str | os.PathLike) -> Path:
     return exe
 
 
+def activate(tmp_path: Path, monkeypatch) -> Path:
+    """Put this fake first on PATH for one test (pytest's tmp_path and monkeypatch); forget the real
+    toolchain versions enigma.toolchain.xcrun probed. Returns the log file of its invocations."""
+    install(tmp_path / "bin")
+    log = tmp_path / "xcrun.log"
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_XCRUN_LOG", str(log))
+    monkeypatch.delenv("FAKE_XCRUN_FAIL", raising=False)
+    from enigma.toolchain import xcrun
+
+    xcrun._versions.clear()
+    return log
+
+
 def _fail(step: str) -> None:
     if os.environ.get("FAKE_XCRUN_FAIL") == step:
         sys.stderr.write(os.environ.get("FAKE_XCRUN_STDERR", DEFAULT_STDERR) + "\n")

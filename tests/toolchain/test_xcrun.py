@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -21,13 +20,7 @@ SRC = "#include <metal_stdlib>\nkernel void enigma_kernel_a() {}\n"
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
     """The fake xcrun first on PATH; returns the log file of its invocations."""
-    fake_xcrun.install(tmp_path / "bin")
-    log = tmp_path / "xcrun.log"
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_XCRUN_LOG", str(log))
-    monkeypatch.delenv("FAKE_XCRUN_FAIL", raising=False)
-    xcrun._versions.clear()
-    return log
+    return fake_xcrun.activate(tmp_path, monkeypatch)
 
 
 def calls(log: Path) -> list[list[str]]:
