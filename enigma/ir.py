@@ -150,10 +150,12 @@ class Kernel:
     file: str = ""
     line: int = 0  # line of the `def`
     vec_width: int = 0
+    variant: str = ""  # names a `specialize=` variant: "f16" gives enigma_kernel_<name>_f16
 
     @property
     def kernel_name(self) -> str:
-        return f"enigma_kernel_{self.name}"
+        """The Metal function name: distinct for every variant of one kernel."""
+        return f"enigma_kernel_{self.name}" + (f"_{self.variant}" if self.variant else "")
 
     @property
     def threadgroup_memory(self) -> int:

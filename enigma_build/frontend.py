@@ -1,9 +1,8 @@
 """The one place that calls the compiler: every specialisation of one discovered kernel object.
 
 - @enigma.kernel: compiled from its annotations and decorator grid/block; each `specialize=` variant
-  is compiled too (the annotations' own variant first: the default) and, when the compiler gives
-  variants the same Metal function name, renamed `enigma_kernel_<name>_<suffix>` (suffix from the
-  variant's dtypes and constexpr values) so one .metallib can hold them all.
+  is compiled too (the annotations' own variant first: the default), under the Metal function name
+  the compiler gives it (`enigma_kernel_<name>_<suffix>`), so one .metallib can hold them all.
 - @enigma.jit: run on enigma.TensorSpecs built from its parameter annotations (a wheel build has no
   arrays); the manifest entry and the Metal function take the jit function's name
   (`enigma_kernel_<jit name>`), so the kernel it launches can also be built on its own.
@@ -21,17 +20,8 @@ class NotBuildable(Exception):
     """The kernel object cannot be compiled without run-time data; says what to add."""
 
 
-def _suffix(preset: dict[str, Any]) -> str:
-    parts: list[str] = []
-    for _, v in sorted(preset.items()):
-        s = getattr(v, "short", None) or re.sub(r"[^0-9A-Za-z]", "_", str(v))
-        if s not in parts:
-            parts.append(s)
-    return "_".join(parts) or "v"
-
-
 def _rename(ck: Any, new: str) -> Any:
-    """Give a compiled specialisation the Metal function name `new` (source, signature and IR)."""
+    """Give a compiled @jit entry the Metal function name `new` (source, signature and IR)."""
     old = ck.kernel_name
     ck.metal_source = re.sub(rf"\b{re.escape(old)}\b", new, ck.metal_source)
     ck.signature = {**ck.signature, "kernel_name": new}
@@ -85,17 +75,4 @@ def compile_all(obj: Any, settings: Settings) -> list[Any]:
         raise NotBuildable(f"{getattr(obj, '__name__', obj)!r} is not an @enigma.kernel or @enigma.jit "
                            f"function (got {type(obj).__name__})")
     width = getattr(obj, "vec_width", None) or settings.vec_width_of(obj.name)
-    out = []
-    seen: set[str] = set()
-    for variant in obj.variants():
-        ck = _compile(variant, vec_width=width)
-        if ck.kernel_name in seen:
-            base = f"{ck.kernel_name}_{_suffix(variant.preset)}"
-            new, k = base, 1
-            while new in seen:
-                k += 1
-                new = f"{base}{k}"
-            _rename(ck, new)
-        seen.add(ck.kernel_name)
-        out.append(ck)
-    return out
+    return [_compile(variant, vec_width=width) for variant in obj.variants()]

@@ -170,8 +170,10 @@ def json_to_ir(data: dict[str, Any]) -> ir.Kernel:
                    a.get("access", "read"), a.get("buffer", i)) for i, a in enumerate(data["args"])]
     shared = [ir.Shared(s["name"], dtypes.from_name(s["dtype"]), tuple(s["shape"]))
               for s in data.get("shared", [])]
+    base = f"enigma_kernel_{data['name']}"
+    variant = data.get("kernel_name", base).removeprefix(base).removeprefix("_")
     return ir.Kernel(data["name"], args, block(data["body"]), shared, data.get("file", ""),
-                     data.get("line", 0), data.get("vec_width", 0))
+                     data.get("line", 0), data.get("vec_width", 0), variant)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import functools
 import inspect
 import linecache
 import math
+import re
 import threading
 import traceback
 from collections.abc import Callable
@@ -121,17 +122,29 @@ def _wrap(e: Exception, what: str) -> EnigmaError:
 # ---------------------------------------------------------------------------------------------------
 # @kernel
 
+def variant_name(values: dict[str, Any]) -> str:
+    """A C-identifier suffix for a `specialize=` entry: its distinct values in parameter-name order
+    (dtypes by their short names), e.g. {"a": float16, "b": float16} -> "f16"."""
+    parts: list[str] = []
+    for _, v in sorted(values.items()):
+        part = v.short if isinstance(v, DType) else re.sub(r"[^0-9A-Za-z]", "_", str(v))
+        if part not in parts:
+            parts.append(part)
+    return "_".join(parts) or "v"
+
+
 class KernelFunction:
     """A kernel: traced to IR per specialisation (argument dtypes, shapes and constexpr values)."""
 
     def __init__(self, fn: Callable[..., Any], block: Any = None, grid: Any = None,
                  specialize: list[dict[str, Any]] | None = None,
-                 _preset: dict[str, Any] | None = None) -> None:
+                 _preset: dict[str, Any] | None = None, _variant: str = "") -> None:
         functools.update_wrapper(self, fn)
         self.fn, self.name = fn, fn.__name__
         self.block, self.grid = block, grid
         self.specialize = list(specialize or [])
         self.preset = dict(_preset or {})
+        self.variant = _variant  # "" for the annotations' own variant; names the Metal function's suffix
         self._rewritten: tuple[Callable[..., Any], int] | None = None
         self._params: list[Param] | None = None
         self._source: str | None = None
@@ -162,9 +175,18 @@ class KernelFunction:
         return self._rewritten
 
     def variants(self) -> list[KernelFunction]:
-        """This kernel once per `specialize=` entry (the annotations' own variant first)."""
-        return [self] + [KernelFunction(self.fn, self.block, self.grid, None, {**self.preset, **s})
-                         for s in self.specialize]
+        """This kernel once per `specialize=` entry (the annotations' own variant first). Each variant
+        has its own Metal function name: `enigma_kernel_vector_add_f16` for {"a": float16, ...}."""
+        out, names = [self], {self.variant}
+        for s in self.specialize:
+            name = base = variant_name(s)
+            k = 1
+            while name in names:
+                k += 1
+                name = f"{base}_{k}"
+            names.add(name)
+            out.append(KernelFunction(self.fn, self.block, self.grid, None, {**self.preset, **s}, name))
+        return out
 
     @property
     def params(self) -> list[Param]:
@@ -288,7 +310,7 @@ class KernelFunction:
                 modes = b.access.get(a.name, set())
                 access = "readwrite" if modes == {"r", "w"} else "write" if modes == {"w"} else "read"
                 args[k] = replace(a, access=access)
-        return ir.Kernel(self.name, args, b.body, b.shared, self.file, def_line)
+        return ir.Kernel(self.name, args, b.body, b.shared, self.file, def_line, variant=self.variant)
 
     def _here(self, message: str, hint: str = "") -> EnigmaError:
         return _err(message, self.file, self.def_line, hint)

@@ -2,6 +2,7 @@
 with the tracer's enigma.frontend.builder.Builder), cloning blocks with fresh values, substituting values."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -78,11 +79,8 @@ def clone_op(op: ir.Op, vmap: dict[int, ir.Value]) -> ir.Op:
 
 def with_body(kernel: ir.Kernel, body: ir.Block, **changes: Any) -> ir.Kernel:
     """A new Kernel that shares everything with `kernel` but its body (and `changes`)."""
-    fields: dict[str, Any] = dict(name=kernel.name, args=list(kernel.args), body=body,
-                                  shared=list(kernel.shared), file=kernel.file, line=kernel.line,
-                                  vec_width=kernel.vec_width)
-    fields.update(changes)
-    return ir.Kernel(**fields)
+    return dataclasses.replace(kernel, body=body, args=list(kernel.args), shared=list(kernel.shared),
+                               **changes)
 
 
 def uses(block: ir.Block) -> dict[int, int]:

@@ -120,8 +120,21 @@ def test_specialize_variants_and_bare_compile_with_arrays():
     assert sum(op.name == "store" for op in ir.walk(kh.body)) == 8
     ck = enigma.compile(half, np.zeros(4, np.float16))
     assert ck.ir.args[0].dtype == enigma.float16 and ck.grid is None
+    # every variant has its own Metal function, named after its values (one .metallib holds them all)
+    assert enigma.compile(base).kernel_name == "enigma_kernel_k"
+    assert ck.kernel_name == "enigma_kernel_k_8_f16" == ck.signature["kernel_name"]
+    assert "kernel void enigma_kernel_k_8_f16(" in ck.metal_source
     with pytest.raises(enigma.EnigmaError, match="got a float16 tensor"):
         enigma.compile(k, np.zeros(4, np.float16))
+
+
+def test_variant_names_stay_distinct():
+    @enigma.kernel(specialize=[{"x": enigma.float16}, {"x": enigma.float16}])
+    def k(x: Tensor[float32]):
+        x[0] = x[0] * 2
+
+    assert [v.trace().kernel_name for v in k.variants()] == [
+        "enigma_kernel_k", "enigma_kernel_k_f16", "enigma_kernel_k_f16_2"]
 
 
 def test_constexpr_float_and_bool():
