@@ -158,17 +158,35 @@ def runtime_library() -> Path:
     return out
 
 
+def include_dir() -> Path:
+    """The compatibility headers, copied into the cache under their digest. clang stamps a precompiled
+    header with its inputs' paths and mtimes, so a PCH built from the source tree went stale whenever
+    the tree was checked out again (a fresh clone) though the headers' contents were the same."""
+    d = cache_dir() / f"include_{shim_digest()[:32]}"
+    if not d.is_dir():
+        with tempfile.TemporaryDirectory(dir=d.parent) as tmp:
+            copy = Path(tmp) / "include"
+            shutil.copytree(INCLUDE_DIR, copy)
+            try:
+                os.replace(copy, d)
+            except OSError:  # another process made it first
+                if not d.is_dir():
+                    raise
+    return d
+
+
 def _pch() -> Path | None:
     """A precompiled header of <metal_stdlib> (cuts the per-kernel compile time); None if unsupported."""
     clang = find_clang()
-    key = _key(shim_digest(), clang.version, " ".join(MSL_FLAGS + OPT_FLAGS))
+    key = _key(shim_digest(), clang.version, " ".join(MSL_FLAGS + OPT_FLAGS), str(include_dir()))
     out = cache_dir() / f"metal_stdlib_{key}.pch"
     if out.exists():
         return out
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         t = Path(tmp)
-        cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, "-Xclang", "-emit-pch", "-I", str(INCLUDE_DIR), "-c",
-               str(INCLUDE_DIR / "metal_stdlib"), "-o", str(t / "h.pch")]
+        inc = include_dir()
+        cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, "-Xclang", "-emit-pch", "-I", str(inc), "-c",
+               str(inc / "metal_stdlib"), "-o", str(t / "h.pch")]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, cwd=t, timeout=COMPILE_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -196,7 +214,7 @@ def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race
         t = Path(tmp)
         (t / file_name).write_text(source)
         inc = ["-include-pch", str(pch)] if pch else []
-        compile_cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, *extra, *inc, "-I", str(INCLUDE_DIR), "-c",
+        compile_cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, *extra, *inc, "-I", str(include_dir()), "-c",
                        file_name, "-o", "k.o"]
         try:
             r = subprocess.run(compile_cmd, capture_output=True, text=True, cwd=t, timeout=COMPILE_TIMEOUT)

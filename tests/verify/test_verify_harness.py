@@ -547,3 +547,24 @@ def test_fault_lines_also_come_from_gnu_addr2line(monkeypatch):
 }"""
     with pytest.raises(KernelError, match=r"^kernel.metal:6: out-of-bounds write access to \[\[buffer"):
         run_msl(src, np.zeros(16, np.float32), grid=1, block=16)
+
+
+def test_precompiled_header_survives_a_fresh_checkout_of_the_headers(tmp_path, monkeypatch):
+    """clang stamps a PCH with its inputs' mtimes: a PCH built from one checkout of the headers used to
+    be rejected ("has been modified since the precompiled header was built") after a fresh clone."""
+    import os
+    import shutil
+
+    from enigma.verify import clang
+
+    headers = tmp_path / "include"
+    shutil.copytree(clang.INCLUDE_DIR, headers)
+    monkeypatch.setattr(clang, "INCLUDE_DIR", headers)
+    monkeypatch.setenv("ENIGMA_CACHE_DIR", str(tmp_path / "cache"))
+    a = np.arange(8, dtype=np.float32)
+    c = np.zeros(8, np.float32)
+    run_msl(VECTOR_ADD, a, a, c, 8, grid=1, block=8)  # builds the PCH
+    for p in headers.rglob("*"):  # the same contents, checked out again later
+        os.utime(p, (1, 1))
+    run_msl(VECTOR_ADD.replace("a[v3] + b[v3]", "a[v3] - b[v3]"), a, a, c, 8, grid=1, block=8)
+    assert c.tolist() == [0.0] * 8
