@@ -17,7 +17,8 @@ from enigma_runtime.dtypes import (
 
 from enigma.compiler import CompiledKernel, compile
 from enigma.errors import EnigmaError
-from enigma.frontend.kernel import func, jit, kernel
+from enigma.frontend.jit import jit
+from enigma.frontend.kernel import func, kernel
 from enigma.frontend.language import abs_ as abs
 from enigma.frontend.language import (
                                    atomic_add,

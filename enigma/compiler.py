@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from enigma import ir
-from enigma.frontend.kernel import Launch, launch_of
+from enigma.frontend.jit import launch_of
+from enigma.frontend.kernel import Launch
 from enigma.frontend.language import ceil_div
 
 MSL_VERSION = "3.1"

@@ -63,7 +63,8 @@ def _compile(fn: Any, *args: Any, vec_width: int) -> Any:
 
 def compile_all(obj: Any, settings: Settings) -> list[Any]:
     """CompiledKernels of `obj`, default first. Emit-only: the build links one .metallib per package."""
-    from enigma.frontend.kernel import JitFunction, KernelFunction
+    from enigma.frontend.jit import JitFunction
+    from enigma.frontend.kernel import KernelFunction
 
     if isinstance(obj, JitFunction):
         ck = _compile(obj, *_jit_specs(obj), vec_width=settings.vec_width_of(obj.name))
