@@ -24,7 +24,7 @@ ARTIFACT_DIR = "_enigma"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}\Z")
 
 
-def _closest(name: str, choices: list[str], n: int = 12) -> str:
+def closest(name: str, choices: list[str], n: int = 12) -> str:
     import difflib
     close = difflib.get_close_matches(name, choices, n=n, cutoff=0.0)
     rest = sorted(c for c in choices if c not in close)
@@ -66,7 +66,7 @@ def find_artifact_dir(package: str | os.PathLike) -> Path:
         why = ""
     if spec is None:
         raise PackageNotFoundError(f"no installed package {package!r}{why}; packages with Enigma kernels: "
-                                   f"{_closest(package, packages_with_kernels())}")
+                                   f"{closest(package, packages_with_kernels())}")
     locations = list(spec.submodule_search_locations or [])
     for loc in locations:
         cand = Path(loc) / ARTIFACT_DIR
@@ -76,7 +76,7 @@ def find_artifact_dir(package: str | os.PathLike) -> Path:
     raise PackageNotFoundError(f"package {package!r} ({where}) ships no {ARTIFACT_DIR}/manifest.json: it "
                                f"was not built with enigma-build, or its kernels were not included in the "
                                f"wheel (packages with Enigma kernels: "
-                               f"{_closest(package, packages_with_kernels())})")
+                               f"{closest(package, packages_with_kernels())})")
 
 
 def check_file_name(name: Any, where: str) -> str:
