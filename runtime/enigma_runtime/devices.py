@@ -59,7 +59,15 @@ class CpuDevice(Device):
 
     def prepare(self, sp: Any) -> Any:
         from .cpu import Plan
-        return Plan(sp.ir)
+        from .errors import IRError
+        ir, where = sp.ir, sp.ir_where
+        check_ir_args(sp.spec, ir, where)
+        try:
+            return Plan(ir)
+        except IRError as e:
+            if where in str(e):
+                raise
+            raise IRError(f"{where}: {e}") from None
 
     def run(self, handle: Any, bound: Any, grid: tuple[int, int, int], block: tuple[int, int, int],
             **options: Any) -> None:
@@ -87,6 +95,18 @@ class MetalDevice(Device):
             **options: Any) -> None:
         from . import metal
         metal.run(handle, bound, grid, block)
+
+
+def check_ir_args(spec: dict, ir: dict, where: str) -> None:
+    """The IR's arguments must be the signature's (name, kind, dtype, rank), in order (IRError)."""
+    from .errors import IRError
+
+    def key(a: dict) -> tuple:
+        return a.get("name"), a.get("kind"), a.get("dtype"), len(a.get("shape", []))
+    want, got = [key(a) for a in spec["args"]], [key(a) for a in ir["args"]]
+    if want != got:
+        raise IRError(f"{where}: the IR's arguments {got} disagree with the signature's {want} "
+                      f"(name, kind, dtype, rank); rebuild the package with enigma-build")
 
 
 Factory = Callable[[], Device]

@@ -53,8 +53,10 @@ class Specialisation:
     """One entry of a kernel's list in the manifest (or of `Kernel.from_spec`), with lazy artifacts."""
 
     def __init__(self, spec: dict, *, ir: Callable[[], dict], metal_source: Callable[[], str],
-                 metallib: Callable[[], bytes | None], library_key: tuple, where: str) -> None:
+                 metallib: Callable[[], bytes | None], library_key: tuple, where: str,
+                 ir_where: str | None = None) -> None:
         self.spec, self.where, self.library_key = spec, where, library_key
+        self.ir_where = ir_where or f"{where} IR"  # how errors about the IR name it (its file)
         self._loaders = {"ir": ir, "metal_source": metal_source, "metallib": metallib}
         self._cache: dict[Any, Any] = {}  # loader name, or ("handle", device name)
         self._lock = threading.RLock()  # building the plan reads the IR under the same lock
@@ -165,8 +167,10 @@ class Kernel:
                                   f"cannot run it; run its Metal source (device='metal' or 'msl-cpu')")
             ir_of = no_ir
         else:
-            ir = read_ir(ir, where + " IR")
-            ir_of = lambda: ir  # noqa: E731
+            ir = read_ir(ir, where + " IR", envelope_only=True)  # the rest on first use, like a package's
+
+            def ir_of() -> dict:
+                return read_ir(ir, where + " IR")
         import hashlib
         key = ("source", hashlib.sha256((metal_source or "").encode() + (metallib_bytes or b"")).hexdigest())
         sp = Specialisation(spec, ir=ir_of, metal_source=lambda: metal_source,
@@ -200,7 +204,7 @@ class Kernel:
                     ) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """(grid in threadgroups, block in threads) from the call or the manifest, within Metal's
         limits (devices.check_launch: LaunchError beyond them)."""
-        where, spec = f"kernel {self.name!r}", sp.spec
+        where, spec = sp.where, sp.spec
         if block is None:
             if spec.get("block") is None:
                 raise LaunchError(f"{where} has no block in its metadata (compiled without one): pass "
@@ -242,7 +246,7 @@ class Kernel:
             raise TypeError(f"kernel {self.name!r}: device {dev.name!r} takes no launch option "
                             f"{', '.join(sorted(unknown))} (its options: {takes})")
         sp, bound = self.select(args)
-        check_requires(sp.spec, bound, f"kernel {self.name!r}")
+        check_requires(sp.spec, bound, sp.where)
         g, b = self.launch_dims(sp, bound, grid, block)
         dev.run(sp.handle(dev), bound, g, b, **(options or {}))
         return bound.finish()
@@ -252,7 +256,11 @@ def check_requires(spec: dict, bound: Bound, where: str) -> None:
     """Raise ValueError if the arguments break a condition the kernel was compiled to rely on
     (FORMAT.md section 3, "requires": e.g. a layout's tile must fit a dynamically sized tensor)."""
     for r in spec.get("requires", ()):
-        if not _grid.evaluate(r["expr"], bound.sizes, bound.shapes, bound.scalars):
+        try:
+            holds = _grid.evaluate(r["expr"], bound.sizes, bound.shapes, bound.scalars)
+        except GridError as e:
+            raise GridError(f"{where}: 'requires' {r['text']!r}: {e}") from None
+        if not holds:
             at = f"{spec.get('file', '?')}:{r.get('line', 0)}"
             raise ValueError(f"{where}: these arguments break a condition the kernel relies on: "
                              f"{r['text']} ({r['message']}; required at {at})")
@@ -306,7 +314,8 @@ class Library:
                 return man.read_text(s["metal"])
 
             specs.append(Specialisation(
-                spec, where=where, library_key=("package", str(man.dir), man.files.get(man.metallib or "")),
+                spec, where=where, ir_where=str(man.dir / spec["ir"]),
+                library_key=("package", str(man.dir), man.files.get(man.metallib or "")),
                 ir=ir, metal_source=metal_source, metallib=metallib))
         with self._lock:
             return self._kernels.setdefault(name, Kernel(name, specs))
