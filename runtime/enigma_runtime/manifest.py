@@ -370,7 +370,7 @@ SPEC_KEYS: dict[str, Key] = {
     "requires": Key(list_of(1024)),
     "file": Key(optional(string())), "line": Key(int_in(0, MAX_INT)),
     "vec_width": Key(int_in(0, MAX_LANES)), "msl_version": Key(optional(string(16))),
-    "source_hash": Key(optional(string(128))),
+    "source_hash": Key(optional(string(128))), "simd_width": Key(optional(int_in(1, 128))),
 }
 MANIFEST_KEYS: dict[str, Key] = {  # "schema" is checked first, with its own message
     "files": Key(lambda v: None if isinstance(v, dict) else "must be an object mapping file names to "
