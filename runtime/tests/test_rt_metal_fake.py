@@ -175,7 +175,7 @@ class FakeMetal(types.ModuleType):
     MTLResourceStorageModeShared = 0
     MTLLanguageVersion3_0 = 196608
     MTLLanguageVersion3_1 = 196609
-    MTLMathModeSafe = 1
+    MTLMathModeSafe = 0  # the values of pyobjc-framework-Metal (test_rt_metal_pyobjc.py checks)
     MTLMathFloatingPointFunctionsPrecise = 1
     MTLCompileOptions = FakeOptions
     PAGE = rt_metal.PAGE
