@@ -141,7 +141,13 @@ def read_regular(path: Path, limit: int, roots: tuple[str, ...]) -> bytes:
     `limit` + 1 bytes are read."""
     import stat
     real = os.path.realpath(path)
-    if not any(os.path.commonpath([real, root]) == root for root in roots):
+
+    def inside(root: str) -> bool:
+        try:
+            return os.path.commonpath([real, root]) == root
+        except ValueError:  # another drive (Windows)
+            return False
+    if not any(inside(root) for root in roots):
         raise ManifestError(f"{path}: a symlink leaving the package (to {real}); refused: reinstall the "
                             f"package or rebuild it with enigma-build")
     try:

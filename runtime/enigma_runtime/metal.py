@@ -236,8 +236,8 @@ def macos_version() -> tuple[int, ...] | None:
 class Handle:
     """The "metal" device's handle of a specialisation: its pipeline, or why it runs on the CPU."""
 
-    def __init__(self, sp: Any, pipeline: Any, fallback: str = "") -> None:
-        self.sp, self.pipeline, self.fallback = sp, pipeline, fallback
+    def __init__(self, sp: Any, pipeline: Any, fallback: str = "", dev: Any = None) -> None:
+        self.sp, self.pipeline, self.fallback, self.device = sp, pipeline, fallback, dev
 
 
 def prepare(sp: Any) -> Handle:
@@ -248,11 +248,11 @@ def prepare(sp: Any) -> Handle:
     have, want = macos_version(), _version(target)
     if have is not None and want is not None and have < want:
         return Handle(sp, None, f"{sp.where} was built for macOS {target}, and this is macOS "
-                                f"{'.'.join(map(str, have))}")
+                                f"{'.'.join(map(str, have))}", dev)
     try:
-        return Handle(sp, dev.pipeline(sp))
+        return Handle(sp, dev.pipeline(sp), "", dev)
     except Unsupported as e:
-        return Handle(sp, None, str(e))
+        return Handle(sp, None, str(e), dev)
 
 
 def _buffers(dev: _Device, bound: Bound) -> tuple[dict[int, Any], list[tuple[Any, np.ndarray]],
@@ -297,6 +297,8 @@ def _buffers(dev: _Device, bound: Bound) -> tuple[dict[int, Any], list[tuple[Any
 
 def run(handle: Handle, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
     """Launch a prepared specialisation on the default Metal device; written arrays are updated in place."""
+    if handle.device is not device():  # prepared for a device that reset() has since forgotten
+        handle = prepare(handle.sp)
     sp = handle.sp
     if handle.fallback:
         _warn_once(f"{handle.fallback}: running it on the CPU executor instead of Metal")
