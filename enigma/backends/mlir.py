@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from enigma_runtime.dtypes import float32
+from enigma_runtime.dtypes import bool_, float32, int8, int16, int32
 
 from enigma import ir
 
@@ -30,6 +30,7 @@ ARITH = {"add": ("addf", "addi", "addi"), "sub": ("subf", "subi", "subi"), "mul"
          "shl": (None, "shli", "shli"), "shr": (None, "shrsi", "shrui")}
 CMP = {"lt": ("olt", "slt", "ult"), "le": ("ole", "sle", "ule"), "gt": ("ogt", "sgt", "ugt"),
        "ge": ("oge", "sge", "uge"), "eq": ("oeq", "eq", "eq"), "ne": ("une", "ne", "ne")}
+INT_OF_BITS = {1: bool_, 8: int8, 16: int16, 32: int32}
 _FLOAT_BITS = {"float32": ("<f4", "<u4", 8), "float16": ("<f2", "<u2", 4)}
 
 
@@ -48,18 +49,11 @@ def memref(shape: tuple, dtype: Any, space: int | None = None) -> str:
 
 
 def round_to(x: float, dtype: Any) -> float:
-    """`x` rounded to nearest-even in `dtype` (float32, float16, bfloat16; others unchanged)."""
-    with np.errstate(over="ignore"):
-        if dtype.name == "float16":
-            return float(np.float16(x))
-        if dtype.name not in ("float32", "bfloat16"):
-            return x
-        f: Any = np.float32(x)
-    if dtype.name == "bfloat16" and math.isfinite(f):
-        bits = int(np.array(f, "<f4").view("<u4"))
-        bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
-        f = np.array(bits & 0xFFFFFFFF, "<u4").view("<f4")[()]
-    return float(f)
+    """`x` rounded to nearest-even in `dtype` (float32, float16, bfloat16: `DType.round`; others
+    unchanged)."""
+    if getattr(dtype, "is_float", False):
+        return float(dtype.round(x))
+    return x
 
 
 def float_literal(x: float, dtype: Any) -> str:
@@ -78,8 +72,8 @@ def float_literal(x: float, dtype: Any) -> str:
 
 
 def int_literal(n: int, bits: int) -> int:
-    n &= (1 << bits) - 1
-    return n - (1 << bits) if bits > 1 and n >= 1 << (bits - 1) else n
+    """`n` wrapped to a signless `bits`-bit integer, read as signed (MLIR's literal form)."""
+    return int(INT_OF_BITS[bits].wrap(int(n)))
 
 
 def mlir_string(s: str) -> str:
