@@ -379,3 +379,20 @@ def test_wrap_and_round_are_one_function_each():
     assert int8.wrap(np.array([128, 255], np.int64)).tolist() == [-128, -1]
     assert float(float16.round(65520.0)) == np.inf and float(bfloat16.round(1.0 + 2**-8)) == 1.0
     assert float(bfloat16.round(1.0 + 3 * 2**-8)) == 1.0 + 2**-6  # ties to even
+
+
+@pytest.mark.parametrize("rolled", ["fma", "muladd"])
+def test_fused_dot_products_stay_within_the_documented_bound(rolled, monkeypatch):
+    """docs/abi.md: the CPU's fused dot products (one np.matmul) differ from the loop the IR (and the
+    emitted Metal) computes by at most n * 2^-24 * sum|a*b|, inside enigma.verify.check's float32
+    tolerance (1e-4 relative + 1e-4 absolute) for standard normal inputs."""
+    from enigma_runtime import cpu_dot
+    from test_rt_cpu_dot import _run, unrolled_matmul
+    m, kk, n = 16, 2048, 16
+    a, b, fused = _run(unrolled_matmul(8, rolled=rolled), m, kk, n, 8)
+    monkeypatch.setattr(cpu_dot, "ENABLED", False)  # the unfused executor: the loop as written
+    _, _, loop = _run(unrolled_matmul(8, rolled=rolled), m, kk, n, 8)
+    bound = kk * 2.0**-24 * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)))
+    err = np.abs(fused.astype(np.float64) - loop)
+    assert (err <= bound).all() and err.max() > 0  # they do differ, within the bound
+    assert (err <= 1e-4 + 1e-4 * np.abs(loop)).all()
