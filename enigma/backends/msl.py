@@ -47,7 +47,7 @@ MSL_FLOAT = {
     "ne": "{0} != {1}",
     "neg": "-{0}", "abs": "abs({0})", "exp": "exp({0})", "exp2": "exp2({0})", "log": "log({0})",
     "log2": "log2({0})", "sqrt": "sqrt({0})", "rsqrt": "rsqrt({0})", "sin": "sin({0})", "cos": "cos({0})",
-    "tanh": "tanh({0})", "floor": "floor({0})", "ceil": "ceil({0})",
+    "tanh": "tanh({0})", "floor": "floor({0})", "ceil": "ceil({0})", "pow": "pow({0}, {1})",
     "fma": "fma({0}, {1}, {2})",
 }
 MSL_INT = {  # signed and unsigned: wrap-around through 32-bit unsigned arithmetic, guarded division

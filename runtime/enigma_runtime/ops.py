@@ -245,6 +245,17 @@ def _rsqrt(x: Any) -> Any:
     return np.reciprocal(np.sqrt(x))
 
 
+def _py_pow(x: float, y: float) -> float:
+    """pow on Python numbers, with C's results where Python raises (NaN, inf)."""
+    odd = y % 2 == 1  # an odd integer exponent keeps the sign of x
+    try:
+        return math.pow(x, y)
+    except ValueError:  # 0 to a negative power (C: +-inf), or a negative x to a fractional power (NaN)
+        return (math.copysign(math.inf, x) if odd else math.inf) if x == 0 else math.nan
+    except OverflowError:
+        return math.copysign(math.inf, x) if odd else math.inf
+
+
 def _fma(src: DType, dst: DType, a: Any, b: Any, c: Any) -> Any:
     """float: a*b + c with ONE rounding (computed in float64, where the product of two float32/float16
     values is exact and the one float64 addition rounds innocuously: 53 >= 2*24 + 2 bits). int: a*b + c
@@ -324,6 +335,9 @@ def _elementwise() -> None:
     for name, f, py in rounding:
         row(name, U, 1, _math(f), "rounds to an integral float (exact)", operands="float", py=py,
             frontend=True)
+    row("pow", B, 2, _math(np.power), "C's pow: x to the power y (a negative x gives NaN unless y is an "
+        "integer); the device's precise function, within a few ulp (not folded)", operands="float",
+        py=_py_pow, frontend=True, foldable=False)
     row("fma", T, 3, _fma, _fma.__doc__ or "", operands="number")
     row("select", T, 3, _select, _select.__doc__ or "")
     row("cast", "other", 1, _cast, _cast.__doc__ or "", result="declared")

@@ -274,3 +274,30 @@ def test_vec_width_4_over_bool_values_agrees():
     c = np.where(m >= k, m, k) ^ (m < k)
     np.testing.assert_array_equal(cpu[2], np.where(c | (m == k), a, b))
     assert "bool4" in src and "select(" not in src.replace("select(v", "")  # no select of bool4 values
+
+
+# ---------------------------------------------------------------------------------------------------
+# math added through the op table: its row, its Metal spelling, the compatibility header, docs, tests
+
+@enigma.kernel
+def powers(x: Tensor[float32], y: Tensor[float32], h: Tensor[float16], k: Tensor[int32],
+           out: Tensor[float32], oh: Tensor[float16], n: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    if i < n:
+        out[i] = enigma.pow(x[i], y[i]) + enigma.pow(k[i], 2) * 0.0  # int arguments become float32
+        oh[i] = enigma.pow(h[i], h[i])
+
+
+def test_pow_agrees_and_follows_c():
+    x = np.array([2.0, -8.0, -8.0, 0.0, np.nan, 10.0, -0.0, 1.0], np.float32)
+    y = np.array([0.5, 3.0, 1 / 3, -1.0, 0.0, 50.0, -3.0, np.nan], np.float32)
+    h = np.array([2.0, 0.5, 3.0, -2.0, 1.0, 0.0, 4.0, 1.5], np.float16)
+    k = np.arange(8, dtype=np.int32)
+    cpu, metal, src = _both(powers, x, y, h, k, np.zeros(8, np.float32), np.zeros(8, np.float16))
+    for c, m in zip(cpu[4:], metal[4:]):
+        np.testing.assert_allclose(c, m, rtol=1e-6, atol=0)  # NaN positions equal too
+    want = [np.float32(2**0.5), -512.0, np.inf, 1.0, np.inf, -np.inf, 1.0]
+    assert list(cpu[4][[0, 1, 3, 4, 5, 6, 7]]) == want
+    assert np.isnan(cpu[4][2])  # negative base, fractional exponent
+    assert "pow(" in src
+    assert enigma.pow(2, 10) == 1024.0 and enigma.pow(0.0, -1.0) == float("inf")  # Python numbers
