@@ -34,8 +34,9 @@ class Compiled(Protocol):
 def dumps(obj: Any, *, indent: int | None = 1) -> bytes:
     """Deterministic JSON bytes: sorted keys, '\\n' newlines, a final newline."""
     seps = (",", ": ") if indent is not None else (",", ":")
-    return (json.dumps(obj, sort_keys=True, indent=indent, separators=seps, ensure_ascii=False)
-            + "\n").encode()
+    # allow_nan=False: strict JSON (FORMAT.md writes non-finite floats as {"float": "inf"} etc.)
+    return (json.dumps(obj, sort_keys=True, indent=indent, separators=seps, ensure_ascii=False,
+                       allow_nan=False) + "\n").encode()
 
 
 def sha256(data: bytes) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from enigma_runtime import dtypes
+from enigma_runtime.manifest import number_from_json, number_to_json  # FORMAT.md: non-finite floats
 
 from enigma import ir
 
@@ -104,7 +105,8 @@ def _op_json(op: ir.Op) -> dict[str, Any]:
         d["out"] = [v.id for v in op.results]
         d["types"] = [_type_name(v.type) for v in op.results]
     if op.attrs:
-        d["attrs"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in op.attrs.items()}
+        d["attrs"] = {k: (list(v) if isinstance(v, tuple) else number_to_json(v))
+                      for k, v in op.attrs.items()}
     if op.regions:
         d["regions"] = [{"args": [v.id for v in r.args], "types": [_type_name(v.type) for v in r.args],
                          "body": [_op_json(o) for o in r.ops]} for r in op.regions]
@@ -162,7 +164,8 @@ def json_to_ir(data: dict[str, Any]) -> ir.Kernel:
             regions = [block(r.get("body", []), r.get("args", []), r.get("types", []))
                        for r in d.get("regions", [])]
             results = [define(i, t) for i, t in zip(d.get("out", []), d.get("types", []))]
-            attrs = dict(d.get("attrs", {}))
+            attrs = {k: (number_from_json(v) if isinstance(v, dict) else v)
+                     for k, v in d.get("attrs", {}).items()}
             b.ops.append(ir.Op(d["op"], operands, results, attrs, regions, d.get("line", 0)))
         return b
 

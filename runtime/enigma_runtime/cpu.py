@@ -17,7 +17,7 @@ the index, the thread and the source line.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ from .cpu_space import (
 )
 from .dtypes import BY_NAME, bool_
 from .errors import EnigmaRuntimeError, IRError, KernelExecutionError
+from .manifest import number_from_json
 
 # ---------------------------------------------------------------------------------------------------
 # launch state
@@ -190,15 +191,22 @@ class Plan:
 
     def _op_const(self, op, name, ins, outs, types, attrs, line):
         self._need(op, ins, 0, outs)
-        (dt, lanes), value = types[0], attrs.get("value")
-        if isinstance(value, str) or value is None:
-            raise self._err(op, f"'value' must be a number or a bool, not {value!r}")
+        (dt, lanes) = types[0]
+        try:  # FORMAT.md: a number, a bool, or {"float": "inf" | "-inf" | "nan"}
+            value = number_from_json(attrs.get("value"))
+        except ValueError as e:
+            raise self._err(op, f"'value' {e}") from None
         vd = _value_dtype(dt)
         if dt.is_int and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise self._err(op, f"'value' {value!r} of an integer constant is not an integer")
             value = int(value) & ((1 << dt.bits) - 1)
             if dt.kind == "i" and value >= 1 << (dt.bits - 1):
                 value -= 1 << dt.bits
-        c = np.array(value).astype(vd)
+        elif dt.is_float and not isinstance(value, bool):
+            value = float(value)
+        with np.errstate(all="ignore"):  # a float beyond float16's range is inf, as in IEEE
+            c = np.array(value).astype(vd)
         if dt.name == "bfloat16":
             c = bf16_round(c)
         c = np.full(lanes, c, vd) if lanes else c[()]
@@ -244,8 +252,9 @@ class Plan:
 
         def run(st, env, mask):
             geo = st.geo
-            if axis is not None:
-                v = _mk_aff(0, tuple(int(i == axis and geo.full[i] > 1) for i in range(6)), geo)
+            if axis is not None:  # a chunk of the grid starts at threadgroup geo.origin
+                c = geo.origin[d] if name == "block_idx" else 0
+                v = _mk_aff(c, tuple(int(i == axis and geo.full[i] > 1) for i in range(6)), geo)
             else:
                 v = np.int32((geo.block if name == "block_dim" else geo.grid)[d])
             env[out] = v if want == _I32 else _mat(v).astype(want)
@@ -424,7 +433,7 @@ class Plan:
             partial = np.flatnonzero(some & ~every)
             if partial.size:
                 g = int(partial[0])
-                gz, gy, gx = np.unravel_index(g, geo.full[:3])
+                gz, gy, gx = (int(i) + o for i, o in zip(np.unravel_index(g, geo.full[:3]), geo.origin[::-1]))
                 raise KernelExecutionError(
                     f"{st.where(line)}: barrier reached by only {int(m[g].sum())} of the {geo.tpg} threads "
                     f"of threadgroup ({gx}, {gy}, {gz}) (divergent control flow around a barrier is "
@@ -629,12 +638,51 @@ def _while(st: State, before: Region, after: Region, env: dict, mask: Any, carri
 
 # ---------------------------------------------------------------------------------------------------
 
+# At most this many threads (and bytes of threadgroup memory) are materialised at once: a larger grid
+# runs in chunks of whole threadgroups, one after the other (threadgroups are never ordered against
+# each other, so this is one of the orders a GPU may take), and nothing is allocated per grid cell.
+THREADS_PER_CHUNK = 1 << 22
+SHARED_BYTES_PER_CHUNK = 1 << 28
+
+
+class ChunkGeo(Geo):
+    """The thread space of `chunk` threadgroups starting at threadgroup `origin` of a launch of `grid`."""
+
+    def __init__(self, grid: tuple[int, int, int], block: tuple[int, int, int],
+                 chunk: tuple[int, int, int], origin: tuple[int, int, int]) -> None:
+        super().__init__(chunk, block)
+        self.grid, self.origin = grid, origin  # grid_dim is the launch's
+
+    def lane(self, flat_pos: int) -> str:
+        gz, gy, gx, bz, by, bx = np.unravel_index(flat_pos, self.full)
+        ox, oy, oz = self.origin
+        return f"thread ({bx}, {by}, {bz}) of threadgroup ({gx + ox}, {gy + oy}, {gz + oz})"
+
+
+def chunks(grid: tuple[int, int, int], block: tuple[int, int, int], shared_bytes: int
+           ) -> Iterator[tuple[tuple[int, int, int], tuple[int, int, int]]]:
+    """(chunk, origin) pairs covering `grid` in x-fastest order, each of at most THREADS_PER_CHUNK
+    threads and SHARED_BYTES_PER_CHUNK bytes of threadgroup memory (at least one threadgroup)."""
+    tpg = block[0] * block[1] * block[2]
+    groups = max(1, min(THREADS_PER_CHUNK // tpg, SHARED_BYTES_PER_CHUNK // max(shared_bytes, 1)))
+    gx, gy, gz = grid
+    cx = min(gx, groups)
+    cy = min(gy, max(1, groups // gx)) if cx == gx else 1
+    cz = min(gz, max(1, groups // (gx * gy))) if cy == gy and cx == gx else 1
+    for z in range(0, gz, cz):
+        for y in range(0, gy, cy):
+            for x in range(0, gx, cx):
+                yield (min(cx, gx - x), min(cy, gy - y), min(cz, gz - z)), (x, y, z)
+
+
 def run(plan: Plan, values: list[Any], grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
     """Run `plan` over grid x block threads on `values` (checked by binding.bind); tensors are
     updated in place."""
     if 0 in grid or 0 in block:
         return
-    geo = Geo(grid, block)
-    st = State(plan, values, geo)
-    with np.errstate(all="ignore"):
-        _run_region(st, plan.body, {}, None, ())
+    shared = sum(int(np.prod(s["shape"], dtype=np.int64)) * BY_NAME[s["dtype"]].itemsize for s in plan.shared)
+    for chunk, origin in chunks(grid, block, shared):
+        geo = ChunkGeo(grid, block, chunk, origin)
+        st = State(plan, values, geo)
+        with np.errstate(all="ignore"):
+            _run_region(st, plan.body, {}, None, ())
