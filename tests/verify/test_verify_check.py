@@ -117,10 +117,10 @@ def test_find_clang_env_and_cache(monkeypatch, tmp_path):
     src = "#include <metal_stdlib>\nkernel void k(device int* a [[buffer(0)]]) { a[0] = 1; }\n" \
           "extern \"C\" void enigma_entry(const void*) {}\n"
     lib = clang.compile_kernel_library(src)
-    assert lib.parent == tmp_path / "cache" and lib.exists()
+    assert lib.parent == tmp_path / "cache" / "verify" and lib.exists()  # enigma.cache.cache_dir("verify")
     assert clang.compile_kernel_library(src) == lib  # cached by content
     assert clang.compile_kernel_library(src.replace("= 1", "= 2")) != lib
-    assert not list((tmp_path / "cache").glob("tmp*"))  # temporary build directories are gone
+    assert not list((tmp_path / "cache" / "verify").glob("tmp*"))  # temporary build directories are gone
 
 
 def test_no_clang_error_says_how_to_get_one(monkeypatch):
