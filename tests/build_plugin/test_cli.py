@@ -85,8 +85,9 @@ def test_version_and_help_for_every_argument(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"enigma-build {__version__}"
-    import tomllib
     from buildutil import REPO
+
+    from enigma_build.config import tomllib
     assert __version__ == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     p = parser()
     subs = next(a for a in p._actions if a.dest == "command").choices
