@@ -85,6 +85,11 @@ def probe() -> str:
 _versions: dict[tuple[str, str], str] = {}
 
 
+def forget_versions() -> None:
+    """Forget the probed compiler versions (after the toolchain changed, e.g. PATH or DEVELOPER_DIR)."""
+    _versions.clear()
+
+
 def metal_version() -> str:
     """`xcrun -sdk macosx metal --version` output (once per xcrun and DEVELOPER_DIR in a process)."""
     key = (_xcrun(), os.environ.get("DEVELOPER_DIR", ""))

@@ -169,7 +169,7 @@ def test_emit_only_auto_on_macos_probes_the_toolchain(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_XCRUN_STDERR", "error: cannot execute tool 'metal' due to missing Metal "
                                             "Toolchain; use: xcodebuild -downloadComponent MetalToolchain")
     from enigma.toolchain import xcrun
-    xcrun._versions.clear()
+    xcrun.forget_versions()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         s = from_table(tmp_path, {})

@@ -161,3 +161,25 @@ def test_two_concurrent_builds_share_the_cache_safely(example_copy, tmp_path, xc
     assert all((a / n.name).read_bytes() == (b / n.name).read_bytes() for n in a.iterdir())
     assert (a / "kernels.metallib").read_text().startswith("FAKE-METALLIB macos=14.0")
     assert not list((tmp_path / "cache").rglob("*.tmp")) and not list((tmp_path / "cache").rglob(".tmp-*"))
+
+
+def test_auto_on_a_mac_without_metal_compiler_builds_emit_only_with_one_warning(
+        example_copy, tmp_path, xcrun_log, monkeypatch, capsys):
+    """emit-only = "auto" on macOS (sys.platform patched; the FAKE xcrun answers like Xcode 26 before
+    its Metal Toolchain download): the wheel still builds, emit-only, and says how to get a .metallib."""
+    monkeypatch.delenv("ENIGMA_EMIT_ONLY")
+    monkeypatch.setattr("sys.platform", "darwin")
+    monkeypatch.setenv("FAKE_XCRUN_FAIL", "version")
+    monkeypatch.setenv("FAKE_XCRUN_STDERR", "error: error: cannot execute tool 'metal' due to missing Metal "
+                                            "Toolchain; use: xcodebuild -downloadComponent MetalToolchain")
+    whl = hatch_build(example_copy, tmp_path / "a")
+    assert wheel_tag(whl) == "py3-none-any"
+    assert check_manifest(wheel_files(whl), "example_pkg")["metallib"] is None
+    said = "".join(capsys.readouterr())
+    assert said.count("the Metal compiler does not work here") == 1
+    assert "xcodebuild -downloadComponent MetalToolchain" in said and "xcode-select --switch" in said
+    assert xcrun_log("compile") == []
+    monkeypatch.delenv("FAKE_XCRUN_FAIL")
+    from enigma.toolchain import xcrun
+    xcrun.forget_versions()
+    assert wheel_tag(hatch_build(example_copy, tmp_path / "b")) == "py3-none-macosx_14_0_universal2"

@@ -58,7 +58,7 @@ def activate(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.delenv("FAKE_XCRUN_FAIL", raising=False)
     from enigma.toolchain import xcrun
 
-    xcrun._versions.clear()
+    xcrun.forget_versions()
     return log
 
 
