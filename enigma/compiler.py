@@ -79,19 +79,20 @@ class CompiledKernel:
                                msl_version=self.options.msl_version, macos_target=self.options.macos_target)
 
 
-def metal_features(kernel: ir.Kernel) -> set[str]:
-    """The language features (enigma.options.FEATURES) the kernel's Metal source will use."""
-    out: set[str] = set()
+def metal_features(kernel: ir.Kernel) -> dict[str, int]:
+    """The language features (enigma.options.FEATURES) the kernel's Metal source will use, each with
+    the line of its first use (the `def` line for an argument or threadgroup array)."""
+    out: dict[str, int] = {}
     tensors = {a.name: a.dtype for a in kernel.args}
     if any(a.dtype.name == "bfloat16" for a in kernel.args) or \
             any(s.dtype.name == "bfloat16" for s in kernel.shared):
-        out.add("bfloat")
+        out["bfloat"] = kernel.line
     for op in ir.walk(kernel.body):
         if any(v.type.dtype.name == "bfloat16" for v in op.results):
-            out.add("bfloat")
+            out.setdefault("bfloat", op.line or kernel.line)
         t = tensors.get(str(op.attrs.get("tensor")))
         if op.name.startswith("atomic_") and t is not None and t.is_float:
-            out.add("atomic_float")
+            out.setdefault("atomic_float", op.line or kernel.line)
     return out
 
 
@@ -178,10 +179,12 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
         kernel = ir.renumber(kernel)
         print(ir.dump(kernel), end="")
     kernel = ir.renumber(passes.run(kernel, vec_width))
-    refusal = options.refusal(metal_features(kernel))
-    if refusal:
-        raise EnigmaError(f"kernel {kernel.name!r} cannot target MSL {options.msl_version}: {refusal}",
-                          kernel.file, kernel.line, hint="raise msl_version (and macos_target with it)")
+    features = metal_features(kernel)
+    for feature, line in features.items():
+        refusal = options.refusal([feature])
+        if refusal:
+            raise EnigmaError(f"kernel {kernel.name!r} cannot target MSL {options.msl_version}: {refusal}",
+                              kernel.file, line, hint="raise msl_version (and macos_target with it)")
     metal = _emit_msl(kernel, options)
     mlir_source = None
     if dump_mlir:

@@ -12,6 +12,7 @@ Shading Language versions"; MTLLanguageVersion):
 | MSL | macOS | adds (what the emitter uses)   | `metal` flag          |
 |-----|-------|--------------------------------|-----------------------|
 | 2.3 | 11    | simd-group functions           | `-std=macos-metal2.3` |
+| 2.4 | 12    |                                | `-std=macos-metal2.4` |
 | 3.0 | 13    | `atomic_float`                 | `-std=metal3.0`       |
 | 3.1 | 14    | `bfloat`                       | `-std=metal3.1`       |
 | 3.2 | 15    |                                | `-std=metal3.2`       |
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,7 @@ class MslVersion:
 
 MSL_VERSIONS: dict[str, MslVersion] = {v.version: v for v in (
     MslVersion("2.3", (11, 0), "macos-metal2.3"),
+    MslVersion("2.4", (12, 0), "macos-metal2.4"),
     MslVersion("3.0", (13, 0), "metal3.0"),
     MslVersion("3.1", (14, 0), "metal3.1"),
     MslVersion("3.2", (15, 0), "metal3.2"),
@@ -137,7 +140,7 @@ class CompileOptions:
     def replace(self, **changes: Any) -> CompileOptions:
         return dataclasses.replace(self, **changes)
 
-    def refusal(self, features: set[str]) -> str | None:
+    def refusal(self, features: Iterable[str]) -> str | None:
         """Why the emitted Metal cannot target `msl_version` when it uses `features` (names of
         FEATURES), or None when it can."""
         have = MSL_VERSIONS[self.msl_version].key
