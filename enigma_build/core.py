@@ -223,7 +223,7 @@ def cache_write(settings: Settings, key: str, files: dict[str, bytes]) -> None:
 # ---------------------------------------------------------------------------------------------------
 # the build
 
-def _metallib(records: list[Record], settings: Settings) -> bytes:
+def _metallib(records: list[Record], settings: Settings, log: Log) -> bytes:
     """One .air per specialisation (in parallel: the work is in xcrun subprocesses; cached by the
     toolchain module under cache_dir/air), linked into one .metallib by `xcrun metallib` (see
     xcrun.link_metallib: it keeps every module and takes the OS floor from the first .air, which was
@@ -234,8 +234,10 @@ def _metallib(records: list[Record], settings: Settings) -> bytes:
     air_cache = cache_dir("air", root=settings.cache_dir)
     check_toolchain()  # probe once, before the threads
 
+    said: list[str] = []  # the compiler's -Wall warnings, logged after the pool (list.append is atomic)
+
     def air(r: Record) -> Path:
-        return xcrun.compile_air(r.metal_source, r.kernel_name, air_cache,
+        return xcrun.compile_air(r.metal_source, r.kernel_name, air_cache, on_warning=said.append,
                                  options=settings.options.replace(vec_width=r.signature.get("vec_width", 0)))
 
     with cf.ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
@@ -247,6 +249,8 @@ def _metallib(records: list[Record], settings: Settings) -> bytes:
             except Exception as e:
                 errors.append(f"  {r.signature.get('name')} ({r.signature.get('file')}:"
                               f"{r.signature.get('line')}): {e}")
+    for message in said:
+        log(f"enigma: warning: {message}")
     if errors:
         raise BuildError(f"{len(errors)} of {len(records)} Metal sources failed to compile:\n"
                          + "\n".join(errors))
@@ -271,7 +275,7 @@ def build_package(package: str, found: list[Found], settings: Settings, log: Log
     metallib = None
     if not settings.emit_only and records:
         t0 = time.perf_counter()
-        metallib = _metallib(records, settings)
+        metallib = _metallib(records, settings, log)
         log(f"enigma: {package}: kernels.metallib ({len(records)} .air) {time.perf_counter() - t0:.2f} s")
     from enigma.artifacts import render
     sources = {f.rel: hashlib.sha256(f.path.read_bytes()).hexdigest() for f in found}

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from enigma.errors import EnigmaError
@@ -110,10 +110,14 @@ def compile_flags(msl_version: str = "3.1", macos_target: str = "14.0", fast_mat
     return _options(options, msl_version, macos_target, fast_math).compile_flags()
 
 
-def _show_warnings(name: str, text: str) -> None:
+def _show_warnings(name: str, text: str, on_warning: Callable[[str], None] | None) -> None:
     if text.strip():
-        warnings.warn(XcrunWarning(f"xcrun metal: warnings compiling {name}.metal:\n" + "\n".join(
-            "  " + ln for ln in text.strip().splitlines())), stacklevel=3)
+        message = f"xcrun metal: warnings compiling {name}.metal:\n" + "\n".join(
+            "  " + ln for ln in text.strip().splitlines())
+        if on_warning is not None:
+            on_warning(message)
+        else:
+            warnings.warn(XcrunWarning(message), stacklevel=3)
 
 
 def _check_name(name: str) -> None:
@@ -145,17 +149,19 @@ def air_key(source: str, flags: Sequence[str], version: str) -> str:
 
 def compile_air(source: str, name: str, cache_dir: PathLike | None, *,
                 out_dir: PathLike | None = None, msl_version: str = "3.1", macos_target: str = "14.0",
-                fast_math: bool = False, options: CompileOptions | None = None) -> Path:
+                fast_math: bool = False, options: CompileOptions | None = None,
+                on_warning: Callable[[str], None] | None = None) -> Path:
     """Compile one MSL source to AIR with `options` (or the three options given one by one). With
     `cache_dir`, the result is `<cache_dir>/<name>-<key>.air` and reused when present; without, it is
-    `<out_dir>/<name>.air`. Returns the .air path. Compiler warnings are shown (XcrunWarning)."""
+    `<out_dir>/<name>.air`. Returns the .air path. Compiler warnings are shown: given to `on_warning`
+    (e.g. a build's log; safe from worker threads), else as an XcrunWarning."""
     _check_name(name)
     flags = compile_flags(options=_options(options, msl_version, macos_target, fast_math))
     if cache_dir is not None:
         target = Path(cache_dir) / f"{name}-{air_key(source, flags, metal_version())[:32]}.air"
         if target.is_file():
             log = target.with_name(target.name + ".warnings")
-            _show_warnings(name, log.read_text() if log.is_file() else "")
+            _show_warnings(name, log.read_text() if log.is_file() else "", on_warning)
             return target
     elif out_dir is not None:
         target = Path(out_dir) / f"{name}.air"
@@ -172,7 +178,7 @@ def compile_air(source: str, name: str, cache_dir: PathLike | None, *,
         if cache_dir is not None and said.strip():  # before the .air: a cache hit shows them again
             _atomic_write(target.with_name(target.name + ".warnings"), said.encode())
         _atomic_write(target, air.read_bytes())
-    _show_warnings(name, said)
+    _show_warnings(name, said, on_warning)
     return target
 
 

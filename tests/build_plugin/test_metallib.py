@@ -183,3 +183,11 @@ def test_auto_on_a_mac_without_metal_compiler_builds_emit_only_with_one_warning(
     from enigma.toolchain import xcrun
     xcrun.forget_versions()
     assert wheel_tag(hatch_build(example_copy, tmp_path / "b")) == "py3-none-macosx_14_0_universal2"
+
+
+def test_compiler_warnings_reach_the_build_output(example_copy, tmp_path, xcrun_log, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_XCRUN_WARN", "unused variable 'v9'")
+    hatch_build(example_copy, tmp_path / "a")
+    said = "".join(capsys.readouterr())
+    assert "enigma: warning: xcrun metal: warnings compiling enigma_kernel_saxpy.metal:" in said
+    assert said.count("warning: unused variable 'v9' [-Wunused-variable]") == 6  # one per .air
