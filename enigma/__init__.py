@@ -17,6 +17,9 @@ from enigma_runtime.dtypes import (
     uint32,
 )
 
+# submodules enigma_build may load on their own before enigma (enigma_build.config.enigma_leaf): bind
+# them here so `enigma.options` and `enigma.cache` are attributes of the package in every case
+from enigma import cache, options  # noqa: F401
 from enigma.compiler import CompiledKernel, compile
 from enigma.errors import EnigmaError
 from enigma.frontend.jit import jit
@@ -48,6 +51,7 @@ from enigma.frontend.language import (
     where,
 )
 from enigma.frontend.types import Constexpr, Tensor, TensorSpec
+from enigma.options import CompileOptions  # noqa: F401  (enigma.CompileOptions, for enigma.compile)
 
 # the math functions, one per math op of the op table (enigma_runtime/ops.py): enigma.exp, enigma.abs, ...
 globals().update(_MATH)
