@@ -16,7 +16,7 @@ from enigma.verify.msl import (
     MslError,
     Param,
     ThreadgroupVar,
-    rewrite_threadgroup_vars,
+    rewrite_source,
     strip_comments,
 )
 
@@ -29,7 +29,8 @@ struct enigma_ctx {
 """
 
 
-def prepare_source(src: str) -> tuple[str, list[ThreadgroupVar]]:
+def prepare_source(src: str, function_constants: dict[object, object] | None = None,
+                   file: str = "kernel.metal") -> tuple[str, list[ThreadgroupVar]]:
     """The source as the harness compiles it, and its threadgroup variables.
 
     Each threadgroup declaration (msl.find_threadgroup_vars: every form Metal allows) becomes a
@@ -45,7 +46,8 @@ def prepare_source(src: str) -> tuple[str, list[ThreadgroupVar]]:
         word = "kernel".ljust(m.end() - m.start())
         src = src[:m.start()] + word + src[m.end():]
         code = code[:m.start()] + word + code[m.end():]
-    return rewrite_threadgroup_vars(src, code)
+    del code
+    return rewrite_source(src, function_constants, file)
 
 
 def _builtin_expr(p: Param, file: str) -> str:
@@ -75,9 +77,16 @@ def _buffer_expr(p: Param) -> str:
     return f"({t}){slot}"
 
 
+def _tg_param_expr(p: Param) -> str:
+    """A `[[threadgroup(i)]]` parameter: storage the dispatcher allocates with the length given at
+    dispatch (checked and poisoned like a declared threadgroup array)."""
+    return f"({' '.join(p.type_text.split())})enigma_rt_tg_param({p.index})"
+
+
 def entry_source(sig: KernelSig, file: str = "kernel.metal") -> str:
     """C++ (for OpenCL) text defining `enigma_entry` for kernel `sig`."""
-    args = [_buffer_expr(p) if p.is_buffer else _builtin_expr(p, file) for p in sig.params]
-    call = f"{sig.name}(" + ",\n      ".join(args) + ");"
+    args = [_buffer_expr(p) if p.is_buffer else _tg_param_expr(p) if p.attr == "threadgroup"
+            else _builtin_expr(p, file) for p in sig.params]
+    call = f"{sig.callee or sig.name}(" + ",\n      ".join(args) + ");"
     return (f'\n#line 1 "<enigma entry for {sig.name}>"\n{CTX_DECL}'
             f'extern "C" void enigma_entry(const enigma_ctx* c) {{\n  {call}\n}}\n')

@@ -625,6 +625,34 @@ extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size, unsigned long al
   return v.data;
 }
 
+// [[threadgroup(i)]] parameters: their lengths are given at dispatch (enigma_set_tg_params); the
+// storage is a threadgroup variable like a declared one (guarded, poisoned, counted, reset)
+constexpr int kMaxTgParams = 31;
+uint64_t g_tgp_len[kMaxTgParams];
+int g_tgp_n, g_tgp_first;
+
+extern "C" void enigma_set_tg_params(const uint64_t* lens, int n, int first_id) {
+  g_tgp_n = n < kMaxTgParams ? n : kMaxTgParams;
+  g_tgp_first = first_id;
+  for (int i = 0; i < g_tgp_n; i++) g_tgp_len[i] = lens[i];
+}
+
+extern "C" void* enigma_rt_tg_param(int index) {
+  if (index < 0 || index >= g_tgp_n || !g_tgp_len[index])
+    kernel_error(0, "no length for the [[threadgroup(%d)]] parameter: give it at dispatch "
+                 "(threadgroup_memory={%d: nbytes})", index, index);
+  const int id = g_tgp_first + index;
+  if (id >= kMaxTg) kernel_error(0, "more than %d threadgroup variables", kMaxTg);
+  TgVar& v = g_tg[id];
+  if (v.data && v.size != g_tgp_len[index]) {  // another length than the last launch's
+    munmap(v.map, v.map_len);
+    if (v.shadow) munmap(v.shadow, 8 * v.size);
+    g_tg_bytes -= v.size;
+    v = TgVar{};
+  }
+  return enigma_rt_tg_alloc(id, g_tgp_len[index], 16);
+}
+
 // ---- checked accesses: kernels are instrumented (-fsanitize=thread hooks) on every load and store ----
 // Bounds of every buffer and threadgroup array; in a race-checking run also: two different threads
 // of a group touching the same threadgroup byte between two barriers, at least one writing.
