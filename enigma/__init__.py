@@ -1,5 +1,4 @@
 """Enigma: Apple-GPU (Metal) compute kernels written in Python."""
-__version__ = "0.1.0"
 
 from enigma_runtime.dtypes import (
                                    DType,
@@ -15,11 +14,14 @@ from enigma_runtime.dtypes import (
                                    uint32,
 )
 
-from enigma.compiler import CompiledKernel, compile
+from enigma.compiler import (
+                                   CompiledKernel,
+                                   compile,  # noqa: F401 - enigma.compile; not in __all__ (shadows the builtin)
+)
 from enigma.errors import EnigmaError
 from enigma.frontend.jit import jit
 from enigma.frontend.kernel import func, kernel
-from enigma.frontend.language import abs_ as abs
+from enigma.frontend.language import abs_ as abs  # noqa: F401 - enigma.abs; not in __all__ (builtin)
 from enigma.frontend.language import (
                                    atomic_add,
                                    atomic_max,
@@ -57,10 +59,11 @@ from enigma.frontend.language import (
                                    where,
 )
 from enigma.frontend.types import Constexpr, Tensor, TensorSpec
+from enigma.version import __version__ as __version__
 
 __all__ = [
-    "abs", "atomic_add", "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx",
-    "bool_", "ceil", "ceil_div", "compile", "CompiledKernel", "const_expr", "Constexpr", "cos", "DType",
+    "atomic_add", "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx",
+    "bool_", "ceil", "ceil_div", "CompiledKernel", "const_expr", "Constexpr", "cos", "DType",
     "EnigmaError", "exp", "exp2", "float16", "float32", "floor", "fma", "func", "grid_dim", "int16",
     "int32", "int8", "jit", "kernel", "log", "log2", "maximum", "minimum", "range_constexpr", "rsqrt",
     "shared_tensor", "simd_broadcast", "simd_group_id", "simd_lane_id", "simd_max", "simd_min",

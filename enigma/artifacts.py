@@ -56,7 +56,7 @@ def render(package: str, kernels: Iterable[Compiled], *, metallib: bytes | None,
     first is the default); each needs its own `kernel_name`.
     """
     if enigma_version is None:
-        from enigma import __version__ as enigma_version
+        from enigma.version import __version__ as enigma_version
     files: dict[str, bytes] = {}
     table: dict[str, list[dict[str, Any]]] = {}
     owner: dict[str, str] = {}

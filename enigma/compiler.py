@@ -1,7 +1,7 @@
 """enigma.compile: trace -> passes -> MSL / MLIR / portable IR + signature -> (macOS) .metallib.
 
 Each stage is its own module (docs/ARCHITECTURE.md); this file only runs them in order and packs the
-outputs into a CompiledKernel (the contract is ../shared/seed/compile-api.txt)."""
+outputs into a CompiledKernel (the contract is docs/compile-api.md)."""
 from __future__ import annotations
 
 import hashlib
@@ -77,9 +77,9 @@ class CompiledKernel:
 def source_hash(launch: Launch, vec_width: int) -> str:
     """sha256 of the kernel's Python source and its compile options (FORMAT.md section 3): the same
     kernel, specialisation and options give the same hash in every process and on every machine."""
-    import enigma
+    from enigma.version import __version__
 
-    options = repr(sorted(launch.options.items())) + f"|vec_width={vec_width}|enigma={enigma.__version__}"
+    options = repr(sorted(launch.options.items())) + f"|vec_width={vec_width}|enigma={__version__}"
     return hashlib.sha256(f"{launch.source}\0{options}".encode()).hexdigest()
 
 

@@ -14,7 +14,6 @@ import numpy as np
 from enigma_runtime.dtypes import DType
 
 from enigma import ir
-from enigma.backends.portable import static_strides
 from enigma.passes.opbuilder import with_body
 
 _NP_FLOAT: dict[str, Any] = {"float32": np.float32, "float16": np.float16}
@@ -134,7 +133,7 @@ class _Folder:
         elif name in ("dim", "stride") and op.attrs["tensor"] in {a.name for a in self.k.args}:
             arg = self.k.arg(op.attrs["tensor"])
             if arg.is_static:
-                shape = static_strides(arg.shape) if name == "stride" else arg.shape  # type: ignore[arg-type]
+                shape = ir.static_strides(arg.shape) if name == "stride" else arg.shape  # type: ignore[arg-type]
                 return self.const(op, shape[op.attrs["axis"]], out)
         elif name == "if" and c[0] is not None:
             taken = op.regions[0 if c[0] else 1]

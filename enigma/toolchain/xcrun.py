@@ -1,5 +1,5 @@
 """Apple's Metal toolchain through `xcrun`: each source compiles to AIR, the AIR files link into one
-.metallib (../shared/reference/metal-facts.md):
+.metallib (docs/compile-api.md, "Metal facts the compiler relies on"):
 
     xcrun -sdk macosx metal -std=metal3.1 -mmacosx-version-min=14.0 -fno-fast-math -Wall -c k.metal -o k.air
     xcrun -sdk macosx metallib a.air b.air -o kernels.metallib

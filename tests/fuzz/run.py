@@ -40,7 +40,8 @@ def make_values(d: DType, n: int, rng: np.random.Generator) -> np.ndarray:
         pick = rng.random(n)
         v = np.where(pick < 0.15, rng.integers(-8, 9, n), v)
         v = np.where(pick > 0.88, rng.choice(SPECIALS, n), v)
-        return out(d, v)
+        with np.errstate(over="ignore"):  # 3e38 becomes inf in float16: meant
+            return out(d, v)
     lo, hi = int_range(d)
     v = rng.integers(lo, hi, n, endpoint=True, dtype=np.int64)
     pick = rng.random(n)
@@ -192,4 +193,50 @@ def minimize(o: Outcome, directory: Path, verify: bool = True, budget: int = 150
                     best, o, changed = cand, r, True
                 else:
                     k += 1
+    # then expressions: replace a node by one of its operands of the same type
+    def exprs(body: list[S]) -> list[tuple[Any, str, int | None]]:
+        """(holder, attribute, index) of every expression slot, depth first."""
+        out: list[tuple[Any, str, int | None]] = []
+
+        def walk(holder: Any, attr: str, i: int | None) -> None:
+            e = getattr(holder, attr) if i is None else getattr(holder, attr)[i]
+            if e is None:
+                return
+            out.append((holder, attr, i))
+            for k in range(len(e.args)):
+                walk(e, "args", k)
+
+        for st in body:
+            walk(st, "e", None)
+            for sub in (st.body, st.orelse):
+                out.extend(exprs(sub))
+        return out
+
+    def put(holder: Any, attr: str, i: int | None, value: Any) -> None:
+        if i is None:
+            setattr(holder, attr, value)
+        else:
+            args = list(getattr(holder, attr))
+            args[i] = value
+            setattr(holder, attr, tuple(args))
+
+    slot = 0
+    while runs < budget:
+        cand = copy.deepcopy(best)
+        slots = exprs(cand.body)
+        if slot >= len(slots):
+            break
+        holder, attr, i = slots[slot]
+        e = getattr(holder, attr) if i is None else getattr(holder, attr)[i]
+        kids = [a for a in e.args if a.dtype == e.dtype]
+        if not kids:
+            slot += 1
+            continue
+        put(holder, attr, i, kids[0])
+        runs += 1
+        r = run_program(cand, directory, verify, tag=f"_m{runs}")
+        if signature(r) == want:
+            best, o = cand, r
+        else:
+            slot += 1
     return o
