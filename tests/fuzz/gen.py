@@ -23,6 +23,9 @@ BIN_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "mod": "%", "and": "&", "or": 
 CMP_SYMBOL = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 MATH = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "floor", "ceil")
 INEXACT = ("exp", "exp2", "log", "log2", "rsqrt", "sin", "cos", "tanh")  # rounding differs by a few ulps
+# int32 leaves: builtins, a tensor size, the scalar parameter
+LEAF_SOURCE = {"bdim": "enigma.block_dim().x", "gdim": "enigma.grid_dim().x", "lane": "enigma.simd_lane_id()",
+               "sgid": "enigma.simd_group_id()", "size": "in0.shape[0]", "param": "p0"}
 FLOAT_LITERALS = (0.0, -0.0, 0.5, 1.0, -1.5, 2.0, 3.0, 0.25, 100.0, -7.0, float("inf"), float("nan"))
 
 
@@ -61,6 +64,7 @@ class Program:
     counter: DType | None  # the atomics' buffer (4 elements), if any
     atomic_op: str
     body: list[S]
+    scalar: DType | None = None  # a scalar parameter `p0`, if any
 
     @property
     def threads(self) -> int:
@@ -73,6 +77,7 @@ class Generator:
         self.seed = seed
         self.n = 0
         self.loop_vars: set[str] = set()
+        self.scalar: DType | None = None
 
     def fresh(self, base: str) -> str:
         self.n += 1
@@ -98,7 +103,9 @@ class Generator:
         if inputs:
             choices += ["load"] * 2
         if d == dt.int32:
-            choices += ["tid", "gid"]
+            choices += ["tid", "gid", self.r.choice(["bdim", "gdim", "lane", "sgid", "size"])]
+        if self.scalar == d:
+            choices += ["param"]
         if not choices:
             return self.cast_of_something(d, scope)
         c = r.choice(choices)
@@ -242,11 +249,12 @@ class Generator:
         self.outputs = [r.choice(ALL) for _ in range(r.randint(1, 3))]
         self.counter = r.choice(ATOMIC) if r.random() < 0.3 else None
         self.atomic_op = r.choice(["atomic_add", "atomic_max", "atomic_min"])
+        self.scalar = r.choice(ALL) if r.random() < 0.4 else None
         body = self.block_of({}, 2, r.randint(3, 8), True)
         j = r.randrange(len(self.outputs))
         body.append(S("store", value=j, e=self.expr(self.outputs[j], self.scope_of(body), 3)))
         return Program(self.seed, self.block, groups, self.inputs, self.outputs, self.counter, self.atomic_op,
-                       body)
+                       body, self.scalar)
 
     @staticmethod
     def scope_of(body: list[S]) -> dict[str, DType]:
@@ -291,6 +299,8 @@ def render_expr(e: E) -> str:
         return "t"
     if e.op == "gid":
         return "g"
+    if e.op in LEAF_SOURCE:
+        return LEAF_SOURCE[e.op]
     if e.op == "div":
         return f"({a[0]} {'/' if e.dtype.is_float else '//'} {a[1]})"
     if e.op in BIN_SYMBOL:
@@ -358,6 +368,8 @@ def render(p: Program, name: str = "fuzz_kernel") -> str:
     params += [f"out{k}: Tensor[enigma.{dtype_attr(d)}]" for k, d in enumerate(p.outputs)]
     if p.counter is not None:
         params.append(f"cnt: Tensor[enigma.{p.counter.name}]")
+    if p.scalar is not None:
+        params.append(f"p0: enigma.{dtype_attr(p.scalar)}")
     lines = [f"# fuzz seed {p.seed}: block {p.block}, {p.groups} group(s)", "import enigma",
              "from enigma import Tensor", "", "",
              "@enigma.kernel", f"def {name}({', '.join(params)}):",

@@ -17,7 +17,7 @@ SIMD = 32
 
 class Model:
     def __init__(self, p: Program, inputs: list[np.ndarray], outputs: list[np.ndarray],
-                 counter: np.ndarray | None) -> None:
+                 counter: np.ndarray | None, scalar: Any = None) -> None:
         """`inputs`/`outputs`/`counter` hold values in their value dtypes (bfloat16 as float32)."""
         self.p = p
         n = p.threads
@@ -28,6 +28,11 @@ class Model:
         self.t = np.arange(n, dtype=np.int32) % p.block
         self.g = np.arange(n, dtype=np.int32)
         self.env: dict[str, np.ndarray] = {}
+        self.leaves = {"tid": self.t, "gid": self.g, "bdim": np.full(n, p.block, np.int32),
+                       "gdim": np.full(n, p.groups, np.int32), "lane": self.t % SIMD, "sgid": self.t // SIMD,
+                       "size": np.full(n, n, np.int32)}
+        if p.scalar is not None:
+            self.leaves["param"] = np.full(n, scalar, dtype=np.asarray(scalar).dtype)
 
     def run(self) -> None:
         self.block(self.p.body, np.ones(self.p.threads, bool))
@@ -42,10 +47,8 @@ class Model:
         if e.op == "const":
             return out(e.dtype, np.full(n, e.value, dtype=np.float64 if e.dtype.is_float else object)
                        if e.dtype.kind != "b" else np.full(n, e.value))
-        if e.op == "tid":
-            return self.t
-        if e.op == "gid":
-            return self.g
+        if e.op in self.leaves:
+            return self.leaves[e.op]
         args = [self.expr(a) for a in e.args]
         if e.op.startswith("simd_"):
             return self.simd(e, args[0])
@@ -131,10 +134,11 @@ def exact(e: E) -> bool:
     return e.exact and all(exact(a) for a in e.args)
 
 
-def run_model(p: Program, inputs: list[np.ndarray], outputs: list[np.ndarray],
-              counter: np.ndarray | None) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray | None]:
-    """(outputs, which output elements are inexact, counter) after the program ran."""
-    m = Model(p, inputs, outputs, counter)
+def run_model(p: Program, inputs: list[np.ndarray], outputs: list[np.ndarray], counter: np.ndarray | None,
+              scalar: Any = None) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray | None]:
+    """(outputs, which output elements are inexact, counter) after the program ran; `scalar` is the
+    value of the scalar parameter (in its value dtype)."""
+    m = Model(p, inputs, outputs, counter, scalar)
     with np.errstate(all="ignore"):
         m.run()
     return m.outputs, m.inexact, m.counter

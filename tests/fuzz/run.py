@@ -120,11 +120,13 @@ def _run(p: Program, seed: int, name: str, source: str, directory: Path, verify:
     ins = [make_values(d, n, rng) for d in p.inputs]
     outs = [make_values(d, n, rng) for d in p.outputs]
     cnt = make_values(p.counter, 4, rng) if p.counter is not None else None
+    scalar = make_values(p.scalar, 1, rng)[0] if p.scalar is not None else None
     grid, block = (p.groups, 1, 1), (p.block, 1, 1)
 
     def storage() -> list[np.ndarray]:
         arrays = [to_storage(d, v) for d, v in zip(p.inputs + p.outputs, ins + outs)]
-        return arrays + ([to_storage(p.counter, cnt)] if p.counter is not None and cnt is not None else [])
+        arrays += [to_storage(p.counter, cnt)] if p.counter is not None and cnt is not None else []
+        return arrays + ([to_storage(p.scalar, np.array([scalar]))[0]] if p.scalar is not None else [])
 
     runs: dict[str, list[np.ndarray]] = {}
     cpu = storage()
@@ -136,7 +138,7 @@ def _run(p: Program, seed: int, name: str, source: str, directory: Path, verify:
         msl = storage()
         run_msl(ck, *msl, grid=grid, block=block)
         runs["verify"] = msl
-    want, inexact, want_cnt = run_model(p, ins, outs, cnt)
+    want, inexact, want_cnt = run_model(p, ins, outs, cnt, scalar)
     problems = []
     k_in = len(p.inputs)
     for who, arrays in runs.items():
@@ -146,7 +148,7 @@ def _run(p: Program, seed: int, name: str, source: str, directory: Path, verify:
             if idx:
                 problems.append(_describe(f"{who} vs model: out{j}", d, idx, got, want[j]))
         if p.counter is not None and want_cnt is not None:
-            got = arrays[-1]
+            got = arrays[k_in + len(p.outputs)]
             idx = [int(k) for k in np.nonzero(got != want_cnt)[0]]
             if idx:
                 problems.append(_describe(f"{who} vs model: cnt", p.counter, idx, got, want_cnt))
