@@ -65,6 +65,7 @@ class Program:
     atomic_op: str
     body: list[S]
     scalar: DType | None = None  # a scalar parameter `p0`, if any
+    vec: int = 0  # compiled with vec_width=vec: no threadgroup/simd/atomic ops, the body in `if g < n:`
 
     @property
     def threads(self) -> int:
@@ -78,6 +79,7 @@ class Generator:
         self.n = 0
         self.loop_vars: set[str] = set()
         self.scalar: DType | None = None
+        self.vec = 0
 
     def fresh(self, base: str) -> str:
         self.n += 1
@@ -103,7 +105,8 @@ class Generator:
         if inputs:
             choices += ["load"] * 2
         if d == dt.int32:
-            choices += ["tid", "gid", self.r.choice(["bdim", "gdim", "lane", "sgid", "size"])]
+            choices += ["size"] if self.vec else \
+                ["tid", "gid", self.r.choice(["bdim", "gdim", "lane", "sgid", "size"])]
         if self.scalar == d:
             choices += ["param"]
         if not choices:
@@ -186,7 +189,7 @@ class Generator:
             kinds = ["assign"] * 4 + ["store"] * 2
             if depth > 0:
                 kinds += ["if", "if", "for", "while"]
-            if top:
+            if top and not self.vec:  # vectorised kernels see elements, not threads
                 kinds += ["shared", "simd", "simd"]
             if self.counter is not None:
                 kinds += ["atomic"]
@@ -243,18 +246,20 @@ class Generator:
 
     def program(self) -> Program:
         r = self.r
+        self.vec = r.choice([2, 4]) if r.random() < 0.25 else 0
         self.block = r.choice([32, 64])
         groups = r.choice([1, 2, 3])
         self.inputs = [r.choice(ALL) for _ in range(r.randint(1, 3))]
         self.outputs = [r.choice(ALL) for _ in range(r.randint(1, 3))]
-        self.counter = r.choice(ATOMIC) if r.random() < 0.3 else None
+        self.counter = r.choice(ATOMIC) if r.random() < 0.3 and not self.vec else None
         self.atomic_op = r.choice(["atomic_add", "atomic_max", "atomic_min"])
         self.scalar = r.choice(ALL) if r.random() < 0.4 else None
-        body = self.block_of({}, 2, r.randint(3, 8), True)
+        # vectorised: straight-line code (the vectorize pass refuses branches on per-element data)
+        body = self.block_of({}, 0 if self.vec else 2, r.randint(3, 8), True)
         j = r.randrange(len(self.outputs))
         body.append(S("store", value=j, e=self.expr(self.outputs[j], self.scope_of(body), 3)))
         return Program(self.seed, self.block, groups, self.inputs, self.outputs, self.counter, self.atomic_op,
-                       body, self.scalar)
+                       body, self.scalar, self.vec)
 
     @staticmethod
     def scope_of(body: list[S]) -> dict[str, DType]:
@@ -370,9 +375,15 @@ def render(p: Program, name: str = "fuzz_kernel") -> str:
         params.append(f"cnt: Tensor[enigma.{p.counter.name}]")
     if p.scalar is not None:
         params.append(f"p0: enigma.{dtype_attr(p.scalar)}")
-    lines = [f"# fuzz seed {p.seed}: block {p.block}, {p.groups} group(s)", "import enigma",
-             "from enigma import Tensor", "", "",
-             "@enigma.kernel", f"def {name}({', '.join(params)}):",
-             "    t = enigma.thread_idx().x", f"    g = enigma.block_idx().x * {p.block} + t"]
-    _render_block(p.body, p, "    ", lines)
+    lines = [f"# fuzz seed {p.seed}: block {p.block}, {p.groups} group(s)"
+             + (f", vec_width={p.vec}" if p.vec else ""),
+             "import enigma", "from enigma import Tensor", "", "",
+             "@enigma.kernel", f"def {name}({', '.join(params)}):"]
+    if p.vec:  # the shape the vectorize pass needs: the linear index and a bounds check around the body
+        lines += ["    g = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x",
+                  "    if g < in0.shape[0]:"]
+        _render_block(p.body, p, "        ", lines)
+    else:
+        lines += ["    t = enigma.thread_idx().x", f"    g = enigma.block_idx().x * {p.block} + t"]
+        _render_block(p.body, p, "    ", lines)
     return "\n".join(lines) + "\n"

@@ -114,14 +114,14 @@ def run_program(p: Program, directory: Path, verify: bool = True, tag: str = "")
 
 def _run(p: Program, seed: int, name: str, source: str, directory: Path, verify: bool) -> Outcome:
     kernel = load_kernel(source, name, directory)
-    ck = enigma.compile(kernel, emit_only=True)
+    ck = enigma.compile(kernel, emit_only=True, vec_width=p.vec)
     rng = np.random.default_rng(seed)
     n = p.threads
     ins = [make_values(d, n, rng) for d in p.inputs]
     outs = [make_values(d, n, rng) for d in p.outputs]
     cnt = make_values(p.counter, 4, rng) if p.counter is not None else None
     scalar = make_values(p.scalar, 1, rng)[0] if p.scalar is not None else None
-    grid, block = (p.groups, 1, 1), (p.block, 1, 1)
+    grid, block = (-(-p.groups // max(p.vec, 1)), 1, 1), (p.block, 1, 1)
 
     def storage() -> list[np.ndarray]:
         arrays = [to_storage(d, v) for d, v in zip(p.inputs + p.outputs, ins + outs)]
