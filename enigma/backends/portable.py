@@ -75,15 +75,6 @@ def bindings(kernel: ir.Kernel) -> tuple[list[Binding], int | None]:
     return out, (len(kernel.args) if offset else None)
 
 
-def static_strides(shape: tuple[Any, ...]) -> tuple[int, ...]:
-    """Row-major element strides of a static shape."""
-    out, acc = [], 1
-    for s in reversed(shape):
-        out.append(acc)
-        acc *= s
-    return tuple(reversed(out))
-
-
 # ---------------------------------------------------------------------------------------------------
 # Kernel -> JSON
 
@@ -192,11 +183,16 @@ def _grid_json(grid: Any) -> list | None:
 
 
 def source_hash(msl_source: str, ir_json: dict[str, Any]) -> str:
-    """sha256 hex of the MSL source (UTF-8), one NUL byte, then the portable IR as canonical JSON
-    (sorted keys, separators `,` and `:`). Same kernel + same options -> same hash, on any machine."""
-    h = hashlib.sha256(msl_source.encode())
+    """The one source hash of a compiled kernel (FORMAT.md section 3, docs/abi.md section 6): sha256 hex
+    of the MSL source (UTF-8), one NUL byte, then the portable IR as canonical JSON (sorted keys,
+    separators `,` and `:`), with the kernel's file path (IR key `file`, wherever the MSL repeats it)
+    left out: the same kernel, specialisation and options give the same hash on every machine and in
+    every checkout."""
+    path = ir_json.get("file") or ""
+    ir_doc = {k: v for k, v in ir_json.items() if k != "file"}
+    h = hashlib.sha256((msl_source.replace(path, "") if path else msl_source).encode())
     h.update(b"\0")
-    h.update(json.dumps(ir_json, sort_keys=True, separators=(",", ":")).encode())
+    h.update(json.dumps(ir_doc, sort_keys=True, separators=(",", ":")).encode())
     return h.hexdigest()
 
 

@@ -26,7 +26,7 @@ from enigma_runtime import binding, devices
 from enigma_runtime.kernel import Kernel
 
 from enigma.verify import clang as _clang
-from enigma.verify.msl import KernelSig, MslError, parse_kernel
+from enigma.verify.msl import KernelSig, MslError, parse_kernel, threadgroup_param_vars
 from enigma.verify.wrapper import ThreadgroupVar, entry_source, prepare_source
 
 SCHEDULES = {"forward": 0, "reverse": 1, "random": 2}
@@ -79,6 +79,7 @@ def _runtime() -> ctypes.CDLL:
         lib.enigma_buf_check.argtypes = [ctypes.c_int]
         lib.enigma_buf_check.restype = ctypes.c_int64
         lib.enigma_err_size.restype = ctypes.c_size_t
+        lib.enigma_set_tg_params.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.c_int, ctypes.c_int]
         lib.enigma_run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
                                    ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32),
                                    ctypes.c_int, ctypes.c_uint64, ctypes.c_int, ctypes.c_int,
@@ -114,10 +115,13 @@ class _Buffer:
 class MslProgram:
     """One Metal kernel compiled for the CPU and loaded (keep it to run the kernel many times)."""
 
-    def __init__(self, source: str, name: str | None = None, file: str = "kernel.metal") -> None:
+    def __init__(self, source: str, name: str | None = None, file: str = "kernel.metal",
+                 function_constants: Mapping[Any, Any] | None = None) -> None:
         self.source, self.file = source, file
         self.sig: KernelSig = parse_kernel(source, name, file)
-        prepared, self.threadgroup_vars = prepare_source(source)
+        prepared, self.threadgroup_vars = prepare_source(source, dict(function_constants or {}), file)
+        self._tg_first = len(self.threadgroup_vars)  # [[threadgroup(i)]] parameters come after
+        self.threadgroup_vars += threadgroup_param_vars(self.sig, self._tg_first)
         self._full = prepared + entry_source(self.sig, file)
         self.library = _clang.compile_kernel_library(self._full, file_name=file)
         rt = _runtime()
@@ -133,9 +137,10 @@ class MslProgram:
 
     def run(self, buffers: Mapping[int, Any], *, grid: Sequence[int] | int, block: Sequence[int] | int,
             schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0,
-            race_check: bool = False) -> None:
+            race_check: bool = False, threadgroup_memory: Mapping[int, int] | None = None) -> None:
         """Run one dispatchThreadgroups(grid, block) launch. `buffers[i]` binds [[buffer(i)]]: a numpy
         array (written back in place if the parameter is writable), a numpy scalar or bytes.
+        `threadgroup_memory[i]` is the length in bytes of the [[threadgroup(i)]] parameter.
         `race_check` runs a build instrumented on every load and store that reports two threads of a
         group touching the same threadgroup memory between two barriers (one of them writing).
 
@@ -159,14 +164,30 @@ class MslProgram:
             p = self.sig.buffer(min(missing))
             raise ValueError(f"no data for [[buffer({p.index})]] ({p.name}) of kernel {self.name}")
         arrays = {i: self._as_array(i, v) for i, v in buffers.items()}
+        tg_lens = self._tg_lengths(threadgroup_memory or {})
         with _lock:
+            self._rt.enigma_set_tg_params((ctypes.c_uint64 * max(len(tg_lens), 1))(*tg_lens), len(tg_lens),
+                                          self._tg_first)
             self._run_locked(arrays, grid3, block3, schedule, seed, isolate, timeout, race_check)
+
+    def _tg_lengths(self, given: Mapping[int, int]) -> list[int]:
+        params = {p.index: p for p in self.sig.threadgroup_params}
+        extra = set(given) - set(params)
+        if extra:
+            raise ValueError(f"kernel {self.name} has no [[threadgroup({min(extra)})]] parameter")
+        for i, p in params.items():
+            if int(given.get(i, 0)) <= 0:
+                raise ValueError(f"{self.file}:{p.line}: give the length of [[threadgroup({i})]] {p.name} at "
+                                 f"dispatch: threadgroup_memory={{{i}: nbytes}}")
+        return [int(given.get(i, 0)) for i in range(max(params, default=-1) + 1)]
 
     def _as_array(self, index: int, v: Any) -> np.ndarray:
         p = self.sig.buffer(index)
         if isinstance(v, (bytes, bytearray, memoryview)):
             return np.frombuffer(bytes(v), np.uint8)
         base = re.sub(r"[234]$", "", p.base_type.replace("metal::", ""))
+        if base in ("char", "uchar", "void") and not p.is_reference and isinstance(v, np.ndarray):
+            base = ""  # `device const char*` takes any contiguous array as bytes
         want = MSL_NUMPY.get(base)
         if isinstance(v, (bool, int, float)) and want is not None:  # a Python number: the declared type
             v = np.array(v, dtype=want)
@@ -257,7 +278,7 @@ class MslProgram:
         line = self._symbolize(e, library)
         loc = f"{self.file}:{line}: " if line else f"{self.file}: "
         if code == 5 and 0 <= e.tg_var < len(self.threadgroup_vars):
-            v = self.threadgroup_vars[e.tg_var]
+            v = self.threadgroup_vars[e.tg_var]  # ids are list positions (parameters after declarations)
             itemsize = MSL_SIZES.get(v.type.replace("metal::", ""))
             elem = f"{v.name}[{e.offset // itemsize}]" if itemsize else f"byte {e.offset} of {v.name}"
             other = ("other threads" if e.other[0] == 0xFFFFFFFF else
@@ -338,15 +359,18 @@ def _symbolizer_argv(library: Path, offset: int) -> list[str] | None:
     return None
 
 
-_programs: dict[tuple[str, str | None, str], MslProgram] = {}
+_programs: dict[tuple[str, str | None, str, str], MslProgram] = {}
 
 
-def compile_msl(source: str, name: str | None = None, file: str = "kernel.metal") -> MslProgram:
-    """Compile (cached on disk by content) and load kernel `name` of `source`."""
-    key = (source, name, file)
+def compile_msl(source: str, name: str | None = None, file: str = "kernel.metal",
+                function_constants: Mapping[Any, Any] | None = None) -> MslProgram:
+    """Compile (cached on disk by content) and load kernel `name` of `source` (a template kernel by the
+    host_name of its instantiation); `function_constants` ({index or name: value}) gives the values
+    of `[[function_constant(i)]]` declarations."""
+    key = (source, name, file, repr(sorted((str(k), repr(v)) for k, v in (function_constants or {}).items())))
     with _lock:
         if key not in _programs:
-            _programs[key] = MslProgram(source, name, file)
+            _programs[key] = MslProgram(source, name, file, function_constants)
         return _programs[key]
 
 
@@ -435,7 +459,9 @@ def _python_origin(e: Exception, metal_source: str, file: str, spec: Mapping[str
 def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
             block: Sequence[int] | int | None = None, schedule: str = "random", seed: int = 0,
             name: str | None = None, buffers: Mapping[int, Any] | None = None, isolate: bool = True,
-            timeout: float = 60.0, race_check: bool = False) -> None:
+            timeout: float = 60.0, race_check: bool = False,
+            function_constants: Mapping[Any, Any] | None = None,
+            threadgroup_memory: Mapping[int, int] | None = None) -> None:
     """Run a Metal kernel on the CPU; written arrays are updated in place.
 
     `kernel` is a CompiledKernel (anything with `.metal_source` and `.signature`, or an
@@ -445,10 +471,11 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
     index order, or pass `buffers={index: array}`). `schedule` orders the threads of a group (and
     the groups): "forward", "reverse" or "random" (seeded by `seed`). `isolate` runs the launch in a
     forked child process so that a crash is reported, never fatal. `race_check` reports threads of a
-    group racing on threadgroup memory (a missing barrier); it compiles an instrumented build.
+    group racing on threadgroup memory (a missing barrier). Raw source only: `function_constants`
+    ({index or name: value}) and `threadgroup_memory` ({i: bytes} for [[threadgroup(i)]] parameters).
     """
     if isinstance(kernel, str):
-        prog = compile_msl(kernel, name)
+        prog = compile_msl(kernel, name, function_constants=function_constants)
         if buffers is None:
             idx = prog.sig.buffer_indices
             if len(arrays) != len(idx):
@@ -460,7 +487,7 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
         if grid is None or block is None:
             raise ValueError("raw Metal source needs grid=... and block=...")
         prog.run(buffers, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate,
-                 timeout=timeout, race_check=race_check)
+                 timeout=timeout, race_check=race_check, threadgroup_memory=threadgroup_memory)
         return
     options = dict(schedule=schedule, seed=seed, isolate=isolate, timeout=timeout, race_check=race_check)
     if isinstance(kernel, Kernel):  # loaded from a package: every specialisation, picked by dtypes

@@ -24,7 +24,7 @@ import numpy as np
 
 from .cpu_dot import count_uses, fuse_dot_chains, loop_dot
 from .cpu_memory import Memory, _atomic, _load, _store
-from .cpu_ops import BINARY, CATALOGUE, FLOAT_ONLY, UNARY, _fix, _outer_mul, _simd
+from .cpu_ops import BINARY, CATALOGUE, FLOAT_ONLY, UNARY, _simd, elementwise, outer_mul
 from .cpu_space import (
     _CMP,
     _I32,
@@ -39,7 +39,7 @@ from .cpu_space import (
     bf16_round,
     parse_type,
 )
-from .dtypes import BY_NAME
+from .dtypes import BY_NAME, bool_
 from .errors import EnigmaRuntimeError, IRError, KernelExecutionError
 from .manifest import number_from_json
 
@@ -278,10 +278,9 @@ class Plan:
         a_id, b_id, out = ins[0], ins[1], outs[0]
         dt, lanes = types[0]
         cmp = name in _CMP
-        want = np.dtype(bool) if cmp else _value_dtype(dt)
-        bf16 = dt.name == "bfloat16" and not cmp
-        fl, fi = BINARY[name]
         aff = name in ("add", "sub", "mul") and dt.name == "int32" and not lanes
+        src: list = [None if cmp else dt]  # a comparison's operand type: known at the first run
+        fast_mul = name == "mul" and dt.name == "float32"
 
         def run(st, env, mask):
             a, b = env[a_id], env[b_id]
@@ -298,11 +297,20 @@ class Plan:
                 if r is not None:
                     return r
                 a, b = _mat(a), _mat(b)
-            if name == "mul" and (r := _outer_mul(a, b)) is not None:
-                return _fix(r, want, bf16)
-            fn = fl if a.dtype.kind == "f" else fi
-            return _fix(fn(a, b), want, bf16)
+            if fast_mul and (r := outer_mul(a, b)) is not None:
+                return r
+            if src[0] is None:
+                src[0] = self._operand_type(op, a)
+            return elementwise(name, src[0], bool_ if cmp else dt, a, b)
         return run
+
+    def _operand_type(self, op: dict, a: Any):
+        """The dtype of a comparison's operands (not written in the IR): from the operand's numpy dtype;
+        float32 arrays stand for bfloat16 too, whose comparisons are the same."""
+        try:
+            return BY_NAME[np.asarray(a).dtype.name]
+        except KeyError:
+            raise self._err(op, f"operand of dtype {np.asarray(a).dtype} is not an enigma type") from None
 
     def _op_unary(self, op, name, ins, outs, types, attrs, line):
         self._need(op, ins, 1, outs)
@@ -310,13 +318,8 @@ class Plan:
         dt, _ = types[0]
         if name in FLOAT_ONLY and not dt.is_float:
             raise self._err(op, f"{name} takes a float operand, not {dt.name}")
-        if name == "abs" and dt.kind == "u":
-            fn = np.positive
-        elif name == "neg" and dt.kind == "b":
+        if name == "neg" and dt.kind == "b":
             raise self._err(op, "neg of a bool")
-        else:
-            fn = UNARY[name]
-        want, bf16 = _value_dtype(dt), dt.name == "bfloat16"
         is_neg = name == "neg" and dt.name == "int32"
 
         def run(st, env, mask):
@@ -326,7 +329,7 @@ class Plan:
                     env[out] = _mk_aff(-a.c, tuple(-k for k in a.k), a.geo)
                     return
                 a = a.array()
-            env[out] = _fix(fn(a), want, bf16)
+            env[out] = elementwise(name, dt, dt, a)
         return run
 
     def _op_fma(self, op, name, ins, outs, types, attrs, line):
@@ -334,18 +337,9 @@ class Plan:
         a_id, b_id, c_id = ins
         out = outs[0]
         dt, _ = types[0]
-        want, bf16 = _value_dtype(dt), dt.name == "bfloat16"
 
-        def run(st, env, mask):
-            a, b = _mat(env[a_id]), _mat(env[b_id])
-            p = _outer_mul(a, b)
-            if p is None:
-                p = np.multiply(a, b)
-            c = _mat(env[c_id])
-            if np.ndim(p) and p.shape == np.broadcast_shapes(p.shape, np.shape(c)):
-                env[out] = _fix(np.add(p, c, out=p), want, bf16)
-            else:
-                env[out] = _fix(p + c, want, bf16)
+        def run(st, env, mask):  # one rounding (ops.py): the product and the sum in float64
+            env[out] = elementwise("fma", dt, dt, _mat(env[a_id]), _mat(env[b_id]), _mat(env[c_id]))
         return run
 
     def _op_select(self, op, name, ins, outs, types, attrs, line):
@@ -366,16 +360,13 @@ class Plan:
         self._need(op, ins, 1, outs)
         a_id, out = ins[0], outs[0]
         dt, _ = types[0]
-        want = _value_dtype(dt)
+        src: list = [None]
 
         def run(st, env, mask):
             a = _mat(env[a_id])
-            if dt.kind == "b":
-                env[out] = np.not_equal(a, 0)
-            elif dt.name == "bfloat16":
-                env[out] = bf16_round(np.asarray(a).astype(np.float32))
-            else:
-                env[out] = np.asarray(a).astype(want)[()]
+            if src[0] is None:  # the operand's type is not written in the IR: bfloat16 values are float32
+                src[0] = self._operand_type(op, a)
+            env[out] = elementwise("cast", src[0], dt, a)
         return run
 
     def _op_broadcast(self, op, name, ins, outs, types, attrs, line):

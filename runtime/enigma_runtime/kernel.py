@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import devices
+from . import devices, stale
 from . import grid as _grid
 from .binding import Bound, bind, describe_signature, describe_value, matches
 from .errors import GridError, KernelNotFoundError, LaunchError
@@ -360,5 +360,6 @@ def load(package: str | os.PathLike, name: str | None = None) -> Library | Kerne
         hit = _libraries.get(adir)
         if hit is None or hit[0] is not man:
             hit = _libraries[adir] = (man, Library(man))
+            stale.check(man)  # an editable install whose kernel modules changed: warn once
     lib = hit[1]
     return lib if name is None else lib[name]
