@@ -94,6 +94,11 @@ class MetalDevice(Device):
     def run(self, handle: Any, bound: Any, grid: tuple[int, int, int], block: tuple[int, int, int],
             **options: Any) -> None:
         from . import metal
+        if handle.fallback:  # this Mac cannot run the kernel's library: the CPU, said once
+            metal.warn_once(f"{handle.fallback}: running it on the CPU executor instead of Metal")
+            cpu = get("cpu")
+            cpu.run(handle.sp.handle(cpu), bound, grid, block)
+            return
         metal.run(handle, bound, grid, block)
 
 

@@ -69,12 +69,13 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-def _warn_once(message: str) -> None:
+def warn_once(message: str) -> None:
+    """A RuntimeWarning, once per message (the CPU fallback of a kernel says so once)."""
     with _warned_lock:
         if message in _warned:
             return
         _warned.add(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    warnings.warn(message, RuntimeWarning, stacklevel=5)
 
 
 class Unsupported(Exception):
@@ -300,12 +301,8 @@ def run(handle: Handle, bound: Bound, grid: tuple[int, int, int], block: tuple[i
     if handle.device is not device():  # prepared for a device that reset() has since forgotten
         handle = prepare(handle.sp)
     sp = handle.sp
-    if handle.fallback:
-        _warn_once(f"{handle.fallback}: running it on the CPU executor instead of Metal")
-        from . import devices
-        cpu = devices.get("cpu")
-        cpu.run(sp.handle(cpu), bound, grid, block)
-        return
+    if handle.fallback:  # devices.MetalDevice runs these on the CPU
+        raise MetalError(f"{handle.fallback}; run it with device='cpu'")
     if 0 in grid:
         return
     dev = device()
