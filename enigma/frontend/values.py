@@ -240,7 +240,7 @@ class Val:
     def __pow__(self, o: Any) -> Val:
         if not isinstance(o, int) or isinstance(o, bool) or not 1 <= o <= 8:
             raise type_error(f"** on a traced value needs a Python int exponent 1..8, got {describe(o)}",
-                             "use enigma.exp2(y * enigma.log2(x)) for general powers")
+                             "use enigma.pow(x, y) for general powers")
         r = self
         for _ in range(o - 1):
             r = r * self

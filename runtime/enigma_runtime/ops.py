@@ -111,6 +111,8 @@ def apply(name: str, src: DType, dst: DType, *xs: Any) -> Any:
 
 def _out(d: DType, r: Any) -> Any:
     """`r` as a value of `d`: floats rounded to `d` (bfloat16 too), ints wrapped, bools as bool."""
+    if isinstance(r, (np.ndarray, np.generic)) and r.dtype == d.np and d.name != "bfloat16":
+        return r  # already a value of d (the common case: no copy, no call)
     if d.kind == "b":
         return np.asarray(r).astype(np.bool_)[()]
     if d.is_int:
