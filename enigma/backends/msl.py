@@ -110,8 +110,7 @@ def literal(value: Any, t: ir.Type) -> str:
     if d.kind == "b":
         return "true" if value else "false"
     if d.kind == "f":
-        with np.errstate(over="ignore"):  # values past the type's range round to infinity
-            x = float(np.float16(value) if d.name == "float16" else np.float32(value))
+        x = float(d.round(value) if d.name == "float16" else float32.round(value))  # past the range: inf
         if math.isnan(x) or math.isinf(x):
             s = "NAN" if math.isnan(x) else "INFINITY" if x > 0 else "(-INFINITY)"
             return s if d.name == "float32" else f"{d.msl}({s})"
@@ -121,9 +120,7 @@ def literal(value: Any, t: ir.Type) -> str:
         s += "h" if d.name == "float16" else "f"
         s = f"({s})" if s.startswith("-") else s
         return f"bfloat({s})" if d.name == "bfloat16" else s
-    n = int(value) % (1 << d.bits)  # wrap to the type's width
-    if d.kind == "i" and n >= 1 << (d.bits - 1):
-        n -= 1 << d.bits
+    n = int(d.wrap(int(value)))  # wrap to the type's width
     if d.name == "int32":
         return "(-2147483647 - 1)" if n == -(1 << 31) else f"({n})" if n < 0 else str(n)
     if d.name == "uint32":

@@ -121,7 +121,7 @@ def common(*xs: Any, op: str = "") -> DType:
 
 def fits(x: int, d: DType) -> bool:
     """True when the Python int `x` is a value of the integer type `d`."""
-    lo, hi = (0, (1 << d.bits) - 1) if d.kind == "u" else (-(1 << (d.bits - 1)), (1 << (d.bits - 1)) - 1)
+    lo, hi = d.min, d.max
     return lo <= x <= hi
 
 

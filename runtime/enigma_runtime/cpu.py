@@ -195,9 +195,7 @@ class Plan:
             raise self._err(op, f"'value' must be a number or a bool, not {value!r}")
         vd = _value_dtype(dt)
         if dt.is_int and not isinstance(value, bool):
-            value = int(value) & ((1 << dt.bits) - 1)
-            if dt.kind == "i" and value >= 1 << (dt.bits - 1):
-                value -= 1 << dt.bits
+            value = dt.wrap(int(value))
         c = np.array(value).astype(vd)
         if dt.name == "bfloat16":
             c = bf16_round(c)

@@ -349,3 +349,31 @@ def test_erf_is_within_its_documented_accuracy():
     assert (np.abs(got - want) <= 3e-7 * np.abs(want)).all()
     assert enigma.erf(0.5) == math.erf(0.5) and enigma.atan2(1.0, -1.0) == math.atan2(1.0, -1.0)
     assert math.isnan(enigma.asin(2.0)) and enigma.sinh(1000.0) == math.inf  # C's results, not errors
+
+
+@enigma.kernel
+def to_bfloat(x: Tensor[float32], bf: Tensor[bfloat16], n: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    if i < n:
+        bf[i] = x[i].to(bfloat16)
+
+
+def test_verify_runtime_bfloat_rounding_is_the_op_tables():
+    """enigma.verify's runtime rounds float -> bfloat in C (dispatch.cpp, for clang); it must be the
+    op table's rounding (DType.round / bf16_round) bit for bit: ties to even, NaN stays NaN, overflow
+    to inf, subnormals."""
+    from enigma_runtime.dtypes import bf16_to_bits
+    rng = np.random.default_rng(11)
+    hi = rng.integers(0, 1 << 16, 4000, dtype=np.uint32) << 16
+    lo = np.array([0x8000, 0x7FFF, 0x8001, 0, 0xFFFF, 0x18000 & 0xFFFF], np.uint32)
+    bits = (hi + lo[rng.integers(0, lo.size, hi.size)]).astype(np.uint32)
+    bits[:6] = [0x7F7FFFFF, 0xFF7FFFFF, 0x7F800000, 0x7FC00001, 0x00008000, 0x3F818000]
+    x = bits.view(np.float32)
+    bf = np.zeros(x.size, np.uint16)
+    cpu, metal, _ = _both(to_bfloat, x, bf, specs=[x, enigma.TensorSpec(bfloat16, ("n",))])
+    want = bf16_to_bits(x)
+    nan = np.isnan(x)
+    np.testing.assert_array_equal(metal[1][~nan], want[~nan])
+    np.testing.assert_array_equal(cpu[1][~nan], want[~nan])
+    m = metal[1][nan]
+    assert nan.any() and (((m & 0x7F80) == 0x7F80) & ((m & 0x7F) != 0)).all()  # every NaN stays a NaN
