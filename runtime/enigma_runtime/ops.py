@@ -25,7 +25,11 @@ on floats, `py` and `frontend=True` so that `enigma.<name>` exists), a spelling 
 (enigma/backends/msl.py `MSL_FLOAT`/`MSL_INT`; mlir.py prints any op generically), the function in the
 Metal compatibility header (enigma/verify/include) if Metal's stdlib has it, a row in FORMAT.md
 section 4 and docs/abi.md, and tests. Ops that are not elementwise (memory, simd, control, simdgroup
-matrices) are registered with `fn=None` and the flags that tell passes how to treat them.
+matrices) are registered with `fn=None` and the flags that tell passes how to treat them; their
+printing is a method of each printer (msl.py lists those names in `STRUCTURE`; mlir.py prints any op
+in generic form), and the CPU executor needs an `_op_<name>` handler. The tests check that every row
+is covered: tests/backends (each printer, every dtype, clang and mlir-opt) and
+runtime/tests/test_rt_cpu_ops.py (the functions and the executor's catalogue).
 """
 from __future__ import annotations
 
