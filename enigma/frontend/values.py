@@ -163,7 +163,7 @@ def float_literal_rounds_to(x: int | float, d: DType) -> str | None:
 
 def fits(x: int, d: DType) -> bool:
     """True when the Python int `x` is a value of the integer type `d`."""
-    lo, hi = (0, (1 << d.bits) - 1) if d.kind == "u" else (-(1 << (d.bits - 1)), (1 << (d.bits - 1)) - 1)
+    lo, hi = d.min, d.max
     return lo <= x <= hi
 
 
@@ -297,7 +297,7 @@ class Val:
     def __pow__(self, o: Any) -> Val:
         if not isinstance(o, int) or isinstance(o, bool) or not 1 <= o <= 8:
             raise type_error(f"** on a traced value needs a Python int exponent 1..8, got {describe(o)}",
-                             "use enigma.exp2(y * enigma.log2(x)) for general powers")
+                             "use enigma.pow(x, y) for general powers")
         r = self
         for _ in range(o - 1):
             r = r * self
