@@ -1,7 +1,7 @@
 """enigma.compile: trace -> passes -> MSL / MLIR / portable IR + signature -> (macOS) .metallib.
 
 Each stage is its own module (docs/ARCHITECTURE.md); this file only runs them in order and packs the
-outputs into a CompiledKernel (the contract: docs/ARCHITECTURE.md, "Interfaces between the parts").
+outputs into a CompiledKernel (the contract is docs/compile-api.md).
 Every option that changes the output travels in one `CompileOptions` (enigma/options.py)."""
 from __future__ import annotations
 

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 from enigma_runtime.dtypes import DType, float32
 
-from enigma import __version__, ir, options
+from enigma import ir, options
 from enigma.backends import portable
 from enigma.errors import EnigmaError
+from enigma.version import __version__
 
 INDENT = "    "
 BUILTINS = {  # op -> (parameter name, MSL type, attribute)
@@ -336,7 +337,7 @@ class _Emitter:
             if b.dims_offset is not None:
                 return f"enigma_dims[{b.dims_offset + (b.arg.rank if stride else 0) + axis}]"
             shape = b.arg.shape
-        return str((portable.static_strides(shape) if stride else shape)[axis])  # static: all ints
+        return str((ir.static_strides(shape) if stride else shape)[axis])  # static: all ints
 
     # control flow ----------------------------------------------------------------------------------
     def block(self, b: ir.Block, depth: int, term: Callable[[ir.Op, int], None] | None = None) -> None:

@@ -212,6 +212,11 @@ class KernelFunction:
                 raise _err(f"kernel parameter {p.name!r} must be a plain positional parameter "
                            "(no *args/**kwargs/keyword-only)", self.file, self.def_line)
             a = ann.get(p.name, inspect.Parameter.empty)
+            if p.default is not inspect.Parameter.empty and not isinstance(a, ConstexprType):
+                raise _err(f"kernel parameter {p.name!r} has a default value ({p.default!r}); only "
+                           "Constexpr parameters can have one", self.file, self.def_line,
+                           f"pass {p.name!r} at every launch, or make it a compile-time value: "
+                           f"{p.name}: enigma.Constexpr[{type(p.default).__name__}] = {p.default!r}")
             if isinstance(a, TensorType):
                 params.append(Param(p.name, "tensor", tensor=a))
             elif isinstance(a, ConstexprType):
@@ -267,7 +272,7 @@ class KernelFunction:
         dtype, or constexpr value); parameters not given take their annotation (and default)."""
         values = {**self.preset, **(values or {})}
         fn, def_line = self.rewritten()
-        b = Builder()
+        b = Builder(self.name)
         args: list[ir.Arg] = []
         call: list[Any] = []
         sizes: dict[str, int] = {}

@@ -7,6 +7,7 @@ bfloat16 meet at float32; equal-width signed and unsigned ints meet at the unsig
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,17 @@ def describe(x: Any) -> str:
     if isinstance(x, Undefined):
         return f"undefined variable {x.name!r}"
     return f"Python {type(x).__name__} (a compile-time value)"
+
+
+def show(x: Any) -> str:
+    """`repr(x)` for messages, with traced values (whose repr is refused) written as <traced dtype>."""
+    if isinstance(x, Val):
+        return f"<traced {x.dtype.name}>"
+    if isinstance(x, tuple):
+        return "(" + ", ".join(show(e) for e in x) + ("," if len(x) == 1 else "") + ")"
+    if isinstance(x, list):
+        return "[" + ", ".join(show(e) for e in x) + "]"
+    return repr(x)
 
 
 def type_error(message: str, hint: str = "") -> EnigmaTypeError:
@@ -116,7 +128,37 @@ def common(*xs: Any, op: str = "") -> DType:
                 raise type_error(f"the Python int {x} does not fit {d.name}, the type of the other operand "
                                  f"of {op or 'this operation'} (it would wrap to {wrapped(x, d)})",
                                  "cast the traced value to a wider type first, e.g. x.to(enigma.int32)")
+    if d.is_float:
+        for x in xs:
+            if isinstance(x, (int, float)) and not isinstance(x, bool):
+                becomes = float_literal_rounds_to(x, d)
+                if becomes is not None:
+                    raise type_error(f"the Python {type(x).__name__} {x!r} does not fit {d.name}, the type "
+                                     f"of the other operand of {op or 'this operation'} (it would become "
+                                     f"{becomes})", "cast the traced value to a wider type first, e.g. "
+                                     "x.to(enigma.float32), or write float('inf') / 0.0 if that is meant")
     return d
+
+
+# float formats: (explicit mantissa bits, largest exponent, smallest normal exponent)
+_FLOAT_FORMAT = {"float16": (10, 15, -14), "bfloat16": (7, 127, -126), "float32": (23, 127, -126)}
+
+
+def float_literal_rounds_to(x: int | float, d: DType) -> str | None:
+    """"inf" / "0" when the finite, non-zero Python number `x` overflows / underflows to that in the float
+    type `d` (round to nearest even); None when it keeps being a finite non-zero value (or is 0/inf/nan)."""
+    m, emax, emin = _FLOAT_FORMAT[d.name]
+    try:
+        a = abs(float(x))
+    except OverflowError:  # an int beyond any float
+        return "-inf" if x < 0 else "inf"
+    if a == 0.0 or not math.isfinite(a):
+        return None
+    if a >= (2.0 - 2.0 ** -(m + 1)) * 2.0 ** emax:  # halfway above the largest finite value: rounds up
+        return "-inf" if x < 0 else "inf"
+    if a <= 2.0 ** (emin - m - 1):  # at most half the smallest subnormal: rounds to (even) zero
+        return "-0.0" if x < 0 else "0.0"
+    return None
 
 
 def fits(x: int, d: DType) -> bool:
@@ -194,7 +236,6 @@ class Val:
     """A traced run-time value of one dtype."""
 
     __slots__ = ("v",)
-    __hash__ = object.__hash__
     __array_ufunc__ = None  # numpy scalars defer to our reflected operators
 
     def __init__(self, v: ir.Value) -> None:
@@ -210,8 +251,24 @@ class Val:
             raise type_error(f".to() takes an enigma dtype such as enigma.float16, got {describe(d)}")
         return self if d == self.dtype else unary("cast", self, d)
 
+    # text and hashing would freeze a run-time value into a trace-time constant: refused
+    def _as_text(self, what: str) -> Any:
+        raise type_error(f"{what} of a {describe(self)}: its value is only known at run time, so the text "
+                         "would be a trace-time constant", "kernels cannot build strings from run-time "
+                         "values; compute with the value and write it to an output tensor")
+
     def __repr__(self) -> str:
-        return f"Val({self.v!r})"
+        return self._as_text("repr()")
+
+    def __str__(self) -> str:
+        return self._as_text("str() (or an f-string)")
+
+    def __format__(self, spec: str) -> str:
+        return self._as_text("format() (or an f-string)")
+
+    def __hash__(self) -> int:
+        raise type_error(f"hash() of a {describe(self)} (a dict key or set member): its value is only known "
+                         "at run time", "key dicts and sets by Python values, not traced ones")
 
     # arithmetic
     def __add__(self, o: Any) -> Val: return binary("add", self, o, "+")
