@@ -78,26 +78,16 @@ class CompiledKernel:
 
 
 def metal_features(kernel: ir.Kernel) -> dict[str, int]:
-    """The language features (enigma.options.FEATURES) the kernel's Metal source will use, each with
-    the line of its first use (the `def` line for an argument or threadgroup array)."""
+    """The language features (enigma.options.FEATURES) the kernel's Metal source will use that the
+    MSL printer does not check itself, each with the line of its first use. (bfloat: msl.emit refuses
+    a bfloat16 kernel below MSL 3.1 at the line of its first use.)"""
     out: dict[str, int] = {}
     tensors = {a.name: a.dtype for a in kernel.args}
-    if any(a.dtype.name == "bfloat16" for a in kernel.args) or \
-            any(s.dtype.name == "bfloat16" for s in kernel.shared):
-        out["bfloat"] = kernel.line
     for op in ir.walk(kernel.body):
-        if any(v.type.dtype.name == "bfloat16" for v in op.results):
-            out.setdefault("bfloat", op.line or kernel.line)
         t = tensors.get(str(op.attrs.get("tensor")))
         if op.name.startswith("atomic_") and t is not None and t.is_float:
             out.setdefault("atomic_float", op.line or kernel.line)
     return out
-
-
-def _emit_msl(kernel: ir.Kernel, options: CompileOptions) -> str:
-    from enigma.backends import msl
-
-    return msl.emit(kernel, msl_version=options.msl_version)
 
 
 def make_options(options: CompileOptions | None, *, vec_width: int, msl_version: str | None,
@@ -151,7 +141,7 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
     `name` renames the kernel: its signature's `name` and its Metal function `enigma_kernel_<name>`
     (so two specialisations of one kernel can live in one .metallib under names of your choice)."""
     from enigma import passes
-    from enigma.backends import portable
+    from enigma.backends import msl, portable
     from enigma.errors import EnigmaError
 
     options = make_options(options, vec_width=vec_width, msl_version=msl_version,
@@ -174,7 +164,7 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
         if refusal:
             raise EnigmaError(f"kernel {kernel.name!r} cannot target MSL {options.msl_version}: {refusal}",
                               kernel.file, line, hint="raise msl_version (and macos_target with it)")
-    metal = _emit_msl(kernel, options)
+    metal = msl.emit(kernel, msl_version=options.msl_version)
     mlir_source = None
     if dump_mlir:
         from enigma.backends import mlir

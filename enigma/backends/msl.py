@@ -23,7 +23,7 @@ import numpy as np
 from enigma_runtime import ops
 from enigma_runtime.dtypes import DType, float32
 
-from enigma import ir
+from enigma import ir, options
 from enigma.backends import portable
 from enigma.errors import EnigmaError
 from enigma.version import __version__
@@ -79,9 +79,10 @@ STRUCTURE = frozenset(("const", "param", "dim", "stride", "select", "cast", "bro
                        "vload", "vstore", "atomic_add", "atomic_max", "atomic_min", "barrier", "simd_sum",
                        "simd_max", "simd_min", "simd_shuffle_down", "simd_broadcast", "if", "for", "while",
                        "yield", "condition") + tuple(BUILTINS))
-# MSL versions the emitter can target, with the macOS release that introduced each
-MSL_VERSIONS = {"2.3": "11", "2.4": "12", "3.0": "13", "3.1": "14", "3.2": "15", "4.0": "26"}
-BFLOAT_MIN_VERSION = "3.1"
+# MSL versions the emitter can target, with the macOS release that introduced each: enigma.options
+# holds the one table (CompileOptions offers exactly these; xcrun spells them from it)
+MSL_VERSIONS = {v.version: str(v.macos[0]) for v in options.MSL_VERSIONS.values()}
+BFLOAT_MIN_VERSION = options.FEATURES["bfloat"][0]
 ATOMIC = {"int32": "atomic_int", "uint32": "atomic_uint", "float32": "atomic_float"}
 # names an argument or shared array may not take in MSL (keywords, types, functions we call, OpenCL
 # keywords the Linux compatibility header maps); such names get a trailing underscore

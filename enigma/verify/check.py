@@ -273,8 +273,10 @@ def main(argv: Sequence[str] | None = None, *, collect: Any = collect) -> int:
 
     p = argparse.ArgumentParser(prog="enigma-build check", description=__doc__.splitlines()[0])
     p.add_argument("target", nargs="?", default=".", help="project dir, package dir or package name")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--schedule", choices=("forward", "reverse", "random"), default="random")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random inputs and thread order (default 0)")
+    p.add_argument("--schedule", choices=("forward", "reverse", "random"), default="random",
+                   help="order in which the threads of a threadgroup run (default random)")
     p.add_argument("--size", action="append", default=[], metavar="N|NAME=N",
                    help="the size S of every dimension and integer scalar (N), or of one shape name or "
                         "scalar (NAME=N; repeatable)")
