@@ -8,12 +8,12 @@ import hashlib
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from enigma import ir
-from enigma.frontend.jit import launch_of
+from enigma.frontend.jit import JitFunction, entry_of, record_of
 from enigma.frontend.kernel import Launch
 from enigma.frontend.language import ceil_div
 
@@ -27,8 +27,13 @@ class CompiledKernel:
 
     grid/block: the launch configuration computed at compile time; `grid` entries are ints, or
     launch-size expressions (printing like `ceil_div(n, 256)`) when they depend on symbolic sizes;
-    None when the kernel declares none (the caller gives one). Calling the CompiledKernel runs the
-    *kernel's* arguments (for a @jit: the kernel it launched, not the jit function's arguments)."""
+    None when the kernel declares none (the caller gives one).
+
+    Calling it: a bare @kernel's CompiledKernel takes the kernel's arguments; a @jit's takes the jit's
+    own arguments, `ck(a, b, c)`, at any size its arguments allow: its `entry` (FORMAT.md, "Entries")
+    recomputes every kernel argument, temporary and grid per call. For a @jit the attributes above
+    are those of its first launch; `parts` holds every kernel it compiled (each launch and each
+    `enigma.select` case) and `kernel` runs the first one with the kernel's own arguments."""
 
     kernel_name: str
     metallib_path: str | None
@@ -42,7 +47,10 @@ class CompiledKernel:
     ir: ir.Kernel
     launch: Launch = field(repr=False)
     work_dir: str = ""
+    entry: dict[str, Any] | None = field(default=None, repr=False)  # a @jit's entry (FORMAT.md)
+    parts: list[CompiledKernel] = field(default_factory=list, repr=False)  # a @jit's kernels
     _runnable: Any = field(default=None, repr=False)
+    _entry: Any = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -55,14 +63,38 @@ class CompiledKernel:
         p.write_text(self.metal_source)
         return str(p)
 
-    def __call__(self, *args: Any, grid: Any = None, block: Any = None, device: Any = None) -> Any:
-        """Run the kernel through enigma_runtime (Metal on macOS, its CPU executor elsewhere)."""
+    @property
+    def kernel(self) -> Any:
+        """The compiled kernel as an enigma_runtime.Kernel, called with the kernel's own arguments
+        (for a @jit: its first launch's kernel)."""
         if self._runnable is None:
             from enigma_runtime import Kernel
 
             self._runnable = Kernel.from_spec(self.signature, self.ir_json, self.metal_source,
                                               self.metallib_bytes)
-        return self._runnable(*args, grid=grid, block=block, device=device)
+        return self._runnable
+
+    def __call__(self, *args: Any, grid: Any = None, block: Any = None, device: Any = None) -> Any:
+        """Run through enigma_runtime (Metal on macOS, its CPU executor elsewhere): a @kernel with the
+        kernel's arguments (grid/block default to the compiled ones), a @jit with the jit's arguments."""
+        if self.entry is None:
+            return self.kernel(*args, grid=grid, block=block, device=device)
+        if grid is not None or block is not None:
+            raise TypeError(f"{self.entry['name']}: a compiled @jit computes its grids and blocks; call "
+                            f"it with the jit's arguments only (or run ck.kernel(...) with grid=/block=)")
+        if len(args) != len(self.entry["params"]):
+            names = ", ".join(p["name"] for p in self.entry["params"])
+            raise TypeError(f"{self.entry['name']}: a compiled @jit takes the jit's arguments ({names}), got "
+                            f"{len(args)}; to run its kernel with the kernel's own arguments, call "
+                            f"ck.kernel(...)")
+        if self._entry is None:
+            from enigma_runtime.entry import Entry
+
+            by_name = {p.kernel_name: p for p in self.parts}
+            self._entry = Entry(self.entry, lambda kname, metal: (by_name[metal].kernel,
+                                                                 by_name[metal].kernel.specs[0]),
+                                where=f"jit {self.entry['name']!r}")
+        return self._entry(*args, device=device)
 
     def save(self, directory: str | os.PathLike[str], package: str | None = None) -> Path:
         """Write this kernel as a package's artifacts (runtime/FORMAT.md section 1): `directory` is the
@@ -70,8 +102,9 @@ class CompiledKernel:
         from enigma.artifacts import write_artifacts
 
         package = package or getattr(self.launch, "package", None) or Path(directory).resolve().name
-        return write_artifacts(Path(directory), package, [self], metallib=self.metallib_bytes,
-                               msl_version=MSL_VERSION, macos_target=MACOS_TARGET)
+        entries = {self.entry["name"]: self.entry} if self.entry is not None else None
+        return write_artifacts(Path(directory), package, self.parts or [self], metallib=self.metallib_bytes,
+                               msl_version=MSL_VERSION, macos_target=MACOS_TARGET, entries=entries)
 
 
 def source_hash(launch: Launch, vec_width: int) -> str:
@@ -104,16 +137,75 @@ def requirements(launch: Launch) -> list[dict[str, Any]]:
 
 def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, dump_mlir: bool = False,
             keep_metal_source: bool = False, work_dir: str | None = None,
-            emit_only: bool | None = None) -> CompiledKernel:
-    """Compile an @enigma.kernel (from its annotations, or for `jit_args` as its arguments) or an
-    @enigma.jit function (run on `jit_args`: numpy arrays or TensorSpecs) to a CompiledKernel."""
+            emit_only: bool | None = None, name: str | None = None) -> CompiledKernel:
+    """Compile an @enigma.kernel (from its annotations, or for `jit_args` as its arguments; the
+    `specialize=` variant that fits them) or an @enigma.jit function (run on `jit_args`: numpy arrays,
+    TensorSpecs, numbers or dtypes) to a CompiledKernel.
+
+    name: ship the compiled kernels under this name (enigma-build passes a jit's name): Metal
+    functions `enigma_kernel_<name>`, then `enigma_kernel_<name>_1`, ... for a jit's further kernels."""
+    if not isinstance(vec_width, int) or isinstance(vec_width, bool) or vec_width < 0:
+        raise ValueError(f"vec_width must be 0 (scalar) or a lane count such as 4, got {vec_width!r}")
+    rec, params = record_of(fn, jit_args)
+    parts: list[CompiledKernel] = []
+    by_hash: dict[str, CompiledKernel] = {}
+    part_of: dict[int, CompiledKernel] = {}
+    for step in rec.steps:
+        for _, launch in step.cases:
+            h = source_hash(launch, vec_width)
+            if h not in by_hash:
+                kernel = launch.kernel
+                if name is not None:
+                    kernel = replace(kernel, name=name, variant=kernel.variant if params is None else
+                                     (str(len(parts)) if parts else ""))
+                base, k = kernel, 1
+                while any(p.kernel_name == kernel.kernel_name for p in parts):
+                    k += 1  # another specialisation of a kernel the jit already launched
+                    kernel = replace(base, variant=f"{base.variant or 'v'}_{k}")
+                by_hash[h] = _compile_launch(launch, kernel, h, vec_width, dump_ir, dump_mlir)
+                parts.append(by_hash[h])
+            part_of[id(launch)] = by_hash[h]
+    if emit_only is None:
+        emit_only = sys.platform != "darwin"
+    need_dir = keep_metal_source or not emit_only
+    wd = work_dir if work_dir is not None else (tempfile.mkdtemp(prefix="enigma-") if need_dir else "")
+    if keep_metal_source:
+        Path(wd).mkdir(parents=True, exist_ok=True)
+        for p in parts:
+            (Path(wd) / f"{p.kernel_name}.metal").write_text(p.metal_source)
+    if not emit_only:
+        from enigma.toolchain import xcrun
+
+        path = xcrun.build_metallib({p.kernel_name: p.metal_source for p in parts}, wd,
+                                    msl_version=MSL_VERSION, macos_target=MACOS_TARGET)
+        metallib_bytes = Path(path).read_bytes()
+        for p in parts:
+            p.metallib_path, p.metallib_bytes = str(Path(path).resolve()), metallib_bytes
+    for p in parts:
+        p.work_dir = str(wd)
+    main = parts[0]
+    if isinstance(fn, JitFunction) and params is not None:
+        main.parts = parts
+
+        def named(launch: Launch) -> tuple[str, str]:
+            p = part_of[id(launch)]
+            return p.signature["name"], p.kernel_name
+        main.entry = entry_of(fn, rec, params, jit_args, named)
+        if vec_width > 1:  # each thread handles vec_width elements: grid x shrinks, as for the parts
+            from enigma.passes.vectorize import scale_grid
+
+            for launch_json in main.entry["launches"]:
+                for case in launch_json["cases"]:
+                    case["grid"] = scale_grid(case["grid"], vec_width)
+    return main
+
+
+def _compile_launch(launch: Launch, kernel: ir.Kernel, source_hash: str, vec_width: int, dump_ir: bool,
+                    dump_mlir: bool) -> CompiledKernel:
+    """One kernel of a compile: passes, Metal source, signature (no metallib yet)."""
     from enigma import passes
     from enigma.backends import msl, portable
 
-    if not isinstance(vec_width, int) or isinstance(vec_width, bool) or vec_width < 0:
-        raise ValueError(f"vec_width must be 0 (scalar) or a lane count such as 4, got {vec_width!r}")
-    launch = launch_of(fn, jit_args)
-    kernel = launch.kernel
     if dump_ir:  # numbered 0, 1, 2... for reading (the passes' output is renumbered below in any case)
         kernel = ir.renumber(kernel)
         print(ir.dump(kernel), end="")
@@ -130,27 +222,11 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
         from enigma.passes.vectorize import scale_grid
 
         grid = (ceil_div(grid[0], vec_width), grid[1], grid[2])
-        grid_json = scale_grid(grid_json, vec_width)
+        grid_json = scale_grid(grid_json, vec_width) if grid_json is not None else None
     ir_json = portable.ir_to_json(kernel)
     signature = portable.signature(kernel, block=list(launch.block) if launch.block else None,
                                    grid=grid_json, msl_source=metal, ir_json=ir_json)
-    signature["source_hash"] = source_hash(launch, vec_width)  # FORMAT.md's key: Python source + options
+    signature["source_hash"] = source_hash  # FORMAT.md's key: Python source + options
     signature["requires"] = requirements(launch)
-    if emit_only is None:
-        emit_only = sys.platform != "darwin"
-    need_dir = keep_metal_source or not emit_only
-    wd = work_dir if work_dir is not None else (tempfile.mkdtemp(prefix="enigma-") if need_dir else "")
-    if keep_metal_source:
-        Path(wd).mkdir(parents=True, exist_ok=True)
-        (Path(wd) / f"{kernel.kernel_name}.metal").write_text(metal)
-    metallib_path: str | None = None
-    metallib_bytes: bytes | None = None
-    if not emit_only:
-        from enigma.toolchain import xcrun
-
-        path = xcrun.build_metallib({kernel.kernel_name: metal}, wd, msl_version=MSL_VERSION,
-                                    macos_target=MACOS_TARGET)
-        metallib_path = str(Path(path).resolve())
-        metallib_bytes = Path(path).read_bytes()
-    return CompiledKernel(kernel.kernel_name, metallib_path, metallib_bytes, metal, mlir_source, grid,
-                          launch.block, signature, ir_json, kernel, launch, str(wd))
+    return CompiledKernel(kernel.kernel_name, None, None, metal, mlir_source, grid, launch.block, signature,
+                          ir_json, kernel, launch)

@@ -18,7 +18,8 @@ from . import grid as _grid
 from .dtypes import BY_NAME
 from .errors import ManifestError, PackageNotFoundError
 
-SCHEMA = 1
+SCHEMA = 2  # what enigma writes; 2 added jit entries (FORMAT.md section 6)
+SCHEMAS = (1, 2)  # what this runtime reads
 IR_FORMAT, IR_VERSION = "enigma-ir", 1
 ARTIFACT_DIR = "_enigma"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}\Z")
@@ -180,6 +181,7 @@ class Manifest:
     metallib: str | None
     files: dict[str, str]
     kernels: dict[str, list[dict]]
+    entries: dict[str, dict] = field(default_factory=dict)  # jit entries (schema 2), by jit name
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _verified: dict[str, bytes] = field(default_factory=dict, repr=False)
 
@@ -242,9 +244,10 @@ def parse_manifest(raw: bytes, adir: Path) -> Manifest:
     if not isinstance(doc, dict):
         raise ManifestError(f"{path}: the top level must be an object, not {type(doc).__name__}")
     schema = doc.get("schema")
-    if schema != SCHEMA:
+    if schema not in SCHEMAS or not _int(schema):
         raise ManifestError(f"{path}: manifest schema {schema!r}, but this enigma-runtime reads schema "
-                            f"{SCHEMA}; " + ("upgrade enigma-runtime" if _int(schema) and schema > SCHEMA
+                            f"{' or '.join(map(str, SCHEMAS))}; "
+                            + ("upgrade enigma-runtime" if _int(schema) and schema > SCHEMA
                                else "rebuild the package with a current enigma-build"))
     files = doc.get("files")
     if not isinstance(files, dict):
@@ -266,6 +269,12 @@ def parse_manifest(raw: bytes, adir: Path) -> Manifest:
             raise ManifestError(f"{path}: kernel {kname!r} must map to a non-empty list of specialisations")
         for i, spec in enumerate(specs):
             validate_spec(spec, f"{path}, kernel {kname!r} specialisation {i}", files=files)
+    entries = doc.get("entries", {}) if schema >= 2 else {}
+    if not isinstance(entries, dict):
+        raise ManifestError(f"{path}: 'entries' must be an object mapping jit names to entries")
+    from .entry import validate_entry
+    for ename, entry in entries.items():
+        validate_entry(entry, f"{path}, entry {ename!r}", kernels)
     try:
         present = set(os.listdir(adir))
     except OSError as e:
@@ -279,7 +288,8 @@ def parse_manifest(raw: bytes, adir: Path) -> Manifest:
         if v is not None and not isinstance(v, str):
             raise ManifestError(f"{path}: {k!r} must be a string")
     return Manifest(adir, meta["package"] or adir.parent.name, schema, meta["enigma_version"] or "",
-                    meta["msl_version"] or "", meta["macos_target"] or "", metallib, dict(files), kernels)
+                    meta["msl_version"] or "", meta["macos_target"] or "", metallib, dict(files), kernels,
+                    dict(entries))
 
 
 _cache: dict[Path, tuple[int, int, Manifest]] = {}

@@ -152,48 +152,65 @@ def _buffer(dev: _Device, arr: np.ndarray) -> Any:
 
 def run(sp: Any, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
     """Launch specialisation `sp` on the default Metal device; written arrays are updated in place."""
-    if 0 in grid:
+    run_many([(sp, bound, grid, block)])
+
+
+def run_many(launches: list[tuple[Any, Bound, tuple[int, int, int], tuple[int, int, int]]]) -> None:
+    """Launches in order, in one command buffer (a jit entry's launches: FORMAT.md section 6). An
+    array passed to several launches is one Metal buffer, so a later launch reads what an earlier one
+    wrote; written arrays are copied back once, after the command buffer completes."""
+    launches = [x for x in launches if 0 not in x[2]]
+    if not launches:
         return
     dev = device()
-    M, spec = dev.Metal, sp.spec
-    pipe = dev.pipeline(sp)
-    limit = int(pipe.maxTotalThreadsPerThreadgroup())
-    threads = block[0] * block[1] * block[2]
-    if threads > limit:
-        raise MetalError(f"{sp.where}: block {block} has {threads} threads, but this pipeline allows at most "
-                         f"{limit} per threadgroup on this GPU; launch with a smaller block=")
-    tgm = spec.get("threadgroup_memory", 0)
-    has_limit = hasattr(dev.device, "maxThreadgroupMemoryLength")
-    if has_limit and tgm > int(dev.device.maxThreadgroupMemoryLength()):
-        raise MetalError(f"{sp.where}: needs {tgm} bytes of threadgroup memory, more than this GPU's "
-                         f"{int(dev.device.maxThreadgroupMemoryLength())}")
+    M = dev.Metal
+    encoded = []
+    for sp, _, _, block in launches:
+        pipe = dev.pipeline(sp)
+        limit = int(pipe.maxTotalThreadsPerThreadgroup())
+        threads = block[0] * block[1] * block[2]
+        if threads > limit:
+            raise MetalError(f"{sp.where}: block {block} has {threads} threads, but this pipeline allows at "
+                             f"most {limit} per threadgroup on this GPU; launch with a smaller block=")
+        tgm = sp.spec.get("threadgroup_memory", 0)
+        has_limit = hasattr(dev.device, "maxThreadgroupMemoryLength")
+        if has_limit and tgm > int(dev.device.maxThreadgroupMemoryLength()):
+            raise MetalError(f"{sp.where}: needs {tgm} bytes of threadgroup memory, more than this GPU's "
+                             f"{int(dev.device.maxThreadgroupMemoryLength())}")
+        encoded.append(pipe)
     cb = dev.queue.commandBuffer()
-    enc = cb.computeCommandEncoder()
-    enc.setComputePipelineState_(pipe)
-    outputs = []
-    for i, (a, v) in enumerate(zip(spec["args"], bound.values)):
-        index = a.get("buffer", i)
-        if a["kind"] == "tensor":
-            buf = _buffer(dev, v)
-            enc.setBuffer_offset_atIndex_(buf, 0, index)
-            if a.get("access", "read") != "read":
-                outputs.append((buf, v))
-        else:
-            raw = (bf16_to_bits(v) if a["dtype"] == "bfloat16" else np.asarray(v)).tobytes()
-            enc.setBytes_length_atIndex_(raw, len(raw), index)
-    if spec.get("dims_buffer") is not None:
-        dims = dims_array(spec, bound)
-        if dims.nbytes <= MAX_SET_BYTES:
-            enc.setBytes_length_atIndex_(dims.tobytes(), dims.nbytes, spec["dims_buffer"])
-        else:
-            enc.setBuffer_offset_atIndex_(_buffer(dev, dims), 0, spec["dims_buffer"])
-    enc.dispatchThreadgroups_threadsPerThreadgroup_(M.MTLSizeMake(*grid), M.MTLSizeMake(*block))
-    enc.endEncoding()
+    buffers: dict[int, Any] = {}  # id(array) -> its Metal buffer, shared by the launches
+    outputs: dict[int, tuple[Any, np.ndarray]] = {}
+    for pipe, (sp, bound, grid, block) in zip(encoded, launches):
+        spec = sp.spec
+        enc = cb.computeCommandEncoder()
+        enc.setComputePipelineState_(pipe)
+        for i, (a, v) in enumerate(zip(spec["args"], bound.values)):
+            index = a.get("buffer", i)
+            if a["kind"] == "tensor":
+                buf = buffers.get(id(v))
+                if buf is None:
+                    buf = buffers[id(v)] = _buffer(dev, v)
+                enc.setBuffer_offset_atIndex_(buf, 0, index)
+                if a.get("access", "read") != "read":
+                    outputs[id(v)] = (buf, v)
+            else:
+                raw = (bf16_to_bits(v) if a["dtype"] == "bfloat16" else np.asarray(v)).tobytes()
+                enc.setBytes_length_atIndex_(raw, len(raw), index)
+        if spec.get("dims_buffer") is not None:
+            dims = dims_array(spec, bound)
+            if dims.nbytes <= MAX_SET_BYTES:
+                enc.setBytes_length_atIndex_(dims.tobytes(), dims.nbytes, spec["dims_buffer"])
+            else:
+                enc.setBuffer_offset_atIndex_(_buffer(dev, dims), 0, spec["dims_buffer"])
+        enc.dispatchThreadgroups_threadsPerThreadgroup_(M.MTLSizeMake(*grid), M.MTLSizeMake(*block))
+        enc.endEncoding()
     cb.commit()
     cb.waitUntilCompleted()
     status = int(cb.status())
     if status != COMMAND_BUFFER_COMPLETED:
-        raise MetalError(f"{sp.where}: the command buffer ended with status {status}: {cb.error()}")
-    for buf, v in outputs:
+        where = ", ".join(sp.where for sp, _, _, _ in launches)
+        raise MetalError(f"{where}: the command buffer ended with status {status}: {cb.error()}")
+    for buf, v in outputs.values():
         view = buf.contents().as_buffer(v.nbytes) if v.nbytes else b""
         v[...] = np.frombuffer(view, v.dtype, v.size).reshape(v.shape)

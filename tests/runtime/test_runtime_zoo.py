@@ -64,7 +64,7 @@ def test_compiled_kernel_call_on_cpu(name, compiled):
     entry, ins, ck = compiled[name]
     args = _copy(entry.kernel_args(ins))
     expected = entry.reference(*_copy(args))
-    ck(*args, device="cpu")
+    ck.kernel(*args, device="cpu")
     for i, want in zip(entry.outputs, expected):
         np.testing.assert_allclose(args[i], want, rtol=entry.rtol, atol=entry.atol)
 
@@ -87,7 +87,8 @@ def test_out_of_bounds_launch_of_a_compiled_kernel_names_the_source_line(compile
     entry, ins, ck = compiled["vector_add"]
     a, b, c, n = _copy(entry.kernel_args(ins))
     with pytest.raises(enigma_runtime.OutOfBoundsError, match=r"tensor 'a'.*index 1000.*line \d+|zoo.py:\d+"):
-        ck(a, b, c, n + 5, device="cpu")  # n lies about the size: the bounds test lets bad threads through
+        # n lies about the size: the bounds test lets bad threads through
+        ck.kernel(a, b, c, n + 5, device="cpu")
 
 
 def test_the_cpu_executor_knows_every_op_of_the_compiler():
