@@ -17,7 +17,8 @@ from enigma_runtime.dtypes import (
 
 from enigma.compiler import CompiledKernel, compile
 from enigma.errors import EnigmaError
-from enigma.frontend.jit import jit
+from enigma.frontend.grid import select
+from enigma.frontend.jit import empty, jit, zeros
 from enigma.frontend.kernel import func, kernel
 from enigma.frontend.language import abs_ as abs
 from enigma.frontend.language import (
@@ -61,11 +62,11 @@ from enigma.frontend.types import Constexpr, Tensor, TensorSpec
 __all__ = [
     "abs", "atomic_add", "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx",
     "bool_", "ceil", "ceil_div", "compile", "CompiledKernel", "const_expr", "Constexpr", "cos", "DType",
-    "EnigmaError", "exp", "exp2", "float16", "float32", "floor", "fma", "func", "grid_dim", "int16",
+    "EnigmaError", "empty", "exp", "exp2", "float16", "float32", "floor", "fma", "func", "grid_dim", "int16",
     "int32", "int8", "jit", "kernel", "log", "log2", "maximum", "minimum", "range_constexpr", "rsqrt",
-    "shared_tensor", "simd_broadcast", "simd_group_id", "simd_lane_id", "simd_max", "simd_min",
+    "select", "shared_tensor", "simd_broadcast", "simd_group_id", "simd_lane_id", "simd_max", "simd_min",
     "simd_shuffle_down", "simd_sum", "sin", "sqrt", "tanh", "Tensor", "TensorSpec", "thread_idx", "uint16",
-    "uint32", "uint8", "where",
+    "uint32", "uint8", "where", "zeros",
 ]
 
 from enigma.layout import *  # noqa: E402,F401,F403  (CuTe layouts: enigma.make_layout, local_tile, ...)

@@ -263,8 +263,9 @@ def entry_of(fn: JitFunction, rec: Recording, params: list[tuple[str, Any]], arg
              for t in rec.temps]
     requires: list[dict[str, Any]] = []
     for e, value, gfile, gline in rec.guards:
-        cond = {"op": "eq", "args": [expr(e, "a size used in Python", gline), int(value)]}
-        if all(r["expr"] != cond for r in requires):
+        used = expr(e, "a size used in Python", gline)
+        cond = {"op": "eq", "args": [used, int(value)]}
+        if not isinstance(used, int) and all(r["expr"] != cond for r in requires):  # constants need none
             requires.append({"expr": cond, "text": f"{e} == {int(value)}", "line": gline,
                              "message": f"the jit used this value in Python at {gfile}:{gline}, so it was "
                                         "compiled for it; compile again for other sizes, or choose at "

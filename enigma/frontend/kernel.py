@@ -248,7 +248,10 @@ class KernelFunction:
         dtype-generic kernel (Tensor[None]) given no tensors takes its first typed variant."""
         if not self.specialize:
             return self
-        for v in self.variants():
+        variants = self.variants()
+        if any(p.kind == "tensor" and p.tensor is not None and p.tensor.dtype is None for p in self.params):
+            variants = variants[1:] + variants[:1]  # a generic kernel: its specialisations come first
+        for v in variants:
             ok = True
             for p in v.params:
                 if p.kind != "tensor":

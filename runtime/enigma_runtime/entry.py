@@ -78,7 +78,8 @@ def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | N
 
     def ref(node: Any, what: str) -> None:
         if not (isinstance(node, dict) and len(node) == 1):
-            raise bad(f"{what}: {node!r} is not an argument node")
+            expr(node, what)  # an int or {"op": ...}
+            return
         (kind, value), = node.items()
         if kind == "tensor" or kind == "scalar":
             if names.get(value) != kind:
