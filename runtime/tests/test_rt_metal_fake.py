@@ -284,8 +284,9 @@ def _two_adds_entry() -> dict:
                        {"name": "b", "kind": "tensor", "dtype": "float32", "shape": [None]}],
             "temps": [{"name": "t", "dtype": "float32", "shape": [n], "init": "empty"},
                       {"name": "out", "dtype": "float32", "shape": [n], "init": "empty"}],
-            "launches": [{"cases": [{**case, "args": [{"tensor": "a"}, {"tensor": "b"}, {"tensor": "t"}, n]}]},
-                         {"cases": [{**case, "args": [{"tensor": "t"}, {"tensor": "b"}, {"tensor": "out"}, n]}]}],
+            "launches": [
+                {"cases": [{**case, "args": [{"tensor": "a"}, {"tensor": "b"}, {"tensor": "t"}, n]}]},
+                {"cases": [{**case, "args": [{"tensor": "t"}, {"tensor": "b"}, {"tensor": "out"}, n]}]}],
             "returns": {"tensor": "out"}}
 
 

@@ -60,7 +60,8 @@ def test_every_zoo_jit_from_the_package(package, name, size):
     want = case.expect(*[np.copy(x) if isinstance(x, np.ndarray) else x for x in ins])
     got = entry(*args, device="cpu")
     for key, value in want.items():
-        np.testing.assert_allclose(got if key == "return" else args[key], value, rtol=case.rtol, atol=case.atol)
+        np.testing.assert_allclose(got if key == "return" else args[key], value, rtol=case.rtol,
+                                   atol=case.atol)
 
 
 def test_the_launched_kernel_stays_loadable_under_its_own_name(package):
@@ -75,7 +76,8 @@ def test_the_launched_kernel_stays_loadable_under_its_own_name(package):
 def test_version_1_manifests_keep_loading(tmp_path, monkeypatch):
     """A schema-1 manifest (as enigma 0.1 wrote it: no entries) loads and runs."""
     ck = enigma.compile(zoo.vector_add)
-    files = render("v1_pkg", [ck], metallib=None, msl_version="3.1", macos_target="14.0", enigma_version="0.1.0")
+    files = render("v1_pkg", [ck], metallib=None, msl_version="3.1", macos_target="14.0",
+                   enigma_version="0.1.0")
     doc = json.loads(files["manifest.json"])
     doc["schema"] = 1
     del doc["entries"]
