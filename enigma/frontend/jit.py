@@ -119,7 +119,7 @@ def _temp(shape: Any, dtype: DType, init: str, what: str) -> HostTensor:
     rec = jit_state.stack[-1]
     t = HostTensor(f"tmp{len(rec.temps)}", dtype, tuple(s if isinstance(s, int) else None for s in sizes),
                    sizes=sizes)
-    t.init, t.line = init, line  # type: ignore[attr-defined]
+    t.init, t.line = init, line
     rec.temps.append(t)
     return t
 
@@ -257,16 +257,15 @@ def entry_of(fn: JitFunction, rec: Recording, params: list[tuple[str, Any]], arg
                 case["when"] = expr(cond, "an enigma.select condition", step.line)
             cases.append(case)
         launches.append({"line": step.line, "cases": cases})
-    temps = [{"name": t.label, "dtype": t.dtype.name, "init": t.init,  # type: ignore[attr-defined]
-              "shape": [expr(s, f"the shape of temporary {t.label}", t.line)  # type: ignore[attr-defined]
-                        for s in t.shape], "line": t.line}  # type: ignore[attr-defined]
+    temps = [{"name": t.label, "dtype": t.dtype.name, "init": t.init, "line": t.line,
+              "shape": [expr(s, f"the shape of temporary {t.label}", t.line) for s in t.shape]}
              for t in rec.temps]
     requires: list[dict[str, Any]] = []
-    for e, value, gfile, gline in rec.guards:
-        used = expr(e, "a size used in Python", gline)
+    for used_expr, value, gfile, gline in rec.guards:
+        used = expr(used_expr, "a size used in Python", gline)
         cond = {"op": "eq", "args": [used, int(value)]}
         if not isinstance(used, int) and all(r["expr"] != cond for r in requires):  # constants need none
-            requires.append({"expr": cond, "text": f"{e} == {int(value)}", "line": gline,
+            requires.append({"expr": cond, "text": f"{used_expr} == {int(value)}", "line": gline,
                              "message": f"the jit used this value in Python at {gfile}:{gline}, so it was "
                                         "compiled for it; compile again for other sizes, or choose at "
                                         "launch with enigma.select"})

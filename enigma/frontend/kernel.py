@@ -58,6 +58,7 @@ class HostTensor:
     def __init__(self, label: str, dtype: DType, shape: Shape, array: np.ndarray | None = None,
                  sizes: tuple[Any, ...] | None = None) -> None:
         self.label, self.dtype, self.spec_shape, self.array = label, dtype, tuple(shape), array
+        self.init, self.line = "empty", 0  # a temporary's initial contents ("empty"/"zeros") and line
         if sizes is not None:
             self.shape: tuple[Any, ...] = tuple(sizes)
         else:
