@@ -163,9 +163,9 @@ def evaluate(e: Any) -> Any:
 
 
 class Choice:
-    """A value picked at every launch: `cases` are (condition, value) pairs, tried in order; the
-    last condition is True (the default). Made by `enigma.select`; a launch that uses one is compiled
-    once per case (FORMAT.md, "Entries")."""
+    """A value picked at every launch: `cases` are (condition, value) pairs whose conditions exclude
+    each other. Made by `enigma.select`; arithmetic with ints and sizes applies to every case; a launch
+    that uses one is compiled once per case (FORMAT.md section 6)."""
 
     def __init__(self, cases: list[tuple[Any, Any]], file: str, line: int) -> None:
         self.cases, self.file, self.line = cases, file, line
@@ -175,10 +175,30 @@ class Choice:
 
     def _refuse(self, what: str) -> TypeError:
         return TypeError(f"{what} of {self!r}, a value chosen at launch: pass it to a kernel launch "
-                         "(as the kernel, a Constexpr argument, or a grid/block entry) unchanged")
+                         "(as the kernel, a Constexpr argument, or a grid/block entry), after + - * // % "
+                         "with ints or sizes if need be; decide with enigma.select, not in Python")
 
     def __bool__(self) -> bool:
         raise self._refuse("the truth value")
+
+    def _map(self, fn: Callable[[Any], Any], what: str) -> Choice:
+        if any(not isinstance(v, (int, Expr)) or isinstance(v, bool) for _, v in self.cases):
+            raise self._refuse(what)
+        return Choice([(c, fn(v)) for c, v in self.cases], self.file, self.line)
+
+    def __add__(self, o: Any) -> Choice: return self._map(lambda v: v + o, "+")
+    def __radd__(self, o: Any) -> Choice: return self._map(lambda v: o + v, "+")
+    def __sub__(self, o: Any) -> Choice: return self._map(lambda v: v - o, "-")
+    def __rsub__(self, o: Any) -> Choice: return self._map(lambda v: o - v, "-")
+    def __mul__(self, o: Any) -> Choice: return self._map(lambda v: v * o, "*")
+    def __rmul__(self, o: Any) -> Choice: return self._map(lambda v: o * v, "*")
+    def __floordiv__(self, o: Any) -> Choice: return self._map(lambda v: v // o, "//")
+    def __rfloordiv__(self, o: Any) -> Choice: return self._map(lambda v: o // v, "//")
+    def __mod__(self, o: Any) -> Choice: return self._map(lambda v: v % o, "%")
+    def __lt__(self, o: Any) -> bool: raise self._refuse("comparing (<)")
+    def __le__(self, o: Any) -> bool: raise self._refuse("comparing (<=)")
+    def __gt__(self, o: Any) -> bool: raise self._refuse("comparing (>)")
+    def __ge__(self, o: Any) -> bool: raise self._refuse("comparing (>=)")
 
     def __index__(self) -> int:
         raise self._refuse("using as an int")

@@ -190,3 +190,55 @@ def test_a_grid_function_with_the_wrong_parameters_is_refused_at_the_decorator()
     assert (err.file, err.line) == (__file__, line)
     assert "(a, b, n)" in err.message and "(a, b, n, BLOCK)" in err.message
     assert "lambda a, b, n, BLOCK" in err.hint
+
+
+@enigma.kernel
+def plus_one(x: Tensor[float32], y: Tensor[float32], n: int32):
+    i = enigma.block_idx().x * 64 + enigma.thread_idx().x
+    if i < n:
+        y[i] = x[i] + 1
+
+
+@enigma.kernel
+def minus_one(x: Tensor[float32], y: Tensor[float32], n: int32):
+    i = enigma.block_idx().x * 64 + enigma.thread_idx().x
+    if i < n:
+        y[i] = x[i] - 1
+
+
+@enigma.jit
+def small_up_big_down(x, y):
+    n = x.shape[0]
+    enigma.select(n < 100, plus_one, minus_one)(x, y, n).launch(grid=enigma.ceil_div(n, 64), block=64)
+
+
+def test_select_between_kernels():
+    spec = enigma.TensorSpec(float32, ("n",))
+    ck = enigma.compile(small_up_big_down, spec, spec)
+    assert [p.name for p in ck.parts] == ["plus_one", "minus_one"]
+    for n, delta in ((99, 1), (100, -1), (5000, -1)):
+        x = np.arange(n, dtype=np.float32)
+        y = np.zeros_like(x)
+        ck(x, y, device="cpu")
+        np.testing.assert_array_equal(y, x + delta)
+
+
+def test_arithmetic_on_a_choice_applies_to_every_case_and_python_decisions_are_refused():
+    @enigma.jit
+    def doubled_grid(x, y):
+        b = enigma.select(x.shape[0] < 100, 1, 2)
+        plus_one(x, y, x.shape[0]).launch(grid=b * 2, block=64)
+
+    spec = enigma.TensorSpec(float32, ("n",))
+    ck = enigma.compile(doubled_grid, spec, spec)
+    assert [c["grid"][0] for c in ck.entry["launches"][0]["cases"]] == [2, 4] and len(ck.parts) == 1
+
+    @enigma.jit
+    def decides_in_python(x, y):
+        b = enigma.select(x.shape[0] < 100, 64, 128)
+        if b > 64:  # <-
+            plus_one(x, y, x.shape[0]).launch(grid=1, block=64)
+
+    with pytest.raises(EnigmaError, match="comparing .* a value chosen at launch") as info:
+        enigma.compile(decides_in_python, spec, spec)
+    assert info.value.line == decides_in_python.fn.__code__.co_firstlineno + 3
