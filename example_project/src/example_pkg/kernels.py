@@ -91,7 +91,7 @@ def histogram(data: Tensor[uint32], hist: Tensor[uint32], n: int32, bins: uint32
         enigma.atomic_add(hist, data[i] % bins, 1)
 
 
-@enigma.kernel
+@enigma.kernel(block=(BLOCK, 1, 1), grid=lambda x, partial, n: (enigma.ceil_div(n, BLOCK), 1, 1))
 def block_sums(x: Tensor[float32], partial: Tensor[float32], n: int32):
     """partial[g] = the sum of threadgroup g's BLOCK elements of x (first pass of a two-pass sum)."""
     lanes = enigma.shared_tensor(float32, (BLOCK // 32,))
@@ -111,7 +111,7 @@ def block_sums(x: Tensor[float32], partial: Tensor[float32], n: int32):
         partial[enigma.block_idx().x] = total
 
 
-@enigma.kernel
+@enigma.kernel(block=(BLOCK, 1, 1), grid=(1, 1, 1))
 def sum_all(partial: Tensor[float32], out: Tensor[float32], groups: int32):
     """out[0] = the sum of partial (second pass: one threadgroup)."""
     lanes = enigma.shared_tensor(float32, (BLOCK // 32,))
