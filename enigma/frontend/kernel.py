@@ -101,10 +101,20 @@ def _derived(name: str) -> Callable[..., Any]:
     return op
 
 
+def _undecidable(name: str) -> Callable[..., Any]:
+    def op(self: HostFloat, *args: Any) -> Any:
+        raise TypeError(f"{name} on the @jit's float argument {self.origin or '(derived)'}: a compiled jit "
+                        "passes float arguments to kernels unchanged and cannot decide on their values in "
+                        "Python; decide in the kernel")
+    return op
+
+
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
               "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__",
               "__neg__", "__pos__", "__abs__"):
     setattr(HostFloat, _name, _derived(_name))
+for _name in ("__bool__", "__lt__", "__le__", "__gt__", "__ge__"):
+    setattr(HostFloat, _name, _undecidable(_name.strip("_")))
 
 
 def host_value(x: Any, label: str) -> Any:
@@ -451,6 +461,10 @@ class KernelFunction:
                              f"give it a default ({p.name}: enigma.Constexpr[int] = 256), pass it, or list "
                              "it "
                              "in specialize=")
+        if isinstance(v, HostFloat):
+            raise self._here(f"Constexpr parameter {p.name!r} got the @jit's float argument "
+                             f"{v.origin or '(derived)'}, whose value a compiled jit does not know",
+                             "pass a literal, or make the parameter a scalar (float32) argument")
         if isinstance(v, Choice):
             raise self._here(f"Constexpr parameter {p.name!r} got {v!r}, a value chosen at launch: pass the "
                              "select to the kernel call itself (kernel(..., BLOCK=enigma.select(...)))")

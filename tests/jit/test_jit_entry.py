@@ -242,3 +242,30 @@ def test_arithmetic_on_a_choice_applies_to_every_case_and_python_decisions_are_r
     with pytest.raises(EnigmaError, match="comparing .* a value chosen at launch") as info:
         enigma.compile(decides_in_python, spec, spec)
     assert info.value.line == decides_in_python.fn.__code__.co_firstlineno + 3
+
+
+@enigma.kernel
+def shift(x: Tensor[float32], y: Tensor[float32], n: int32, OFFSET: enigma.Constexpr[float] = 0.0):
+    i = enigma.thread_idx().x
+    if i < n:
+        y[i] = x[i] + OFFSET
+
+
+@enigma.jit
+def float_as_constexpr(x, y, off):
+    shift(x, y, x.shape[0], OFFSET=off).launch(grid=1, block=64)
+
+
+@enigma.jit
+def float_decided_in_python(x, y, off):
+    if off > 0:  # <-
+        shift(x, y, x.shape[0]).launch(grid=1, block=64)
+
+
+def test_a_float_argument_is_never_compiled_in_silently():
+    x = np.zeros(4, np.float32)
+    with pytest.raises(EnigmaError, match="Constexpr parameter 'OFFSET' got the @jit's float argument off"):
+        enigma.compile(float_as_constexpr, x, x, 1.0)
+    with pytest.raises(EnigmaError, match="gt on the @jit's float argument off") as info:
+        enigma.compile(float_decided_in_python, x, x, 1.0)
+    assert info.value.line == float_decided_in_python.fn.__code__.co_firstlineno + 2
