@@ -18,7 +18,7 @@ from enigma_runtime.manifest import ARTIFACT_DIR as DIR  # the reader owns the f
 from enigma_runtime.manifest import SCHEMA
 
 MANIFEST = "manifest.json"
-# A compiled kernel whose signature holds this key carries a jit entry (FORMAT.md section 6) to the
+# A compiled kernel whose signature holds this key carries a jit entry (FORMAT.md section 7) to the
 # writer: enigma-build's records keep only kernel_name, metal_source, signature and ir_json, so the
 # first kernel of a jit brings the entry along; `render` moves it to the manifest's "entries".
 ENTRY_KEY = "enigma_entry"
@@ -38,8 +38,9 @@ class Compiled(Protocol):
 def dumps(obj: Any, *, indent: int | None = 1) -> bytes:
     """Deterministic JSON bytes: sorted keys, '\\n' newlines, a final newline."""
     seps = (",", ": ") if indent is not None else (",", ":")
-    return (json.dumps(obj, sort_keys=True, indent=indent, separators=seps, ensure_ascii=False)
-            + "\n").encode()
+    # allow_nan=False: strict JSON (FORMAT.md writes non-finite floats as {"float": "inf"} etc.)
+    return (json.dumps(obj, sort_keys=True, indent=indent, separators=seps, ensure_ascii=False,
+                       allow_nan=False) + "\n").encode()
 
 
 def sha256(data: bytes) -> str:
@@ -54,12 +55,16 @@ def _bare(name: str) -> str:
 
 def render(package: str, kernels: Iterable[Compiled], *, metallib: bytes | None, msl_version: str,
            macos_target: str, enigma_version: str | None = None,
+           sources: dict[str, str] | None = None,
            entries: dict[str, dict[str, Any]] | None = None) -> dict[str, bytes]:
     """The files of `<package>/_enigma/` as {name: bytes}, manifest included.
 
     Kernels sharing a `signature["name"]` are specialisations of one kernel, in the order given (the
-    first is the default); each needs its own `kernel_name`. `entries`: jit entries by jit name
-    (also taken from signatures carrying ENTRY_KEY); their `file` becomes that signature's `file`.
+    first is the default); each needs its own `kernel_name`. `sources` maps each kernel module (as in
+    the signatures' `file`, relative to the package's parent directory) to the sha256 of its bytes:
+    the runtime warns at load when the module next to the package differs (a stale editable install).
+    `entries`: jit entries by jit name (also taken from signatures carrying ENTRY_KEY); their `file`
+    becomes that signature's `file`.
     """
     if enigma_version is None:
         from enigma import __version__ as enigma_version
@@ -96,6 +101,8 @@ def render(package: str, kernels: Iterable[Compiled], *, metallib: bytes | None,
         "kernels": table,
         "entries": {n: entries[n] for n in sorted(entries)},
     }
+    if sources:
+        manifest["sources"] = dict(sorted(sources.items()))
     files[MANIFEST] = dumps(manifest)
     return files
 
@@ -116,8 +123,9 @@ def write_files(out: Path, files: dict[str, bytes]) -> Path:
 
 def write_artifacts(out_dir: str | os.PathLike[str], package: str, kernels: Iterable[Compiled], *,
                     metallib: bytes | None, msl_version: str, macos_target: str,
+                    sources: dict[str, str] | None = None,
                     entries: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write `<out_dir>/_enigma/` (out_dir is the package directory) and return that directory."""
     files = render(package, kernels, metallib=metallib, msl_version=msl_version,
-                   macos_target=macos_target, entries=entries)
+                   macos_target=macos_target, sources=sources, entries=entries)
     return write_files(Path(out_dir) / DIR, files)

@@ -1,14 +1,17 @@
 """enigma.compile: trace -> passes -> MSL / MLIR / portable IR + signature -> (macOS) .metallib.
 
 Each stage is its own module (docs/ARCHITECTURE.md); this file only runs them in order and packs the
-outputs into a CompiledKernel (the contract is ../shared/seed/compile-api.txt)."""
+outputs into a CompiledKernel (the contract: docs/ARCHITECTURE.md, "Interfaces between the parts").
+Every option that changes the output travels in one `CompileOptions` (enigma/options.py)."""
 from __future__ import annotations
 
-import hashlib
+import dataclasses
+import functools
+import inspect
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +19,10 @@ from enigma import ir
 from enigma.frontend.jit import JitFunction, entry_of, record_of
 from enigma.frontend.kernel import Launch
 from enigma.frontend.language import ceil_div
+from enigma.options import DEFAULT_MACOS_TARGET, DEFAULT_MSL_VERSION, CompileOptions, OptionsError
 
-MSL_VERSION = "3.1"
-MACOS_TARGET = "14.0"
+MSL_VERSION = DEFAULT_MSL_VERSION
+MACOS_TARGET = DEFAULT_MACOS_TARGET
 
 
 @dataclass(eq=False)
@@ -30,7 +34,7 @@ class CompiledKernel:
     None when the kernel declares none (the caller gives one).
 
     Calling it: a bare @kernel's CompiledKernel takes the kernel's arguments; a @jit's takes the jit's
-    own arguments, `ck(a, b, c)`, at any size its arguments allow: its `entry` (FORMAT.md, "Entries")
+    own arguments, `ck(a, b, c)`, at any size its arguments allow: its `entry` (FORMAT.md section 7)
     recomputes every kernel argument, temporary and grid per call. For a @jit the attributes above
     are those of its first launch; `parts` holds every kernel it compiled (each launch and each
     `enigma.select` case) and `kernel` runs the first one with the kernel's own arguments."""
@@ -47,9 +51,10 @@ class CompiledKernel:
     ir: ir.Kernel
     launch: Launch = field(repr=False)
     work_dir: str = ""
+    _runnable: Any = field(default=None, repr=False)
+    options: CompileOptions = field(default_factory=CompileOptions)
     entry: dict[str, Any] | None = field(default=None, repr=False)  # a @jit's entry (FORMAT.md)
     parts: list[CompiledKernel] = field(default_factory=list, repr=False)  # a @jit's kernels
-    _runnable: Any = field(default=None, repr=False)
     _entry: Any = field(default=None, repr=False)
 
     @property
@@ -104,16 +109,59 @@ class CompiledKernel:
         package = package or getattr(self.launch, "package", None) or Path(directory).resolve().name
         entries = {self.entry["name"]: self.entry} if self.entry is not None else None
         return write_artifacts(Path(directory), package, self.parts or [self], metallib=self.metallib_bytes,
-                               msl_version=MSL_VERSION, macos_target=MACOS_TARGET, entries=entries)
+                               msl_version=self.options.msl_version, macos_target=self.options.macos_target,
+                               entries=entries)
 
 
-def source_hash(launch: Launch, vec_width: int) -> str:
-    """sha256 of the kernel's Python source and its compile options (FORMAT.md section 3): the same
-    kernel, specialisation and options give the same hash in every process and on every machine."""
-    import enigma
+def metal_features(kernel: ir.Kernel) -> dict[str, int]:
+    """The language features (enigma.options.FEATURES) the kernel's Metal source will use, each with
+    the line of its first use (the `def` line for an argument or threadgroup array)."""
+    out: dict[str, int] = {}
+    tensors = {a.name: a.dtype for a in kernel.args}
+    if any(a.dtype.name == "bfloat16" for a in kernel.args) or \
+            any(s.dtype.name == "bfloat16" for s in kernel.shared):
+        out["bfloat"] = kernel.line
+    for op in ir.walk(kernel.body):
+        if any(v.type.dtype.name == "bfloat16" for v in op.results):
+            out.setdefault("bfloat", op.line or kernel.line)
+        t = tensors.get(str(op.attrs.get("tensor")))
+        if op.name.startswith("atomic_") and t is not None and t.is_float:
+            out.setdefault("atomic_float", op.line or kernel.line)
+    return out
 
-    options = repr(sorted(launch.options.items())) + f"|vec_width={vec_width}|enigma={enigma.__version__}"
-    return hashlib.sha256(f"{launch.source}\0{options}".encode()).hexdigest()
+
+@functools.cache
+def _emit_takes_msl_version() -> bool:
+    from enigma.backends import msl
+
+    return "msl_version" in inspect.signature(msl.emit).parameters
+
+
+def _emit_msl(kernel: ir.Kernel, options: CompileOptions) -> str:
+    from enigma.backends import msl
+
+    if _emit_takes_msl_version():
+        return msl.emit(kernel, msl_version=options.msl_version)  # type: ignore[call-arg]
+    return msl.emit(kernel)
+
+
+def make_options(options: CompileOptions | None, *, vec_width: int, msl_version: str | None,
+                 macos_target: str | None, fast_math: bool | None) -> CompileOptions:
+    """`options` (default CompileOptions()) with the keyword arguments given (not None) applied;
+    ValueError (OptionsError) names a bad value."""
+    base = options if options is not None else CompileOptions()
+    if not isinstance(base, CompileOptions):
+        raise TypeError(f"options must be an enigma.CompileOptions, got {type(base).__name__}")
+    if isinstance(vec_width, bool) or not isinstance(vec_width, int) or vec_width < 0:
+        raise OptionsError(f"vec_width must be 0 (scalar) or a lane count such as 4, got {vec_width!r}")
+    changes: dict[str, Any] = {}
+    if vec_width:
+        changes["vec_width"] = vec_width
+    for key, value in (("msl_version", msl_version), ("macos_target", macos_target),
+                       ("fast_math", fast_math)):
+        if value is not None:
+            changes[key] = value
+    return base.replace(**changes) if changes else base
 
 
 def requirements(launch: Launch) -> list[dict[str, Any]]:
@@ -137,47 +185,59 @@ def requirements(launch: Launch) -> list[dict[str, Any]]:
 
 def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, dump_mlir: bool = False,
             keep_metal_source: bool = False, work_dir: str | None = None,
-            emit_only: bool | None = None, name: str | None = None) -> CompiledKernel:
-    """Compile an @enigma.kernel (from its annotations, or for `jit_args` as its arguments; the
+            emit_only: bool | None = None, msl_version: str | None = None, macos_target: str | None = None,
+            fast_math: bool | None = None, options: CompileOptions | None = None,
+            name: str | None = None) -> CompiledKernel:
+    """Compile an @enigma.kernel (from its annotations, or for `jit_args` as its arguments: the
     `specialize=` variant that fits them) or an @enigma.jit function (run on `jit_args`: numpy arrays,
     TensorSpecs, numbers or dtypes) to a CompiledKernel.
 
-    name: ship the compiled kernels under this name (enigma-build passes a jit's name): Metal
-    functions `enigma_kernel_<name>`, then `enigma_kernel_<name>_1`, ... for a jit's further kernels."""
-    if not isinstance(vec_width, int) or isinstance(vec_width, bool) or vec_width < 0:
-        raise ValueError(f"vec_width must be 0 (scalar) or a lane count such as 4, got {vec_width!r}")
+    Beyond the reference parameters: `options` (an enigma.CompileOptions) and the keyword arguments
+    `msl_version` ("3.1"), `macos_target` ("14.0") and `fast_math` (False), which override it;
+    `name` renames the kernel: its signature's `name` and its Metal function `enigma_kernel_<name>`
+    (so two specialisations of one kernel can live in one .metallib under names of your choice); a
+    jit's further kernels (more launches, `enigma.select` cases) are `enigma_kernel_<name>_1`, ..."""
+    options = make_options(options, vec_width=vec_width, msl_version=msl_version,
+                           macos_target=macos_target, fast_math=fast_math)
+    vec_width = options.vec_width
+    if name is not None and (not isinstance(name, str) or not name.isidentifier()):
+        raise ValueError(f"name must be a Python identifier (it names the Metal function "
+                         f"enigma_kernel_<name>), got {name!r}")
     rec, params = record_of(fn, jit_args)
     parts: list[CompiledKernel] = []
-    by_hash: dict[str, CompiledKernel] = {}
+    by_key: dict[str, CompiledKernel] = {}
     part_of: dict[int, CompiledKernel] = {}
     for step in rec.steps:
         for _, launch in step.cases:
-            h = source_hash(launch, vec_width)
-            if h not in by_hash:
+            key = repr(sorted(launch.options.items())) + "\0" + launch.source
+            if key not in by_key:  # a kernel launched twice with the same specialisation: compiled once
                 kernel = launch.kernel
                 if name is not None:
-                    kernel = replace(kernel, name=name, variant=kernel.variant if params is None else
-                                     (str(len(parts)) if parts else ""))
+                    kernel = dataclasses.replace(kernel, name=name, variant=str(len(parts)) if parts else "")
                 base, k = kernel, 1
                 while any(p.kernel_name == kernel.kernel_name for p in parts):
                     k += 1  # another specialisation of a kernel the jit already launched
-                    kernel = replace(base, variant=f"{base.variant or 'v'}_{k}")
-                by_hash[h] = _compile_launch(launch, kernel, h, vec_width, dump_ir, dump_mlir)
-                parts.append(by_hash[h])
-            part_of[id(launch)] = by_hash[h]
+                    kernel = dataclasses.replace(base, variant=f"{base.variant or 'v'}_{k}")
+                by_key[key] = _compile_launch(launch, kernel, options, dump_ir, dump_mlir)
+                parts.append(by_key[key])
+            part_of[id(launch)] = by_key[key]
     if emit_only is None:
         emit_only = sys.platform != "darwin"
-    need_dir = keep_metal_source or not emit_only
-    wd = work_dir if work_dir is not None else (tempfile.mkdtemp(prefix="enigma-") if need_dir else "")
+    wd = work_dir if work_dir is not None else \
+        (tempfile.mkdtemp(prefix="enigma-") if keep_metal_source else "")
     if keep_metal_source:
         Path(wd).mkdir(parents=True, exist_ok=True)
         for p in parts:
             (Path(wd) / f"{p.kernel_name}.metal").write_text(p.metal_source)
     if not emit_only:
+        from enigma.cache import cache_dir
         from enigma.toolchain import xcrun
 
-        path = xcrun.build_metallib({p.kernel_name: p.metal_source for p in parts}, wd,
-                                    msl_version=MSL_VERSION, macos_target=MACOS_TARGET)
+        # .air and .metallib through the cache (no temporary directory is left behind); with a
+        # work_dir the .metal source and kernels.metallib are written there as well
+        lib_name = "kernels.metallib" if wd else f"{parts[0].kernel_name}.metallib"
+        path = xcrun.build_metallib({p.kernel_name: p.metal_source for p in parts}, wd or None,
+                                    options=options, cache_dir=cache_dir("air", create=True), name=lib_name)
         metallib_bytes = Path(path).read_bytes()
         for p in parts:
             p.metallib_path, p.metallib_bytes = str(Path(path).resolve()), metallib_bytes
@@ -200,17 +260,25 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
     return main
 
 
-def _compile_launch(launch: Launch, kernel: ir.Kernel, source_hash: str, vec_width: int, dump_ir: bool,
+def _compile_launch(launch: Launch, kernel: ir.Kernel, options: CompileOptions, dump_ir: bool,
                     dump_mlir: bool) -> CompiledKernel:
     """One kernel of a compile: passes, Metal source, signature (no metallib yet)."""
     from enigma import passes
-    from enigma.backends import msl, portable
+    from enigma.backends import portable
+    from enigma.errors import EnigmaError
 
+    vec_width = options.vec_width
     if dump_ir:  # numbered 0, 1, 2... for reading (the passes' output is renumbered below in any case)
         kernel = ir.renumber(kernel)
         print(ir.dump(kernel), end="")
     kernel = ir.renumber(passes.run(kernel, vec_width))
-    metal = msl.emit(kernel)
+    features = metal_features(kernel)
+    for feature, line in features.items():
+        refusal = options.refusal([feature])
+        if refusal:
+            raise EnigmaError(f"kernel {kernel.name!r} cannot target MSL {options.msl_version}: {refusal}",
+                              kernel.file, line, hint="raise msl_version (and macos_target with it)")
+    metal = _emit_msl(kernel, options)
     mlir_source = None
     if dump_mlir:
         from enigma.backends import mlir
@@ -225,8 +293,8 @@ def _compile_launch(launch: Launch, kernel: ir.Kernel, source_hash: str, vec_wid
         grid_json = scale_grid(grid_json, vec_width) if grid_json is not None else None
     ir_json = portable.ir_to_json(kernel)
     signature = portable.signature(kernel, block=list(launch.block) if launch.block else None,
-                                   grid=grid_json, msl_source=metal, ir_json=ir_json)
-    signature["source_hash"] = source_hash  # FORMAT.md's key: Python source + options
+                                   grid=grid_json, msl_source=metal, ir_json=ir_json,
+                                   msl_version=options.msl_version)
     signature["requires"] = requirements(launch)
     return CompiledKernel(kernel.kernel_name, None, None, metal, mlir_source, grid, launch.block, signature,
-                          ir_json, kernel, launch)
+                          ir_json, kernel, launch, options=options)

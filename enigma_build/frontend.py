@@ -5,8 +5,11 @@
   the compiler gives it (`enigma_kernel_<name>_<suffix>`), so one .metallib can hold them all.
 - @enigma.jit: run on enigma.TensorSpecs built from its parameter annotations (a wheel build has no
   arrays); its kernels are listed under the jit's name with Metal functions `enigma_kernel_<jit name>`,
-  `enigma_kernel_<jit name>_1`, ... (so the kernels it launches can also be built on their own), and
-  its entry (FORMAT.md section 6) rides on the first one's signature to the manifest's "entries".
+  `enigma_kernel_<jit name>_1`, ... (`enigma.compile(..., name=<jit name>)`), so the kernels it
+  launches can also be built on their own; its entry (FORMAT.md section 7) rides on the first one's
+  signature to the manifest's "entries".
+
+Every compile gets the project's `CompileOptions` (Settings.options) with the kernel's vec_width.
 """
 from __future__ import annotations
 
@@ -44,11 +47,12 @@ def _jit_specs(obj: Any) -> list[Any]:
     return specs
 
 
-def _compile(fn: Any, *args: Any, vec_width: int, name: str | None = None) -> Any:
+def _compile(fn: Any, *args: Any, settings: Settings, vec_width: int, name: str | None = None) -> Any:
     """enigma.compile for a wheel: emit-only here, the core links one .metallib per package."""
     import enigma
 
-    return enigma.compile(fn, *args, emit_only=True, vec_width=vec_width, name=name)
+    return enigma.compile(fn, *args, emit_only=True, options=settings.options.replace(vec_width=vec_width),
+                          name=name)
 
 
 def compile_all(obj: Any, settings: Settings) -> list[Any]:
@@ -59,7 +63,8 @@ def compile_all(obj: Any, settings: Settings) -> list[Any]:
     if isinstance(obj, JitFunction):
         from enigma.artifacts import ENTRY_KEY
 
-        ck = _compile(obj, *_jit_specs(obj), vec_width=settings.vec_width_of(obj.name), name=obj.name)
+        ck = _compile(obj, *_jit_specs(obj), settings=settings, vec_width=settings.vec_width_of(obj.name),
+                      name=obj.name)
         parts = list(ck.parts or [ck])
         parts[0].signature = {**parts[0].signature, ENTRY_KEY: ck.entry}
         return parts
@@ -70,7 +75,7 @@ def compile_all(obj: Any, settings: Settings) -> list[Any]:
     variants = obj.variants()
     if len(variants) > 1 and not _typed(obj):  # a dtype-generic kernel ships its specialisations only
         variants = variants[1:]
-    return [_compile(variant, vec_width=width) for variant in variants]
+    return [_compile(variant, settings=settings, vec_width=width) for variant in variants]
 
 
 def _typed(k: Any) -> bool:

@@ -7,11 +7,11 @@ bfloat16 meet at float32; equal-width signed and unsigned ints meet at the unsig
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from enigma_runtime import dtypes as dt
+from enigma_runtime import ops
 from enigma_runtime.dtypes import DType
 
 from enigma import ir
@@ -126,9 +126,8 @@ def fits(x: int, d: DType) -> bool:
 
 
 def wrapped(x: int, d: DType) -> int:
-    """`x` reduced to the integer type `d` (two's complement wrap-around)."""
-    value = int(x) & ((1 << d.bits) - 1)
-    return value - (1 << d.bits) if d.kind == "i" and value >= 1 << (d.bits - 1) else value
+    """`x` reduced to the integer type `d` (two's complement wrap-around: `DType.wrap`)."""
+    return int(d.wrap(int(x)))
 
 
 def to_bool(x: Any) -> Val:
@@ -322,9 +321,8 @@ class Undefined:
         return f"<undefined {self.name}>"
 
 
-def pymath(name: str, x: float) -> float:
-    if name == "rsqrt":
-        return 1.0 / math.sqrt(x)
-    if name == "abs":
-        return abs(x)
-    return getattr(math, name)(x)
+def pymath(name: str, *xs: float) -> float:
+    """A math op of the op table on Python numbers (compile-time values): its `py` function."""
+    py = ops.OPS[name].py
+    assert py is not None, f"op {name!r} has no Python-number form"
+    return py(*xs)

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .binding import Bound, dims_array
-from .cpu_space import bf16_to_bits
+from .binding import Bound, metal_buffers
 from .errors import MetalError
 
 MAX_SET_BYTES = 4096
@@ -150,23 +149,34 @@ def _buffer(dev: _Device, arr: np.ndarray) -> Any:
     return buf
 
 
-def run(sp: Any, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
-    """Launch specialisation `sp` on the default Metal device; written arrays are updated in place."""
-    run_many([(sp, bound, grid, block)])
+class Handle:
+    """The "metal" device's handle of a specialisation: the specialisation and its pipeline."""
+
+    def __init__(self, sp: Any, pipeline: Any) -> None:
+        self.sp, self.pipeline = sp, pipeline
 
 
-def run_many(launches: list[tuple[Any, Bound, tuple[int, int, int], tuple[int, int, int]]]) -> None:
-    """Launches in order, in one command buffer (a jit entry's launches: FORMAT.md section 6). An
-    array passed to several launches is one Metal buffer, so a later launch reads what an earlier one
-    wrote; written arrays are copied back once, after the command buffer completes."""
+def prepare(sp: Any) -> Handle:
+    """The compute pipeline of specialisation `sp` (kernel.Specialisation) on the default device."""
+    return Handle(sp, device().pipeline(sp))
+
+
+def run(handle: Handle, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
+    """Launch a prepared specialisation on the default Metal device; written arrays are updated in place."""
+    run_many([(handle, bound, grid, block)])
+
+
+def run_many(launches: list[tuple[Handle, Bound, tuple[int, int, int], tuple[int, int, int]]]) -> None:
+    """Prepared launches in order, in one command buffer (a jit entry's launches: FORMAT.md section 7).
+    An array passed to several launches is one Metal buffer, so a later launch reads what an earlier
+    one wrote; written arrays are copied back once, after the command buffer completes."""
     launches = [x for x in launches if 0 not in x[2]]
     if not launches:
         return
     dev = device()
     M = dev.Metal
-    encoded = []
-    for sp, _, _, block in launches:
-        pipe = dev.pipeline(sp)
+    for handle, _, _, block in launches:
+        sp, pipe = handle.sp, handle.pipeline
         limit = int(pipe.maxTotalThreadsPerThreadgroup())
         threads = block[0] * block[1] * block[2]
         if threads > limit:
@@ -177,39 +187,35 @@ def run_many(launches: list[tuple[Any, Bound, tuple[int, int, int], tuple[int, i
         if has_limit and tgm > int(dev.device.maxThreadgroupMemoryLength()):
             raise MetalError(f"{sp.where}: needs {tgm} bytes of threadgroup memory, more than this GPU's "
                              f"{int(dev.device.maxThreadgroupMemoryLength())}")
-        encoded.append(pipe)
     cb = dev.queue.commandBuffer()
-    buffers: dict[int, Any] = {}  # id(array) -> its Metal buffer, shared by the launches
+    shared: dict[int, Any] = {}  # id(array) -> its Metal buffer, one for every launch that passes it
     outputs: dict[int, tuple[Any, np.ndarray]] = {}
-    for pipe, (sp, bound, grid, block) in zip(encoded, launches):
-        spec = sp.spec
+    for handle, bound, grid, block in launches:
+        spec = handle.sp.spec
         enc = cb.computeCommandEncoder()
-        enc.setComputePipelineState_(pipe)
-        for i, (a, v) in enumerate(zip(spec["args"], bound.values)):
-            index = a.get("buffer", i)
-            if a["kind"] == "tensor":
-                buf = buffers.get(id(v))
+        enc.setComputePipelineState_(handle.pipeline)
+        tensors = {a.get("buffer", i): a for i, a in enumerate(spec["args"]) if a["kind"] == "tensor"}
+        for index, v in metal_buffers(bound).items():
+            a = tensors.get(index)
+            if a is not None:
+                buf = shared.get(id(v))
                 if buf is None:
-                    buf = buffers[id(v)] = _buffer(dev, v)
+                    buf = shared[id(v)] = _buffer(dev, v)
                 enc.setBuffer_offset_atIndex_(buf, 0, index)
                 if a.get("access", "read") != "read":
                     outputs[id(v)] = (buf, v)
+            elif v.nbytes > MAX_SET_BYTES:  # a dims buffer too big for setBytes
+                enc.setBuffer_offset_atIndex_(_buffer(dev, v), 0, index)
             else:
-                raw = (bf16_to_bits(v) if a["dtype"] == "bfloat16" else np.asarray(v)).tobytes()
+                raw = v.tobytes()
                 enc.setBytes_length_atIndex_(raw, len(raw), index)
-        if spec.get("dims_buffer") is not None:
-            dims = dims_array(spec, bound)
-            if dims.nbytes <= MAX_SET_BYTES:
-                enc.setBytes_length_atIndex_(dims.tobytes(), dims.nbytes, spec["dims_buffer"])
-            else:
-                enc.setBuffer_offset_atIndex_(_buffer(dev, dims), 0, spec["dims_buffer"])
         enc.dispatchThreadgroups_threadsPerThreadgroup_(M.MTLSizeMake(*grid), M.MTLSizeMake(*block))
         enc.endEncoding()
     cb.commit()
     cb.waitUntilCompleted()
     status = int(cb.status())
     if status != COMMAND_BUFFER_COMPLETED:
-        where = ", ".join(sp.where for sp, _, _, _ in launches)
+        where = ", ".join(dict.fromkeys(h.sp.where for h, _, _, _ in launches))
         raise MetalError(f"{where}: the command buffer ended with status {status}: {cb.error()}")
     for buf, v in outputs.values():
         view = buf.contents().as_buffer(v.nbytes) if v.nbytes else b""
