@@ -4,7 +4,7 @@ The zoo's `add` jit and its kernel `vector_add` are compiled as enigma-build com
 into a package directory; both are loaded back with enigma_runtime.load. Baseline (same run): the bare
 kernel called with precomputed arguments `k(a, b, c, 1)` (its grid from the manifest). Measured: the
 entry `entry(a, b, c)`, which checks the jit's arguments, evaluates the kernel's arguments and grid
-from the data of FORMAT.md section 6 and launches the same kernel. Prints microseconds per call, the
+from the data of FORMAT.md section 7 and launches the same kernel. Prints microseconds per call, the
 ratio entry / kernel (target <= 1.5) and the entry's overhead (target <= 20 us).
 
     .venv/bin/python bench/jit_entry.py

@@ -165,7 +165,7 @@ def evaluate(e: Any) -> Any:
 class Choice:
     """A value picked at every launch: `cases` are (condition, value) pairs whose conditions exclude
     each other. Made by `enigma.select`; arithmetic with ints and sizes applies to every case; a launch
-    that uses one is compiled once per case (FORMAT.md section 6)."""
+    that uses one is compiled once per case (FORMAT.md section 7)."""
 
     def __init__(self, cases: list[tuple[Any, Any]], file: str, line: int) -> None:
         self.cases, self.file, self.line = cases, file, line

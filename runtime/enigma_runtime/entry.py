@@ -1,4 +1,4 @@
-"""Jit entries (FORMAT.md section 6): a compiled @enigma.jit called with its own arguments.
+"""Jit entries (FORMAT.md section 7): a compiled @enigma.jit called with its own arguments.
 
 An entry is data: the jit's parameters, the temporaries it allocates, its launches in order (each
 with cases chosen by conditions), and what it returns. Every kernel argument, temporary size and grid
@@ -27,7 +27,7 @@ ARG_KINDS = ("tensor", "scalar", "const")  # an argument node {"tensor": n} / {"
 # validation (called by the manifest reader and by Entry)
 
 def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | None = None) -> dict:
-    """Check one entry's structure (FORMAT.md section 6); with `kernels` (a manifest's table), also that
+    """Check one entry's structure (FORMAT.md section 7); with `kernels` (a manifest's table), also that
     every launch names a kernel and a specialisation (by Metal function name) that exist."""
     def bad(msg: str) -> ManifestError:
         return ManifestError(f"{where}: {msg}")
@@ -240,9 +240,9 @@ class Entry:
             make = np.zeros if t.get("init") == "zeros" else np.empty
             values[t["name"]] = make(shape, BY_NAME[t["dtype"]].np)
             shapes[t["name"]] = shape
-        dev = _kernel.default_device() if device is None else device
-        if dev not in _kernel.DEVICES:
-            raise ValueError(f"{where}: unknown device {dev!r}; expected one of {', '.join(_kernel.DEVICES)}")
+        from . import devices
+        dev = devices.get(_kernel.default_device() if device is None else device)
+        batch = getattr(dev, "run_many", None)  # Metal: every launch in one command buffer
         queued = []
         written: dict[int, np.ndarray] = {}
         for i, cases in enumerate(self.launches):
@@ -267,15 +267,14 @@ class Entry:
             g, b = k.launch_dims(sp, bound, grid, case["block"])
             for v in bound.written:
                 written[id(v)] = v
-            if dev == "cpu":
-                from . import cpu
-                cpu.run(sp.plan, bound.values, g, b)
-                bound.finish()
+            if batch is not None:
+                queued.append((sp.handle(dev), bound, g, b))
             else:
-                queued.append((sp, bound, g, b))
+                dev.run(sp.handle(dev), bound, g, b)
+                bound.finish()
         if queued:
-            from . import metal
-            metal.run_many(queued)
+            assert batch is not None
+            batch(queued)
             for _, bound, _, _ in queued:
                 bound.finish()
         for orig, buf in copy_back:

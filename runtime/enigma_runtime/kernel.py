@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from . import devices
+from . import devices, stale
 from . import grid as _grid
-from . import stale
 from .binding import Bound, bind, describe_signature, describe_value, matches
 from .errors import GridError, KernelNotFoundError, LaunchError
 from .manifest import Manifest, closest, find_artifact_dir, read_ir, read_manifest, validate_spec
@@ -269,7 +268,7 @@ def check_requires(spec: dict, bound: Bound, where: str) -> None:
 
 class Library:
     """Every kernel of one package: `lib.names()`, `lib["name"]`, `lib.name`, `"name" in lib`. A name
-    with a jit entry (FORMAT.md section 6) gives the Entry, called with the jit's own arguments;
+    with a jit entry (FORMAT.md section 7) gives the Entry, called with the jit's own arguments;
     `lib.kernel(name)` always gives the kernel table's Kernel."""
 
     def __init__(self, manifest: Manifest) -> None:
@@ -315,7 +314,7 @@ class Library:
             man = self.manifest
             if name not in man.entries:
                 raise KernelNotFoundError(f"package {man.package!r} has no jit entry {name!r}; its entries: "
-                                          f"{_closest(str(name), list(man.entries))}  ({man.path})")
+                                          f"{closest(str(name), list(man.entries))}  ({man.path})")
             from .entry import Entry
 
             def resolve(kernel: str, kernel_name: str) -> tuple[Kernel, Specialisation]:

@@ -1,4 +1,4 @@
-"""Jit entries (FORMAT.md section 6) on the CPU executor, written by hand: argument checks, conditions,
+"""Jit entries (FORMAT.md section 7) on the CPU executor, written by hand: argument checks, conditions,
 cases picked per call, temporaries, and the validation of malformed entries."""
 from __future__ import annotations
 

@@ -275,7 +275,7 @@ def test_scalars_are_passed_as_their_dtype_bytes(fake_metal):
 
 
 def _two_adds_entry() -> dict:
-    """A jit entry (FORMAT.md section 6) written by hand: t = a + b into a temporary, then out = t + b."""
+    """A jit entry (FORMAT.md section 7) written by hand: t = a + b into a temporary, then out = t + b."""
     n = {"dim": ["a", 0]}
     case = {"kernel": "vector_add", "kernel_name": "enigma_kernel_vector_add", "block": [256, 1, 1],
             "grid": [{"op": "ceil_div", "args": [n, 256]}, 1, 1]}

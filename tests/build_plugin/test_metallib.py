@@ -140,7 +140,7 @@ def test_unknown_kernel_in_vec_width_is_an_error(example_copy, monkeypatch):
     from enigma_build import config, core
     monkeypatch.setenv("ENIGMA_EMIT_ONLY", "1")
     pp = example_copy / "pyproject.toml"
-    pp.write_text(pp.read_text().replace("vec-width = { saxpy = 4 }", "vec-width = { saxpyy = 4 }"))
+    pp.write_text(pp.read_text().replace("vec-width = { saxpy = 4, axpy = 4 }", "vec-width = { saxpyy = 4 }"))
     with pytest.raises(config.ConfigError, match="no kernel named tool.enigma.vec-width.saxpyy "
                                                  r"\(did you mean 'saxpy'\?\)"):
         core.build(config.load(example_copy), log=lambda _: None)
@@ -190,4 +190,4 @@ def test_compiler_warnings_reach_the_build_output(example_copy, tmp_path, xcrun_
     hatch_build(example_copy, tmp_path / "a")
     said = "".join(capsys.readouterr())
     assert "enigma: warning: xcrun metal: warnings compiling enigma_kernel_saxpy.metal:" in said
-    assert said.count("warning: unused variable 'v9' [-Wunused-variable]") == 6  # one per .air
+    assert said.count("warning: unused variable 'v9' [-Wunused-variable]") == 18  # one per .air

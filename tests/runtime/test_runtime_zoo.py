@@ -115,7 +115,7 @@ def test_zoo_kernel_on_cpu_in_chunks_of_one_threadgroup(name, compiled, monkeypa
         seen.append(origin)
         return real(grid, block, chunk, origin)
     monkeypatch.setattr(cpu, "ChunkGeo", spy)
-    ck(*args, device="cpu")
+    ck.kernel(*args, device="cpu")
     for i, want in zip(entry.outputs, expected):
         np.testing.assert_allclose(args[i], want, rtol=entry.rtol, atol=entry.atol)
     assert len(seen) == len(set(seen)) >= 1
@@ -129,4 +129,4 @@ def test_chunked_out_of_bounds_names_the_real_threadgroup(compiled, monkeypatch)
     a, b, c, n = _copy(entry.kernel_args(ins))
     groups = -(-len(a) // ck.signature["block"][0])
     with pytest.raises(enigma_runtime.OutOfBoundsError, match=rf"of threadgroup \({groups - 1}, 0, 0\)"):
-        ck(a, b, c, n + 5, device="cpu")
+        ck.kernel(a, b, c, n + 5, device="cpu")
