@@ -269,3 +269,19 @@ def test_a_float_argument_is_never_compiled_in_silently():
     with pytest.raises(EnigmaError, match="gt on the @jit's float argument off") as info:
         enigma.compile(float_decided_in_python, x, x, 1.0)
     assert info.value.line == float_decided_in_python.fn.__code__.co_firstlineno + 2
+
+
+@pytest.mark.needs_clang
+@pytest.mark.parametrize("name", ["two_pass_sum", "softmax_auto"])
+def test_the_emitted_metal_of_every_part_through_msl_cpu(name):
+    """The entry on enigma.verify's "msl-cpu" device: each launch runs its kernel's Metal source
+    (compiled by clang), so the emitted Metal of every part and case agrees with numpy too."""
+    from toolcheck import need_tool
+
+    need_tool("clang++-22", "clang++-19", "clang++")
+    import enigma.verify  # noqa: F401  (registers the msl-cpu device)
+
+    case = zoo.JIT_BY_NAME[name]
+    ck = enigma.compile(case.jit, *case.make_inputs(np.random.default_rng(0), 1))
+    for size in range(3):
+        _check(case, ck, size, device="msl-cpu")
