@@ -214,8 +214,9 @@ class Entry:
             elif kind == "scalar":
                 if isinstance(v, np.ndarray) and v.ndim == 0:
                     v = v[()]
-                values[name] = v
-                scalars[name] = v.item() if isinstance(v, np.generic) else v
+                values[name] = v  # passed to kernels as given (their binding checks it)
+                v = v.item() if isinstance(v, np.generic) else v
+                scalars[name] = int(v) if isinstance(v, bool) else v  # expressions count bools as 0/1
             elif v != p.get("value"):
                 raise ValueError(f"{where}: argument {name!r} was {p.get('value')!r} when the jit was "
                                  f"compiled, got {v!r}; compile it again for another value")

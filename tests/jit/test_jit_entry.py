@@ -285,3 +285,22 @@ def test_the_emitted_metal_of_every_part_through_msl_cpu(name):
     ck = enigma.compile(case.jit, *case.make_inputs(np.random.default_rng(0), 1))
     for size in range(3):
         _check(case, ck, size, device="msl-cpu")
+
+
+@enigma.jit
+def maybe_double(x, y, twice):
+    n = x.shape[0]
+    if twice:  # decided in Python on a bool argument: the compiled jit requires the same value
+        scale(x, y, n, 2.0).launch(grid=enigma.ceil_div(n, 64), block=64)
+    else:
+        scale(x, y, n, 1.0).launch(grid=enigma.ceil_div(n, 64), block=64)
+
+
+def test_a_bool_argument_decided_in_python_is_required_at_every_call():
+    x = np.arange(5, dtype=np.float32)
+    ck = enigma.compile(maybe_double, x, x, True)
+    y = np.zeros_like(x)
+    ck(x, y, True, device="cpu")
+    np.testing.assert_array_equal(y, 2 * x)
+    with pytest.raises(ValueError, match="twice == 1"):
+        ck(x, y, False, device="cpu")
