@@ -196,7 +196,9 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
     `msl_version` ("3.1"), `macos_target` ("14.0") and `fast_math` (False), which override it;
     `name` renames the kernel: its signature's `name` and its Metal function `enigma_kernel_<name>`
     (so two specialisations of one kernel can live in one .metallib under names of your choice); a
-    jit's further kernels (more launches, `enigma.select` cases) are `enigma_kernel_<name>_1`, ..."""
+    jit's kernels (each launch and `enigma.select` case) are `enigma_kernel_<name>_jit`,
+    `enigma_kernel_<name>_jit1`, ... (never the name of a kernel variant: a jit `twice_f16` and the
+    float16 variant of a kernel `twice` live side by side)."""
     options = make_options(options, vec_width=vec_width, msl_version=msl_version,
                            macos_target=macos_target, fast_math=fast_math)
     vec_width = options.vec_width
@@ -212,8 +214,10 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
             key = repr(sorted(launch.options.items())) + "\0" + launch.source
             if key not in by_key:  # a kernel launched twice with the same specialisation: compiled once
                 kernel = launch.kernel
-                if name is not None:
-                    kernel = dataclasses.replace(kernel, name=name, variant=str(len(parts)) if parts else "")
+                if name is not None:  # a jit's kernels: enigma_kernel_<name>_jit, _jit1, ... (no kernel
+                    # variant is called "jit", so they never meet a specialisation of a kernel <name>_...)
+                    variant = "" if params is None else f"jit{len(parts) or ''}"
+                    kernel = dataclasses.replace(kernel, name=name, variant=variant)
                 base, k = kernel, 1
                 while any(p.kernel_name == kernel.kernel_name for p in parts):
                     k += 1  # another specialisation of a kernel the jit already launched

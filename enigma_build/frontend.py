@@ -4,8 +4,8 @@
   is compiled too (the annotations' own variant first: the default), under the Metal function name
   the compiler gives it (`enigma_kernel_<name>_<suffix>`), so one .metallib can hold them all.
 - @enigma.jit: run on enigma.TensorSpecs built from its parameter annotations (a wheel build has no
-  arrays); its kernels are listed under the jit's name with Metal functions `enigma_kernel_<jit name>`,
-  `enigma_kernel_<jit name>_1`, ... (`enigma.compile(..., name=<jit name>)`), so the kernels it
+  arrays); its kernels are listed under the jit's name with Metal functions `enigma_kernel_<jit>_jit`,
+  `enigma_kernel_<jit>_jit1`, ... (`enigma.compile(..., name=<jit name>)`), so the kernels it
   launches can also be built on their own; its entry (FORMAT.md section 7) rides on the first one's
   signature to the manifest's "entries".
 

@@ -70,7 +70,7 @@ def test_the_launched_kernel_stays_loadable_under_its_own_name(package):
     k(a, b, c, 10, grid=(1, 1, 1), block=(256, 1, 1), device="cpu")  # its own arguments
     np.testing.assert_array_equal(c, a + 1)
     jit_kernels = enigma_runtime.load(PKG).kernel("add")  # the jit's own compiled kernel, by its name
-    assert jit_kernels.kernel_name == "enigma_kernel_add"
+    assert jit_kernels.kernel_name == "enigma_kernel_add_jit"
 
 
 def test_version_1_manifests_keep_loading(tmp_path, monkeypatch):
@@ -104,3 +104,50 @@ def test_a_schema_1_manifest_with_entries_ignores_nothing_silently(tmp_path):
     write_files(tmp_path / "bad_pkg" / "_enigma", files)
     with pytest.raises(enigma_runtime.ManifestError, match="entry 'add'.*enigma_kernel_nope"):
         enigma_runtime.load(tmp_path / "bad_pkg")
+
+
+GENERIC_PROJECT = '''\
+import enigma
+from enigma import Tensor, float16, float32, int32
+
+
+@enigma.kernel(block=(64, 1, 1), grid=lambda x, y, n: (enigma.ceil_div(n, 64), 1, 1),
+               specialize=[{"x": float16, "y": float16}, {"x": float32, "y": float32}])
+def twice(x: Tensor[None], y: Tensor[None], n: int32):
+    i = enigma.block_idx().x * 64 + enigma.thread_idx().x
+    if i < n:
+        y[i] = x[i] + x[i]
+
+
+@enigma.jit
+def twice_f16(x: Tensor[float16, ("n",)], y: Tensor[float16, ("n",)]):  # noqa: F821
+    twice(x, y, x.shape[0]).launch()
+'''
+
+
+def test_a_dtype_generic_kernel_with_specialisations_builds_and_runs(tmp_path, monkeypatch):
+    """enigma-build's core on a project whose kernel is Tensor[None] with specialize=: it ships the
+    specialisations (the runtime picks by dtype), and a jit launching it picks the one that fits."""
+    from enigma_build import config, core
+
+    root = tmp_path / "proj"
+    (root / "gen_pkg").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "gen-pkg"\nversion = "0"\n'
+                                         'dependencies = ["enigma-runtime"]\n[tool.enigma]\n')
+    (root / "gen_pkg" / "__init__.py").write_text("")
+    (root / "gen_pkg" / "kernels.py").write_text(GENERIC_PROJECT)
+    monkeypatch.setenv("ENIGMA_EMIT_ONLY", "1")
+    monkeypatch.setenv("ENIGMA_CACHE_DIR", str(tmp_path / "cache"))
+    result = core.build(config.load(root), log=lambda _: None)
+    core.write(result, lambda name: root / name)
+    lib = enigma_runtime.load(root / "gen_pkg")
+    k = lib["twice"]
+    assert [s.spec["kernel_name"] for s in k.specs] == ["enigma_kernel_twice_f16", "enigma_kernel_twice_f32"]
+    for dtype in (np.float16, np.float32):
+        x = np.arange(100).astype(dtype)
+        y = np.zeros_like(x)
+        k(x, y, 100, device="cpu")
+        np.testing.assert_array_equal(y, 2 * x)
+    x = np.arange(70).astype(np.float16)
+    y = lib["twice_f16"](x, np.zeros_like(x), device="cpu")
+    np.testing.assert_array_equal(y, 2 * x)
