@@ -262,10 +262,3 @@ def substitute(v: Any, picked: dict[int, Any]) -> Any:
     if isinstance(v, (tuple, list)):
         return type(v)(substitute(x, picked) for x in v)
     return v
-
-
-def condition_value(c: Any) -> bool | None:
-    if c is True:
-        return True
-    return None if c.value is None else bool(c.value)
-
