@@ -96,6 +96,11 @@ class MetalDevice(Device):
         from . import metal
         metal.run(handle, bound, grid, block)
 
+    def run_many(self, launches: list[tuple[Any, Any, tuple[int, int, int], tuple[int, int, int]]]) -> None:
+        """(handle, bound, grid, block) launches in order in one command buffer (a jit entry's)."""
+        from . import metal
+        metal.run_many(launches)
+
 
 def check_ir_args(spec: dict, ir: dict, where: str) -> None:
     """The IR's arguments must be the signature's (name, kind, dtype, rank), in order (IRError)."""

@@ -267,11 +267,14 @@ def check_requires(spec: dict, bound: Bound, where: str) -> None:
 
 
 class Library:
-    """Every kernel of one package: `lib.names()`, `lib["name"]`, `lib.name`, `"name" in lib`."""
+    """Every kernel of one package: `lib.names()`, `lib["name"]`, `lib.name`, `"name" in lib`. A name
+    with a jit entry (FORMAT.md section 7) gives the Entry, called with the jit's own arguments;
+    `lib.kernel(name)` always gives the kernel table's Kernel."""
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self._kernels: dict[str, Kernel] = {}
+        self._entries: dict[str, Any] = {}
         self._metallib: bytes | None = None
         self._lock = threading.Lock()
 
@@ -286,8 +289,12 @@ class Library:
     def names(self) -> list[str]:
         return list(self.manifest.kernels)
 
+    def entries(self) -> list[str]:
+        """The jit entries of the package (schema 2 manifests)."""
+        return list(self.manifest.entries)
+
     def __contains__(self, name: object) -> bool:
-        return name in self.manifest.kernels
+        return name in self.manifest.kernels or name in self.manifest.entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.manifest.kernels)
@@ -295,7 +302,32 @@ class Library:
     def __len__(self) -> int:
         return len(self.manifest.kernels)
 
-    def __getitem__(self, name: str) -> Kernel:
+    def __getitem__(self, name: str) -> Any:
+        if name in self.manifest.entries:
+            return self.entry(name)
+        return self.kernel(name)
+
+    def entry(self, name: str) -> Any:
+        """The jit entry `name`: called with the jit's arguments, it launches the package's kernels."""
+        e = self._entries.get(name)
+        if e is None:
+            man = self.manifest
+            if name not in man.entries:
+                raise KernelNotFoundError(f"package {man.package!r} has no jit entry {name!r}; its entries: "
+                                          f"{closest(str(name), list(man.entries))}  ({man.path})")
+            from .entry import Entry
+
+            def resolve(kernel: str, kernel_name: str) -> tuple[Kernel, Specialisation]:
+                k = self.kernel(kernel)
+                return k, next(sp for sp in k.specs if sp.spec["kernel_name"] == kernel_name)
+            e = Entry(man.entries[name], resolve, where=f"jit {name!r} of package {man.package!r}",
+                      file=man.entries[name].get("file", "?"))
+            with self._lock:
+                e = self._entries.setdefault(name, e)
+        return e
+
+    def kernel(self, name: str) -> Kernel:
+        """The kernel `name` of the kernel table, called with the kernel's own arguments."""
         k = self._kernels.get(name)
         if k is not None:
             return k
@@ -320,7 +352,7 @@ class Library:
         with self._lock:
             return self._kernels.setdefault(name, Kernel(name, specs))
 
-    def __getattr__(self, name: str) -> Kernel:
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
         try:
@@ -345,8 +377,9 @@ _libraries: dict[Path, tuple[Manifest, Library]] = {}
 _libraries_lock = threading.Lock()
 
 
-def load(package: str | os.PathLike, name: str | None = None) -> Library | Kernel:
-    """The kernels of an installed package (a `Library`), or its kernel `name` (a `Kernel`).
+def load(package: str | os.PathLike, name: str | None = None) -> Any:
+    """The kernels of an installed package (a `Library`), or its kernel `name` (a `Kernel`; for the
+    name of a jit entry, the `entry.Entry`, called with the jit's arguments).
 
     `package` is an importable package name (located without importing it when top-level) or a
     path to a package directory or its `_enigma/` directory."""

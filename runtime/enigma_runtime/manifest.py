@@ -24,7 +24,8 @@ from . import grid as _grid
 from .dtypes import BY_NAME
 from .errors import GridError, IRError, ManifestError, PackageNotFoundError
 
-SCHEMA = 1
+SCHEMA = 2  # what enigma writes; 2 added jit entries (FORMAT.md section 7)
+SCHEMAS = (1, 2)  # what this runtime reads
 IR_FORMAT, IR_VERSION = "enigma-ir", 1
 ARTIFACT_DIR = "_enigma"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}\Z")
@@ -467,6 +468,7 @@ class Manifest:
     metallib: str | None
     files: dict[str, str]
     kernels: dict[str, list[dict]]
+    entries: dict[str, dict] = field(default_factory=dict)  # jit entries (schema 2), by jit name
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _verified: dict[str, bytes] = field(default_factory=dict, repr=False)
 
@@ -636,9 +638,10 @@ def parse_manifest(raw: bytes, adir: Path) -> Manifest:
     if not isinstance(doc, dict):
         raise ManifestError(f"{path}: the top level must be an object, not {type(doc).__name__}")
     schema = doc.get("schema")
-    if schema != SCHEMA:
+    if schema not in SCHEMAS or not _int(schema):
         raise ManifestError(f"{path}: manifest schema {_short(schema)}, but this enigma-runtime reads schema "
-                            f"{SCHEMA}; " + ("upgrade enigma-runtime" if _int(schema) and schema > SCHEMA
+                            f"{' or '.join(map(str, SCHEMAS))}; "
+                            + ("upgrade enigma-runtime" if _int(schema) and schema > SCHEMA
                                else "rebuild the package with a current enigma-build"))
     check_keys(doc, MANIFEST_KEYS, str(path))
     files = doc["files"]
@@ -658,6 +661,12 @@ def parse_manifest(raw: bytes, adir: Path) -> Manifest:
                                 f"specialisations (at most 1024)")
         for i, spec in enumerate(specs):
             validate_spec(spec, f"{path}, kernel {_short(kname)} specialisation {i}", files=files)
+    entries = doc.get("entries", {}) if schema >= 2 else {}
+    if not isinstance(entries, dict):
+        raise ManifestError(f"{path}: 'entries' must be an object mapping jit names to entries")
+    from .entry import validate_entry
+    for ename, entry in entries.items():
+        validate_entry(entry, f"{path}, entry {_short(ename)}", kernels)
     try:
         present = set(os.listdir(adir))
     except OSError as e:
@@ -668,7 +677,8 @@ def parse_manifest(raw: bytes, adir: Path) -> Manifest:
                             f"package is incomplete: reinstall it or rebuild it with enigma-build")
     meta = {k: doc.get(k) for k in ("package", "enigma_version", "msl_version", "macos_target")}
     return Manifest(adir, meta["package"] or adir.parent.name, schema, meta["enigma_version"] or "",
-                    meta["msl_version"] or "", meta["macos_target"] or "", metallib, dict(files), kernels)
+                    meta["msl_version"] or "", meta["macos_target"] or "", metallib, dict(files), kernels,
+                    dict(entries))
 
 
 _cache: dict[Path, tuple[int, int, Manifest]] = {}

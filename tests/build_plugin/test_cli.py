@@ -15,7 +15,7 @@ from enigma_build.cli import main
 def test_list_shows_file_line_and_signature(example_copy, capsys):
     assert main(["list", str(example_copy)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 5
+    assert len(out) == 14  # 7 kernels and 7 jits
     assert out[0].split() == ["example_pkg/kernels.py:11", "example_pkg.vector_add", "@kernel",
                               "(a:", "Tensor[float32],", "b:", "Tensor[float32],", "c:", "Tensor[float32],",
                               "n:", "int32)"]
@@ -25,7 +25,9 @@ def test_list_shows_file_line_and_signature(example_copy, capsys):
 def test_build_writes_artifacts(example_copy, tmp_path, capsys):
     assert main(["build", str(example_copy), "-o", str(tmp_path / "out"), "-j", "1"]) == 0
     man = json.loads((tmp_path / "out/example_pkg/_enigma/manifest.json").read_text())
-    assert set(man["kernels"]) == {"vector_add", "saxpy", "softmax", "matmul", "histogram"}
+    assert set(man["kernels"]) >= {"vector_add", "saxpy", "softmax", "matmul", "histogram"}
+    assert set(man["entries"]) == {"add", "add_f16", "axpy", "softmax_rows", "matmul_tiled", "count_values",
+                                   "total"}
     captured = capsys.readouterr()
     assert str(tmp_path / "out/example_pkg/_enigma/manifest.json") in captured.out
     assert "enigma: softmax" in captured.err
