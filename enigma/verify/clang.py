@@ -255,6 +255,7 @@ def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race
     clang = find_clang()
     opt = find_opt()
     how = f"early {EARLY_PIPELINE} {' '.join(TSAN_OPTIONS)}" if opt else " ".join(LATE_FLAGS)
+    how += " no-static-storage"  # libraries are checked by _check_no_static_storage
     key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS + OPT_FLAGS), how, file_name)
     out = cache_dir() / f"k_{key}.so"
     if out.exists():
@@ -287,5 +288,41 @@ def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race
         else:  # no C runtime start files: the library only needs libm and libgcc (half conversions)
             link = [*clang.argv, "-O2", "-fPIC", "-shared", "-nostdlib", obj, "-o", "k.so", "-lm", "-lgcc"]
         _run(link, "linking the kernel library", t)
+        _check_no_static_storage(t / "k.so", file_name)
         _atomic_move(t / "k.so", out)
     return out
+
+
+def _nm() -> str | None:
+    exe = Path(shutil.which(find_clang().argv[0]) or find_clang().argv[0]).resolve().parent
+    for name in ("llvm-nm", "nm"):
+        if (exe / name).exists():
+            return str(exe / name)
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _check_no_static_storage(lib: Path, file_name: str) -> None:
+    """A threadgroup variable the source rewrite did not see (e.g. declared through a macro) would be a
+    plain static array: not poisoned, not reset between threadgroups, not bounds- or race-checked.
+    Such a variable is a function-local static with writable storage in the library (`_ZZ...` in
+    .bss/.data; Metal has no other writable function-local statics): refuse it by name."""
+    import re
+
+    nm = _nm()
+    if nm is None:
+        return
+    out = subprocess.run([nm, "--defined-only", str(lib)], capture_output=True, text=True, timeout=60).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "bBdD" and parts[2].startswith("_ZZ"):
+            m = re.match(r"_ZZ(\d+)", parts[2])
+            fn = parts[2][len(m.group(0)):len(m.group(0)) + int(m.group(1))] if m else "?"
+            var = re.search(r"E(\d+)(\w+?)(?:_\d+)?$", parts[2])
+            name = var.group(2)[:int(var.group(1))] if var else parts[2]
+            raise CompileError(
+                f"{file_name}: threadgroup variable `{name}` in `{fn}` is declared in a form enigma.verify "
+                "could not rewrite (e.g. written by a macro), so its accesses could not be checked; "
+                "declare it in the kernel's source text: `threadgroup T name[N];`")
+
