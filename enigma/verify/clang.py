@@ -26,7 +26,7 @@ CANDIDATES = ("clang++-22", "clang++-21", "clang++-20", "clang++-19", "clang++")
 # C++ for OpenCL: real address spaces, kernel-scope threadgroup arrays, no double (see docs/verify.md)
 MSL_FLAGS = ("-x", "clcpp", "-cl-std=clc++2021", "-cl-no-stdinc",
              "-Xclang", "-cl-ext=-cl_khr_fp64,-__opencl_c_fp64,+cl_khr_fp16,"
-             "+__cl_clang_non_portable_kernel_param_types",
+             "+__cl_clang_non_portable_kernel_param_types,+__cl_clang_function_pointers",
              "-Wno-unknown-attributes", "-Wno-unused-value", "-ffp-contract=off")
 OPT_FLAGS = ("-O2", "-fPIC", "-gline-tables-only")
 # Every load and store of the kernel calls the dispatcher (__tsan_read4(addr) ...), which checks it
