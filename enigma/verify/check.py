@@ -196,7 +196,7 @@ def plan_inputs(spec: Mapping[str, Any], sizes: Mapping[str, int] | None = None,
                 other = evaluate(rhs, *env())
             except Exception:  # noqa: BLE001
                 continue
-            o = {"lt": "gt", "gt": "lt", "le": "ge", "ge": "le"}.get(op, op) if flip else op
+            o = str({"lt": "gt", "gt": "lt", "le": "ge", "ge": "le"}.get(op, op) if flip else op)
             want = {"eq": other, "le": min(value[v], other), "ge": max(value[v], other),
                     "lt": min(value[v], other - 1), "gt": max(value[v], other + 1)}.get(o)
             lo, hi = bounds(v)
