@@ -1,79 +1,81 @@
 """Enigma: Apple-GPU (Metal) compute kernels written in Python."""
 
+import builtins as _builtins
+from typing import TYPE_CHECKING, Any
+
 from enigma_runtime.dtypes import (
-                                   DType,
-                                   bfloat16,
-                                   bool_,
-                                   float16,
-                                   float32,
-                                   int8,
-                                   int16,
-                                   int32,
-                                   uint8,
-                                   uint16,
-                                   uint32,
+    DType,
+    bfloat16,
+    bool_,
+    float16,
+    float32,
+    int8,
+    int16,
+    int32,
+    uint8,
+    uint16,
+    uint32,
 )
 
+# submodules enigma_build may load on their own before enigma (enigma_build.config.enigma_leaf): bind
+# them here so `enigma.options` and `enigma.cache` are attributes of the package in every case
+from enigma import cache, options  # noqa: F401
 from enigma.compiler import (
-                                   CompiledKernel,
-                                   compile,  # noqa: F401 - enigma.compile; not in __all__ (shadows the builtin)
+    CompiledKernel,
+    compile,  # noqa: F401 - enigma.compile; not in __all__ (shadows the builtin)
 )
 from enigma.errors import EnigmaError
 from enigma.frontend.jit import jit
 from enigma.frontend.kernel import func, kernel
-from enigma.frontend.language import abs_ as abs  # noqa: F401 - enigma.abs; not in __all__ (builtin)
+from enigma.frontend.language import MATH_FUNCTIONS as _MATH
 from enigma.frontend.language import (
-                                   atomic_add,
-                                   atomic_max,
-                                   atomic_min,
-                                   barrier,
-                                   block_dim,
-                                   block_idx,
-                                   ceil,
-                                   ceil_div,
-                                   const_expr,
-                                   cos,
-                                   exp,
-                                   exp2,
-                                   floor,
-                                   fma,
-                                   grid_dim,
-                                   log,
-                                   log2,
-                                   maximum,
-                                   minimum,
-                                   range_constexpr,
-                                   rsqrt,
-                                   shared_tensor,
-                                   simd_broadcast,
-                                   simd_group_id,
-                                   simd_lane_id,
-                                   simd_max,
-                                   simd_min,
-                                   simd_shuffle_down,
-                                   simd_sum,
-                                   sin,
-                                   sqrt,
-                                   tanh,
-                                   thread_idx,
-                                   where,
+    atomic_add,
+    atomic_max,
+    atomic_min,
+    barrier,
+    block_dim,
+    block_idx,
+    ceil_div,
+    const_expr,
+    fma,
+    grid_dim,
+    maximum,
+    minimum,
+    range_constexpr,
+    shared_tensor,
+    simd_broadcast,
+    simd_group_id,
+    simd_lane_id,
+    simd_max,
+    simd_min,
+    simd_shuffle_down,
+    simd_sum,
+    thread_idx,
+    where,
 )
 from enigma.frontend.types import Constexpr, Tensor, TensorSpec
+from enigma.options import CompileOptions  # noqa: F401  (enigma.CompileOptions, for enigma.compile)
 from enigma.version import __version__ as __version__
 
+# the math functions, one per math op of the op table (enigma_runtime/ops.py): enigma.exp, enigma.abs, ...
+globals().update(_MATH)
+if TYPE_CHECKING:
+    def __getattr__(name: str) -> Any: ...  # tells type checkers about the generated math functions
+
 __all__ = [
-    "atomic_add", "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx",
-    "bool_", "ceil", "ceil_div", "CompiledKernel", "const_expr", "Constexpr", "cos", "DType",
-    "EnigmaError", "exp", "exp2", "float16", "float32", "floor", "fma", "func", "grid_dim", "int16",
-    "int32", "int8", "jit", "kernel", "log", "log2", "maximum", "minimum", "range_constexpr", "rsqrt",
-    "shared_tensor", "simd_broadcast", "simd_group_id", "simd_lane_id", "simd_max", "simd_min",
-    "simd_shuffle_down", "simd_sum", "sin", "sqrt", "tanh", "Tensor", "TensorSpec", "thread_idx", "uint16",
-    "uint32", "uint8", "where",
+    "atomic_add", "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx", "bool_",
+    "ceil_div", "CompiledKernel", "const_expr", "Constexpr", "DType", "EnigmaError", "float16",
+    "float32", "fma", "func", "grid_dim", "int16", "int32", "int8", "jit", "kernel", "maximum", "minimum",
+    "range_constexpr", "shared_tensor", "simd_broadcast", "simd_group_id", "simd_lane_id", "simd_max",
+    "simd_min", "simd_shuffle_down", "simd_sum", "Tensor", "TensorSpec", "thread_idx", "uint16", "uint32",
+    "uint8", "where"
 ]
+
+# `from enigma import *` must not shadow Python's builtins in the importing module: enigma.abs,
+# enigma.pow, enigma.compile and enigma.filter stay attributes only
+__all__ += [n for n in _MATH if not hasattr(_builtins, n)]  # exp, sqrt, ...
 
 from enigma.layout import *  # noqa: E402,F401,F403  (CuTe layouts: enigma.make_layout, local_tile, ...)
 from enigma.layout import __all__ as _layout_names  # noqa: E402
 
-# `from enigma import *` brings the layout names too, except `filter` (enigma.filter), which would
-# shadow Python's builtin filter in the importing module
-__all__ += [n for n in _layout_names if n != "filter"]
+__all__ += [n for n in _layout_names if not hasattr(_builtins, n)]  # all but filter

@@ -34,8 +34,9 @@ class Compiled(Protocol):
 def dumps(obj: Any, *, indent: int | None = 1) -> bytes:
     """Deterministic JSON bytes: sorted keys, '\\n' newlines, a final newline."""
     seps = (",", ": ") if indent is not None else (",", ":")
-    return (json.dumps(obj, sort_keys=True, indent=indent, separators=seps, ensure_ascii=False)
-            + "\n").encode()
+    # allow_nan=False: strict JSON (FORMAT.md writes non-finite floats as {"float": "inf"} etc.)
+    return (json.dumps(obj, sort_keys=True, indent=indent, separators=seps, ensure_ascii=False,
+                       allow_nan=False) + "\n").encode()
 
 
 def sha256(data: bytes) -> str:
@@ -49,11 +50,14 @@ def _bare(name: str) -> str:
 
 
 def render(package: str, kernels: Iterable[Compiled], *, metallib: bytes | None, msl_version: str,
-           macos_target: str, enigma_version: str | None = None) -> dict[str, bytes]:
+           macos_target: str, enigma_version: str | None = None,
+           sources: dict[str, str] | None = None) -> dict[str, bytes]:
     """The files of `<package>/_enigma/` as {name: bytes}, manifest included.
 
     Kernels sharing a `signature["name"]` are specialisations of one kernel, in the order given (the
-    first is the default); each needs its own `kernel_name`.
+    first is the default); each needs its own `kernel_name`. `sources` maps each kernel module (as in
+    the signatures' `file`, relative to the package's parent directory) to the sha256 of its bytes:
+    the runtime warns at load when the module next to the package differs (a stale editable install).
     """
     if enigma_version is None:
         from enigma.version import __version__ as enigma_version
@@ -85,6 +89,8 @@ def render(package: str, kernels: Iterable[Compiled], *, metallib: bytes | None,
         "files": {n: sha256(b) for n, b in sorted(files.items())},
         "kernels": table,
     }
+    if sources:
+        manifest["sources"] = dict(sorted(sources.items()))
     files[MANIFEST] = dumps(manifest)
     return files
 
@@ -104,8 +110,9 @@ def write_files(out: Path, files: dict[str, bytes]) -> Path:
 
 
 def write_artifacts(out_dir: str | os.PathLike[str], package: str, kernels: Iterable[Compiled], *,
-                    metallib: bytes | None, msl_version: str, macos_target: str) -> Path:
+                    metallib: bytes | None, msl_version: str, macos_target: str,
+                    sources: dict[str, str] | None = None) -> Path:
     """Write `<out_dir>/_enigma/` (out_dir is the package directory) and return that directory."""
     files = render(package, kernels, metallib=metallib, msl_version=msl_version,
-                   macos_target=macos_target)
+                   macos_target=macos_target, sources=sources)
     return write_files(Path(out_dir) / DIR, files)

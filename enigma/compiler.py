@@ -1,10 +1,14 @@
 """enigma.compile: trace -> passes -> MSL / MLIR / portable IR + signature -> (macOS) .metallib.
 
 Each stage is its own module (docs/ARCHITECTURE.md); this file only runs them in order and packs the
-outputs into a CompiledKernel (the contract is docs/compile-api.md)."""
+outputs into a CompiledKernel (the contract: docs/compile-api.md; the stages' interfaces:
+docs/ARCHITECTURE.md, "Interfaces between the parts").
+Every option that changes the output travels in one `CompileOptions` (enigma/options.py)."""
 from __future__ import annotations
 
-import hashlib
+import dataclasses
+import functools
+import inspect
 import os
 import sys
 import tempfile
@@ -16,9 +20,10 @@ from enigma import ir
 from enigma.frontend.jit import launch_of
 from enigma.frontend.kernel import Launch
 from enigma.frontend.language import ceil_div
+from enigma.options import DEFAULT_MACOS_TARGET, DEFAULT_MSL_VERSION, CompileOptions, OptionsError
 
-MSL_VERSION = "3.1"
-MACOS_TARGET = "14.0"
+MSL_VERSION = DEFAULT_MSL_VERSION
+MACOS_TARGET = DEFAULT_MACOS_TARGET
 
 
 @dataclass(eq=False)
@@ -43,6 +48,7 @@ class CompiledKernel:
     launch: Launch = field(repr=False)
     work_dir: str = ""
     _runnable: Any = field(default=None, repr=False)
+    options: CompileOptions = field(default_factory=CompileOptions)
 
     @property
     def name(self) -> str:
@@ -71,16 +77,58 @@ class CompiledKernel:
 
         package = package or getattr(self.launch, "package", None) or Path(directory).resolve().name
         return write_artifacts(Path(directory), package, [self], metallib=self.metallib_bytes,
-                               msl_version=MSL_VERSION, macos_target=MACOS_TARGET)
+                               msl_version=self.options.msl_version, macos_target=self.options.macos_target)
 
 
-def source_hash(launch: Launch, vec_width: int) -> str:
-    """sha256 of the kernel's Python source and its compile options (FORMAT.md section 3): the same
-    kernel, specialisation and options give the same hash in every process and on every machine."""
-    from enigma.version import __version__
+def metal_features(kernel: ir.Kernel) -> dict[str, int]:
+    """The language features (enigma.options.FEATURES) the kernel's Metal source will use, each with
+    the line of its first use (the `def` line for an argument or threadgroup array)."""
+    out: dict[str, int] = {}
+    tensors = {a.name: a.dtype for a in kernel.args}
+    if any(a.dtype.name == "bfloat16" for a in kernel.args) or \
+            any(s.dtype.name == "bfloat16" for s in kernel.shared):
+        out["bfloat"] = kernel.line
+    for op in ir.walk(kernel.body):
+        if any(v.type.dtype.name == "bfloat16" for v in op.results):
+            out.setdefault("bfloat", op.line or kernel.line)
+        t = tensors.get(str(op.attrs.get("tensor")))
+        if op.name.startswith("atomic_") and t is not None and t.is_float:
+            out.setdefault("atomic_float", op.line or kernel.line)
+    return out
 
-    options = repr(sorted(launch.options.items())) + f"|vec_width={vec_width}|enigma={__version__}"
-    return hashlib.sha256(f"{launch.source}\0{options}".encode()).hexdigest()
+
+@functools.cache
+def _emit_takes_msl_version() -> bool:
+    from enigma.backends import msl
+
+    return "msl_version" in inspect.signature(msl.emit).parameters
+
+
+def _emit_msl(kernel: ir.Kernel, options: CompileOptions) -> str:
+    from enigma.backends import msl
+
+    if _emit_takes_msl_version():
+        return msl.emit(kernel, msl_version=options.msl_version)  # type: ignore[call-arg]
+    return msl.emit(kernel)
+
+
+def make_options(options: CompileOptions | None, *, vec_width: int, msl_version: str | None,
+                 macos_target: str | None, fast_math: bool | None) -> CompileOptions:
+    """`options` (default CompileOptions()) with the keyword arguments given (not None) applied;
+    ValueError (OptionsError) names a bad value."""
+    base = options if options is not None else CompileOptions()
+    if not isinstance(base, CompileOptions):
+        raise TypeError(f"options must be an enigma.CompileOptions, got {type(base).__name__}")
+    if isinstance(vec_width, bool) or not isinstance(vec_width, int) or vec_width < 0:
+        raise OptionsError(f"vec_width must be 0 (scalar) or a lane count such as 4, got {vec_width!r}")
+    changes: dict[str, Any] = {}
+    if vec_width:
+        changes["vec_width"] = vec_width
+    for key, value in (("msl_version", msl_version), ("macos_target", macos_target),
+                       ("fast_math", fast_math)):
+        if value is not None:
+            changes[key] = value
+    return base.replace(**changes) if changes else base
 
 
 def requirements(launch: Launch) -> list[dict[str, Any]]:
@@ -104,21 +152,41 @@ def requirements(launch: Launch) -> list[dict[str, Any]]:
 
 def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, dump_mlir: bool = False,
             keep_metal_source: bool = False, work_dir: str | None = None,
-            emit_only: bool | None = None) -> CompiledKernel:
+            emit_only: bool | None = None, msl_version: str | None = None, macos_target: str | None = None,
+            fast_math: bool | None = None, options: CompileOptions | None = None,
+            name: str | None = None) -> CompiledKernel:
     """Compile an @enigma.kernel (from its annotations, or for `jit_args` as its arguments) or an
-    @enigma.jit function (run on `jit_args`: numpy arrays or TensorSpecs) to a CompiledKernel."""
-    from enigma import passes
-    from enigma.backends import msl, portable
+    @enigma.jit function (run on `jit_args`: numpy arrays or TensorSpecs) to a CompiledKernel.
 
-    if not isinstance(vec_width, int) or isinstance(vec_width, bool) or vec_width < 0:
-        raise ValueError(f"vec_width must be 0 (scalar) or a lane count such as 4, got {vec_width!r}")
+    Beyond the reference parameters: `options` (an enigma.CompileOptions) and the keyword arguments
+    `msl_version` ("3.1"), `macos_target` ("14.0") and `fast_math` (False), which override it;
+    `name` renames the kernel: its signature's `name` and its Metal function `enigma_kernel_<name>`
+    (so two specialisations of one kernel can live in one .metallib under names of your choice)."""
+    from enigma import passes
+    from enigma.backends import portable
+    from enigma.errors import EnigmaError
+
+    options = make_options(options, vec_width=vec_width, msl_version=msl_version,
+                           macos_target=macos_target, fast_math=fast_math)
+    vec_width = options.vec_width
     launch = launch_of(fn, jit_args)
     kernel = launch.kernel
+    if name is not None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"name must be a Python identifier (it names the Metal function "
+                             f"enigma_kernel_<name>), got {name!r}")
+        kernel = dataclasses.replace(kernel, name=name, variant="")
     if dump_ir:  # numbered 0, 1, 2... for reading (the passes' output is renumbered below in any case)
         kernel = ir.renumber(kernel)
         print(ir.dump(kernel), end="")
     kernel = ir.renumber(passes.run(kernel, vec_width))
-    metal = msl.emit(kernel)
+    features = metal_features(kernel)
+    for feature, line in features.items():
+        refusal = options.refusal([feature])
+        if refusal:
+            raise EnigmaError(f"kernel {kernel.name!r} cannot target MSL {options.msl_version}: {refusal}",
+                              kernel.file, line, hint="raise msl_version (and macos_target with it)")
+    metal = _emit_msl(kernel, options)
     mlir_source = None
     if dump_mlir:
         from enigma.backends import mlir
@@ -133,24 +201,28 @@ def compile(fn: Any, *jit_args: Any, vec_width: int = 0, dump_ir: bool = False, 
         grid_json = scale_grid(grid_json, vec_width)
     ir_json = portable.ir_to_json(kernel)
     signature = portable.signature(kernel, block=list(launch.block) if launch.block else None,
-                                   grid=grid_json, msl_source=metal, ir_json=ir_json)
-    signature["source_hash"] = source_hash(launch, vec_width)  # FORMAT.md's key: Python source + options
+                                   grid=grid_json, msl_source=metal, ir_json=ir_json,
+                                   msl_version=options.msl_version)
     signature["requires"] = requirements(launch)
     if emit_only is None:
         emit_only = sys.platform != "darwin"
-    need_dir = keep_metal_source or not emit_only
-    wd = work_dir if work_dir is not None else (tempfile.mkdtemp(prefix="enigma-") if need_dir else "")
+    wd = work_dir if work_dir is not None else \
+        (tempfile.mkdtemp(prefix="enigma-") if keep_metal_source else "")
     if keep_metal_source:
         Path(wd).mkdir(parents=True, exist_ok=True)
         (Path(wd) / f"{kernel.kernel_name}.metal").write_text(metal)
     metallib_path: str | None = None
     metallib_bytes: bytes | None = None
     if not emit_only:
+        from enigma.cache import cache_dir
         from enigma.toolchain import xcrun
 
-        path = xcrun.build_metallib({kernel.kernel_name: metal}, wd, msl_version=MSL_VERSION,
-                                    macos_target=MACOS_TARGET)
+        # .air and .metallib through the cache (no temporary directory is left behind); with a
+        # work_dir the .metal source and kernels.metallib are written there as well
+        lib_name = "kernels.metallib" if wd else f"{kernel.kernel_name}.metallib"
+        path = xcrun.build_metallib({kernel.kernel_name: metal}, wd or None, options=options,
+                                    cache_dir=cache_dir("air", create=True), name=lib_name)
         metallib_path = str(Path(path).resolve())
         metallib_bytes = Path(path).read_bytes()
     return CompiledKernel(kernel.kernel_name, metallib_path, metallib_bytes, metal, mlir_source, grid,
-                          launch.block, signature, ir_json, kernel, launch, str(wd))
+                          launch.block, signature, ir_json, kernel, launch, str(wd), options=options)

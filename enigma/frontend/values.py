@@ -7,11 +7,11 @@ bfloat16 meet at float32; equal-width signed and unsigned ints meet at the unsig
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from enigma_runtime import dtypes as dt
+from enigma_runtime import ops
 from enigma_runtime.dtypes import DType
 
 from enigma import ir
@@ -139,24 +139,21 @@ def common(*xs: Any, op: str = "") -> DType:
     return d
 
 
-# float formats: (explicit mantissa bits, largest exponent, smallest normal exponent)
-_FLOAT_FORMAT = {"float16": (10, 15, -14), "bfloat16": (7, 127, -126), "float32": (23, 127, -126)}
-
-
 def float_literal_rounds_to(x: int | float, d: DType) -> str | None:
-    """"inf" / "0" when the finite, non-zero Python number `x` overflows / underflows to that in the float
-    type `d` (round to nearest even); None when it keeps being a finite non-zero value (or is 0/inf/nan)."""
-    m, emax, emin = _FLOAT_FORMAT[d.name]
+    """"inf" / "0.0" (signed) when the finite, non-zero Python number `x` overflows / underflows to that in
+    the float type `d` (`DType.round`: nearest even); None when it stays a finite non-zero value (or is
+    0, inf or nan to begin with)."""
     try:
-        a = abs(float(x))
+        f = float(x)
     except OverflowError:  # an int beyond any float
         return "-inf" if x < 0 else "inf"
-    if a == 0.0 or not math.isfinite(a):
+    if f == 0.0 or f != f or f in (float("inf"), float("-inf")):
         return None
-    if a >= (2.0 - 2.0 ** -(m + 1)) * 2.0 ** emax:  # halfway above the largest finite value: rounds up
-        return "-inf" if x < 0 else "inf"
-    if a <= 2.0 ** (emin - m - 1):  # at most half the smallest subnormal: rounds to (even) zero
-        return "-0.0" if x < 0 else "0.0"
+    r = float(d.round(f))
+    if r in (float("inf"), float("-inf")):
+        return "-inf" if f < 0 else "inf"
+    if r == 0.0:
+        return "-0.0" if f < 0 else "0.0"
     return None
 
 
@@ -167,9 +164,8 @@ def fits(x: int, d: DType) -> bool:
 
 
 def wrapped(x: int, d: DType) -> int:
-    """`x` reduced to the integer type `d` (two's complement wrap-around)."""
-    value = int(x) & ((1 << d.bits) - 1)
-    return value - (1 << d.bits) if d.kind == "i" and value >= 1 << (d.bits - 1) else value
+    """`x` reduced to the integer type `d` (two's complement wrap-around: `DType.wrap`)."""
+    return int(d.wrap(int(x)))
 
 
 def to_bool(x: Any) -> Val:
@@ -378,9 +374,8 @@ class Undefined:
         return f"<undefined {self.name}>"
 
 
-def pymath(name: str, x: float) -> float:
-    if name == "rsqrt":
-        return 1.0 / math.sqrt(x)
-    if name == "abs":
-        return abs(x)
-    return getattr(math, name)(x)
+def pymath(name: str, *xs: float) -> float:
+    """A math op of the op table on Python numbers (compile-time values): its `py` function."""
+    py = ops.OPS[name].py
+    assert py is not None, f"op {name!r} has no Python-number form"
+    return py(*xs)

@@ -12,7 +12,6 @@ ahead of a launch (docs/layout.md, "Run-time conditions").
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,28 +129,14 @@ def kernel_conditions(kernel: Any) -> list[Condition]:
     return list(_conditions.get(_traced(kernel).body, []))
 
 
-_EVAL: dict[str, Callable[[Any, Any], Any]] = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-    "floordiv": lambda a, b: a // b, "mod": lambda a, b: a % b, "min": min, "max": max,
-    "ceil_div": lambda a, b: -(-a // b), "ge": lambda a, b: a >= b, "gt": lambda a, b: a > b,
-    "le": lambda a, b: a <= b, "lt": lambda a, b: a < b, "eq": lambda a, b: a == b,
-    "ne": lambda a, b: a != b, "and": lambda a, b: bool(a) and bool(b), "or": lambda a, b: bool(a) or bool(b),
-}
-
-
 def evaluate(expr: Any, args: dict[str, Any]) -> Any:
-    """Value of a condition's data expression for concrete arguments (name -> array or scalar)."""
-    if isinstance(expr, (bool, int)):
-        return expr
-    if "dim" in expr:
-        name, axis = expr["dim"]
-        return int(args[name].shape[axis])
-    if "arg" in expr:
-        return args[expr["arg"]]
-    fn = _EVAL.get(expr.get("op", ""))
-    if fn is None:
-        raise ValueError(f"unknown condition expression node {expr!r}")
-    return fn(*(evaluate(a, args) for a in expr["args"]))
+    """Value of a condition's data expression for concrete arguments (name -> array or scalar), by the
+    runtime's evaluator of FORMAT.md's grid expressions (the one that checks "requires" at launch)."""
+    from enigma_runtime.grid import evaluate as evaluate_expr
+
+    shapes = {n: tuple(int(s) for s in v.shape) for n, v in args.items() if hasattr(v, "shape") and v.ndim}
+    scalars = {n: (v.item() if hasattr(v, "item") else v) for n, v in args.items() if n not in shapes}
+    return evaluate_expr(expr, {}, shapes, scalars)
 
 
 def check_conditions(kernel: Any, *args: Any) -> list[Condition]:

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .binding import Bound, dims_array
-from .cpu_space import bf16_to_bits
+from .binding import Bound, metal_buffers
 from .errors import MetalError
 
 MAX_SET_BYTES = 4096
@@ -150,13 +149,25 @@ def _buffer(dev: _Device, arr: np.ndarray) -> Any:
     return buf
 
 
-def run(sp: Any, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
-    """Launch specialisation `sp` on the default Metal device; written arrays are updated in place."""
+class Handle:
+    """The "metal" device's handle of a specialisation: the specialisation and its pipeline."""
+
+    def __init__(self, sp: Any, pipeline: Any) -> None:
+        self.sp, self.pipeline = sp, pipeline
+
+
+def prepare(sp: Any) -> Handle:
+    """The compute pipeline of specialisation `sp` (kernel.Specialisation) on the default device."""
+    return Handle(sp, device().pipeline(sp))
+
+
+def run(handle: Handle, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
+    """Launch a prepared specialisation on the default Metal device; written arrays are updated in place."""
     if 0 in grid:
         return
     dev = device()
+    sp, pipe = handle.sp, handle.pipeline
     M, spec = dev.Metal, sp.spec
-    pipe = dev.pipeline(sp)
     limit = int(pipe.maxTotalThreadsPerThreadgroup())
     threads = block[0] * block[1] * block[2]
     if threads > limit:
@@ -171,22 +182,17 @@ def run(sp: Any, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int
     enc = cb.computeCommandEncoder()
     enc.setComputePipelineState_(pipe)
     outputs = []
-    for i, (a, v) in enumerate(zip(spec["args"], bound.values)):
-        index = a.get("buffer", i)
-        if a["kind"] == "tensor":
+    tensors = {a.get("buffer", i): a for i, a in enumerate(spec["args"]) if a["kind"] == "tensor"}
+    for index, v in metal_buffers(bound).items():
+        a = tensors.get(index)
+        if a is not None or v.nbytes > MAX_SET_BYTES:  # tensors, and a dims buffer too big for setBytes
             buf = _buffer(dev, v)
             enc.setBuffer_offset_atIndex_(buf, 0, index)
-            if a.get("access", "read") != "read":
+            if a is not None and a.get("access", "read") != "read":
                 outputs.append((buf, v))
         else:
-            raw = (bf16_to_bits(v) if a["dtype"] == "bfloat16" else np.asarray(v)).tobytes()
+            raw = v.tobytes()
             enc.setBytes_length_atIndex_(raw, len(raw), index)
-    if spec.get("dims_buffer") is not None:
-        dims = dims_array(spec, bound)
-        if dims.nbytes <= MAX_SET_BYTES:
-            enc.setBytes_length_atIndex_(dims.tobytes(), dims.nbytes, spec["dims_buffer"])
-        else:
-            enc.setBuffer_offset_atIndex_(_buffer(dev, dims), 0, spec["dims_buffer"])
     enc.dispatchThreadgroups_threadsPerThreadgroup_(M.MTLSizeMake(*grid), M.MTLSizeMake(*block))
     enc.endEncoding()
     cb.commit()

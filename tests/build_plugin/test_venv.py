@@ -49,7 +49,9 @@ def wheelhouse(tmp_path_factory) -> Path:
         src / "runtime", src)
     assert {p.name.split("-")[0] for p in wh.glob("*.whl")} == {"enigma_runtime", "enigma_build"}
     # the build backends and run-time dependencies, from PyPI, once
+    # (platformdirs and packaging: enigma-build's own dependencies, in every build environment)
     run(sys.executable, "-m", "pip", "download", "-q", "-d", wh, "hatchling>=1.21", "editables",
+        "platformdirs>=3", "packaging>=22",
         "setuptools>=68", "wheel", "numpy>=1.24", "pytest>=7")
     return wh
 
