@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from . import devices
+from . import devices, stale
 from . import grid as _grid
-from . import stale
 from .binding import Bound, bind, describe_signature, describe_value, matches
 from .errors import GridError, KernelNotFoundError, LaunchError
 from .manifest import Manifest, closest, find_artifact_dir, read_ir, read_manifest, validate_spec
