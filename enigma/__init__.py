@@ -1,6 +1,6 @@
 """Enigma: Apple-GPU (Metal) compute kernels written in Python."""
 
-import builtins as _builtins
+import builtins
 from typing import TYPE_CHECKING, Any
 
 from enigma_runtime.dtypes import (
@@ -17,7 +17,7 @@ from enigma_runtime.dtypes import (
     uint32,
 )
 
-# submodules enigma_build may load on their own before enigma (enigma_build.config.enigma_leaf): bind
+# submodules enigma_build may load on their own before enigma (enigma_build.leaf.enigma_leaf): bind
 # them here so `enigma.options` and `enigma.cache` are attributes of the package in every case
 from enigma import cache, options  # noqa: F401
 from enigma.compiler import (
@@ -71,11 +71,11 @@ __all__ = [
     "uint8", "where"
 ]
 
-# `from enigma import *` must not shadow Python's builtins in the importing module: enigma.abs,
-# enigma.pow, enigma.compile and enigma.filter stay attributes only
-__all__ += [n for n in _MATH if not hasattr(_builtins, n)]  # exp, sqrt, ...
+__all__ += [n for n in _MATH if n not in dir(builtins)]  # exp, ...; not abs, pow (builtins)
 
 from enigma.layout import *  # noqa: E402,F401,F403  (CuTe layouts: enigma.make_layout, local_tile, ...)
 from enigma.layout import __all__ as _layout_names  # noqa: E402
 
-__all__ += [n for n in _layout_names if not hasattr(_builtins, n)]  # all but filter
+# `from enigma import *` brings the layout names too, except `filter` (enigma.filter), which would
+# shadow Python's builtin filter in the importing module
+__all__ += [n for n in _layout_names if n != "filter"]

@@ -1,14 +1,11 @@
 """enigma.compile: trace -> passes -> MSL / MLIR / portable IR + signature -> (macOS) .metallib.
 
 Each stage is its own module (docs/ARCHITECTURE.md); this file only runs them in order and packs the
-outputs into a CompiledKernel (the contract: docs/compile-api.md; the stages' interfaces:
-docs/ARCHITECTURE.md, "Interfaces between the parts").
+outputs into a CompiledKernel (the contract is docs/compile-api.md).
 Every option that changes the output travels in one `CompileOptions` (enigma/options.py)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 import os
 import sys
 import tempfile
@@ -97,19 +94,10 @@ def metal_features(kernel: ir.Kernel) -> dict[str, int]:
     return out
 
 
-@functools.cache
-def _emit_takes_msl_version() -> bool:
-    from enigma.backends import msl
-
-    return "msl_version" in inspect.signature(msl.emit).parameters
-
-
 def _emit_msl(kernel: ir.Kernel, options: CompileOptions) -> str:
     from enigma.backends import msl
 
-    if _emit_takes_msl_version():
-        return msl.emit(kernel, msl_version=options.msl_version)  # type: ignore[call-arg]
-    return msl.emit(kernel)
+    return msl.emit(kernel, msl_version=options.msl_version)
 
 
 def make_options(options: CompileOptions | None, *, vec_width: int, msl_version: str | None,
