@@ -2,6 +2,7 @@
 records (`kernel(args...).launch(grid=..., block=...)` inside an @enigma.jit: see jit.py)."""
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import itertools
@@ -176,12 +177,19 @@ def _err(message: str, file: str, line: int, hint: str = "",
 def wrap_error(e: Exception, what: str) -> EnigmaError:
     """A Python exception raised while tracing, located at the innermost user line."""
     file, line = "", 0
-    for fs in traceback.extract_tb(e.__traceback__):
-        if is_user_file(fs.filename):
-            file, line = fs.filename, fs.lineno or 0
+    user = [(fs.filename, fs.lineno or 0) for fs in traceback.extract_tb(e.__traceback__)
+            if is_user_file(fs.filename)]
+    if user:
+        file, line = user[-1]
+    if isinstance(e, RecursionError) and user:  # the recursive call: the user line repeated most often
+        file, line = collections.Counter(user).most_common(1)[0][0]
     cls = EnigmaTypeError if isinstance(e, TypeError) else EnigmaError
-    return cls(f"{type(e).__name__} while tracing {what}: {e}", file, line,
-               hint="this Python error was raised by the kernel code itself at trace time")
+    hint = "this Python error was raised by the kernel code itself at trace time"
+    if isinstance(e, RecursionError):
+        hint = ("a function calls itself without end: helpers (@enigma.func too) are inlined at trace time, "
+                "so recursion must stop on a Python (compile-time) condition; use a loop for run-time "
+                "repetition")
+    return cls(f"{type(e).__name__} while tracing {what}: {e}", file, line, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------------

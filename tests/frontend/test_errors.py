@@ -284,12 +284,24 @@ def simd_sum_of_bool(x: Tensor[int32]):
 
 @enigma.func
 def recurse_forever(v):
-    return recurse_forever(v) + 1  # <-
+    return recurse_forever(v + 1)  # <-
 
 
 @enigma.kernel
 def recursive_func(x: Tensor[int32]):
     x[0] = recurse_forever(x[0])
+
+
+@enigma.func
+def recurse_through_an_if(v):
+    if v > 0:
+        v = v + 1
+    return recurse_through_an_if(v)  # <-
+
+
+@enigma.kernel
+def recursive_func_with_if(x: Tensor[int32]):
+    x[0] = recurse_through_an_if(x[0])
 
 
 TEXT = "(a run-time value): its value is only known at run time, so the text would be a trace-time constant"
@@ -554,12 +566,16 @@ def test_literals_that_fit_and_explicit_infinities_are_accepted():
     enigma.compile(k)
 
 
-def test_recursive_func_is_an_error_at_the_users_line():
+@pytest.mark.parametrize("kernel,helper", [(recursive_func, recurse_forever),
+                                           (recursive_func_with_if, recurse_through_an_if)])
+def test_recursive_func_is_an_error_at_the_recursive_call(kernel, helper):
+    """Not at `<string>:3` (a dataclass __init__ where the stack ran out): at the user's recursive call."""
     with pytest.raises(EnigmaError) as info:
-        enigma.compile(recursive_func)
-    assert info.value.message == ("RecursionError while tracing kernel 'recursive_func': maximum recursion "
-                                  "depth exceeded")
-    assert (info.value.file, info.value.line) == (__file__, marked_line(recurse_forever.fn))
+        enigma.compile(kernel)
+    assert info.value.message.startswith(f"RecursionError while tracing kernel {kernel.name!r}: maximum "
+                                         "recursion depth exceeded")
+    assert (info.value.file, info.value.line) == (__file__, marked_line(helper.fn))
+    assert "recursion must stop on a Python (compile-time) condition" in info.value.hint
 
 
 def test_a_250_term_expression_compiles_and_runs(tmp_path):
