@@ -25,7 +25,8 @@ from enigma.compiler import (
     compile,  # noqa: F401 - enigma.compile; not in __all__ (shadows the builtin)
 )
 from enigma.errors import EnigmaError
-from enigma.frontend.jit import jit
+from enigma.frontend.grid import select
+from enigma.frontend.jit import empty, jit, zeros
 from enigma.frontend.kernel import func, kernel
 from enigma.frontend.language import MATH_FUNCTIONS as _MATH
 from enigma.frontend.language import (
@@ -64,11 +65,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "atomic_add", "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx", "bool_",
-    "ceil_div", "CompiledKernel", "const_expr", "Constexpr", "DType", "EnigmaError", "float16",
-    "float32", "fma", "func", "grid_dim", "int16", "int32", "int8", "jit", "kernel", "maximum", "minimum",
-    "range_constexpr", "shared_tensor", "simd_broadcast", "simd_group_id", "simd_lane_id", "simd_max",
-    "simd_min", "simd_shuffle_down", "simd_sum", "Tensor", "TensorSpec", "thread_idx", "uint16", "uint32",
-    "uint8", "where"
+    "ceil_div", "CompiledKernel", "const_expr", "Constexpr", "DType", "EnigmaError", "empty",
+    "float16", "float32", "fma", "func", "grid_dim", "int16", "int32", "int8", "jit", "kernel", "maximum",
+    "minimum", "range_constexpr", "select", "shared_tensor", "simd_broadcast", "simd_group_id",
+    "simd_lane_id", "simd_max", "simd_min", "simd_shuffle_down", "simd_sum", "Tensor", "TensorSpec",
+    "thread_idx", "uint16", "uint32", "uint8", "where", "zeros",
 ]
 
 __all__ += [n for n in _MATH if n not in dir(builtins)]  # exp, ...; not abs, pow (builtins)

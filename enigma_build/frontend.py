@@ -4,9 +4,10 @@
   is compiled too (the annotations' own variant first: the default), under the Metal function name
   the compiler gives it (`enigma_kernel_<name>_<suffix>`), so one .metallib can hold them all.
 - @enigma.jit: run on enigma.TensorSpecs built from its parameter annotations (a wheel build has no
-  arrays); the manifest entry and the Metal function take the jit function's name
-  (`enigma.compile(..., name=<jit name>)` gives `enigma_kernel_<jit name>`), so the kernel it launches
-  can also be built on its own.
+  arrays); its kernels are listed under the jit's name with Metal functions `enigma_kernel_<jit>_jit`,
+  `enigma_kernel_<jit>_jit1`, ... (`enigma.compile(..., name=<jit name>)`), so the kernels it
+  launches can also be built on their own; its entry (FORMAT.md section 7) rides on the first one's
+  signature to the manifest's "entries".
 
 Every compile gets the project's `CompileOptions` (Settings.options) with the kernel's vec_width.
 """
@@ -60,11 +61,23 @@ def compile_all(obj: Any, settings: Settings) -> list[Any]:
     from enigma.frontend.kernel import KernelFunction
 
     if isinstance(obj, JitFunction):
-        # its own name and Metal function: the launched kernel may also be built on its own
-        return [_compile(obj, *_jit_specs(obj), settings=settings, vec_width=settings.vec_width_of(obj.name),
-                         name=obj.name)]
+        from enigma.artifacts import ENTRY_KEY
+
+        ck = _compile(obj, *_jit_specs(obj), settings=settings, vec_width=settings.vec_width_of(obj.name),
+                      name=obj.name)
+        parts = list(ck.parts or [ck])
+        parts[0].signature = {**parts[0].signature, ENTRY_KEY: ck.entry}
+        return parts
     if not isinstance(obj, KernelFunction):
         raise NotBuildable(f"{getattr(obj, '__name__', obj)!r} is not an @enigma.kernel or @enigma.jit "
                            f"function (got {type(obj).__name__})")
     width = getattr(obj, "vec_width", None) or settings.vec_width_of(obj.name)
-    return [_compile(variant, settings=settings, vec_width=width) for variant in obj.variants()]
+    variants = obj.variants()
+    if len(variants) > 1 and not _typed(obj):  # a dtype-generic kernel ships its specialisations only
+        variants = variants[1:]
+    return [_compile(variant, settings=settings, vec_width=width) for variant in variants]
+
+
+def _typed(k: Any) -> bool:
+    """Does every tensor parameter of kernel `k` have an element type (Tensor[float32], not Tensor)?"""
+    return all(p.kind != "tensor" or p.tensor.dtype is not None for p in k.params)

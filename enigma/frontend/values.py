@@ -7,7 +7,6 @@ bfloat16 meet at float32; equal-width signed and unsigned ints meet at the unsig
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -140,30 +139,27 @@ def common(*xs: Any, op: str = "") -> DType:
     return d
 
 
-# float formats: (explicit mantissa bits, largest exponent, smallest normal exponent)
-_FLOAT_FORMAT = {"float16": (10, 15, -14), "bfloat16": (7, 127, -126), "float32": (23, 127, -126)}
-
-
 def float_literal_rounds_to(x: int | float, d: DType) -> str | None:
-    """"inf" / "0" when the finite, non-zero Python number `x` overflows / underflows to that in the float
-    type `d` (round to nearest even); None when it keeps being a finite non-zero value (or is 0/inf/nan)."""
-    m, emax, emin = _FLOAT_FORMAT[d.name]
+    """"inf" / "0.0" (signed) when the finite, non-zero Python number `x` overflows / underflows to that in
+    the float type `d` (`DType.round`: nearest even); None when it stays a finite non-zero value (or is
+    0, inf or nan to begin with)."""
     try:
-        a = abs(float(x))
+        f = float(x)
     except OverflowError:  # an int beyond any float
         return "-inf" if x < 0 else "inf"
-    if a == 0.0 or not math.isfinite(a):
+    if f == 0.0 or f != f or f in (float("inf"), float("-inf")):
         return None
-    if a >= (2.0 - 2.0 ** -(m + 1)) * 2.0 ** emax:  # halfway above the largest finite value: rounds up
-        return "-inf" if x < 0 else "inf"
-    if a <= 2.0 ** (emin - m - 1):  # at most half the smallest subnormal: rounds to (even) zero
-        return "-0.0" if x < 0 else "0.0"
+    r = float(d.round(f))
+    if r in (float("inf"), float("-inf")):
+        return "-inf" if f < 0 else "inf"
+    if r == 0.0:
+        return "-0.0" if f < 0 else "0.0"
     return None
 
 
 def fits(x: int, d: DType) -> bool:
     """True when the Python int `x` is a value of the integer type `d`."""
-    lo, hi = (0, (1 << d.bits) - 1) if d.kind == "u" else (-(1 << (d.bits - 1)), (1 << (d.bits - 1)) - 1)
+    lo, hi = d.min, d.max
     return lo <= x <= hi
 
 
@@ -297,7 +293,7 @@ class Val:
     def __pow__(self, o: Any) -> Val:
         if not isinstance(o, int) or isinstance(o, bool) or not 1 <= o <= 8:
             raise type_error(f"** on a traced value needs a Python int exponent 1..8, got {describe(o)}",
-                             "use enigma.exp2(y * enigma.log2(x)) for general powers")
+                             "use enigma.pow(x, y) for general powers")
         r = self
         for _ in range(o - 1):
             r = r * self

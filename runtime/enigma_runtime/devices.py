@@ -14,6 +14,8 @@ Entry points are read on the first lookup of a name that is not registered yet, 
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -100,6 +102,16 @@ class MetalDevice(Device):
             cpu.run(handle.sp.handle(cpu), bound, grid, block)
             return
         metal.run(handle, bound, grid, block)
+
+    def run_many(self, launches: list[tuple[Any, Any, tuple[int, int, int], tuple[int, int, int]]]) -> None:
+        """(handle, bound, grid, block) launches in order in one command buffer (a jit entry's); when
+        this Mac cannot run one of their libraries, each runs in order through `run` (the CPU)."""
+        from . import metal
+        if any(h.fallback for h, _, _, _ in launches):
+            for handle, bound, grid, block in launches:
+                self.run(handle, bound, grid, block)
+            return
+        metal.run_many(launches)
 
 
 def check_ir_args(spec: dict, ir: dict, where: str) -> None:
@@ -242,3 +254,18 @@ def check_launch(grid: Any, block: Any, where: str) -> tuple[tuple[int, int, int
                               f"{'xyz'[axis]}; Metal's thread positions are 32-bit, so at most "
                               f"{MAX_THREADS_PER_GRID_DIM} (launch fewer threadgroups)")
     return grid3, block3
+
+
+def default_device() -> str:
+    """ENIGMA_DEVICE (a device name) when set, else metal on macOS when a Metal device exists, else cpu."""
+    env = os.environ.get("ENIGMA_DEVICE", "").strip().lower()
+    if env:
+        if env not in names():
+            raise LaunchError(f"ENIGMA_DEVICE={env!r} is not a device; expected one of "
+                              f"{', '.join(names())}")
+        return env
+    if sys.platform == "darwin":
+        from . import metal
+        if metal.available():
+            return "metal"
+    return "cpu"

@@ -10,7 +10,6 @@ Metal pipeline); caches are guarded by locks so loading and launching from sever
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,27 +19,13 @@ import numpy as np
 
 from . import devices, stale
 from . import grid as _grid
-from .binding import Bound, bind, describe_signature, describe_value, matches
+from .binding import Bound, bind, check_requires, describe_signature, describe_value, matches
+from .devices import default_device
 from .errors import GridError, KernelNotFoundError, LaunchError
 from .manifest import Manifest, closest, find_artifact_dir, read_ir, read_manifest, validate_spec
 
 DEVICES = ("cpu", "metal")  # the built-in devices; devices.names() lists every known one
 MAX_THREADS_PER_THREADGROUP = devices.MAX_THREADS_PER_THREADGROUP
-
-
-def default_device() -> str:
-    """ENIGMA_DEVICE (a device name) when set, else metal on macOS when a Metal device exists, else cpu."""
-    env = os.environ.get("ENIGMA_DEVICE", "").strip().lower()
-    if env:
-        if env not in DEVICES and env not in devices.names():
-            raise LaunchError(f"ENIGMA_DEVICE={env!r} is not a device; expected one of "
-                              f"{', '.join(devices.names())}")
-        return env
-    if sys.platform == "darwin":
-        from . import metal
-        if metal.available():
-            return "metal"
-    return "cpu"
 
 
 def _agreement(spec: dict, args: tuple) -> tuple[bool, int]:
@@ -255,26 +240,15 @@ class Kernel:
         return bound.finish()
 
 
-def check_requires(spec: dict, bound: Bound, where: str) -> None:
-    """Raise ValueError if the arguments break a condition the kernel was compiled to rely on
-    (FORMAT.md section 3, "requires": e.g. a layout's tile must fit a dynamically sized tensor)."""
-    for r in spec.get("requires", ()):
-        try:
-            holds = _grid.evaluate(r["expr"], bound.sizes, bound.shapes, bound.scalars)
-        except GridError as e:
-            raise GridError(f"{where}: 'requires' {r['text']!r}: {e}") from None
-        if not holds:
-            at = f"{spec.get('file', '?')}:{r.get('line', 0)}"
-            raise ValueError(f"{where}: these arguments break a condition the kernel relies on: "
-                             f"{r['text']} ({r['message']}; required at {at})")
-
-
 class Library:
-    """Every kernel of one package: `lib.names()`, `lib["name"]`, `lib.name`, `"name" in lib`."""
+    """Every kernel of one package: `lib.names()`, `lib["name"]`, `lib.name`, `"name" in lib`. A name
+    with a jit entry (FORMAT.md section 7) gives the Entry, called with the jit's own arguments;
+    `lib.kernel(name)` always gives the kernel table's Kernel."""
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self._kernels: dict[str, Kernel] = {}
+        self._entries: dict[str, Any] = {}
         self._metallib: bytes | None = None
         self._lock = threading.Lock()
 
@@ -289,8 +263,12 @@ class Library:
     def names(self) -> list[str]:
         return list(self.manifest.kernels)
 
+    def entries(self) -> list[str]:
+        """The jit entries of the package (schema 2 manifests)."""
+        return list(self.manifest.entries)
+
     def __contains__(self, name: object) -> bool:
-        return name in self.manifest.kernels
+        return name in self.manifest.kernels or name in self.manifest.entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.manifest.kernels)
@@ -298,7 +276,32 @@ class Library:
     def __len__(self) -> int:
         return len(self.manifest.kernels)
 
-    def __getitem__(self, name: str) -> Kernel:
+    def __getitem__(self, name: str) -> Any:
+        if name in self.manifest.entries:
+            return self.entry(name)
+        return self.kernel(name)
+
+    def entry(self, name: str) -> Any:
+        """The jit entry `name`: called with the jit's arguments, it launches the package's kernels."""
+        e = self._entries.get(name)
+        if e is None:
+            man = self.manifest
+            if name not in man.entries:
+                raise KernelNotFoundError(f"package {man.package!r} has no jit entry {name!r}; its entries: "
+                                          f"{closest(str(name), list(man.entries))}  ({man.path})")
+            from .entry import Entry
+
+            def resolve(kernel: str, kernel_name: str) -> tuple[Kernel, Specialisation]:
+                k = self.kernel(kernel)
+                return k, next(sp for sp in k.specs if sp.spec["kernel_name"] == kernel_name)
+            e = Entry(man.entries[name], resolve, where=f"jit {name!r} of package {man.package!r}",
+                      file=man.entries[name].get("file", "?"))
+            with self._lock:
+                e = self._entries.setdefault(name, e)
+        return e
+
+    def kernel(self, name: str) -> Kernel:
+        """The kernel `name` of the kernel table, called with the kernel's own arguments."""
         k = self._kernels.get(name)
         if k is not None:
             return k
@@ -324,7 +327,7 @@ class Library:
         with self._lock:
             return self._kernels.setdefault(name, Kernel(name, specs))
 
-    def __getattr__(self, name: str) -> Kernel:
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
         try:
@@ -349,8 +352,9 @@ _libraries: dict[Path, tuple[Manifest, Library]] = {}
 _libraries_lock = threading.Lock()
 
 
-def load(package: str | os.PathLike, name: str | None = None) -> Library | Kernel:
-    """The kernels of an installed package (a `Library`), or its kernel `name` (a `Kernel`).
+def load(package: str | os.PathLike, name: str | None = None) -> Any:
+    """The kernels of an installed package (a `Library`), or its kernel `name` (a `Kernel`; for the
+    name of a jit entry, the `entry.Entry`, called with the jit's arguments).
 
     `package` is an importable package name (located without importing it when top-level) or a
     path to a package directory or its `_enigma/` directory."""

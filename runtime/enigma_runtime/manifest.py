@@ -23,8 +23,10 @@ from typing import Any, TypeGuard
 from . import grid as _grid
 from .dtypes import BY_NAME
 from .errors import GridError, IRError, ManifestError, PackageNotFoundError
+from .jsonnum import number_from_json, number_to_json  # noqa: F401 (number_to_json: the writer's)
 
-SCHEMA = 1
+SCHEMA = 2  # what enigma writes; 2 added jit entries (FORMAT.md section 7)
+SCHEMAS = (1, 2)  # what this runtime reads
 IR_FORMAT, IR_VERSION = "enigma-ir", 1
 ARTIFACT_DIR = "_enigma"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}\Z")
@@ -47,7 +49,6 @@ MAX_SHARED_ELEMENTS = 2**24
 MAX_INT = 2**63 - 1  # any integer of the format (ids, lines, sizes, constants of grid expressions)
 MAX_CONST = 2**64  # |integer constant| of the IR (uint64 range)
 MAX_SIZE = 2**31 - 1  # a static size (kernels index with int32)
-NONFINITE = {"inf": float("inf"), "-inf": float("-inf"), "nan": float("nan")}
 
 
 def closest(name: str, choices: list[str], n: int = 12) -> str:
@@ -218,29 +219,6 @@ def _json_depth(text: str) -> int:
         elif c in "]}":
             depth -= 1
     return deepest
-
-
-# ---------------------------------------------------------------------------------------------------
-# numbers in the format: non-finite floats are {"float": "inf" | "-inf" | "nan"} (strict JSON)
-
-def number_to_json(v: Any) -> Any:
-    """`v` as FORMAT.md writes a number: finite floats, ints and bools as themselves, non-finite floats
-    as {"float": "inf"}, {"float": "-inf"} or {"float": "nan"}."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return {"float": "nan" if v != v else ("inf" if v > 0 else "-inf")}
-    return v
-
-
-def number_from_json(v: Any) -> Any:
-    """The inverse of `number_to_json` (ValueError for anything else that is not a number or bool)."""
-    if isinstance(v, dict):
-        if len(v) == 1 and isinstance(v.get("float"), str) and v["float"] in NONFINITE:
-            return NONFINITE[v["float"]]
-        raise ValueError(f"{v!r} is not a number: non-finite floats are written as "
-                         f'{{"float": "inf" | "-inf" | "nan"}}')
-    if isinstance(v, (bool, int)) or (isinstance(v, float) and math.isfinite(v)):
-        return v
-    raise ValueError(f"{v!r} is not a number or a bool")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -473,6 +451,7 @@ class Manifest:
     metallib: str | None
     files: dict[str, str]
     kernels: dict[str, list[dict]]
+    entries: dict[str, dict] = field(default_factory=dict)  # jit entries (schema 2), by jit name
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _verified: dict[str, bytes] = field(default_factory=dict, repr=False)
 
@@ -642,9 +621,10 @@ def parse_manifest(raw: bytes, adir: Path) -> Manifest:
     if not isinstance(doc, dict):
         raise ManifestError(f"{path}: the top level must be an object, not {type(doc).__name__}")
     schema = doc.get("schema")
-    if schema != SCHEMA:
+    if schema not in SCHEMAS or not _int(schema):
         raise ManifestError(f"{path}: manifest schema {_short(schema)}, but this enigma-runtime reads schema "
-                            f"{SCHEMA}; " + ("upgrade enigma-runtime" if _int(schema) and schema > SCHEMA
+                            f"{' or '.join(map(str, SCHEMAS))}; "
+                            + ("upgrade enigma-runtime" if _int(schema) and schema > SCHEMA
                                else "rebuild the package with a current enigma-build"))
     check_keys(doc, MANIFEST_KEYS, str(path))
     files = doc["files"]
@@ -664,6 +644,12 @@ def parse_manifest(raw: bytes, adir: Path) -> Manifest:
                                 f"specialisations (at most 1024)")
         for i, spec in enumerate(specs):
             validate_spec(spec, f"{path}, kernel {_short(kname)} specialisation {i}", files=files)
+    entries = doc.get("entries", {}) if schema >= 2 else {}
+    if not isinstance(entries, dict):
+        raise ManifestError(f"{path}: 'entries' must be an object mapping jit names to entries")
+    from .entry import validate_entry
+    for ename, entry in entries.items():
+        validate_entry(entry, f"{path}, entry {_short(ename)}", kernels)
     try:
         present = set(os.listdir(adir))
     except OSError as e:
@@ -674,7 +660,8 @@ def parse_manifest(raw: bytes, adir: Path) -> Manifest:
                             f"package is incomplete: reinstall it or rebuild it with enigma-build")
     meta = {k: doc.get(k) for k in ("package", "enigma_version", "msl_version", "macos_target")}
     return Manifest(adir, meta["package"] or adir.parent.name, schema, meta["enigma_version"] or "",
-                    meta["msl_version"] or "", meta["macos_target"] or "", metallib, dict(files), kernels)
+                    meta["msl_version"] or "", meta["macos_target"] or "", metallib, dict(files), kernels,
+                    dict(entries))
 
 
 _cache: dict[Path, tuple[int, int, Manifest]] = {}

@@ -256,25 +256,25 @@ def prepare(sp: Any) -> Handle:
         return Handle(sp, None, str(e), dev)
 
 
-def _buffers(dev: _Device, bound: Bound) -> tuple[dict[int, Any], list[tuple[Any, np.ndarray]],
-                                                   dict[int, bytes], list[memoryview]]:
-    """Metal buffers of the tensors and the dims buffer, the (buffer, array) pairs to copy back, and the
-    setBytes data of the scalars. An array passed twice is one buffer; a page-aligned array of whole
-    pages is wrapped without a copy (shared storage: the GPU writes the array itself)."""
+def _buffers(dev: _Device, bound: Bound, made: dict[tuple[int, int], Any],
+             copy_back: dict[tuple[int, int], tuple[Any, np.ndarray]], keep: list[memoryview]
+             ) -> tuple[dict[int, Any], dict[int, bytes]]:
+    """Metal buffers of one launch's tensors and dims buffer, and the setBytes data of its scalars.
+    `made` (memory -> buffer) is shared by the launches of one command buffer: an array passed twice
+    is one buffer. A page-aligned array of whole pages is wrapped without a copy (shared storage: the
+    GPU writes the array itself; `keep` holds the views until the launch ends); others are copied
+    in, and when written, recorded in `copy_back`."""
     spec = bound.spec
     tensors = {a.get("buffer", i): a for i, a in enumerate(spec["args"]) if a["kind"] == "tensor"}
     shared = dev.Metal.MTLResourceStorageModeShared
-    made: dict[tuple[int, int], Any] = {}
     buffers: dict[int, Any] = {}
-    copy_back: list[tuple[Any, np.ndarray]] = []
     setbytes: dict[int, bytes] = {}
-    keep: list[memoryview] = []  # wrapped memory stays referenced until the launch ends
     for index, v in metal_buffers(bound).items():
         a = tensors.get(index)
         if a is None and v.nbytes <= MAX_SET_BYTES:
             setbytes[index] = v.tobytes()
             continue
-        key = (v.ctypes.data, v.nbytes)
+        key = (v.ctypes.data, v.nbytes) if a is not None else (id(v), -1)
         buf = made.get(key)
         if buf is None:
             if v.nbytes and v.nbytes % PAGE == 0 and v.ctypes.data % PAGE == 0:
@@ -287,26 +287,70 @@ def _buffers(dev: _Device, bound: Bound) -> tuple[dict[int, Any], list[tuple[Any
                 data = v.tobytes() if v.nbytes else b"\0"
                 buf = dev.device.newBufferWithBytes_length_options_(data, len(data), shared)
                 stats["copied_in"] += v.nbytes
-                if a is not None and a.get("access", "read") != "read":
-                    copy_back.append((buf, v))
             if buf is None:
                 raise MetalError(f"cannot allocate a Metal buffer of {v.nbytes} bytes")
             made[key] = buf
+        if a is not None and a.get("access", "read") != "read" and key not in copy_back \
+                and not (v.nbytes and v.nbytes % PAGE == 0 and v.ctypes.data % PAGE == 0):
+            copy_back[key] = (buf, v)
         buffers[index] = buf
-    return buffers, copy_back, setbytes, keep
+    return buffers, setbytes
 
 
 def run(handle: Handle, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
     """Launch a prepared specialisation on the default Metal device; written arrays are updated in place."""
-    if handle.device is not device():  # prepared for a device that reset() has since forgotten
-        handle = prepare(handle.sp)
-    sp = handle.sp
-    if handle.fallback:  # devices.MetalDevice runs these on the CPU
-        raise MetalError(f"{handle.fallback}; run it with device='cpu'")
-    if 0 in grid:
+    run_many([(handle, bound, grid, block)])
+
+
+def run_many(launches: list[tuple[Handle, Bound, tuple[int, int, int], tuple[int, int, int]]]) -> None:
+    """Prepared launches in order, in one command buffer (a jit entry's launches: FORMAT.md section 7),
+    inside one autorelease pool. An array passed to several launches (or twice to one) is one Metal
+    buffer, so a later launch reads what an earlier one wrote; written arrays that were copied in are
+    copied back once, after the command buffer completes."""
+    launches = [x for x in launches if 0 not in x[2]]
+    if not launches:
         return
     dev = device()
-    pipe, M, spec = handle.pipeline, dev.Metal, sp.spec
+    M = dev.Metal
+    ready = []
+    for handle, bound, grid, block in launches:
+        if handle.device is not dev:  # prepared for a device that reset() has since forgotten
+            handle = prepare(handle.sp)
+        if handle.fallback:  # devices.MetalDevice runs these on the CPU
+            raise MetalError(f"{handle.fallback}; run it with device='cpu'")
+        _check_launch(dev, handle, block)
+        ready.append((handle, bound, grid, block))
+    with dev.objc.autorelease_pool():  # command buffers and encoders are autoreleased
+        made: dict[tuple[int, int], Any] = {}
+        copy_back: dict[tuple[int, int], tuple[Any, np.ndarray]] = {}
+        keep: list[memoryview] = []
+        cb = dev.queue.commandBuffer()
+        for handle, bound, grid, block in ready:
+            buffers, setbytes = _buffers(dev, bound, made, copy_back, keep)
+            enc = cb.computeCommandEncoder()
+            enc.setComputePipelineState_(handle.pipeline)
+            for index, buf in buffers.items():
+                enc.setBuffer_offset_atIndex_(buf, 0, index)
+            for index, raw in setbytes.items():
+                enc.setBytes_length_atIndex_(raw, len(raw), index)
+            enc.dispatchThreadgroups_threadsPerThreadgroup_(M.MTLSizeMake(*grid), M.MTLSizeMake(*block))
+            enc.endEncoding()
+        cb.commit()
+        cb.waitUntilCompleted()
+        status = int(cb.status())
+        if status != COMMAND_BUFFER_COMPLETED:
+            where = ", ".join(dict.fromkeys(h.sp.where for h, _, _, _ in ready))
+            raise MetalError(f"{where}: the command buffer ended with status {status}: {cb.error()}")
+        for buf, v in copy_back.values():
+            if v.nbytes:
+                view = buf.contents().as_buffer(v.nbytes)
+                v[...] = np.frombuffer(view, v.dtype, v.size).reshape(v.shape)
+                stats["copied_out"] += v.nbytes
+
+
+def _check_launch(dev: _Device, handle: Handle, block: tuple[int, int, int]) -> None:
+    """The pipeline's thread limit, the SIMD width the kernel assumes, the threadgroup memory."""
+    sp, pipe, spec = handle.sp, handle.pipeline, handle.sp.spec
     limit = int(pipe.maxTotalThreadsPerThreadgroup())
     threads = block[0] * block[1] * block[2]
     if threads > limit:
@@ -323,24 +367,3 @@ def run(handle: Handle, bound: Bound, grid: tuple[int, int, int], block: tuple[i
     if has_limit and tgm > int(dev.device.maxThreadgroupMemoryLength()):
         raise MetalError(f"{sp.where}: needs {tgm} bytes of threadgroup memory, more than this GPU's "
                          f"{int(dev.device.maxThreadgroupMemoryLength())}")
-    with dev.objc.autorelease_pool():  # command buffers and encoders are autoreleased
-        buffers, copy_back, setbytes, _keep = _buffers(dev, bound)
-        cb = dev.queue.commandBuffer()
-        enc = cb.computeCommandEncoder()
-        enc.setComputePipelineState_(pipe)
-        for index, buf in buffers.items():
-            enc.setBuffer_offset_atIndex_(buf, 0, index)
-        for index, raw in setbytes.items():
-            enc.setBytes_length_atIndex_(raw, len(raw), index)
-        enc.dispatchThreadgroups_threadsPerThreadgroup_(M.MTLSizeMake(*grid), M.MTLSizeMake(*block))
-        enc.endEncoding()
-        cb.commit()
-        cb.waitUntilCompleted()
-        status = int(cb.status())
-        if status != COMMAND_BUFFER_COMPLETED:
-            raise MetalError(f"{sp.where}: the command buffer ended with status {status}: {cb.error()}")
-        for buf, v in copy_back:
-            if v.nbytes:
-                view = buf.contents().as_buffer(v.nbytes)
-                v[...] = np.frombuffer(view, v.dtype, v.size).reshape(v.shape)
-                stats["copied_out"] += v.nbytes

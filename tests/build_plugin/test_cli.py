@@ -15,7 +15,7 @@ from enigma_build.cli import main
 def test_list_shows_file_line_and_signature(example_copy, capsys):
     assert main(["list", str(example_copy)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 5
+    assert len(out) == 14  # 7 kernels and 7 jits
     assert out[0].split() == ["example_pkg/kernels.py:11", "example_pkg.vector_add", "@kernel",
                               "(a:", "Tensor[float32],", "b:", "Tensor[float32],", "c:", "Tensor[float32],",
                               "n:", "int32)"]
@@ -25,7 +25,9 @@ def test_list_shows_file_line_and_signature(example_copy, capsys):
 def test_build_writes_artifacts(example_copy, tmp_path, capsys):
     assert main(["build", str(example_copy), "-o", str(tmp_path / "out"), "-j", "1"]) == 0
     man = json.loads((tmp_path / "out/example_pkg/_enigma/manifest.json").read_text())
-    assert set(man["kernels"]) == {"vector_add", "saxpy", "softmax", "matmul", "histogram"}
+    assert set(man["kernels"]) >= {"vector_add", "saxpy", "softmax", "matmul", "histogram"}
+    assert set(man["entries"]) == {"add", "add_f16", "axpy", "softmax_rows", "matmul_tiled", "count_values",
+                                   "total"}
     captured = capsys.readouterr()
     assert str(tmp_path / "out/example_pkg/_enigma/manifest.json") in captured.out
     assert "enigma: softmax" in captured.err
@@ -178,3 +180,22 @@ def test_enigma_never_imports_enigma_build():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n.split(".")[0] == "enigma_build" for n in names), f"{path} imports enigma_build"
+
+
+def test_check_help_documents_every_option(monkeypatch):
+    import argparse
+
+    class Seen(Exception):
+        pass
+
+    def parse_args(self, args=None, namespace=None):
+        raise Seen(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_args)
+    with pytest.raises(Seen) as e:
+        main(["check", "--help"])
+    parser = e.value.args[0]
+    dests = {a.dest for a in parser._actions}
+    assert {"seed", "schedule", "size", "no_cpu", "json", "target"} <= dests
+    for action in parser._actions:
+        assert action.help, f"enigma-build check: {action.dest} has no help text"

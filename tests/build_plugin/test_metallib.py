@@ -47,7 +47,7 @@ def test_fake_mac_build_one_air_per_kernel_one_metallib(example_copy, tmp_path, 
     assert man["metallib"] == "kernels.metallib" and man["macos_target"] == "14.0"
     specs = [s["kernel_name"] for v in man["kernels"].values() for s in v]
     compiles = xcrun_log("compile")
-    assert len(compiles) == len(specs) == 6
+    assert len(compiles) == len(specs) == 18  # 7 kernels (8: vector_add twice), 7 jits (10 kernels)
     assert all("-mmacosx-version-min=14.0" in c and "-std=metal3.1" in c and "-fno-fast-math" in c
                for c in compiles)
     assert len(xcrun_log("metallib")) == 1
@@ -56,7 +56,7 @@ def test_fake_mac_build_one_air_per_kernel_one_metallib(example_copy, tmp_path, 
     # the second build: package cache hit, no compiler or linker call, the same wheel
     capsys.readouterr()
     again = hatch_build(example_copy, tmp_path / "b")
-    assert len(xcrun_log("compile")) == 6 and len(xcrun_log("metallib")) == 1
+    assert len(xcrun_log("compile")) == 18 and len(xcrun_log("metallib")) == 1
     assert again.read_bytes() == whl.read_bytes()
     assert "kernels from the cache" in "".join(capsys.readouterr())
 
@@ -66,7 +66,7 @@ def test_edited_kernel_recompiles_only_its_air(example_copy, tmp_path, xcrun_log
     k = example_copy / "src/example_pkg/kernels.py"
     k.write_text(k.read_text().replace("c[i] = a[i] + b[i]", "c[i] = a[i] - b[i]"))
     hatch_build(example_copy, tmp_path / "b")
-    assert len(xcrun_log("compile")) == 6 + 2  # vector_add float32 and float16
+    assert len(xcrun_log("compile")) == 18 + 4  # vector_add float32 and float16, and the jits add, add_f16
     assert len(xcrun_log("metallib")) == 2
 
 
@@ -140,7 +140,7 @@ def test_unknown_kernel_in_vec_width_is_an_error(example_copy, monkeypatch):
     from enigma_build import config, core
     monkeypatch.setenv("ENIGMA_EMIT_ONLY", "1")
     pp = example_copy / "pyproject.toml"
-    pp.write_text(pp.read_text().replace("vec-width = { saxpy = 4 }", "vec-width = { saxpyy = 4 }"))
+    pp.write_text(pp.read_text().replace("vec-width = { saxpy = 4, axpy = 4 }", "vec-width = { saxpyy = 4 }"))
     with pytest.raises(config.ConfigError, match="no kernel named tool.enigma.vec-width.saxpyy "
                                                  r"\(did you mean 'saxpy'\?\)"):
         core.build(config.load(example_copy), log=lambda _: None)
@@ -190,4 +190,4 @@ def test_compiler_warnings_reach_the_build_output(example_copy, tmp_path, xcrun_
     hatch_build(example_copy, tmp_path / "a")
     said = "".join(capsys.readouterr())
     assert "enigma: warning: xcrun metal: warnings compiling enigma_kernel_saxpy.metal:" in said
-    assert said.count("warning: unused variable 'v9' [-Wunused-variable]") == 6  # one per .air
+    assert said.count("warning: unused variable 'v9' [-Wunused-variable]") == 18  # one per .air

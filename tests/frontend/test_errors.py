@@ -284,12 +284,24 @@ def simd_sum_of_bool(x: Tensor[int32]):
 
 @enigma.func
 def recurse_forever(v):
-    return recurse_forever(v) + 1  # <-
+    return recurse_forever(v + 1)  # <-
 
 
 @enigma.kernel
 def recursive_func(x: Tensor[int32]):
     x[0] = recurse_forever(x[0])
+
+
+@enigma.func
+def recurse_through_an_if(v):
+    if v > 0:
+        v = v + 1
+    return recurse_through_an_if(v)  # <-
+
+
+@enigma.kernel
+def recursive_func_with_if(x: Tensor[int32]):
+    x[0] = recurse_through_an_if(x[0])
 
 
 TEXT = "(a run-time value): its value is only known at run time, so the text would be a trace-time constant"
@@ -397,6 +409,20 @@ def launches_twice(a, b, c):  # <-
 
 
 @enigma.jit
+def launches_per_element(a, b, c):
+    n = a.shape[0]
+    for _ in range(n):  # <-
+        zoo.vector_add(a, b, c, n).launch(grid=(1, 1, 1), block=(256, 1, 1))
+
+
+@enigma.jit
+def chooses_in_python(a, b, c):
+    n = a.shape[0]
+    if n > 1024:  # <-
+        zoo.vector_add(a, b, c, n).launch(grid=(1, 1, 1), block=(256, 1, 1))
+
+
+@enigma.jit
 def launches_without_n(a, b, c):
     zoo.vector_add(a, b, c).launch(grid=(1, 1, 1), block=(256, 1, 1))  # <-
 
@@ -416,10 +442,7 @@ def test_jit_errors():
     a = np.zeros(8, np.float32)
     spec = enigma.TensorSpec(float32, ("n",))
     for fn, msg, args in [
-        (launches_nothing, "@jit function 'launches_nothing' launched 0 kernels; it must launch exactly one",
-         (a, a, a)),
-        (launches_twice, "@jit function 'launches_twice' launched 2 kernels; it must launch exactly one",
-         (a, a, a)),
+        (launches_nothing, "@jit function 'launches_nothing' launched no kernel", (a, a, a)),
         (symbolic_block, "block (n, 1, 1) depends on sizes known only at launch", (spec, spec, spec)),
         (launches_without_n, "kernel 'vector_add' is launched without its argument 'n'", (a, a, a)),
         (launches_twice, "@jit function 'launches_twice' got the wrong arguments: missing a required "
@@ -440,6 +463,41 @@ def test_calling_kernels_and_jits_directly():
     assert info.value.line == inspect.currentframe().f_lineno - 2
     with pytest.raises(EnigmaError, match="is not called directly"):
         zoo.add(1, 2, 3)
+
+
+@pytest.mark.parametrize("fn, what", [(launches_per_element, "using as an int"),
+                                      (chooses_in_python, "the truth value")])
+def test_unshippable_jits_are_refused_at_their_line(fn, what):
+    """A jit that decides in Python on a size known only at launch cannot become data (a build runs
+    it on TensorSpecs): refused at the user's line, saying why and what to use instead."""
+    spec = enigma.TensorSpec(float32, ("n",))
+    with pytest.raises(EnigmaError) as info:
+        enigma.compile(fn, spec, spec, spec)
+    err = info.value
+    assert (err.file, err.line) == (__file__, marked_line(fn.fn))
+    assert what in err.message and "a size known only at launch" in err.message
+    assert "cannot be shipped" in err.message and "enigma.select" in err.message
+
+
+def test_a_size_used_in_python_is_a_guard_of_the_compiled_jit():
+    """With arrays the same jit compiles (the size is known), guarded: other sizes are refused, naming
+    the condition and the line, never run with a stale decision."""
+    a = np.zeros(8, np.float32)
+    ck = enigma.compile(launches_per_element, a, a, a)
+    assert len(ck.entry["launches"]) == 8
+    ck(a, a.copy(), a.copy(), device="cpu")
+    b = np.zeros(9, np.float32)
+    with pytest.raises(ValueError, match=r"a.shape\[0\] == 8.*compile again"):
+        ck(b, b, b.copy(), device="cpu")
+
+
+def test_the_launches_of_a_loop_over_a_static_count_are_recorded_in_order():
+    a = np.arange(4, dtype=np.float32)
+    ck = enigma.compile(launches_twice, a, a, a)
+    assert len(ck.entry["launches"]) == 2 and len(ck.parts) == 1  # one kernel, launched twice
+    c = np.zeros(4, np.float32)
+    ck(a, a, c, device="cpu")
+    np.testing.assert_array_equal(c, 2 * a)
     with pytest.raises(EnigmaError, match="expects an @enigma.kernel or @enigma.jit function"):
         enigma.compile(lambda: None)
 
@@ -508,12 +566,16 @@ def test_literals_that_fit_and_explicit_infinities_are_accepted():
     enigma.compile(k)
 
 
-def test_recursive_func_is_an_error_at_the_users_line():
+@pytest.mark.parametrize("kernel,helper", [(recursive_func, recurse_forever),
+                                           (recursive_func_with_if, recurse_through_an_if)])
+def test_recursive_func_is_an_error_at_the_recursive_call(kernel, helper):
+    """Not at `<string>:3` (a dataclass __init__ where the stack ran out): at the user's recursive call."""
     with pytest.raises(EnigmaError) as info:
-        enigma.compile(recursive_func)
-    assert info.value.message == ("RecursionError while tracing kernel 'recursive_func': maximum recursion "
-                                  "depth exceeded")
-    assert (info.value.file, info.value.line) == (__file__, marked_line(recurse_forever.fn))
+        enigma.compile(kernel)
+    assert info.value.message.startswith(f"RecursionError while tracing kernel {kernel.name!r}: maximum "
+                                         "recursion depth exceeded")
+    assert (info.value.file, info.value.line) == (__file__, marked_line(helper.fn))
+    assert "recursion must stop on a Python (compile-time) condition" in info.value.hint
 
 
 def test_a_250_term_expression_compiles_and_runs(tmp_path):

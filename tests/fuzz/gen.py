@@ -233,15 +233,9 @@ class Generator:
                 d = r.choice(NUMBERS)
                 arg = self.expr(d, local, 2)
                 lane = r.randrange(32) if op in ("simd_shuffle_down", "simd_broadcast") else None
-                exact = not (op == "simd_sum" and d.is_float)
-                name = self.fresh("s")
-                out.append(S("simd", name, E(op, d, (arg,), value=lane, exact=exact)))
-                if exact:
-                    local[name] = d
-                else:  # a float sum's rounding depends on the order: only stored
-                    j = r.randrange(len(self.outputs))
-                    if self.outputs[j] == d:
-                        out.append(S("store", value=j, e=E("var", d, value=name, exact=False)))
+                name = self.fresh("s")  # simd_sum adds in lane order (FORMAT.md): exact, bit for bit
+                out.append(S("simd", name, E(op, d, (arg,), value=lane)))
+                local[name] = d
         return out
 
     def program(self) -> Program:
@@ -267,7 +261,7 @@ class Generator:
         for s in body:
             if s.kind in ("assign", "shared") and s.e is not None:
                 scope[s.name] = s.e.dtype
-            elif s.kind == "simd" and s.e is not None and s.e.exact:
+            elif s.kind == "simd" and s.e is not None:
                 scope[s.name] = s.e.dtype
         return scope
 

@@ -64,9 +64,12 @@ class Model:
             return lanes[:, src].reshape(-1)
         if e.op == "simd_broadcast":
             return np.repeat(lanes[:, e.value], SIMD)
-        if e.op == "simd_sum" and d.is_float:  # the order is the implementation's: compared with a tolerance
-            r = out(d, lanes.astype(np.float64).sum(axis=1))
-        else:
+        if e.op == "simd_sum" and d.name == "bfloat16":  # lane order in float32, rounded once (FORMAT.md)
+            r = lanes[:, 0]
+            for k in range(1, SIMD):
+                r = apply("add", dt.float32, dt.float32, r, lanes[:, k])
+            r = out(d, r)
+        else:  # lane order, each addition rounded to the type
             name = {"simd_sum": "add", "simd_max": "max", "simd_min": "min"}[e.op]
             r = lanes[:, 0]
             for k in range(1, SIMD):

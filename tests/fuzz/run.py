@@ -126,7 +126,8 @@ def _run(p: Program, seed: int, name: str, source: str, directory: Path, verify:
     def storage() -> list[np.ndarray]:
         arrays = [to_storage(d, v) for d, v in zip(p.inputs + p.outputs, ins + outs)]
         arrays += [to_storage(p.counter, cnt)] if p.counter is not None and cnt is not None else []
-        return arrays + ([to_storage(p.scalar, np.array([scalar]))[0]] if p.scalar is not None else [])
+        # scalars are passed as numbers (bfloat16 too: the binding rounds and encodes it)
+        return arrays + ([np.asarray(scalar, p.scalar.value_np)[()]] if p.scalar is not None else [])
 
     runs: dict[str, list[np.ndarray]] = {}
     cpu = storage()
