@@ -161,6 +161,14 @@ def _text_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     return data * 2, "doubled the bytes"
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 def mutate(adir: Path, rng: random.Random) -> list[str]:
     files = sorted(p.name for p in adir.iterdir())
     done: list[str] = []
@@ -169,14 +177,12 @@ def mutate(adir: Path, rng: random.Random) -> list[str]:
         path = adir / target
         kind = rng.random()
         if kind < 0.06 and hasattr(os, "mkfifo"):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            _remove(path)
             os.mkfifo(path)
             done.append(f"{target}: replaced by a FIFO")
             continue
         if kind < 0.10:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            _remove(path)
             if os.path.exists("/dev/zero"):
                 path.symlink_to("/dev/zero")
                 done.append(f"{target}: replaced by a symlink to /dev/zero")
@@ -184,14 +190,12 @@ def mutate(adir: Path, rng: random.Random) -> list[str]:
                 done.append(f"{target}: removed")
             continue
         if kind < 0.12:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            _remove(path)
             path.mkdir()
             done.append(f"{target}: replaced by a directory")
             continue
         if kind < 0.14:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            _remove(path)
             done.append(f"{target}: removed")
             continue
         if not path.is_file() or path.is_symlink():

@@ -546,6 +546,10 @@ OP_KEYS: dict[str, Key] = {
     "op": Key(name_check, True), "in": Key(_ids_check), "out": Key(_ids_check), "types": Key(_types_check),
     "attrs": Key(_attrs_check), "regions": Key(list_of(8)), "line": Key(int_in(0, MAX_INT)),
 }
+ATTR_KEYS: dict[str, Key] = {  # the attributes the catalogue's ops read, wherever they appear
+    "name": Key(name_check), "tensor": Key(name_check), "axis": Key(int_in(0, MAX_RANK - 1)),
+    "dim": Key(int_in(0, 2)), "lanes": Key(int_in(1, MAX_LANES)),
+}
 REGION_KEYS: dict[str, Key] = {
     "args": Key(_ids_check), "types": Key(_types_check), "body": Key(list_of(MAX_IR_OPS), True),
 }
@@ -593,6 +597,8 @@ def read_ir(data: Any, where: str, *, envelope_only: bool = False) -> dict:
                 if v in defined:
                     raise IRError(f"{w}: value id %{v} is defined twice")
                 defined.add(v)
+            if op.get("attrs"):
+                check_keys(op["attrs"], ATTR_KEYS, f"{w}, 'attrs'", IRError)
             if op["op"] == "const":
                 try:
                     number_from_json((op.get("attrs") or {}).get("value"))
