@@ -31,26 +31,45 @@ MEMORY = ("load", "store", "vload", "vstore", "atomic_add", "atomic_max", "atomi
 SIMD = ("simd_sum", "simd_max", "simd_min", "simd_shuffle_down", "simd_broadcast")
 CONTROL = ("if", "for", "while", "yield", "condition")
 OTHER = ("const", "param", "dim", "stride", "cast", "broadcast", "barrier")
-ALL_OPS = frozenset(BINARY + COMPARE + UNARY + TERNARY + BUILTIN + MEMORY + SIMD + CONTROL + OTHER)
+
+# --- fast-kernel ops (issue 12): vectors, bits and simdgroup matrices ---------------------------------
+# extract: lane `lane` of a vector; pack: N scalars -> an N-lane vector; bitcast: the same bits as
+# another type of the same size (Metal's as_type). load/store/vload/vstore also take the attributes
+# `view` (a dtype name: the tensor's bytes read as that type) and `packed` (vload/vstore only: no
+# alignment beyond the element's, Metal's packed_<type>N).
+VECTOR = ("extract", "pack", "bitcast")
+# simdgroup matrices (8x8, owned by the 32 lanes of a simdgroup; Type.matrix == 8):
+# simd_fill {value}; simd_load(offset, elements_per_row) {tensor, transpose}; simd_mma(a, b, c) = a @ b + c;
+# simd_store(m, offset, elements_per_row) {tensor, transpose}
+SIMD_MATRIX = ("simd_fill", "simd_load", "simd_mma", "simd_store")
+
+ALL_OPS = frozenset(BINARY + COMPARE + UNARY + TERNARY + BUILTIN + MEMORY + SIMD + CONTROL + OTHER
+                    + VECTOR + SIMD_MATRIX)
 # ops with an effect besides their result: never removed or merged by passes
 SIDE_EFFECTS = frozenset(("store", "vstore", "atomic_add", "atomic_max", "atomic_min", "barrier",
-                          "if", "for", "while", "yield", "condition"))
+                          "if", "for", "while", "yield", "condition", "simd_store"))
 # ops whose result depends on the memory state or on the other lanes: never merged (CSE) or folded
-NOT_PURE = SIDE_EFFECTS | frozenset(("load", "vload") + SIMD)
+NOT_PURE = SIDE_EFFECTS | frozenset(("load", "vload", "simd_load") + SIMD)
 
 
 @dataclass(frozen=True)
 class Type:
-    """A value's type: a scalar dtype, or a vector of `lanes` of it (lanes > 1 only after vectorising)."""
+    """A value's type: a scalar dtype, a vector of `lanes` of it (vectorising, `load_vec`), or (matrix=8)
+    an 8x8 simdgroup matrix of it, a value owned by the 32 lanes of a simdgroup together."""
 
     dtype: DType
     lanes: int = 1
+    matrix: int = 0
 
     @property
-    def name(self) -> str:  # "float32", "float32x4"
+    def name(self) -> str:  # "float32", "float32x4", "float32x8x8"
+        if self.matrix:
+            return f"{self.dtype.name}x{self.matrix}x{self.matrix}"
         return self.dtype.name if self.lanes == 1 else f"{self.dtype.name}x{self.lanes}"
 
     def __str__(self) -> str:
+        if self.matrix:
+            return f"!enigma.simdgroup_matrix<{self.matrix}x{self.matrix}x{self.dtype.short}>"
         return self.dtype.short if self.lanes == 1 else f"vector<{self.lanes}x{self.dtype.short}>"
 
 

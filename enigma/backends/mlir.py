@@ -39,6 +39,8 @@ def elem(dtype: Any) -> str:
 
 
 def mtype(t: ir.Type) -> str:
+    if t.matrix:  # an opaque type of the enigma dialect (mlir-opt --allow-unregistered-dialect)
+        return f"!enigma.simdgroup_matrix<{t.matrix}x{t.matrix}x{elem(t.dtype)}>"
     return elem(t.dtype) if t.lanes == 1 else f"vector<{t.lanes}x{elem(t.dtype)}>"
 
 
@@ -235,6 +237,8 @@ class _Printer:
         elif name == "broadcast":
             self.emit(depth, f"{self.lhs(op)}vector.broadcast {x[0]} : {mtype(op.operands[0].type)} to "
                              f"{mtype(rt)}", op)
+        elif name in ir.VECTOR or name in ir.SIMD_MATRIX:
+            self.fast(op, depth, x, rt)
         elif name in ir.MEMORY:
             ssa, ty = self.tensor(op)
             self.generic(op, depth, operands=[ssa] + x, types=[ty] + [mtype(o.type) for o in op.operands])
@@ -246,6 +250,25 @@ class _Printer:
             self.while_(op, depth)
         else:
             raise ValueError(f"{self.k.file}:{op.line}: the MLIR printer does not know op {name!r}")
+
+    # fast-kernel ops (issue 12) ----------------------------------------------------------------------
+    def fast(self, op: ir.Op, depth: int, x: list[str], rt: Any) -> None:
+        """vector.extract / vector.from_elements / arith.bitcast where MLIR has them; simdgroup matrix
+        ops (and bitcasts that change the lane count) as generic `enigma.*` ops on the memref."""
+        name, lhs = op.name, self.lhs(op)
+        src = op.operands[0].type if op.operands else None
+        if name == "extract":
+            self.emit(depth, f"{lhs}vector.extract {x[0]}[{op.attrs['lane']}] : {mtype(rt)} from "
+                             f"{mtype(src)}", op)  # type: ignore[arg-type]
+        elif name == "pack":
+            self.emit(depth, f"{lhs}vector.from_elements {', '.join(x)} : {mtype(rt)}", op)
+        elif name == "bitcast" and src is not None and src.lanes == rt.lanes:
+            self.emit(depth, f"{lhs}arith.bitcast {x[0]} : {mtype(src)} to {mtype(rt)}", op)
+        elif name in ("simd_load", "simd_store"):
+            ssa, ty = self.tensor(op)
+            self.generic(op, depth, operands=[ssa] + x, types=[ty] + [mtype(o.type) for o in op.operands])
+        else:
+            self.generic(op, depth)
 
     def cast(self, op: ir.Op, depth: int) -> None:
         src, dst = op.operands[0].type, op.result.type

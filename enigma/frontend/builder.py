@@ -18,6 +18,7 @@ class Builder:
         self.access: dict[str, set[str]] = {}  # tensor argument -> {"r", "w"}
         self.home: dict[ir.Value, ir.Block] = {}  # block that defines each value (entry ops: none)
         self.arg_names: set[str] = set()
+        self.fragments: list[Any] = []  # register fragments (frontend/fragments.py), carried by control flow
 
     @staticmethod
     def line() -> int:

@@ -22,6 +22,7 @@ from enigma.errors import EnigmaError, EnigmaTypeError, is_user_file, user_frame
 from enigma.frontend import control
 from enigma.frontend.builder import Builder, tracing
 from enigma.frontend.grid import Expr
+from enigma.frontend.reductions import check_block
 from enigma.frontend.rewrite import rewrite
 from enigma.frontend.tensors import TensorRef
 from enigma.frontend.types import ConstexprType, Shape, TensorSpec, TensorType
@@ -500,6 +501,7 @@ def make_launch(kernel: ir.Kernel, bindings: dict[str, Any], grid: Any, block: A
                               f"{ir.MAX_THREADS_PER_THREADGROUP} per threadgroup", file, line,
                               hint="use a smaller block and more threadgroups in the grid")
         blk = tuple(vals)
+        check_block(kernel, blk, file, line)  # block reductions and simdgroup matrices: whole simdgroups
     grid_json = None
     if g is not None:
         resolve = _resolver(kernel, bindings, file, line)

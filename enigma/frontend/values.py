@@ -214,6 +214,11 @@ class Val:
     def __repr__(self) -> str:
         return f"Val({self.v!r})"
 
+    def bitcast(self, d: DType) -> Val:
+        """The same bits read as dtype `d` (Metal's as_type; the sizes must match): frontend/vectors.py."""
+        from enigma.frontend.vectors import bitcast
+        return bitcast(self, d)
+
     # arithmetic
     def __add__(self, o: Any) -> Val: return binary("add", self, o, "+")
     def __radd__(self, o: Any) -> Val: return binary("add", o, self, "+")

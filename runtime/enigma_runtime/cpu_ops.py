@@ -38,7 +38,8 @@ CATALOGUE = frozenset(BINARY) | frozenset(UNARY) | {  # FORMAT.md section 4; yie
     "const", "param", "dim", "stride", "thread_idx", "block_idx", "block_dim", "grid_dim", "simd_lane_id",
     "simd_group_id", "fma", "select", "cast", "broadcast", "load", "store", "vload", "vstore", "atomic_add",
     "atomic_max", "atomic_min", "barrier", "simd_sum", "simd_max", "simd_min", "simd_shuffle_down",
-    "simd_broadcast", "if", "for", "while"}
+    "simd_broadcast", "if", "for", "while"} | {  # cpu_simdgroup.py: vectors, bits, simdgroup matrices
+    "extract", "pack", "bitcast", "simd_fill", "simd_load", "simd_mma", "simd_store"}
 FLOAT_ONLY = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "floor", "ceil"}
 def _fix(out: Any, want: np.dtype, bf16: bool) -> Any:
     if bf16:
