@@ -241,7 +241,7 @@ SM_BM, SM_BN, SM_BK = 32, 32, 16  # threadgroup tile; 4 simdgroups, each a 16x16
 def _simd_matmul_body(a, b, c):
     As = enigma.shared_tensor(a.dtype, (SM_BM, SM_BK), name="As")
     Bs = enigma.shared_tensor(b.dtype, (SM_BK, SM_BN), name="Bs")
-    tid = enigma.thread_idx().x
+    tx, ty = enigma.thread_idx().x, enigma.thread_idx().y  # block (16, 8): 4 simdgroups
     sg = enigma.simd_group_id()
     row0 = enigma.block_idx().y * SM_BM
     col0 = enigma.block_idx().x * SM_BN
@@ -253,10 +253,11 @@ def _simd_matmul_body(a, b, c):
     c10 = enigma.simd_matrix(enigma.float32)
     c11 = enigma.simd_matrix(enigma.float32)
     for k0 in range(0, a.shape[1], SM_BK):
-        for i in enigma.range_constexpr(SM_BM * SM_BK // 128):  # 128 threads copy the tiles
-            e = tid + i * 128
-            As[e // SM_BK, e % SM_BK] = a[row0 + e // SM_BK, k0 + e % SM_BK]
-            Bs[e // SM_BN, e % SM_BN] = b[k0 + e // SM_BN, col0 + e % SM_BN]
+        for i in enigma.range_constexpr(0, SM_BM, 8):  # the 16 x 8 threads copy the tiles
+            As[ty + i, tx] = a[row0 + ty + i, k0 + tx]
+        for i in enigma.range_constexpr(0, SM_BK, 8):
+            for j in enigma.range_constexpr(0, SM_BN, 16):
+                Bs[ty + i, tx + j] = b[k0 + ty + i, col0 + tx + j]
         enigma.barrier()
         for kk in enigma.range_constexpr(0, SM_BK, 8):  # the inner loop: simdgroup loads and MMAs only
             a0 = enigma.simd_load(a_w, 0, kk)
@@ -292,13 +293,13 @@ def simd_matmul_f16(a: Tensor[enigma.float16, ("m", "k")],  # noqa: F821, UP037
 @enigma.jit
 def simd_matmul_launch(a, b, c):
     m, n = c.shape
-    simd_matmul(a, b, c).launch(grid=(n // SM_BN, m // SM_BM, 1), block=(128, 1, 1))
+    simd_matmul(a, b, c).launch(grid=(n // SM_BN, m // SM_BM, 1), block=(16, 8, 1))
 
 
 @enigma.jit
 def simd_matmul_f16_launch(a, b, c):
     m, n = c.shape
-    simd_matmul_f16(a, b, c).launch(grid=(n // SM_BN, m // SM_BM, 1), block=(128, 1, 1))
+    simd_matmul_f16(a, b, c).launch(grid=(n // SM_BN, m // SM_BM, 1), block=(16, 8, 1))
 
 
 @enigma.kernel

@@ -298,6 +298,8 @@ def _active(st: State, mask: Any, line: int, what: str) -> np.ndarray | None:
 def _per_simdgroup(st: State, x: Any, active: np.ndarray | None, line: int, what: str) -> np.ndarray:
     """A per-thread int value as one value per simdgroup (G, S); it must agree across the lanes."""
     G, S = _groups(st, line, what)
+    if np.ndim(x) == 0 and type(x) is not Aff:  # uniform
+        return np.full((G, S), int(x), np.int64)
     a = np.broadcast_to(np.asarray(mat(x), np.int64), st.geo.full).reshape(G, S, SIMD)
     first = a[..., 0]
     differ = (a != first[..., None]).any(-1)
@@ -315,7 +317,21 @@ _R = np.arange(N, dtype=np.int64)
 
 
 def _block_index(st: State, m: Memory, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
-                 line: int, what: str) -> np.ndarray:
+                 line: int, what: str, key: Any) -> np.ndarray:
+    """The (G, S, 8, 8) element indices of every simdgroup's block, checked. Memoised per op while its
+    operands are the same objects (a loop-invariant position: each iteration of a k loop reloads the
+    same threadgroup tile positions)."""
+    memo = st.memo.get(key) if active is None else None
+    if memo is not None and memo[0] is off and memo[1] is ld and memo[2] is m:
+        return memo[3]
+    idx = _block_index_new(st, m, off, ld, origin, transpose, active, line, what)
+    if active is None:
+        st.memo[key] = (off, ld, m, idx)
+    return idx
+
+
+def _block_index_new(st: State, m: Memory, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
+                     line: int, what: str) -> np.ndarray:
     base = _per_simdgroup(st, off, active, line, what) + origin
     stride = _per_simdgroup(st, ld, active, line, what)
     rows, cols = (_R[None, :], _R[:, None]) if transpose else (_R[:, None], _R[None, :])
@@ -368,12 +384,13 @@ def _op_simd_load(plan, op, ins, outs, types, attrs, line):
     t, origin, tr = _check_matrix_op(plan, op, attrs, "simd_load")
     view, out = attrs.get("view"), outs[0]
     off_id, ld_id = ins
+    key = ("simd_load", out)
 
     def run(st, env, mask):
         active = _active(st, mask, line, "simd_load")
         m = memory(st, t, view)
-        idx = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_load")
-        v = m.flat[idx]
+        idx = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_load", key)
+        v = np.take(m.flat, idx)
         env[out] = SimdMatrix(bf16_from_bits(v) if m.dt.name == "bfloat16" else v)
     return run
 
@@ -403,6 +420,7 @@ def _op_simd_store(plan, op, ins, outs, types, attrs, line):
     t, origin, tr = _check_matrix_op(plan, op, attrs, "simd_store")
     view = attrs.get("view")
     v_id, off_id, ld_id = ins
+    key = ("simd_store", id(op))
 
     def run(st, env, mask):
         active = _active(st, mask, line, "simd_store")
@@ -414,7 +432,7 @@ def _op_simd_store(plan, op, ins, outs, types, attrs, line):
         if not m.flat.flags.writeable:
             raise KernelExecutionError(f"{st.where(line)}: simd_store to tensor {m.name!r}, which is "
                                        "read-only")
-        idx = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_store")
+        idx = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_store", key)
         vals = np.broadcast_to(mv.a, idx.shape)
         vals = bf16_to_bits(vals) if m.dt.name == "bfloat16" else vals.astype(m.flat.dtype)
         m.before_write()

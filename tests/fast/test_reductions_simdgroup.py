@@ -196,7 +196,7 @@ def test_simdgroup_matrix_errors(kernel, message):
 
 @enigma.jit
 def simd_matmul_48(a, b, c):
-    zoo.simd_matmul(a, b, c).launch(grid=(1, 1, 1), block=(48, 1, 1))
+    zoo.simd_matmul(a, b, c).launch(grid=(1, 1, 1), block=(16, 3, 1))
 
 
 def test_simdgroup_matrices_need_whole_simdgroups():
