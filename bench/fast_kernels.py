@@ -48,8 +48,9 @@ def main() -> None:
     pins = plain.make_inputs(rng)
     t_simd = best(lambda: codegen(e.jit, ins), 20)
     t_plain = best(lambda: codegen(plain.jit, pins), 20)
-    print(f"trace + codegen, simd_matmul:   {t_simd * 1e3:7.2f} ms  (target <= 15 ms: {t_simd * 1e3 / 15:.2f}x "
-          f"of the budget; plain matmul {t_plain * 1e3:.2f} ms, ratio {t_simd / t_plain:.2f})")
+    print(f"trace + codegen, simd_matmul:   {t_simd * 1e3:7.2f} ms  (target <= 15 ms: "
+          f"{t_simd * 1e3 / 15:.2f}x of the budget; plain matmul {t_plain * 1e3:.2f} ms, ratio "
+          f"{t_simd / t_plain:.2f})")
 
     n = 256
     a = rng.standard_normal((n, n)).astype(np.float32)

@@ -155,9 +155,9 @@ def dot(a: Any, b: Any) -> Val:
 
 
 def bitcast(x: Any, d: DType) -> Val:
-    """The bits of `x` read as dtype `d` (Metal's as_type). A scalar keeps its size (float32 <->
-    int32/uint32, float16 <-> int16/uint16/bfloat16); a vector may change its lane count when the total
-    size is kept (uchar4 -> uint32, half2 -> float32)."""
+    """The bits of `x` read as dtype `d` (Metal's as_type). A scalar becomes a scalar of the same size
+    (float32 <-> int32/uint32, float16 <-> int16/uint16/bfloat16); a vector may change its lane count
+    when the total size is kept (uchar4 -> uint32, half2 -> float32)."""
     if isinstance(x, Undefined):
         x.fail()
     if not isinstance(d, DType):
@@ -168,7 +168,7 @@ def bitcast(x: Any, d: DType) -> Val:
     if d.kind == "b" or x.dtype.kind == "b":
         raise type_error("bool has no defined bit pattern to reinterpret", "use .to(...) instead")
     bits = x.dtype.bits * t.lanes
-    if bits % d.bits or bits // d.bits not in (1, *WIDTHS):
+    if bits % d.bits or bits // d.bits not in (1, *WIDTHS) or (t.lanes == 1 and bits != d.bits):
         size = f"{x.dtype.name}x{t.lanes}" if t.lanes > 1 else x.dtype.name
         raise type_error(f"bitcast of a {size} ({bits // 8} bytes) to {d.name} ({d.bits // 8} bytes): the "
                          "sizes differ", "bitcast to a type of the same size (float32 <-> int32/uint32, "
