@@ -394,6 +394,43 @@ def layer_norm_launch(x, w, b, y, eps):
     layer_norm(x, w, b, y, eps).launch(grid=(x.shape[0], 1, 1), block=(LN_BLOCK, 1, 1))
 
 
+SM_BLOCK = 128
+
+
+@enigma.kernel
+def masked_softmax(x: Tensor[float32, ("rows", "cols")],  # noqa: F821, UP037
+                   mask: Tensor[float32, ("rows", "cols")] | None,  # noqa: F821, UP037
+                   y: Tensor[float32, ("rows", "cols")], scale: float32):  # noqa: F821, UP037
+    """llama.cpp's soft_max: y = softmax(x * scale + mask) per row, the mask optional (a None mask
+    selects the variant without it at compile time); one threadgroup per row, block reductions."""
+    row = enigma.block_idx().x
+    tid = enigma.thread_idx().x
+    cols = x.shape[1]
+    m = NEG_BIG
+    for c in range(tid, cols, SM_BLOCK):
+        v = x[row, c] * scale
+        if mask is not None:
+            v = v + mask[row, c]
+        m = enigma.maximum(m, v)
+    m = enigma.block_max(m)
+    s = 0.0
+    for c in range(tid, cols, SM_BLOCK):
+        v = x[row, c] * scale
+        if mask is not None:
+            v = v + mask[row, c]
+        e = enigma.exp(v - m)
+        y[row, c] = e
+        s += e
+    inv = 1.0 / enigma.block_sum(s)
+    for c in range(tid, cols, SM_BLOCK):
+        y[row, c] = y[row, c] * inv
+
+
+@enigma.jit
+def masked_softmax_launch(x, mask, y, scale):
+    masked_softmax(x, mask, y, scale).launch(grid=(x.shape[0], 1, 1), block=(SM_BLOCK, 1, 1))
+
+
 # ---------------------------------------------------------------------------------------------------
 # the table
 
@@ -510,7 +547,27 @@ def _ln_ref(x, w, b, y, eps):
     return ((x - mean) / np.sqrt(var + eps) * w + b,)
 
 
+def _masked_softmax_in(mask: bool):
+    def make(rng):
+        rows, cols = 4, 300
+        x = rng.standard_normal((rows, cols)).astype(np.float32)
+        m = np.where(rng.random((rows, cols)) < 0.2, np.float32(NEG_BIG), np.float32(0)).astype(np.float32) \
+            if mask else None
+        return (x, m, np.zeros((rows, cols), np.float32), np.float32(0.5))
+    return make
+
+
+def _masked_softmax_ref(x, mask, y, scale):
+    v = x * scale + (0 if mask is None else mask)
+    e = np.exp(v - v.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True),)
+
+
 ZOO += [
+    ZooEntry("masked_softmax", masked_softmax, masked_softmax_launch, _masked_softmax_in(True),
+             _masked_softmax_ref, (2,), lambda t: t, rtol=1e-5, atol=1e-6),
+    ZooEntry("softmax_no_mask", masked_softmax, masked_softmax_launch, _masked_softmax_in(False),
+             _masked_softmax_ref, (2,), lambda t: t, rtol=1e-5, atol=1e-6),
     ZooEntry("simd_matmul", simd_matmul, simd_matmul_launch, _mm_in(np.float32), _mm_ref, (2,), lambda t: t,
              rtol=1e-4, atol=1e-4),
     ZooEntry("simd_matmul_f16", simd_matmul_f16, simd_matmul_f16_launch, _mm_in(np.float16), _mm_ref, (2,),

@@ -390,6 +390,8 @@ class _Printer:
         taken: set[str] = set()
         params: list[str] = []
         for a in k.args:
+            if a.kind == "none":  # an optional tensor left out of this variant
+                continue
             ssa = f"%{a.name}" if _ID.match(a.name) and not re.match(r"^(v\d+|tmp\..*)$", a.name) else \
                 f"%arg.{len(params)}"
             while ssa in taken:

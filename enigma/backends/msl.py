@@ -353,6 +353,8 @@ class _Emitter:
         params = []
         for b in self.binds:
             a, c = b.arg, self.names[b.arg.name]
+            if a.kind == "none":  # an optional tensor left out: no parameter (its buffer index stays free)
+                continue
             if a.kind == "tensor":
                 const = "const " if b.access == "read" else ""
                 params.append(f"{const}device {a.dtype.msl}* {c} [[buffer({b.buffer})]]")

@@ -409,6 +409,8 @@ def bind_signature(spec: Mapping[str, Any], args: Sequence[Any]) -> dict[int, An
     dims: list[int] = []
     for a, v in zip(sargs, args):
         dt = from_name(a["dtype"]).np
+        if a["kind"] == "none":  # an optional tensor left out: no buffer
+            continue
         if a["kind"] == "scalar":
             bufs[a["buffer"]] = _scalar_value(v, a["dtype"], dt)
             continue

@@ -79,6 +79,10 @@ def matches(spec: dict, args: tuple, exact: bool = False) -> bool:
     if len(args) != len(spec["args"]):
         return False
     for a, v in zip(spec["args"], args):
+        if (a["kind"] == "none") != (v is None):  # an optional tensor left out: the argument is None
+            return False
+        if v is None:
+            continue
         dt = BY_NAME[a["dtype"]]
         if a["kind"] == "tensor":
             if not isinstance(v, np.ndarray) or v.dtype != dt.np:
@@ -125,6 +129,12 @@ def bind(spec: dict, args: tuple, where: str) -> Bound:
     scalars: dict[str, Any] = {}
     bound = Bound(spec, values, sizes, shapes, scalars)
     for a, v in zip(params, args):
+        if a["kind"] == "none":  # an optional tensor this specialisation leaves out
+            if v is not None:
+                raise TypeError(f"{where}: argument {a['name']!r} is left out of this specialisation: "
+                                f"pass None")
+            values.append(None)
+            continue
         if a["kind"] == "scalar":
             s = _scalar(a, v, where)
             values.append(s)

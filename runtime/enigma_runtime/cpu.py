@@ -54,6 +54,8 @@ class State:
         self.shapes: dict[str, tuple[int, ...]] = {}
         for a, v in zip(plan.args, values):
             dt = BY_NAME[a["dtype"]]
+            if a["kind"] == "none":  # an optional tensor left out
+                continue
             if a["kind"] == "tensor":
                 self.mem[a["name"]] = Memory(a["name"], v.reshape(-1), dt, v.size, False,
                                              a.get("access", "read") != "read")

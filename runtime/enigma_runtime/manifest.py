@@ -113,8 +113,8 @@ def validate_spec(spec: Any, where: str, *, files: dict[str, str] | None = None)
         if a["name"] in names:
             raise bad(f"{w} appears twice")
         names.add(a["name"])
-        if a.get("kind") not in ("tensor", "scalar"):
-            raise bad(f"{w}: 'kind' must be 'tensor' or 'scalar', not {a.get('kind')!r}")
+        if a.get("kind") not in ("tensor", "scalar", "none"):
+            raise bad(f"{w}: 'kind' must be 'tensor', 'scalar' or 'none', not {a.get('kind')!r}")
         if a.get("dtype") not in BY_NAME:
             raise bad(f"{w}: unknown dtype {a.get('dtype')!r}; expected one of {', '.join(BY_NAME)}")
         shape = a.get("shape", [])

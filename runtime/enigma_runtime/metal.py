@@ -173,6 +173,8 @@ def run(sp: Any, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int
     outputs = []
     for i, (a, v) in enumerate(zip(spec["args"], bound.values)):
         index = a.get("buffer", i)
+        if a["kind"] == "none":  # an optional tensor left out: nothing bound
+            continue
         if a["kind"] == "tensor":
             buf = _buffer(dev, v)
             enc.setBuffer_offset_atIndex_(buf, 0, index)
