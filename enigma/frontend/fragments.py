@@ -163,7 +163,8 @@ def copy(src: Any, dst: Any) -> None:
                              "view it through a static tile first: enigma.local_tile(...)")
         m = 1
         for s in shape:
-            m *= s  # type: ignore[operator]
+            assert isinstance(s, int)
+            m *= s
         other_shape: Any = tuple(shape) if len(shape) > 1 else shape[0]
     elif isinstance(other, Fragment):
         m, other_shape = len(other), other.shape

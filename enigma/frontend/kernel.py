@@ -182,10 +182,11 @@ class KernelFunction:
         An optional tensor (`Tensor[...] | None`) doubles them: every variant also without it
         (`{"mask": None}`, Metal name suffix `no_mask`)."""
         out, names = [self], {self.variant}
-        specs = list(self.specialize)
+        specs: list[dict[str, Any]] = list(self.specialize)
         for p in self.params:
             if p.kind == "tensor" and p.tensor is not None and p.tensor.optional:
-                specs += [{**s, p.name: None} for s in [{}] + specs]
+                base_specs: list[dict[str, Any]] = [{}] + specs
+                specs += [{**s, p.name: None} for s in base_specs]
         for s in specs:
             name = base = variant_name(s)
             k = 1

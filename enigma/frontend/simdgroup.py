@@ -102,6 +102,8 @@ class _Block:
         if not isinstance(transpose, bool):
             raise type_error(f"{what}'s transpose is a Python bool, got {describe(transpose)}")
         base: Any = 0
+        shape: tuple[Any, ...]
+        strides: tuple[Any, ...]
         if isinstance(t, LayoutTensor):
             lay = t.layout
             if not isinstance(t.engine, TensorRef) or len(lay) != 2 or \

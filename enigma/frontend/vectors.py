@@ -162,7 +162,7 @@ def bitcast(x: Any, d: DType) -> Val:
         x.fail()
     if not isinstance(d, DType):
         raise type_error(f".bitcast() takes an enigma dtype, got {describe(d)}")
-    if not isinstance(x, Val) or getattr(x.v.type, "matrix", 0):
+    if not isinstance(x, Val) or x.v.type.matrix:
         raise type_error(f".bitcast() needs a traced scalar or vector, got {describe(x)}")
     t = x.v.type
     if d.kind == "b" or x.dtype.kind == "b":

@@ -292,7 +292,7 @@ def _active(st: State, mask: Any, line: int, what: str) -> np.ndarray | None:
                                    "every lane "
                                    "of a simdgroup must take part in simdgroup matrix operations; make the "
                                    "condition the same for the whole simdgroup")
-    return every
+    return np.asarray(every)
 
 
 def _per_simdgroup(st: State, x: Any, active: np.ndarray | None, line: int, what: str) -> np.ndarray:

@@ -254,3 +254,35 @@ def test_view_reads_past_the_end_are_out_of_bounds_on_the_cpu():
     ck = enigma.compile(tail, np.zeros(7, np.uint8), np.zeros(1, np.float32))
     with pytest.raises(OutOfBoundsError, match="tensor 'raw'.*1 elements of float32.*index 1"):
         ck(np.zeros(7, np.uint8), np.zeros(1, np.float32), device="cpu")
+
+
+@enigma.kernel
+def bitcast_1d(a: Tensor[float32], out: Tensor[float32], n: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    if i < n:
+        out[i] = a[i].bitcast(enigma.uint32).to(float32)
+
+
+def test_vec_width_refuses_the_fast_ops():
+    with pytest.raises(enigma.EnigmaError, match="cannot vectorise kernel 'bitcast_1d': it uses a bitcast"):
+        enigma.compile(bitcast_1d, vec_width=4)
+    assert "as_type<uint>" in enigma.compile(bitcast_1d).metal_source
+
+
+@enigma.kernel(block=(4, 1, 1), grid=(1, 1, 1))
+def vector_bits(raw: Tensor[uint8, (16,)], out: Tensor[enigma.uint32, (4,)], halves: Tensor[float32, (8,)]):
+    t = enigma.thread_idx().x
+    out[t] = raw.load_vec(4 * t, 4).bitcast(enigma.uint32)  # uchar4 -> uint
+    h = raw.load_vec(4 * t, 4).bitcast(float16)  # uchar4 -> half2
+    halves[2 * t] = h[0].to(float32)
+    halves[2 * t + 1] = h[1].to(float32)
+
+
+def test_vector_bitcasts_change_the_lane_count():
+    ck = enigma.compile(vector_bits)
+    raw = np.frombuffer(np.array([1.0, -2.0, 0.5, 3.0, 7.0, 8.0, -0.25, 1e-3], np.float16).tobytes(),
+                        np.uint8).copy()
+    cpu, ver = _run_both(ck, raw, np.zeros(4, np.uint32), np.zeros(8, np.float32))
+    for got in (cpu, ver):
+        np.testing.assert_array_equal(got[1], raw.view(np.uint32))
+        np.testing.assert_array_equal(got[2], raw.view(np.float16).astype(np.float32))
