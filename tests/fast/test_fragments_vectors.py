@@ -286,3 +286,27 @@ def test_vector_bitcasts_change_the_lane_count():
     for got in (cpu, ver):
         np.testing.assert_array_equal(got[1], raw.view(np.uint32))
         np.testing.assert_array_equal(got[2], raw.view(np.float16).astype(np.float32))
+
+
+@enigma.kernel(block=(32, 1, 1), grid=(1, 1, 1))
+def frag_while(a: Tensor[float32, (32,)], out: Tensor[float32, (32, 2)]):
+    t = enigma.thread_idx().x
+    f = enigma.make_fragment(2, float32)
+    f[1] = a[t]
+    k = 0
+    while k < t % 5:  # a different trip count per thread
+        f[0] = f[0] + 1.0
+        f[1] = f[1] * 2.0
+        k += 1
+    out[t, 0] = f[0]
+    out[t, 1] = f[1]
+
+
+def test_fragments_in_while_loops_with_divergent_trip_counts():
+    ck = enigma.compile(frag_while)
+    a = np.arange(32, dtype=np.float32)
+    cpu, ver = _run_both(ck, a, np.zeros((32, 2), np.float32))
+    trips = np.arange(32) % 5
+    want = np.stack([trips.astype(np.float32), a * 2.0 ** trips], axis=1)
+    np.testing.assert_array_equal(cpu[1], want)
+    np.testing.assert_array_equal(ver[1], want)
