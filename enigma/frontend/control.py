@@ -9,9 +9,8 @@ from typing import Any
 from enigma_runtime import dtypes as dt
 
 from enigma import ir
-from enigma.errors import error_here
+from enigma.errors import EnigmaError, error_here, user_frame
 from enigma.frontend.builder import current
-from enigma.frontend.fragments import live_fragments
 from enigma.frontend.values import (
     PyNum,
     Undefined,
@@ -22,8 +21,8 @@ from enigma.frontend.values import (
     join,
     to_bool,
     weak_join,
+    wrap,
 )
-from enigma.frontend.vectors import wrap
 
 
 def pick(scope: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, ...]:
@@ -38,23 +37,51 @@ def is_static(c: Any) -> bool:
     return not isinstance(c, Val)
 
 
-def while_static(cond: Callable[[], Any]) -> bool:
+def while_static(cond: Callable[..., Any], values: tuple[Any, ...]) -> bool:
     """Whether a `while` condition is a Python value (evaluated in a scratch block, then dropped)."""
     b = current()
     b.push(ir.Block())
     try:
-        return is_static(cond())
+        return is_static(cond(*values))
     finally:
         b.pop()
 
 
-def control_error(stmt: str, construct: str) -> Exception:
+class Escape(Exception):  # noqa: N818 - a control signal, not an error
+    """A `return`/`break`/`continue` leaving the function made of a construct's body (see rewrite.py).
+    `values` are the construct's assigned variables at that point; `value()` the returned value."""
+
+    def __init__(self, kind: str, value: Callable[[], Any], values: tuple[Any, ...], file: str,
+                 line: int) -> None:
+        super().__init__(kind)
+        self.kind, self.value, self.values, self.file, self.line = kind, value, values, file, line
+
+
+def escape(kind: str, value: Callable[[], Any], values: tuple[Any, ...]) -> Escape:
+    file, line = user_frame(2)
+    return Escape(kind, value, values, file, line)
+
+
+def reraise(e: Escape, values: tuple[Any, ...]) -> Escape:
+    """`e` leaving one more construct's function, carrying that construct's variables."""
+    return Escape(e.kind, e.value, values, e.file, e.line)
+
+
+def control_error(e: Escape, construct: str) -> EnigmaError:
     where = {"if": "an `if` on a traced condition", "for": "a `for ... in range(...)` loop (a run-time loop)",
              "while": "a `while` loop on a traced condition"}[construct]
     hint = {"return": "assign the result to an output tensor and let control reach the end of the kernel",
             "break": "fold the exit test into a `while` condition, or unroll with enigma.range_constexpr",
-            "continue": "wrap the rest of the loop body in an `if` instead"}[stmt]
-    return error_here(f"`{stmt}` inside {where} is not supported", hint)
+            "continue": "wrap the rest of the loop body in an `if` instead"}[e.kind]
+    return EnigmaError(f"`{e.kind}` inside {where} is not supported", e.file, e.line, hint=hint)
+
+
+def _traced(construct: str, fn: Callable[..., tuple], *args: Any) -> tuple:
+    """Call a construct's body function while tracing it: an escape is an error at its line."""
+    try:
+        return tuple(fn(*args))
+    except Escape as e:
+        raise control_error(e, construct) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -133,14 +160,14 @@ def dyn_if(cond: Any, then_fn: Callable[..., tuple], else_fn: Callable[..., tupl
     fragment elements they change)."""
     b = current()
     c = to_bool(cond)
-    frags = live_fragments(b)
+    frags = b.live_fragments()
     before = _frag_state(frags)
     blocks, outs, fouts = [ir.Block(), ir.Block()], [], []
     for blk, fn in zip(blocks, (then_fn, else_fn)):
         _frag_set(frags, before)
         b.push(blk)
         try:
-            outs.append(tuple(fn(*values)) if fn is not None else values)
+            outs.append(_traced("if", fn, *values) if fn is not None else values)
         finally:
             b.pop()
         fouts.append(_frag_state(frags))
@@ -239,7 +266,7 @@ class _Frags:
     the body does not change (their uses in the body read the value from before the loop)."""
 
     def __init__(self) -> None:
-        self.frags = live_fragments(current())
+        self.frags = current().live_fragments()
         self.before = _frag_state(self.frags)
         self.slots = [(i, j) for i, f in enumerate(self.frags) for j in range(len(f.cells))]
 
@@ -335,7 +362,7 @@ def dyn_for(bounds: tuple[Any, ...], body: Callable[..., tuple], names: tuple[st
         fr.enter(blk.args[1 + len(carried):])
         b.push(blk)
         try:
-            outs = list(body(Val(blk.args[0]), *ins))
+            outs = list(_traced("for", body, Val(blk.args[0]), *ins))
         finally:
             b.pop()
         _yield(blk, [outs[k] for k in carried] + fr.outs(), all_types)
@@ -425,7 +452,7 @@ def dyn_while(cond: Callable[..., Any], body: Callable[..., tuple], names: tuple
         fr.enter(after.args[n:])
         b.push(after)
         try:
-            outs = list(body(*ins_a))
+            outs = list(_traced("while", body, *ins_a))
         finally:
             b.pop()
         _yield(after, [outs[k] for k in carried] + fr.outs(), all_types)

@@ -4,7 +4,8 @@ A fragment is a trace-time object: a static layout and one SSA value per element
 Python ints (or `range_constexpr` variables) reads or replaces a cell, so a fragment adds no IR of its
 own and no index arithmetic: `acc[i, j] = acc[i, j] + a * b` is one add in the IR. Run-time loops and
 `if`s carry the cells that their bodies change (frontend/control.py asks `live_fragments` which
-fragments exist around the construct), so fragments are updated in place as in Python.
+fragments exist around the construct: Builder.live_fragments), so fragments are updated in place as in
+Python.
 
 `enigma.copy(src, dst)` copies element by element between fragments and tensors (tensor arguments,
 threadgroup arrays, and their `make_tensor`/`local_tile`/`local_partition` views) of the same size:
@@ -128,13 +129,6 @@ def make_fragment(shape_or_layout: Any, dtype: DType) -> Fragment:
         raise error_here(f"a fragment of {n} elements is too big for registers (at most {MAX_CELLS})",
                          "keep per-thread tiles small (e.g. 4x4 or 8x8)")
     return Fragment(layout, dtype, b)
-
-
-def live_fragments(b: Builder) -> list[Fragment]:
-    """The fragments whose block encloses the construct being traced now (their cells can change in
-    it and must be carried out of it)."""
-    stack = set(map(id, b.blocks))
-    return [f for f in b.fragments if id(f.block) in stack]
 
 
 # ---------------------------------------------------------------------------------------------------

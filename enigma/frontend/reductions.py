@@ -13,7 +13,7 @@ A frontend lowering onto existing ops (no IR op of its own):
 `scratch` is a threadgroup array of 32 elements per element type (`block_reduce_<type>`, shared by
 the kernel's reductions of that type). Every thread of the threadgroup must call it (it holds barriers),
 and the threadgroup size must be a multiple of the simdgroup width, 32 (checked where the launch's
-block is known: `check_block`).
+block is known: frontend/simd_checks.py).
 """
 from __future__ import annotations
 
@@ -23,14 +23,12 @@ from typing import Any
 from enigma_runtime import dtypes as dt
 
 from enigma import ir
-from enigma.errors import EnigmaError
 from enigma.frontend import control
 from enigma.frontend.builder import current
+from enigma.frontend.simd_checks import SCRATCH, SIMD_WIDTH
 from enigma.frontend.tensors import TensorRef
 from enigma.frontend.values import Val, describe, to_val, type_error
 
-SIMD_WIDTH = 32
-SCRATCH = "block_reduce_"  # + the element type's short name
 REDUCIBLE = ("float32", "float16", "int32", "uint32")
 
 
@@ -92,24 +90,3 @@ def block_max(v: Any) -> Val:
 def block_min(v: Any) -> Val:
     """The smallest `v` of the threadgroup, in every thread."""
     return _block_reduce("min", v)
-
-
-def needs_full_simdgroups(kernel: ir.Kernel) -> str:
-    """What in `kernel` needs a threadgroup size that is a multiple of 32 ("" if nothing)."""
-    if any(s.name.startswith(SCRATCH) for s in kernel.shared):
-        return "a block reduction (enigma.block_sum/max/min)"
-    for op in ir.walk(kernel.body):
-        if op.name in ir.SIMD_MATRIX:
-            return "a simdgroup matrix"
-    return ""
-
-
-def check_block(kernel: ir.Kernel, block: tuple[int, ...], file: str, line: int) -> None:
-    """EnigmaError when the kernel needs whole simdgroups and `block` is not a multiple of 32 threads."""
-    what = needs_full_simdgroups(kernel)
-    threads = math.prod(block)
-    if what and threads % SIMD_WIDTH:
-        raise EnigmaError(f"kernel {kernel.name!r} uses {what}, which needs whole simdgroups, but its "
-                          f"threadgroup of {tuple(block)} has {threads} threads, not a multiple of "
-                          f"{SIMD_WIDTH}", file, line,
-                          hint=f"launch with a block of a multiple of {SIMD_WIDTH} threads (e.g. 128 or 256)")

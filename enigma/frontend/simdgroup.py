@@ -28,7 +28,7 @@ from enigma import ir
 from enigma.errors import error_here
 from enigma.frontend.builder import current
 from enigma.frontend.tensors import TensorRef
-from enigma.frontend.values import PyNum, Undefined, Val, as_val, describe, type_error
+from enigma.frontend.values import EXTENSIONS, PyNum, Undefined, Val, as_val, describe, type_error
 from enigma.layout.tensor import LayoutTensor
 
 N = 8  # Metal's simdgroup matrices are 8x8
@@ -57,6 +57,9 @@ class SimdMatrix(Val):
     __lt__ = __le__ = __gt__ = __ge__ = __invert__ = __abs__ = __neg__ = __getitem__ = _unsupported
     __eq__ = __ne__ = _unsupported  # type: ignore[assignment]
     __hash__ = Val.__hash__
+
+
+EXTENSIONS["matrix"] = SimdMatrix
 
 
 def _check_dtype(d: Any, what: str) -> DType:

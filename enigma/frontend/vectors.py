@@ -16,7 +16,18 @@ from enigma_runtime.dtypes import DType
 from enigma import ir
 from enigma.errors import error_here
 from enigma.frontend.builder import current
-from enigma.frontend.values import PyNum, Undefined, Val, as_val, common, describe, join, type_error
+from enigma.frontend.values import (
+    EXTENSIONS,
+    PyNum,
+    Undefined,
+    Val,
+    as_val,
+    common,
+    describe,
+    join,
+    type_error,
+    wrap,
+)
 
 WIDTHS = (2, 3, 4)
 # element types Metal has vector (and packed vector) types of
@@ -34,14 +45,6 @@ def check_width(width: Any, what: str) -> int:
         raise error_here(f"{what}: the vector width must be a Python int 2, 3 or 4, got {describe(width)}",
                          "Metal vectors have 2, 3 or 4 lanes")
     return width
-
-
-def wrap(v: ir.Value) -> Val:
-    """The traced value of the right class for an SSA value: Val (scalar), Vector or SimdMatrix."""
-    if v.type.matrix:
-        from enigma.frontend.simdgroup import SimdMatrix
-        return SimdMatrix(v)
-    return Vector(v) if v.type.lanes > 1 else Val(v)
 
 
 def _vec_of(x: Any, d: DType, lanes: int) -> ir.Value:
@@ -181,3 +184,5 @@ def bitcast(x: Any, d: DType) -> Val:
     return wrap(current().emit("bitcast", [x.v], [ir.Type(d, lanes)]).result)
 
 
+EXTENSIONS["vector"] = Vector
+EXTENSIONS["bitcast"] = bitcast

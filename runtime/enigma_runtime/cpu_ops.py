@@ -1,58 +1,39 @@
-"""CPU executor: elementwise ops (numpy ufuncs per IR op, the op catalogue) and simd-group ops."""
+"""CPU executor: elementwise ops (the op table's functions, enigma_runtime/ops.py) and simd-group ops."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cpu_space import _uniform_int, bf16_round
+from .cpu_space import _uniform_int
+from .dtypes import DType
+from .ops import OPS
 
 if TYPE_CHECKING:
     from .cpu_space import Geo
 
 # ---------------------------------------------------------------------------------------------------
-# elementwise ops
+# elementwise ops: the op table's functions (ops.py), one definition for every stage
 
-def _int_div(a: Any, b: Any) -> Any:
-    return (a - np.fmod(a, b)) // b
+ELEMENTWISE = frozenset(n for n, o in OPS.items() if o.elementwise)
+BINARY = frozenset(n for n, o in OPS.items() if o.group in ("binary", "compare"))
+UNARY = frozenset(n for n, o in OPS.items() if o.group == "unary")
+# FORMAT.md section 4; yield/condition end regions
+CATALOGUE = frozenset(n for n in OPS if n not in ("yield", "condition"))
+FLOAT_ONLY = frozenset(n for n, o in OPS.items() if o.float_only)
+FN = {n: o.fn for n, o in OPS.items() if o.fn is not None}
 
 
-BINARY: dict[str, tuple[Callable, Callable]] = {  # op -> (float fn, int fn)
-    "add": (np.add, np.add), "sub": (np.subtract, np.subtract), "mul": (np.multiply, np.multiply),
-    "div": (np.divide, _int_div), "mod": (np.fmod, np.fmod),
-    "min": (np.fmin, np.minimum), "max": (np.fmax, np.maximum),
-    "and": (np.bitwise_and, np.bitwise_and), "or": (np.bitwise_or, np.bitwise_or),
-    "xor": (np.bitwise_xor, np.bitwise_xor), "shl": (np.left_shift, np.left_shift),
-    "shr": (np.right_shift, np.right_shift),
-    "lt": (np.less, np.less), "le": (np.less_equal, np.less_equal), "gt": (np.greater, np.greater),
-    "ge": (np.greater_equal, np.greater_equal), "eq": (np.equal, np.equal),
-    "ne": (np.not_equal, np.not_equal),
-}
-UNARY: dict[str, Callable] = {
-    "neg": np.negative, "not": np.invert, "abs": np.abs, "exp": np.exp, "exp2": np.exp2, "log": np.log,
-    "log2": np.log2, "sqrt": np.sqrt, "rsqrt": lambda x: np.reciprocal(np.sqrt(x)), "sin": np.sin,
-    "cos": np.cos, "tanh": np.tanh, "floor": np.floor, "ceil": np.ceil,
-}
-CATALOGUE = frozenset(BINARY) | frozenset(UNARY) | {  # FORMAT.md section 4; yield/condition end regions
-    "const", "param", "dim", "stride", "thread_idx", "block_idx", "block_dim", "grid_dim", "simd_lane_id",
-    "simd_group_id", "fma", "select", "cast", "broadcast", "load", "store", "vload", "vstore", "atomic_add",
-    "atomic_max", "atomic_min", "barrier", "simd_sum", "simd_max", "simd_min", "simd_shuffle_down",
-    "simd_broadcast", "if", "for", "while"} | {  # cpu_simdgroup.py: vectors, bits, simdgroup matrices
-    "extract", "pack", "bitcast", "simd_fill", "simd_load", "simd_mma", "simd_store"}
-FLOAT_ONLY = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "floor", "ceil"}
-def _fix(out: Any, want: np.dtype, bf16: bool) -> Any:
-    if bf16:
-        return bf16_round(out)
-    if out.dtype != want:
-        return out.astype(want)
-    return out
+def elementwise(name: str, src: DType, dst: DType, *xs: Any) -> Any:
+    """The op table's `name` on thread-space arrays (Aff operands materialised by the caller). Called
+    inside the launch's np.errstate(all="ignore") (cpu.py), so the function runs directly."""
+    return FN[name](src, dst, *xs)
 
 
 _OUTER: dict[tuple, tuple[str, tuple[int, ...]] | None] = {}
 
 
-def _outer_mul(a: Any, b: Any) -> np.ndarray | None:
+def outer_mul(a: Any, b: Any) -> np.ndarray | None:
     """a * b for float32 operands that vary along different thread axes (neither has the result's
     shape): numpy's broadcasting loops are slow there, einsum's outer product is not. None otherwise."""
     if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != np.float32 or b.dtype != a.dtype:
@@ -114,7 +95,16 @@ def _simd(geo: Geo, name: str, v: Any, x: Any, mask: Any) -> np.ndarray:
         if pad or mask is not None:
             vv = np.where(act, vv, np.array(ident).astype(dt))
         if name == "simd_sum":
-            r = np.sum(vv, axis=2, keepdims=True, dtype=dt)
+            # Metal's order (docs/verify.md): the active lanes in lane order, each addition rounded to
+            # the value's type (float16 adds in half, as the compatibility header does)
+            r = vv[:, :, :1].copy()
+            first = np.ones(r.shape, bool)
+            with np.errstate(over="ignore", invalid="ignore"):
+                for k in range(32):
+                    a, x = np.broadcast_to(act[:, :, k:k + 1], r.shape), vv[:, :, k:k + 1]
+                    r = np.where(a & first, x, np.where(a, (r + x).astype(dt), r))
+                    first &= ~a
+            r = np.where(first, np.zeros((), dt), r)
         else:
             r = (np.max if name == "simd_max" else np.min)(vv, axis=2, keepdims=True)
         return back(np.broadcast_to(r, vv.shape))
@@ -132,9 +122,15 @@ def _simd(geo: Geo, name: str, v: Any, x: Any, mask: Any) -> np.ndarray:
     if tail and xs.ndim == vv.ndim - len(tail):
         xs = xs.reshape(xs.shape + (1,) * len(tail))
     src_lane = lane + xs.astype(np.int64)
-    valid = (src_lane >= 0) & (src_lane < 32)
-    r = np.take_along_axis(vv, np.broadcast_to(np.where(valid, src_lane, lane), vv.shape).astype(np.intp),
-                           axis=2)
+    # a source lane past lane 31, past the threadgroup's last thread or inactive: the lane's own
+    # value (Metal's rule, and the compatibility header's)
+    live = groups(True if mask is None else mask, False)
+    if live.ndim < vv.ndim:
+        live = live.reshape(live.shape + (1,) * (vv.ndim - live.ndim))
+    inside = (src_lane >= 0) & (src_lane < 32)
+    src_idx = np.broadcast_to(np.where(inside, src_lane, lane), vv.shape).astype(np.intp)
+    valid = inside & np.take_along_axis(np.broadcast_to(live, vv.shape), src_idx, axis=2)
+    r = np.take_along_axis(vv, np.where(valid, src_idx, np.broadcast_to(lane, vv.shape)), axis=2)
     return back(r)
 
 

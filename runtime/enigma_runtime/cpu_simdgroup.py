@@ -14,18 +14,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .cpu_memory import Memory
 from .cpu_space import Aff, bf16_from_bits, bf16_round, bf16_to_bits
 from .cpu_space import parse_type as parse_scalar_type
 from .dtypes import BY_NAME, DType
 from .errors import IRError, KernelExecutionError, OutOfBoundsError
 
-if TYPE_CHECKING:
-    from .cpu import Plan, State
+# the executor's Plan and State (cpu.py) are duck-typed here: cpu.py imports this module
+Plan = Any
+State = Any
 
 N = 8  # simdgroup matrices are 8x8
 SIMD = 32  # lanes of a simdgroup
@@ -183,7 +183,7 @@ def _defs(plan: Plan) -> dict[int, tuple[DType, int]]:
 # ---------------------------------------------------------------------------------------------------
 # memory: views and packed vectors
 
-def memory(st: State, name: str, view: str | None) -> Memory:
+def memory(st: State, name: str, view: str | None) -> Any:
     """The tensor `name`, or a view of its bytes as dtype `view` (a numpy view: writes go through)."""
     base = st.mem[name]
     if view is None or view == base.dt.name:
@@ -194,12 +194,14 @@ def memory(st: State, name: str, view: str | None) -> Memory:
         d = BY_NAME[view]
         raw = base.flat.view(np.uint8)
         n = raw.size // d.itemsize
-        m = views[(name, view)] = Memory(name, raw[: n * d.itemsize].view(d.np), d, n, base.shared,
-                                         base.written)
+        # a cpu_memory.Memory over the same bytes (built through the base's class: cpu_memory imports
+        # cpu.py, which imports this module)
+        m = views[(name, view)] = type(base)(name, raw[: n * d.itemsize].view(d.np), d, n, base.shared,
+                                             base.written)
     return m
 
 
-def _index(st: State, m: Memory, idx: Any, mask: Any, line: int, kind: str, extent: int) -> np.ndarray:
+def _index(st: State, m: Any, idx: Any, mask: Any, line: int, kind: str, extent: int) -> np.ndarray:
     """`idx` as int64 lanes, each active one checked to address `extent` elements inside `m`."""
     i = np.asarray(mat(idx), np.int64)
     bad = (i < 0) | (i + extent > m.size)
@@ -316,7 +318,7 @@ def _per_simdgroup(st: State, x: Any, active: np.ndarray | None, line: int, what
 _R = np.arange(N, dtype=np.int64)
 
 
-def _block_index(st: State, m: Memory, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
+def _block_index(st: State, m: Any, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
                  line: int, what: str, key: Any) -> np.ndarray:
     """The (G, S, 8, 8) element indices of every simdgroup's block, checked. Memoised per op while its
     operands are the same objects (a loop-invariant position: each iteration of a k loop reloads the
@@ -330,7 +332,7 @@ def _block_index(st: State, m: Memory, off: Any, ld: Any, origin: int, transpose
     return idx
 
 
-def _block_index_new(st: State, m: Memory, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
+def _block_index_new(st: State, m: Any, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
                      line: int, what: str) -> np.ndarray:
     base = _per_simdgroup(st, off, active, line, what) + origin
     stride = _per_simdgroup(st, ld, active, line, what)

@@ -3,6 +3,7 @@ and through enigma.verify, the IR and Metal they produce, and the errors users c
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def frag_traced_index(a: Tensor[float32], out: Tensor[float32]):
 def test_a_traced_fragment_index_is_an_error_at_its_line():
     with pytest.raises(enigma.EnigmaError, match="fragment is indexed with a traced") as e:
         enigma.compile(frag_traced_index)
-    line = next(i for i, s in enumerate(open(__file__), 1) if "LINE-TRACED" in s)
+    line = next(i for i, s in enumerate(Path(__file__).read_text().splitlines(), 1) if "LINE-TRACED" in s)
     assert e.value.line == line and e.value.file == __file__
 
 

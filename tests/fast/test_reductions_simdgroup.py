@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,7 +70,8 @@ def reduce_48(x, out):
 def test_a_block_that_is_not_whole_simdgroups_is_an_error():
     with pytest.raises(enigma.EnigmaError, match=r"block reduction.*48 threads, not a multiple of 32") as e:
         enigma.compile(reduce_48, np.zeros(48, np.float32), np.zeros(48, np.float32))
-    assert e.value.line == next(i for i, s in enumerate(open(__file__), 1) if "LINE-48" in s)
+    lines = Path(__file__).read_text().splitlines()
+    assert e.value.line == next(i for i, s in enumerate(lines, 1) if "LINE-48" in s)
 
 
 @enigma.kernel
