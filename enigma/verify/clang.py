@@ -264,7 +264,8 @@ def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         t = Path(tmp)
         (t / file_name).write_text(source)
-        inc = ["-include-pch", str(pch)] if pch else []
+        # the layer is always included (Metal needs no #include for its built-in names)
+        inc = ["-include-pch", str(pch)] if pch else ["-include", "metal_stdlib"]
         if opt:
             stage = [*SANITIZE_FLAGS, "-Xclang", "-disable-llvm-passes", "-emit-llvm"]
             obj = "k.bc"

@@ -54,8 +54,14 @@ def test_parameters_without_buffer_attributes_get_indices_in_order():
         parse_kernel(H + "kernel void k(uint n) { }")
 
 
-def test_source_without_metal_stdlib_include():
-    src = """kernel void k(device float4* a [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+@pytest.mark.parametrize("pch", [True, False])
+def test_source_without_metal_stdlib_include(pch, monkeypatch):
+    from enigma.verify import clang
+
+    if not pch:  # without the precompiled header (e.g. the ziglang clang) the layer is still included
+        monkeypatch.setattr(clang, "_pch", lambda: None)
+    src = f"// pch={pch}\n" + """kernel void k(device float4* a [[buffer(0)]],
+              uint i [[thread_position_in_grid]]) {
     a[i] = metal::max(a[i], float4(0.0f)) + float4(1.0f, 2.0f, 3.0f, 4.0f);
 }
 """
