@@ -1,72 +1,78 @@
 """Enigma: Apple-GPU (Metal) compute kernels written in Python."""
-__version__ = "0.1.0"
+
+import builtins
+from typing import TYPE_CHECKING, Any
 
 from enigma_runtime.dtypes import (
-                                   DType,
-                                   bfloat16,
-                                   bool_,
-                                   float16,
-                                   float32,
-                                   int8,
-                                   int16,
-                                   int32,
-                                   uint8,
-                                   uint16,
-                                   uint32,
+    DType,
+    bfloat16,
+    bool_,
+    float16,
+    float32,
+    int8,
+    int16,
+    int32,
+    uint8,
+    uint16,
+    uint32,
 )
 
-from enigma.compiler import CompiledKernel, compile
+# submodules enigma_build may load on their own before enigma (enigma_build.leaf.enigma_leaf): bind
+# them here so `enigma.options` and `enigma.cache` are attributes of the package in every case
+from enigma import cache, options  # noqa: F401
+from enigma.compiler import (
+    CompiledKernel,
+    compile,  # noqa: F401 - enigma.compile; not in __all__ (shadows the builtin)
+)
 from enigma.errors import EnigmaError
-from enigma.frontend.jit import jit
+from enigma.frontend.grid import select
+from enigma.frontend.jit import empty, jit, zeros
 from enigma.frontend.kernel import func, kernel
-from enigma.frontend.language import abs_ as abs
+from enigma.frontend.language import MATH_FUNCTIONS as _MATH
 from enigma.frontend.language import (
-                                   atomic_add,
-                                   atomic_max,
-                                   atomic_min,
-                                   barrier,
-                                   block_dim,
-                                   block_idx,
-                                   ceil,
-                                   ceil_div,
-                                   const_expr,
-                                   cos,
-                                   exp,
-                                   exp2,
-                                   floor,
-                                   fma,
-                                   grid_dim,
-                                   log,
-                                   log2,
-                                   maximum,
-                                   minimum,
-                                   range_constexpr,
-                                   rsqrt,
-                                   shared_tensor,
-                                   simd_broadcast,
-                                   simd_group_id,
-                                   simd_lane_id,
-                                   simd_max,
-                                   simd_min,
-                                   simd_shuffle_down,
-                                   simd_sum,
-                                   sin,
-                                   sqrt,
-                                   tanh,
-                                   thread_idx,
-                                   where,
+    atomic_add,
+    atomic_max,
+    atomic_min,
+    barrier,
+    block_dim,
+    block_idx,
+    ceil_div,
+    const_expr,
+    fma,
+    grid_dim,
+    maximum,
+    minimum,
+    range_constexpr,
+    shared_tensor,
+    simd_broadcast,
+    simd_group_id,
+    simd_lane_id,
+    simd_max,
+    simd_min,
+    simd_shuffle_down,
+    simd_sum,
+    thread_idx,
+    where,
 )
 from enigma.frontend.types import Constexpr, Tensor, TensorSpec
+from enigma.options import CompileOptions  # noqa: F401  (enigma.CompileOptions, for enigma.compile)
+from enigma.version import __version__ as __version__
+
+# the math functions, one per math op of the op table (enigma_runtime/ops.py): enigma.exp, enigma.abs, ...
+globals().update(_MATH)
+if TYPE_CHECKING:
+    def __getattr__(name: str) -> Any: ...  # tells type checkers about the generated math functions
 
 __all__ = [
-    "abs", "atomic_add", "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx",
-    "bool_", "ceil", "ceil_div", "compile", "CompiledKernel", "const_expr", "Constexpr", "cos", "DType",
-    "EnigmaError", "exp", "exp2", "float16", "float32", "floor", "fma", "func", "grid_dim", "int16",
-    "int32", "int8", "jit", "kernel", "log", "log2", "maximum", "minimum", "range_constexpr", "rsqrt",
-    "shared_tensor", "simd_broadcast", "simd_group_id", "simd_lane_id", "simd_max", "simd_min",
-    "simd_shuffle_down", "simd_sum", "sin", "sqrt", "tanh", "Tensor", "TensorSpec", "thread_idx", "uint16",
-    "uint32", "uint8", "where",
+    "atomic_add", "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx", "bool_",
+    "ceil_div", "CompiledKernel", "const_expr", "Constexpr", "DType", "EnigmaError", "empty",
+    "float16", "float32", "fma", "func", "grid_dim", "int16", "int32", "int8", "jit", "kernel", "maximum",
+    "minimum", "range_constexpr", "select", "shared_tensor", "simd_broadcast", "simd_group_id",
+    "simd_lane_id", "simd_max", "simd_min", "simd_shuffle_down", "simd_sum", "Tensor", "TensorSpec",
+    "thread_idx", "uint16", "uint32", "uint8", "where", "zeros",
 ]
+
+__all__ += [n for n in _MATH if n not in dir(builtins)]  # exp, ...; not abs, pow (builtins)
 
 from enigma.layout import *  # noqa: E402,F401,F403  (CuTe layouts: enigma.make_layout, local_tile, ...)
 from enigma.layout import __all__ as _layout_names  # noqa: E402

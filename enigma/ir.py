@@ -7,7 +7,8 @@ never by mutation, so every later stage (passes, printers, the portable form the
 walks plain data in one direction.
 
 The op catalogue (names, operands, attributes, results) is specified in runtime/FORMAT.md: the
-portable form is this IR written as JSON, and the runtime's CPU executor implements exactly it.
+portable form is this IR written as JSON, and the runtime's CPU executor implements exactly it. The
+ops themselves (groups, flags, exact semantics) are one table, `enigma_runtime.ops.OPS`.
 """
 from __future__ import annotations
 
@@ -17,26 +18,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from enigma_runtime import ops
 from enigma_runtime.dtypes import DType
 
 # ---------------------------------------------------------------------------------------------------
-# op classes (every op name in the catalogue is in exactly one)
-BINARY = ("add", "sub", "mul", "div", "mod", "min", "max", "and", "or", "xor", "shl", "shr")
-COMPARE = ("lt", "le", "gt", "ge", "eq", "ne")
-UNARY = ("neg", "not", "abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh",
-         "floor", "ceil")
-TERNARY = ("fma", "select")
-BUILTIN = ("thread_idx", "block_idx", "block_dim", "grid_dim", "simd_lane_id", "simd_group_id")
-MEMORY = ("load", "store", "vload", "vstore", "atomic_add", "atomic_max", "atomic_min")
-SIMD = ("simd_sum", "simd_max", "simd_min", "simd_shuffle_down", "simd_broadcast")
-CONTROL = ("if", "for", "while", "yield", "condition")
-OTHER = ("const", "param", "dim", "stride", "cast", "broadcast", "barrier")
-ALL_OPS = frozenset(BINARY + COMPARE + UNARY + TERNARY + BUILTIN + MEMORY + SIMD + CONTROL + OTHER)
+# op classes (every op name in the catalogue is in exactly one), read from the op table
+# (enigma_runtime/ops.py), which also holds each elementwise op's exact semantics
+BINARY = ops.group("binary")
+COMPARE = ops.group("compare")
+UNARY = ops.group("unary")
+TERNARY = ops.group("ternary")
+BUILTIN = ops.group("builtin")
+MEMORY = ops.group("memory")
+SIMD = ops.group("simd")
+CONTROL = ops.group("control")
+OTHER = ops.group("other")
+ALL_OPS = frozenset(ops.OPS)
 # ops with an effect besides their result: never removed or merged by passes
-SIDE_EFFECTS = frozenset(("store", "vstore", "atomic_add", "atomic_max", "atomic_min", "barrier",
-                          "if", "for", "while", "yield", "condition"))
+SIDE_EFFECTS = frozenset(n for n, o in ops.OPS.items() if o.side_effect)
 # ops whose result depends on the memory state or on the other lanes: never merged (CSE) or folded
-NOT_PURE = SIDE_EFFECTS | frozenset(("load", "vload") + SIMD)
+NOT_PURE = frozenset(n for n, o in ops.OPS.items() if not o.pure)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,15 @@ class Op:
     def result(self) -> Value:
         assert len(self.results) == 1, f"{self.name} has {len(self.results)} results"
         return self.results[0]
+
+
+def static_strides(shape: tuple[Any, ...]) -> tuple[int, ...]:
+    """Row-major element strides of a static shape (tensor arguments are contiguous)."""
+    out, acc = [], 1
+    for s in reversed(shape):
+        out.append(acc)
+        acc *= s
+    return tuple(reversed(out))
 
 
 @dataclass(frozen=True)
@@ -165,7 +175,7 @@ class Kernel:
         return next(a for a in self.args if a.name == name)
 
 
-# Metal's limits (../shared/reference/metal-facts.md): threads and threadgroup memory per threadgroup
+# Metal's limits (docs/compile-api.md, "Metal facts"): threads and threadgroup memory per threadgroup
 MAX_THREADS_PER_THREADGROUP = 1024
 MAX_THREADGROUP_MEMORY = 32 * 1024
 

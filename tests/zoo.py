@@ -23,7 +23,7 @@ def vector_add(a: Tensor[float32], b: Tensor[float32], c: Tensor[float32], n: in
 
 
 @enigma.jit
-def add(a, b, c):
+def add(a: Tensor[float32, ("n",)], b: Tensor[float32, ("n",)], c: Tensor[float32, ("n",)]):  # noqa: F821, UP037
     n = a.shape[0]
     vector_add(a, b, c, n).launch(grid=(enigma.ceil_div(n, 256), 1, 1), block=(256, 1, 1))
 
@@ -40,7 +40,7 @@ def saxpy(alpha: float32, x: Tensor[float32], y: Tensor[float32], n: int32):
 
 
 @enigma.jit
-def saxpy_launch(alpha, x, y):
+def saxpy_launch(alpha: float32, x: Tensor[float32, ("n",)], y: Tensor[float32, ("n",)]):  # noqa: F821, UP037
     n = x.shape[0]
     saxpy(alpha, x, y, n).launch(grid=(enigma.ceil_div(n, 128), 1, 1), block=(128, 1, 1))
 
@@ -90,7 +90,7 @@ def softmax(x: Tensor[float32, ("rows", "cols")],  # noqa: F821, UP037 (size nam
 
 
 @enigma.jit
-def softmax_launch(x, y):
+def softmax_launch(x: Tensor[float32, ("rows", "cols")], y: Tensor[float32, ("rows", "cols")]):  # noqa: F821, UP037
     softmax(x, y).launch(grid=(x.shape[0], 1, 1), block=(256, 1, 1))
 
 
@@ -110,7 +110,7 @@ def sum_reduce(x: Tensor[float32], out: Tensor[float32], n: int32):
 
 
 @enigma.jit
-def sum_launch(x, out):
+def sum_launch(x: Tensor[float32, ("n",)], out: Tensor[float32, (1,)]):  # noqa: F821, UP037
     n = x.shape[0]
     sum_reduce(x, out, n).launch(grid=(enigma.ceil_div(n, 256), 1, 1), block=(256, 1, 1))
 
@@ -164,7 +164,8 @@ def matmul(a: Tensor[float32, ("m", "k")],  # noqa: F821, UP037 (size names)
 
 
 @enigma.jit
-def matmul_launch(a, b, c):
+def matmul_launch(a: Tensor[float32, ("m", "k")], b: Tensor[float32, ("k", "n")],  # noqa: F821, UP037
+                  c: Tensor[float32, ("m", "n")]):  # noqa: F821, UP037
     m, n = c.shape
     matmul(a, b, c).launch(grid=(enigma.ceil_div(n, 16), enigma.ceil_div(m, 16), 1), block=(16, 16, 1))
 
@@ -197,7 +198,7 @@ def transpose(x: Tensor[float32, ("m", "n")], y: Tensor[float32, ("n", "m")]):  
 
 
 @enigma.jit
-def transpose_launch(x, y):
+def transpose_launch(x: Tensor[float32, ("m", "n")], y: Tensor[float32, ("n", "m")]):  # noqa: F821, UP037
     m, n = x.shape
     transpose(x, y).launch(grid=(enigma.ceil_div(n, 16), enigma.ceil_div(m, 16), 1), block=(16, 16, 1))
 
@@ -225,9 +226,74 @@ def histogram(x: Tensor[int32], hist: Tensor[int32], n: int32, BINS: Constexpr[i
 
 
 @enigma.jit
-def histogram_launch(x, hist):
+def histogram_launch(x: Tensor[int32, ("n",)], hist: Tensor[int32, (64,)]):  # noqa: F821, UP037
     n = x.shape[0]
     histogram(x, hist, n).launch(grid=(enigma.ceil_div(n, 128), 1, 1), block=(128, 1, 1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# two-pass sum: partial sums per threadgroup into a temporary, then one threadgroup adds them up; the jit
+# allocates the temporary and the result (enigma.empty) and returns the result
+
+
+@enigma.kernel
+def partial_sums(x: Tensor[float32], partial: Tensor[float32], n: int32):
+    lanes = enigma.shared_tensor(float32, (8,), name="lanes")  # one slot per simdgroup of 256 threads
+    tid = enigma.thread_idx().x
+    i = enigma.block_idx().x * 256 + tid
+    v = 0.0
+    if i < n:
+        v = x[i]
+    v = enigma.simd_sum(v)
+    if enigma.simd_lane_id() == 0:
+        lanes[enigma.simd_group_id()] = v
+    enigma.barrier()
+    if tid == 0:
+        total = 0.0
+        for k in enigma.range_constexpr(8):
+            total += lanes[k]
+        partial[enigma.block_idx().x] = total
+
+
+@enigma.kernel
+def final_sum(partial: Tensor[float32], out: Tensor[float32], groups: int32):
+    lanes = enigma.shared_tensor(float32, (8,), name="lanes")
+    tid = enigma.thread_idx().x
+    v = 0.0
+    for k in range(tid, groups, 256):
+        v += partial[k]
+    v = enigma.simd_sum(v)
+    if enigma.simd_lane_id() == 0:
+        lanes[enigma.simd_group_id()] = v
+    enigma.barrier()
+    if tid == 0:
+        total = 0.0
+        for k in enigma.range_constexpr(8):
+            total += lanes[k]
+        out[0] = total
+
+
+@enigma.jit
+def two_pass_sum(x: Tensor[float32, ("n",)]):  # noqa: F821, UP037
+    n = x.shape[0]
+    groups = enigma.ceil_div(n, 256)
+    partial = enigma.empty((groups,), float32)
+    out = enigma.empty((1,), float32)
+    partial_sums(x, partial, n).launch(grid=(groups, 1, 1), block=(256, 1, 1))
+    final_sum(partial, out, groups).launch(grid=(1, 1, 1), block=(256, 1, 1))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# softmax whose block size is chosen at run time from the row length (Triton's fused softmax picks
+# BLOCK_SIZE = next_power_of_2(n_cols)): every choice is compiled, the runtime picks per call
+
+
+@enigma.jit
+def softmax_auto(x: Tensor[float32, ("rows", "cols")], y: Tensor[float32, ("rows", "cols")]):  # noqa: F821, UP037
+    cols = x.shape[1]
+    block = enigma.select(cols <= 64, 64, enigma.select(cols <= 256, 256, 1024))
+    softmax(x, y, BLOCK=block).launch(grid=(x.shape[0], 1, 1), block=(block, 1, 1))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -303,3 +369,54 @@ ZOO: list[ZooEntry] = [
 ]
 
 BY_NAME = {e.name: e for e in ZOO}
+
+
+# ---------------------------------------------------------------------------------------------------
+# every jit called with its own arguments at three sizes (in process and from an installed wheel)
+
+
+@dataclass(frozen=True)
+class JitCase:
+    name: str
+    jit: Any  # enigma.JitFunction
+    make_inputs: Callable[[np.random.Generator, int], tuple]  # size index 0, 1, 2 -> the jit's arguments
+    expect: Callable[..., dict[Any, np.ndarray]]  # jit arguments -> {argument index or "return": value}
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    vec_width: int = 0
+
+
+def _from_zoo(e: ZooEntry, make: Callable[[np.random.Generator, int], tuple]) -> JitCase:
+    def expect(*ins: Any) -> dict[Any, np.ndarray]:
+        args = [np.copy(x) if isinstance(x, np.ndarray) else x for x in e.kernel_args(ins)]
+        return dict(zip(e.outputs, e.reference(*args)))
+    return JitCase(e.name, e.jit, make, expect, e.rtol, e.atol, e.vec_width)
+
+
+def _f32(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape, np.float32)
+
+
+_N = (1, 1000, 4099)
+_SIZED: dict[str, Callable[[np.random.Generator, int], tuple]] = {
+    "vector_add": lambda r, k: (_f32(r, _N[k]), _f32(r, _N[k]), np.zeros(_N[k], np.float32)),
+    "saxpy": lambda r, k: (np.float32(1.5 + k), _f32(r, _N[k] + 3), _f32(r, _N[k] + 3)),
+    "softmax": lambda r, k: (_f32(r, *[(1, 1), (5, 300), (3, 700)][k]),
+                             np.zeros([(1, 1), (5, 300), (3, 700)][k], np.float32)),
+    "sum_reduce": lambda r, k: (_f32(r, _N[k]), np.zeros(1, np.float32)),
+    "matmul": lambda r, k: (_f32(r, *[(1, 1), (37, 29), (16, 48)][k]),
+                            _f32(r, *[(1, 1), (29, 41), (48, 20)][k]),
+                            np.zeros([(1, 1), (37, 41), (16, 20)][k], np.float32)),
+    "transpose": lambda r, k: (_f32(r, *[(1, 1), (35, 19), (64, 33)][k]),
+                               np.zeros([(1, 1), (19, 35), (33, 64)][k], np.float32)),
+    "histogram": lambda r, k: (r.integers(0, 64, _N[k], dtype=np.int32), np.zeros(64, np.int32)),
+}
+
+JITS: list[JitCase] = [_from_zoo(e, _SIZED[e.name]) for e in ZOO] + [
+    JitCase("two_pass_sum", two_pass_sum, lambda r, k: (_f32(r, (1, 1000, 9000)[k]),),
+            lambda x: {"return": np.array([x.sum(dtype=np.float64)], np.float32)}, rtol=1e-4, atol=1e-4),
+    JitCase("softmax_auto", softmax_auto,  # 10, 200 and 700 columns: blocks of 64, 256 and 1024 threads
+            lambda r, k: (_f32(r, 3, (10, 200, 700)[k]), np.zeros((3, (10, 200, 700)[k]), np.float32)),
+            lambda x, y: {1: _softmax_ref(x, y)[0]}),
+]
+JIT_BY_NAME = {c.name: c for c in JITS}

@@ -2,8 +2,9 @@
 
 Tensor arguments are memrefs (`memref<?xf32>`, static sizes static, shared arrays in memory space 3),
 scalars their element type (integers signless: `i32` for int32 and uint32; the op picks the signedness,
-e.g. `arith.divui`). Standard `arith`/`math`/`scf`/`vector` ops are used where they exist; the rest is
-`enigma.*` ops in generic form, e.g. `%v3 = "enigma.thread_idx"() {dim = 0 : i32} : () -> i32`.
+e.g. `arith.minui`). Every op can print in generic form, e.g. `%v3 = "enigma.thread_idx"() {dim = 0 : i32}
+: () -> i32`, so a new op of the op table never breaks the printer; standard `arith`/`math`/`scf`/
+`vector` ops are used where their semantics are exactly the op table's (MLIR_FLOAT, MLIR_INT, CMP).
 Every op carries `loc("file":line:0)` of the kernel author's line. The text parses and verifies with
 `mlir-opt --allow-unregistered-dialect` (MLIR 19), and what mlir-opt prints parses again.
 """
@@ -15,21 +16,27 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from enigma_runtime.dtypes import float32
+from enigma_runtime.dtypes import bool_, float32, int8, int16, int32
 
 from enigma import ir
 
-MATH = {"abs": ("math.absf", "math.absi"), "exp": "math.exp", "exp2": "math.exp2", "log": "math.log",
-        "log2": "math.log2", "sqrt": "math.sqrt", "rsqrt": "math.rsqrt", "sin": "math.sin", "cos": "math.cos",
-        "tanh": "math.tanh", "floor": "math.floor", "ceil": "math.ceil"}
-# op -> (float op, signed int op, unsigned int op)
-ARITH = {"add": ("addf", "addi", "addi"), "sub": ("subf", "subi", "subi"), "mul": ("mulf", "muli", "muli"),
-         "div": ("divf", "divsi", "divui"), "mod": ("remf", "remsi", "remui"),
-         "min": ("minnumf", "minsi", "minui"), "max": ("maxnumf", "maxsi", "maxui"),
-         "and": (None, "andi", "andi"), "or": (None, "ori", "ori"), "xor": (None, "xori", "xori"),
-         "shl": (None, "shli", "shli"), "shr": (None, "shrsi", "shrui")}
+# Every op prints in generic form, `"enigma.<name>"(operands) {attrs} : (types) -> type`, unless one of
+# these optional tables spells it with a standard op whose semantics are exactly the op table's
+# (enigma_runtime/ops.py): integer division and remainder (guarded), shifts (amount modulo the width),
+# float min/max (signed-zero rule) and float->int casts (saturating) differ from arith's and stay generic.
+MLIR_FLOAT = {"add": "arith.addf", "sub": "arith.subf", "mul": "arith.mulf", "div": "arith.divf",
+              "mod": "arith.remf", "neg": "arith.negf", "abs": "math.absf", "exp": "math.exp",
+              "exp2": "math.exp2", "log": "math.log", "log2": "math.log2", "sqrt": "math.sqrt",
+              "rsqrt": "math.rsqrt", "sin": "math.sin", "cos": "math.cos", "tanh": "math.tanh",
+              "floor": "math.floor", "ceil": "math.ceil", "fma": "math.fma"}
+# int op -> (signed spelling, unsigned and bool spelling)
+MLIR_INT = {"add": ("arith.addi",) * 2, "sub": ("arith.subi",) * 2, "mul": ("arith.muli",) * 2,
+            "min": ("arith.minsi", "arith.minui"), "max": ("arith.maxsi", "arith.maxui"),
+            "and": ("arith.andi",) * 2, "or": ("arith.ori",) * 2, "xor": ("arith.xori",) * 2,
+            "abs": ("math.absi", None)}
 CMP = {"lt": ("olt", "slt", "ult"), "le": ("ole", "sle", "ule"), "gt": ("ogt", "sgt", "ugt"),
        "ge": ("oge", "sge", "uge"), "eq": ("oeq", "eq", "eq"), "ne": ("une", "ne", "ne")}
+INT_OF_BITS = {1: bool_, 8: int8, 16: int16, 32: int32}
 _FLOAT_BITS = {"float32": ("<f4", "<u4", 8), "float16": ("<f2", "<u2", 4)}
 
 
@@ -48,18 +55,11 @@ def memref(shape: tuple, dtype: Any, space: int | None = None) -> str:
 
 
 def round_to(x: float, dtype: Any) -> float:
-    """`x` rounded to nearest-even in `dtype` (float32, float16, bfloat16; others unchanged)."""
-    with np.errstate(over="ignore"):
-        if dtype.name == "float16":
-            return float(np.float16(x))
-        if dtype.name not in ("float32", "bfloat16"):
-            return x
-        f: Any = np.float32(x)
-    if dtype.name == "bfloat16" and math.isfinite(f):
-        bits = int(np.array(f, "<f4").view("<u4"))
-        bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
-        f = np.array(bits & 0xFFFFFFFF, "<u4").view("<f4")[()]
-    return float(f)
+    """`x` rounded to nearest-even in `dtype` (float32, float16, bfloat16: `DType.round`; others
+    unchanged)."""
+    if getattr(dtype, "is_float", False):
+        return float(dtype.round(x))
+    return x
 
 
 def float_literal(x: float, dtype: Any) -> str:
@@ -78,8 +78,8 @@ def float_literal(x: float, dtype: Any) -> str:
 
 
 def int_literal(n: int, bits: int) -> int:
-    n &= (1 << bits) - 1
-    return n - (1 << bits) if bits > 1 and n >= 1 << (bits - 1) else n
+    """`n` wrapped to a signless `bits`-bit integer, read as signed (MLIR's literal form)."""
+    return int(INT_OF_BITS[bits].wrap(int(n)))
 
 
 def mlir_string(s: str) -> str:
@@ -191,41 +191,23 @@ class _Printer:
             self.generic(op, depth, operands=[ssa], types=[ty])
         elif name in ir.BUILTIN or name == "barrier" or name in ir.SIMD:
             self.generic(op, depth)
-        elif name in ARITH or name in CMP:
+        elif name in CMP:
             d = op.operands[0].dtype
-            table = ARITH if name in ARITH else CMP
-            which = table[name][0 if d.is_float else 2 if d.kind in "ub" else 1]
-            if which is None:
-                raise ValueError(f"{self.k.file}:{op.line}: {name} on {d.name}")
-            ot = mtype(op.operands[0].type)
-            if name in CMP:
-                kind = "cmpf" if d.is_float else "cmpi"
-                self.emit(depth, f"{self.lhs(op)}arith.{kind} {which}, {x[0]}, {x[1]} : {ot}", op)
-            else:
-                self.emit(depth, f"{self.lhs(op)}arith.{which} {x[0]}, {x[1]} : {ot}", op)
-        elif name in MATH:
-            m = MATH[name]
-            if isinstance(m, tuple):
-                m = m[0 if rt.dtype.is_float else 1]
-            elif not rt.dtype.is_float:
-                raise ValueError(f"{self.k.file}:{op.line}: {name} needs a float, got {rt.dtype.name}")
-            self.emit(depth, f"{self.lhs(op)}{m} {x[0]} : {mtype(rt)}", op)
-        elif name == "neg":
-            if rt.dtype.is_float:
-                self.emit(depth, f"{self.lhs(op)}arith.negf {x[0]} : {mtype(rt)}", op)
-            else:
-                zero = self.splat(0, rt, depth, op)
-                self.emit(depth, f"{self.lhs(op)}arith.subi {zero}, {x[0]} : {mtype(rt)}", op)
+            which = CMP[name][0 if d.is_float else 2 if d.kind in "ub" else 1]
+            kind, ot = "cmpf" if d.is_float else "cmpi", mtype(op.operands[0].type)
+            self.emit(depth, f"{self.lhs(op)}arith.{kind} {which}, {x[0]}, {x[1]} : {ot}", op)
+        elif (spelled := self.spelling(op)) is not None:
+            self.emit(depth, f"{self.lhs(op)}{spelled} {', '.join(x)} : {mtype(rt)}", op)
+        elif name == "neg" and not rt.dtype.is_float:
+            zero = self.splat(0, rt, depth, op)
+            self.emit(depth, f"{self.lhs(op)}arith.subi {zero}, {x[0]} : {mtype(rt)}", op)
         elif name == "not":
             ones = self.splat(True if rt.dtype.kind == "b" else -1, rt, depth, op)
             self.emit(depth, f"{self.lhs(op)}arith.xori {x[0]}, {ones} : {mtype(rt)}", op)
-        elif name == "fma":
-            if rt.dtype.is_float:
-                self.emit(depth, f"{self.lhs(op)}math.fma {x[0]}, {x[1]}, {x[2]} : {mtype(rt)}", op)
-            else:
-                t = self.fresh()
-                self.emit(depth, f"{t} = arith.muli {x[0]}, {x[1]} : {mtype(rt)}", op)
-                self.emit(depth, f"{self.lhs(op)}arith.addi {t}, {x[2]} : {mtype(rt)}", op)
+        elif name == "fma" and not rt.dtype.is_float:
+            t = self.fresh()
+            self.emit(depth, f"{t} = arith.muli {x[0]}, {x[1]} : {mtype(rt)}", op)
+            self.emit(depth, f"{self.lhs(op)}arith.addi {t}, {x[2]} : {mtype(rt)}", op)
         elif name == "select":
             ct = op.operands[0].type
             types = mtype(rt) if ct.lanes == 1 else f"{mtype(ct)}, {mtype(rt)}"
@@ -244,8 +226,19 @@ class _Printer:
             self.for_(op, depth)
         elif name == "while":
             self.while_(op, depth)
+        elif not op.regions:  # every other op, and any op added to the op table: the generic form
+            self.generic(op, depth)
         else:
-            raise ValueError(f"{self.k.file}:{op.line}: the MLIR printer does not know op {name!r}")
+            raise ValueError(f"{self.k.file}:{op.line}: the MLIR printer has no form for op {name!r} "
+                             "with regions")
+
+    def spelling(self, op: ir.Op) -> str | None:
+        """The arith/math op spelling `op` (same operand and result types), or None."""
+        d = op.operands[0].dtype
+        if d.is_float:
+            return MLIR_FLOAT.get(op.name)
+        pair = MLIR_INT.get(op.name)
+        return None if pair is None else pair[0 if d.kind == "i" else 1]
 
     def cast(self, op: ir.Op, depth: int) -> None:
         src, dst = op.operands[0].type, op.result.type
@@ -267,8 +260,8 @@ class _Printer:
             else:
                 how = "extf" if d.bits > s.bits else "truncf"
                 self.emit(depth, f"{lhs}arith.{how} {x} : {st} to {dt}", op)
-        elif s.is_float:
-            self.emit(depth, f"{lhs}arith.{'fptoui' if d.kind == 'u' else 'fptosi'} {x} : {st} to {dt}", op)
+        elif s.is_float:  # saturating, NaN -> 0 (arith.fptosi would be poison out of range)
+            self.generic(op, depth)
         elif d.is_float:
             self.emit(depth, f"{lhs}arith.{'sitofp' if s.kind == 'i' else 'uitofp'} {x} : {st} to {dt}", op)
         else:

@@ -1,21 +1,32 @@
-"""IR -> Metal Shading Language source (MSL 3.1), one `kernel void` per Kernel.
+"""IR -> Metal Shading Language source (MSL 3.1 by default), one `kernel void` per Kernel.
 
 Conventions (docs/abi.md): bindings come from `portable.bindings` (FORMAT.md section 5); every SSA value
 is a local `vN` (N = its id) assigned once, except the results of if/for/while, declared before the
 construct and assigned by its yields; constants, scalar parameters, sizes and builtins are inlined as
 atoms. Every statement ends with `// line N` (the kernel author's line). The output stays in a plain
 subset (no templates, lambdas or direct-initialisation) so a clang-based compatibility header compiles it.
+
+Elementwise ops are printed from spelling tables keyed by the op table's names (MSL_FLOAT, MSL_INT,
+MSL_BOOL); methods remain only for structure (constants, builtins, casts, memory, atomics, barriers,
+simd ops, control flow). Every printed op is free of C++ undefined behaviour and computes the op
+table's result (docs/abi.md): small `enigma_*` helper functions, printed before the kernel when used,
+hold the guarded cases (division, float->int conversion, signed-zero min/max, abs).
 """
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from enigma_runtime import ops
+from enigma_runtime.dtypes import DType, float32
 
-from enigma import __version__, ir
+from enigma import ir, options
 from enigma.backends import portable
+from enigma.errors import EnigmaError
+from enigma.version import __version__
 
 INDENT = "    "
 BUILTINS = {  # op -> (parameter name, MSL type, attribute)
@@ -26,10 +37,52 @@ BUILTINS = {  # op -> (parameter name, MSL type, attribute)
     "simd_lane_id": ("enigma_simd_lane", "uint", "thread_index_in_simdgroup"),
     "simd_group_id": ("enigma_simd_group", "uint", "simdgroup_index_in_threadgroup"),
 }
-BINOP = {"add": "+", "sub": "-", "mul": "*", "div": "/", "and": "&", "or": "|", "xor": "^", "shl": "<<",
-         "shr": ">>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
-MATH = {"abs": "abs", "exp": "exp", "exp2": "exp2", "log": "log", "log2": "log2", "sqrt": "sqrt",
-        "rsqrt": "rsqrt", "sin": "sin", "cos": "cos", "tanh": "tanh", "floor": "floor", "ceil": "ceil"}
+# Elementwise ops: op -> MSL expression. "{0}" "{1}" "{2}" are the operands, "{T}" the result type
+# ("int", "int4"), "{U}" the 32-bit unsigned type of the same lanes ("uint", "uint4"), "{W}" the
+# operand width in bits minus 1. A spelling calling an `enigma_*` helper (HELPERS, printed before the
+# kernel when used) is applied lane by lane to vectors. Every spelling computes the op table's result
+# (enigma_runtime/ops.py, docs/abi.md) for every input: no C++ undefined behaviour.
+MSL_FLOAT = {
+    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}", "mod": "fmod({0}, {1})",
+    "min": "enigma_min({0}, {1})", "max": "enigma_max({0}, {1})",
+    "lt": "{0} < {1}", "le": "{0} <= {1}", "gt": "{0} > {1}", "ge": "{0} >= {1}", "eq": "{0} == {1}",
+    "ne": "{0} != {1}",
+    "neg": "-{0}", "abs": "abs({0})", "exp": "exp({0})", "exp2": "exp2({0})", "log": "log({0})",
+    "log2": "log2({0})", "sqrt": "sqrt({0})", "rsqrt": "rsqrt({0})", "sin": "sin({0})", "cos": "cos({0})",
+    "tanh": "tanh({0})", "floor": "floor({0})", "ceil": "ceil({0})", "pow": "pow({0}, {1})",
+    "sinh": "sinh({0})", "cosh": "cosh({0})", "asin": "asin({0})", "acos": "acos({0})", "atan": "atan({0})",
+    "atan2": "atan2({0}, {1})", "erf": "enigma_erf({0})",
+    "fma": "fma({0}, {1}, {2})",
+}
+MSL_INT = {  # signed and unsigned: wrap-around through 32-bit unsigned arithmetic, guarded division
+    "add": "{T}({U}({0}) + {U}({1}))", "sub": "{T}({U}({0}) - {U}({1}))", "mul": "{T}({U}({0}) * {U}({1}))",
+    "div": "enigma_div({0}, {1})", "mod": "enigma_rem({0}, {1})", "min": "min({0}, {1})",
+    "max": "max({0}, {1})", "and": "{0} & {1}", "or": "{0} | {1}", "xor": "{0} ^ {1}",
+    "shl": "{T}({U}({0}) << ({U}({1}) & {W}u))", "shr": "{T}({0} >> ({U}({1}) & {W}u))",
+    "lt": "{0} < {1}", "le": "{0} <= {1}", "gt": "{0} > {1}", "ge": "{0} >= {1}", "eq": "{0} == {1}",
+    "ne": "{0} != {1}",
+    "neg": "{T}(0u - {U}({0}))", "not": "{T}(~{0})", "abs": "enigma_abs({0})",
+    "fma": "{T}({U}({0}) * {U}({1}) + {U}({2}))",
+}
+MSL_BOOL = {  # bool as a 1-bit integer: + is or, - is xor, * is and, shifts by (b mod 1) == 0 keep a
+    "add": "{0} || {1}", "sub": "{0} != {1}", "mul": "{0} && {1}", "and": "{0} && {1}", "or": "{0} || {1}",
+    "xor": "{0} != {1}", "shl": "{0}", "shr": "{0}", "not": "!{0}", "lt": "!{0} && {1}", "le": "!{0} || {1}",
+    "gt": "{0} && !{1}", "ge": "{0} || !{1}", "eq": "{0} == {1}", "ne": "{0} != {1}"}
+MSL_BOOL_VECTOR = {  # boolN: lane-wise logic only (Metal has no ordering of bool vectors)
+    "add": "{0} | {1}", "sub": "{0} ^ {1}", "mul": "{0} & {1}", "and": "{0} & {1}", "or": "{0} | {1}",
+    "xor": "{0} ^ {1}", "shl": "{0}", "shr": "{0}", "not": "!{0}", "lt": "!{0} & {1}", "le": "!{0} | {1}",
+    "gt": "{0} & !{1}", "ge": "{0} | !{1}", "eq": "!({0} ^ {1})", "ne": "{0} ^ {1}"}
+FLOAT32_HELPERS = frozenset(("erf",))  # helpers defined on float only: float16 and bfloat convert
+NATIVE_BFLOAT = frozenset(("add", "sub", "mul", "div", "neg", "lt", "le", "gt", "ge", "eq", "ne"))
+# ops printed by a method (structure: constants, builtins, memory, atomics, barriers, simd, control flow)
+STRUCTURE = frozenset(("const", "param", "dim", "stride", "select", "cast", "broadcast", "load", "store",
+                       "vload", "vstore", "atomic_add", "atomic_max", "atomic_min", "barrier", "simd_sum",
+                       "simd_max", "simd_min", "simd_shuffle_down", "simd_broadcast", "if", "for", "while",
+                       "yield", "condition") + tuple(BUILTINS))
+# MSL versions the emitter can target, with the macOS release that introduced each: enigma.options
+# holds the one table (CompileOptions offers exactly these; xcrun spells them from it)
+MSL_VERSIONS = {v.version: str(v.macos[0]) for v in options.MSL_VERSIONS.values()}
+BFLOAT_MIN_VERSION = options.FEATURES["bfloat"][0]
 ATOMIC = {"int32": "atomic_int", "uint32": "atomic_uint", "float32": "atomic_float"}
 # names an argument or shared array may not take in MSL (keywords, types, functions we call, OpenCL
 # keywords the Linux compatibility header maps); such names get a trailing underscore
@@ -40,10 +93,11 @@ RESERVED = frozenset("""
     delete operator public private protected virtual friend goto main local global private read_write
     read_only write_only half float double int uint short ushort char uchar bool bfloat long ulong size_t
     ptrdiff_t atomic_int atomic_uint atomic_float memory_order mem_flags select fma fmod fmin fmax min
-    max abs exp exp2 log log2 sqrt rsqrt sin cos tanh floor ceil clamp simd_sum simd_max simd_min
+    max abs exp exp2 log log2 sqrt rsqrt sin cos tanh floor ceil clamp signbit simd_sum simd_max simd_min
     simd_shuffle_down simd_broadcast threadgroup_barrier atomic_fetch_add_explicit
     atomic_fetch_max_explicit atomic_fetch_min_explicit memory_order_relaxed INFINITY NAN
-""".split())
+""".split()) | frozenset(re.findall(r"([A-Za-z_]\w*)\(", " ".join(
+    list(MSL_FLOAT.values()) + list(MSL_INT.values()))))  # every function a spelling calls
 
 
 def msl_type(t: ir.Type) -> str:
@@ -58,8 +112,7 @@ def literal(value: Any, t: ir.Type) -> str:
     if d.kind == "b":
         return "true" if value else "false"
     if d.kind == "f":
-        with np.errstate(over="ignore"):  # values past the type's range round to infinity
-            x = float(np.float16(value) if d.name == "float16" else np.float32(value))
+        x = float(d.round(value) if d.name == "float16" else float32.round(value))  # past the range: inf
         if math.isnan(x) or math.isinf(x):
             s = "NAN" if math.isnan(x) else "INFINITY" if x > 0 else "(-INFINITY)"
             return s if d.name == "float32" else f"{d.msl}({s})"
@@ -69,14 +122,51 @@ def literal(value: Any, t: ir.Type) -> str:
         s += "h" if d.name == "float16" else "f"
         s = f"({s})" if s.startswith("-") else s
         return f"bfloat({s})" if d.name == "bfloat16" else s
-    n = int(value) % (1 << d.bits)  # wrap to the type's width
-    if d.kind == "i" and n >= 1 << (d.bits - 1):
-        n -= 1 << d.bits
+    n = int(d.wrap(int(value)))  # wrap to the type's width
     if d.name == "int32":
         return "(-2147483647 - 1)" if n == -(1 << 31) else f"({n})" if n < 0 else str(n)
     if d.name == "uint32":
         return f"{n}u"
     return f"{d.msl}({n})"
+
+
+def _int_literal(n: int, d: DType) -> str:
+    return literal(n, ir.Type(d))
+
+
+def helper(name: str, d: DType) -> str:
+    """The MSL source of helper `name` for the scalar type `d` (the op table's semantics, UB-free)."""
+    t = d.msl
+    if name in ("enigma_div", "enigma_rem"):
+        bad = f"b == {_int_literal(0, d)}"
+        if d.kind == "i":
+            bad += f" || (a == {_int_literal(d.min, d)} && b == {_int_literal(-1, d)})"
+        res = "a" if name == "enigma_div" else _int_literal(0, d)
+        op = "/" if name == "enigma_div" else "%"
+        return f"inline {t} {name}({t} a, {t} b) {{ return {bad} ? {res} : {t}(a {op} b); }}"
+    if name == "enigma_abs":  # abs(MIN) = MIN, negated in unsigned arithmetic
+        body = f"a < {_int_literal(0, d)} ? {t}(0u - uint(a)) : a" if d.kind == "i" else "a"
+        return f"inline {t} enigma_abs({t} a) {{ return {body}; }}"
+    if name in ("enigma_min", "enigma_max"):  # equal operands: only the zeros' signs differ; -0 < +0
+        pick = "signbit(a) ? a : b" if name == "enigma_min" else "signbit(a) ? b : a"
+        fn = "fmin" if name == "enigma_min" else "fmax"
+        return f"inline {t} {name}({t} a, {t} b) {{ return a == b ? ({pick}) : {fn}(a, b); }}"
+    if name == "enigma_erf":  # the op table's erf (enigma_runtime.ops.ERF_SMALL), step by step
+        f = lambda c: f"{np.float32(c)}f"  # noqa: E731  (shortest digits of the float32 constant)
+        small = "".join(f"p = fma(p, s, {f(c)}); " for c in ops.ERF_SMALL[-2::-1])
+        big = "".join(f"q = fma(q, t, {f(c)}); " for c in ops.ERF_BIG[-2::-1])
+        return (f"inline float enigma_erf(float x) {{ float z = fabs(x); float s = x * x; "
+                f"float p = {f(ops.ERF_SMALL[-1])}; {small}float t = 1.0f / fma(0.5f, z, 1.0f); "
+                f"float q = {f(ops.ERF_BIG[-1])}; {big}"
+                f"float big = copysign(fma(-t, exp(fma(-z, z, q)), 1.0f), x); "
+                f"return z < 0.5f ? x * p : big; }}")
+    if name.startswith("enigma_cvt_"):  # float -> int: truncate, saturate, NaN -> 0
+        lo, hi = float(d.min), float(d.max + 1)
+        lo_s = f"{lo:.1f}f"
+        hi_s = f"{hi:.1f}f"
+        return (f"inline {t} {name}(float x) {{ return x != x ? {_int_literal(0, d)} : x <= {lo_s} ? "
+                f"{_int_literal(d.min, d)} : x >= {hi_s} ? {_int_literal(d.max, d)} : {t}(x); }}")
+    raise ValueError(f"no MSL helper {name!r}")
 
 
 def c_names(kernel: ir.Kernel) -> dict[str, str]:
@@ -102,6 +192,8 @@ class _Emitter:
         self.shared = {s.name: s for s in kernel.shared}
         self.atoms: dict[int, str] = {}  # value id -> inlined expression
         self.builtins: set[str] = set()
+        self.version = "3.1"
+        self.helpers: dict[tuple[str, str], DType] = {}  # (helper, dtype name) -> dtype, in first-use order
         self.out: list[str] = []
 
     # values ----------------------------------------------------------------------------------------
@@ -140,34 +232,16 @@ class _Emitter:
             self.builtins.add(name)
             lane = f".{'xyz'[op.attrs['dim']]}" if ptype == "uint3" else ""
             self.atoms[op.result.id] = f"(int){pname}{lane}"
-        elif name in BINOP:
-            dt = op.operands[0].dtype
-            if dt.kind == "b" and rt.lanes == 1 and name in ("and", "or", "xor"):
-                self.define(depth, op, f"{a[0]} {({'and': '&&', 'or': '||', 'xor': '!='})[name]} {a[1]}")
-            elif dt.is_float and name in ("and", "or", "xor", "shl", "shr"):
-                raise ValueError(f"{self.k.file}:{op.line}: {name} on floats")
-            else:
-                self.define(depth, op, f"{a[0]} {BINOP[name]} {a[1]}")
-        elif name in ("mod", "min", "max"):
-            if rt.dtype.is_float:
-                self.define(depth, op, self.call({"mod": "fmod", "min": "fmin", "max": "fmax"}[name], op, a))
-            elif name == "mod":
-                self.define(depth, op, f"{a[0]} % {a[1]}")
-            else:
-                self.define(depth, op, f"{name}({a[0]}, {a[1]})")
-        elif name in MATH:
-            self.define(depth, op, self.call(MATH[name], op, a))
-        elif name == "neg":
-            self.define(depth, op, f"-{a[0]}")
-        elif name == "not":
-            self.define(depth, op, f"!{a[0]}" if rt.dtype.kind == "b" else f"~{a[0]}")
-        elif name == "fma":
-            is_f = rt.dtype.is_float
-            self.define(depth, op, self.call("fma", op, a) if is_f else f"{a[0]} * {a[1]} + {a[2]}")
+        elif name in MSL_FLOAT or name in MSL_INT:
+            self.define(depth, op, self.elementwise(op, a))
         elif name == "select":
             vec = f"select({a[2]}, {a[1]}, {a[0]})"  # MSL select(if_false, if_true, cond)
+            if rt.lanes > 1 and rt.dtype.kind == "b":  # no select of bool vectors: logic
+                vec = f"({a[0]} & {a[1]}) | (!{a[0]} & {a[2]})"
             self.define(depth, op, f"{a[0]} ? {a[1]} : {a[2]}" if rt.lanes == 1 else vec)
-        elif name in ("cast", "broadcast"):
+        elif name == "cast":
+            self.define(depth, op, self.cast(op, a[0]))
+        elif name == "broadcast":
             self.define(depth, op, f"{msl_type(rt)}({a[0]})")
         elif name == "load":
             self.define(depth, op, f"{self.tensor(op)}[{a[0]}]")
@@ -208,12 +282,61 @@ class _Emitter:
         else:
             raise ValueError(f"{self.k.file}:{op.line}: the MSL printer does not know op {name!r}")
 
-    def call(self, fn: str, op: ir.Op, a: list[str]) -> str:
-        t = op.results[0].type
-        if t.dtype.name != "bfloat16":
-            return f"{fn}({', '.join(a)})"
-        ft = "float" if t.lanes == 1 else f"float{t.lanes}"  # bfloat math is done in float
-        return f"{msl_type(t)}({fn}({', '.join(f'{ft}({x})' for x in a)}))"
+    def spelling(self, op: ir.Op) -> str:
+        """The op's MSL spelling for its operand type (the tables above)."""
+        t = op.operands[-1].type
+        d = t.dtype
+        table = (MSL_BOOL if t.lanes == 1 else MSL_BOOL_VECTOR) if d.kind == "b" else \
+            MSL_FLOAT if d.is_float else MSL_INT
+        if op.name not in table:
+            raise ValueError(f"{self.k.file}:{op.line}: {op.name} on {d.name} has no MSL spelling")
+        if op.name == "abs" and d.kind == "u":
+            return "{0}"
+        return table[op.name]
+
+    def elementwise(self, op: ir.Op, a: list[str]) -> str:
+        t = op.operands[-1].type
+        rt = op.results[0].type
+        d = t.dtype
+        text = self.spelling(op)
+        lanes = t.lanes
+        via_float = d.name == "bfloat16" and op.name not in NATIVE_BFLOAT or \
+            op.name in FLOAT32_HELPERS and d.name != "float32"  # bfloat math is done in float
+        if via_float:
+            ft = "float" if lanes == 1 else f"float{lanes}"
+            a = [f"{ft}({x})" for x in a]
+            d = float32
+        fill = {"T": msl_type(ir.Type(d, lanes)), "U": "uint" if lanes == 1 else f"uint{lanes}",
+                "W": str(max(d.bits, 1) - 1)}
+        if text.startswith("enigma_"):
+            self.helpers.setdefault((text.split("(")[0], d.name), d)
+            if lanes > 1:  # helpers are scalar: lane by lane
+                parts = [text.format(*(f"{x}.{'xyzw'[i]}" for x in a), **fill) for i in range(lanes)]
+                expr = f"{fill['T']}({', '.join(parts)})"
+            else:
+                expr = text.format(*a, **fill)
+        else:
+            expr = text.format(*a, **fill)
+        return f"{msl_type(rt)}({expr})" if via_float else expr
+
+    def cast(self, op: ir.Op, x: str) -> str:
+        """A conversion defined for every input (docs/abi.md): float -> int saturates (NaN -> 0) through
+        a helper; int -> float16/bfloat16 goes through float (IEEE: past float16's range is inf), and so does
+        float16 <-> bfloat16 (no direct conversion)."""
+        s, t = op.operands[0].type, op.results[0].type
+        if s.dtype.is_float and t.dtype.is_int:
+            name = f"enigma_cvt_{t.dtype.msl}"
+            self.helpers.setdefault((name, t.dtype.name), t.dtype)
+            conv = (lambda v: v) if s.dtype.name == "float32" else (lambda v: f"float({v})")
+            if t.lanes == 1:
+                return f"{name}({conv(x)})"
+            lanes = [f"{name}({conv(x + '.' + c)})" for c in "xyzw"[:t.lanes]]
+            return f"{msl_type(t)}({', '.join(lanes)})"
+        halves = ("float16", "bfloat16")
+        if t.dtype.name in halves and (s.dtype.is_int or s.dtype.name in halves and s.dtype != t.dtype):
+            ft = "float" if t.lanes == 1 else f"float{t.lanes}"
+            return f"{msl_type(t)}({ft}({x}))"
+        return f"{msl_type(t)}({x})"
 
     def dim(self, op: ir.Op) -> str:
         t, axis, stride = op.attrs["tensor"], op.attrs["axis"], op.name == "stride"
@@ -225,7 +348,7 @@ class _Emitter:
             if b.dims_offset is not None:
                 return f"enigma_dims[{b.dims_offset + (b.arg.rank if stride else 0) + axis}]"
             shape = b.arg.shape
-        return str((portable.static_strides(shape) if stride else shape)[axis])  # static: all ints
+        return str((ir.static_strides(shape) if stride else shape)[axis])  # static: all ints
 
     # control flow ----------------------------------------------------------------------------------
     def block(self, b: ir.Block, depth: int, term: Callable[[ir.Op, int], None] | None = None) -> None:
@@ -318,14 +441,45 @@ class _Emitter:
             if name in self.builtins:
                 params.append(f"{ptype} {pname} [[{attr}]]")
         src = (k.file or "<unknown>").replace("\n", " ")
+        helpers = [helper(name, d) for (name, _), d in self.helpers.items()]
         head = [f"// {k.kernel_name}: generated by Enigma {__version__} from {src}:{k.line}"
                 f" (vec_width={k.vec_width}).",
-                "// Targets Metal Shading Language 3.1 (macOS 14+). Binding ABI: docs/abi.md.",
-                "#include <metal_stdlib>", "using namespace metal;", "",
-                f"kernel void {k.kernel_name}(", ",\n".join(INDENT + p for p in params) + ")", "{"]
+                f"// Targets Metal Shading Language {self.version} (macOS {MSL_VERSIONS[self.version]}+). "
+                "Binding ABI: docs/abi.md.",
+                "#include <metal_stdlib>", "using namespace metal;", ""]
+        if helpers:
+            head += ["// op semantics defined for every input (docs/abi.md)"] + helpers + [""]
+        head += [f"kernel void {k.kernel_name}(", ",\n".join(INDENT + p for p in params) + ")", "{"]
         return "\n".join(head + body + ["}"]) + "\n"
 
 
-def emit(kernel: ir.Kernel) -> str:
-    """The kernel as one MSL 3.1 compute function `enigma_kernel_<name>`."""
-    return _Emitter(kernel).emit()
+def _uses_bfloat(kernel: ir.Kernel) -> int | None:
+    """The line of the first use of bfloat16 in the kernel (its `def` line for arguments), or None."""
+    if any(a.dtype.name == "bfloat16" for a in kernel.args) or \
+            any(s.dtype.name == "bfloat16" for s in kernel.shared):
+        return kernel.line
+    for op in ir.walk(kernel.body):
+        if any(v.dtype.name == "bfloat16" for v in op.results + op.operands):
+            return op.line
+    return None
+
+
+def emit(kernel: ir.Kernel, msl_version: str = "3.1") -> str:
+    """The kernel as one Metal Shading Language compute function `enigma_kernel_<name>` for MSL
+    `msl_version` (a key of MSL_VERSIONS; bfloat needs 3.1 or later)."""
+    if msl_version not in MSL_VERSIONS:
+        raise EnigmaError(f"MSL version {msl_version!r} cannot be targeted", kernel.file, kernel.line,
+                          hint=f"use one of {', '.join(MSL_VERSIONS)}")
+    line = _uses_bfloat(kernel) if _version(msl_version) < _version(BFLOAT_MIN_VERSION) else None
+    if line is not None:
+        raise EnigmaError(f"kernel {kernel.name!r} uses bfloat16, which Metal Shading Language has only "
+                          f"from version {BFLOAT_MIN_VERSION} (macOS {MSL_VERSIONS[BFLOAT_MIN_VERSION]}); "
+                          f"the target is MSL {msl_version}", kernel.file, line,
+                          hint=f"target MSL {BFLOAT_MIN_VERSION} or later, or use float16/float32")
+    e = _Emitter(kernel)
+    e.version = msl_version
+    return e.emit()
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from enigma_runtime import dtypes
+from enigma_runtime.manifest import number_from_json, number_to_json  # FORMAT.md: non-finite floats
 
 from enigma import ir
 
@@ -74,15 +75,6 @@ def bindings(kernel: ir.Kernel) -> tuple[list[Binding], int | None]:
     return out, (len(kernel.args) if offset else None)
 
 
-def static_strides(shape: tuple[Any, ...]) -> tuple[int, ...]:
-    """Row-major element strides of a static shape."""
-    out, acc = [], 1
-    for s in reversed(shape):
-        out.append(acc)
-        acc *= s
-    return tuple(reversed(out))
-
-
 # ---------------------------------------------------------------------------------------------------
 # Kernel -> JSON
 
@@ -104,7 +96,8 @@ def _op_json(op: ir.Op) -> dict[str, Any]:
         d["out"] = [v.id for v in op.results]
         d["types"] = [_type_name(v.type) for v in op.results]
     if op.attrs:
-        d["attrs"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in op.attrs.items()}
+        d["attrs"] = {k: (list(v) if isinstance(v, tuple) else number_to_json(v))
+                      for k, v in op.attrs.items()}
     if op.regions:
         d["regions"] = [{"args": [v.id for v in r.args], "types": [_type_name(v.type) for v in r.args],
                          "body": [_op_json(o) for o in r.ops]} for r in op.regions]
@@ -162,7 +155,8 @@ def json_to_ir(data: dict[str, Any]) -> ir.Kernel:
             regions = [block(r.get("body", []), r.get("args", []), r.get("types", []))
                        for r in d.get("regions", [])]
             results = [define(i, t) for i, t in zip(d.get("out", []), d.get("types", []))]
-            attrs = dict(d.get("attrs", {}))
+            attrs = {k: (number_from_json(v) if isinstance(v, dict) else v)
+                     for k, v in d.get("attrs", {}).items()}
             b.ops.append(ir.Op(d["op"], operands, results, attrs, regions, d.get("line", 0)))
         return b
 
@@ -189,11 +183,16 @@ def _grid_json(grid: Any) -> list | None:
 
 
 def source_hash(msl_source: str, ir_json: dict[str, Any]) -> str:
-    """sha256 hex of the MSL source (UTF-8), one NUL byte, then the portable IR as canonical JSON
-    (sorted keys, separators `,` and `:`). Same kernel + same options -> same hash, on any machine."""
-    h = hashlib.sha256(msl_source.encode())
+    """The one source hash of a compiled kernel (FORMAT.md section 3, docs/abi.md section 6): sha256 hex
+    of the MSL source (UTF-8), one NUL byte, then the portable IR as canonical JSON (sorted keys,
+    separators `,` and `:`), with the kernel's file path (IR key `file`, wherever the MSL repeats it)
+    left out: the same kernel, specialisation and options give the same hash on every machine and in
+    every checkout."""
+    path = ir_json.get("file") or ""
+    ir_doc = {k: v for k, v in ir_json.items() if k != "file"}
+    h = hashlib.sha256((msl_source.replace(path, "") if path else msl_source).encode())
     h.update(b"\0")
-    h.update(json.dumps(ir_json, sort_keys=True, separators=(",", ":")).encode())
+    h.update(json.dumps(ir_doc, sort_keys=True, separators=(",", ":")).encode())
     return h.hexdigest()
 
 

@@ -2,9 +2,11 @@
 Every function also accepts Python numbers where that makes sense (computed at trace time)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from enigma_runtime import dtypes as dt
+from enigma_runtime import ops
 from enigma_runtime.dtypes import DType
 
 from enigma import ir
@@ -20,6 +22,7 @@ from enigma.frontend.values import (
     common,
     describe,
     pymath,
+    show,
     to_bool,
     to_val,
     type_error,
@@ -37,7 +40,7 @@ class Dim3:
 
     def __getitem__(self, d: int) -> Val:
         if not isinstance(d, int) or not 0 <= d <= 2:
-            raise type_error(f"{self.op}() has components 0..2 (x, y, z), got {d!r}")
+            raise type_error(f"{self.op}() has components 0..2 (x, y, z), got {show(d)}")
         return Val(current().entry(self.op, ir.Type(dt.int32), {"dim": d}))
 
     x = property(lambda self: self[0])
@@ -89,7 +92,7 @@ def shared_tensor(dtype: DType, shape: tuple[int, ...] | int, name: str | None =
     if not isinstance(dtype, DType):
         raise type_error(f"shared_tensor's first argument is an enigma dtype, got {describe(dtype)}")
     if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise error_here(f"shared_tensor needs a static shape of positive Python ints, got {shape!r}",
+        raise error_here(f"shared_tensor needs a static shape of positive Python ints, got {show(shape)}",
                          "threadgroup memory is sized at compile time: use constants or Constexpr values")
     if len(b.blocks) > 1:
         raise error_here("shared_tensor must be declared at the top level of the kernel, not inside "
@@ -144,20 +147,25 @@ def atomic_min(t: TensorRef, index: Any, value: Any) -> Val:
 # ---------------------------------------------------------------------------------------------------
 # simd-group
 
-def simd_sum(v: Any) -> Val:
-    """Sum over the active lanes of the simdgroup, in every lane."""
+def _simd_reduce(op: str, v: Any) -> Val:
     v = to_val(v)
-    return Val(current().emit("simd_sum", [v.v], [v.v.type]).result)
+    if v.dtype.kind == "b":
+        raise type_error(f"enigma.{op} of a {describe(v)}: Metal's simdgroup reductions take numbers, not "
+                         "bools", f"count true lanes with enigma.{op}(flag.to(enigma.int32))")
+    return Val(current().emit(op, [v.v], [v.v.type]).result)
+
+
+def simd_sum(v: Any) -> Val:
+    """Sum over the active lanes of the simdgroup, in every lane (numbers only: bools are refused)."""
+    return _simd_reduce("simd_sum", v)
 
 
 def simd_max(v: Any) -> Val:
-    v = to_val(v)
-    return Val(current().emit("simd_max", [v.v], [v.v.type]).result)
+    return _simd_reduce("simd_max", v)
 
 
 def simd_min(v: Any) -> Val:
-    v = to_val(v)
-    return Val(current().emit("simd_min", [v.v], [v.v.type]).result)
+    return _simd_reduce("simd_min", v)
 
 
 def simd_shuffle_down(v: Any, delta: Any) -> Val:
@@ -175,34 +183,47 @@ def simd_broadcast(v: Any, lane: Any) -> Val:
 # ---------------------------------------------------------------------------------------------------
 # math
 
-def _float_unary(op: str, x: Any) -> Any:
-    if isinstance(x, Undefined):
-        x.fail()
-    if isinstance(x, PyNum):
-        return pymath(op, x)
-    if not isinstance(x, Val):
-        raise type_error(f"enigma.{op} takes a number, got {describe(x)}")
+def _float_math(op: str, *xs: Any) -> Any:
+    """A math op of the op table: Python numbers give a Python number (computed at trace time), traced
+    values a traced value; integer arguments of float math become float32."""
+    for x in xs:
+        if isinstance(x, Undefined):
+            x.fail()
+    if all(isinstance(x, PyNum) for x in xs):
+        return pymath(op, *xs)
+    for x in xs:
+        if not isinstance(x, (Val, *PyNum)):
+            raise type_error(f"enigma.{op} takes numbers, got {describe(x)}")
     if op == "abs":
-        return abs(x)
-    if op in ("floor", "ceil") and not x.dtype.is_float:
-        return x
-    if not x.dtype.is_float:
-        x = x.to(dt.float32)  # integer arguments of float math become float32
-    return unary(op, x)
+        return abs(xs[0])
+    if len(xs) == 1 and op in ("floor", "ceil") and not xs[0].dtype.is_float:
+        return xs[0]
+    d = common(*xs, op=f"enigma.{op}")
+    if not d.is_float:
+        d = dt.float32  # integer arguments of float math become float32
+    vals = [as_val(x, d) for x in xs]
+    if len(vals) == 1:
+        return unary(op, vals[0])
+    return Val(current().emit(op, [v.v for v in vals], [ir.Type(d)]).result)
 
 
-def exp(x: Any) -> Any: return _float_unary("exp", x)
-def exp2(x: Any) -> Any: return _float_unary("exp2", x)
-def log(x: Any) -> Any: return _float_unary("log", x)
-def log2(x: Any) -> Any: return _float_unary("log2", x)
-def sqrt(x: Any) -> Any: return _float_unary("sqrt", x)
-def rsqrt(x: Any) -> Any: return _float_unary("rsqrt", x)
-def sin(x: Any) -> Any: return _float_unary("sin", x)
-def cos(x: Any) -> Any: return _float_unary("cos", x)
-def tanh(x: Any) -> Any: return _float_unary("tanh", x)
-def floor(x: Any) -> Any: return _float_unary("floor", x)
-def ceil(x: Any) -> Any: return _float_unary("ceil", x)
-def abs_(x: Any) -> Any: return _float_unary("abs", x)
+def _math_function(op: str) -> Callable[..., Any]:
+    info = ops.OPS[op]
+
+    def f(*xs: Any) -> Any:
+        if len(xs) != info.arity:
+            raise type_error(f"enigma.{op} takes {info.arity} argument{'s' if info.arity > 1 else ''}, "
+                             f"got {len(xs)}")
+        return _float_math(op, *xs)
+    f.__name__ = f.__qualname__ = op
+    f.__doc__ = f"enigma.{op}: {info.doc}"
+    return f
+
+
+# one function per math op of the op table (enigma_runtime/ops.py, rows with frontend=True):
+# enigma.exp, enigma.sqrt, enigma.abs, ... (enigma/__init__.py exports them)
+MATH_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    n: _math_function(n) for n, o in ops.OPS.items() if o.frontend}
 
 
 def _minmax(op: str, a: Any, b: Any) -> Any:

@@ -1,29 +1,26 @@
-"""Constant folding. Pure scalar ops whose operands are all constants become `const` ops, with the
-catalogue's exact semantics (integers wrap at their width, division truncates, IEEE float32/float16
-arithmetic). Only exactly-rounded operations fold: transcendental math (exp, sin, ...), sqrt, fma and
-bfloat16 arithmetic are left to the device, so folding never changes a result. Also: algebraic identities
+"""Constant folding. Pure scalar ops whose operands are all constants become `const` ops, computed by
+the op table's own function (enigma_runtime/ops.py: integers wrap at their width, division truncates,
+IEEE float32/float16 arithmetic, saturating float->int casts). Only ops the table marks foldable
+(exactly rounded) fold: transcendental math (exp, sin, ...), sqrt and bfloat16 arithmetic are left to
+the device, so folding never changes a result. Also: algebraic identities
 (x+0, x-0, x*1, x/1, int x*0), `select` on a constant condition, `dim`/`stride` of static tensors, `if`
 on a constant condition (the branch taken is inlined) and `for` loops that run zero times."""
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
+from enigma_runtime import ops
 from enigma_runtime.dtypes import DType
 
 from enigma import ir
-from enigma.backends.portable import static_strides
 from enigma.passes.opbuilder import with_body
-
-_NP_FLOAT: dict[str, Any] = {"float32": np.float32, "float16": np.float16}
 
 
 def wrap(n: int, d: DType) -> int:
-    """`n` wrapped to the integer type `d` (two's complement)."""
-    n &= (1 << d.bits) - 1
-    return n - (1 << d.bits) if d.kind == "i" and n >= 1 << (d.bits - 1) else n
+    """`n` wrapped to the integer type `d` (two's complement): `DType.wrap`."""
+    return int(d.wrap(int(n)))
 
 
 def normalise(value: Any, d: DType) -> Any:
@@ -31,73 +28,22 @@ def normalise(value: Any, d: DType) -> Any:
     if d.kind == "b":
         return bool(value)
     if d.is_int:
-        return wrap(int(value), d)
-    if d.name in _NP_FLOAT:
-        return float(_NP_FLOAT[d.name](value))
-    return float(value)
-
-
-def _cast(x: Any, src: DType, dst: DType) -> Any:
-    if dst.kind == "b":
-        return x != 0
-    if dst.is_int:
-        if src.is_float:
-            if not math.isfinite(x) or not (-(1 << (dst.bits - 1)) <= math.trunc(x) < 1 << dst.bits):
-                return None  # out of range: unspecified, leave to the device
-            return wrap(math.trunc(x), dst)
-        return wrap(int(x), dst)
-    if dst.name not in _NP_FLOAT:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(_NP_FLOAT[dst.name](np.float32(x) if src.is_float and src.name != "bfloat16" else x))
+        return d.wrap(int(value))
+    return float(d.round(value))
 
 
 def evaluate(name: str, args: list[Any], src: DType, dst: DType) -> Any:
-    """The value of a pure scalar op on constant operands, or None when it must not be folded."""
-    if "bfloat16" in (src.name, dst.name):
-        return None
-    if name == "cast":
-        return _cast(args[0], src, dst)
+    """The value of a pure scalar op on constant operands (the op table's own function, so folding
+    computes exactly what the devices compute), or None when it must not be folded: ops the table does
+    not mark foldable (transcendental math is only within a few ulp on the device) and bfloat16."""
+    info = ops.OPS.get(name)
     if name == "select":
-        return args[1] if args[0] else args[2]
-    if src.is_float:
-        f = _NP_FLOAT[src.name]
-        x = [f(a) for a in args]
-        fns = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "mod": np.fmod,
-               "min": np.fmin, "max": np.fmax, "lt": np.less, "le": np.less_equal, "gt": np.greater,
-               "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal, "neg": np.negative,
-               "abs": np.abs, "floor": np.floor, "ceil": np.ceil}
-        if name not in fns:
-            return None
-        with np.errstate(all="ignore"):
-            r = fns[name](*x)
-        return bool(r) if name in ir.COMPARE else float(f(r))
-    if src.kind == "b":
-        p = [bool(v) for v in args]
-        r = {"and": lambda: p[0] and p[1], "or": lambda: p[0] or p[1], "xor": lambda: p[0] != p[1],
-             "not": lambda: not p[0], "eq": lambda: p[0] == p[1], "ne": lambda: p[0] != p[1]}.get(name)
-        return None if r is None else r()
-    a = [int(v) for v in args]
-    if name in ("div", "mod") and a[1] == 0:
+        src = dst  # the value operands' type (the condition is bool)
+    if info is None or not info.foldable or info.fn is None or "bfloat16" in (src.name, dst.name):
         return None
-    if name in ("shl", "shr") and not 0 <= a[1] < src.bits:
-        return None
-    ops = {
-        "add": lambda: a[0] + a[1], "sub": lambda: a[0] - a[1], "mul": lambda: a[0] * a[1],
-        "div": lambda: abs(a[0]) // abs(a[1]) * (1 if (a[0] < 0) == (a[1] < 0) else -1),
-        "mod": lambda: a[0] - a[1] * (abs(a[0]) // abs(a[1]) * (1 if (a[0] < 0) == (a[1] < 0) else -1)),
-        "min": lambda: min(a), "max": lambda: max(a), "and": lambda: a[0] & a[1], "or": lambda: a[0] | a[1],
-        "xor": lambda: a[0] ^ a[1], "shl": lambda: a[0] << a[1], "shr": lambda: a[0] >> a[1],
-        "lt": lambda: a[0] < a[1], "le": lambda: a[0] <= a[1], "gt": lambda: a[0] > a[1],
-        "ge": lambda: a[0] >= a[1], "eq": lambda: a[0] == a[1], "ne": lambda: a[0] != a[1],
-        "neg": lambda: -a[0], "not": lambda: ~a[0], "abs": lambda: abs(a[0]),
-        "fma": lambda: a[0] * a[1] + a[2],
-    }
-    if name not in ops:
-        return None
-    r = ops[name]()
-    return r if name in ir.COMPARE else wrap(r, dst)
+    xs = [np.asarray(a, bool if name == "select" and i == 0 else src.value_np) for i, a in enumerate(args)]
+    r = ops.apply(name, src, dst, *xs)
+    return np.asarray(r).item()
 
 
 class _Folder:
@@ -134,7 +80,7 @@ class _Folder:
         elif name in ("dim", "stride") and op.attrs["tensor"] in {a.name for a in self.k.args}:
             arg = self.k.arg(op.attrs["tensor"])
             if arg.is_static:
-                shape = static_strides(arg.shape) if name == "stride" else arg.shape  # type: ignore[arg-type]
+                shape = ir.static_strides(arg.shape) if name == "stride" else arg.shape  # type: ignore[arg-type]
                 return self.const(op, shape[op.attrs["axis"]], out)
         elif name == "if" and c[0] is not None:
             taken = op.regions[0 if c[0] else 1]

@@ -412,32 +412,18 @@ def _package_items(adir: Path) -> list[_Item]:
     return items
 
 
-def _project_items(root: Path) -> list[_Item]:
-    import tempfile
-
-    from enigma_build import config, core
-
-    result = core.build(config.load(root), log=lambda s: print(s, file=sys.stderr))
-    with tempfile.TemporaryDirectory() as tmp:
-        written = core.write(result, lambda name: Path(tmp) / name)
-        items: list[_Item] = []
-        for pkg in sorted(written):
-            for it in _package_items(Path(tmp) / pkg / "_enigma"):
-                it.name = f"{pkg}.{it.name}"
-                items.append(it)
-    return items
-
-
 def collect(target: str | os.PathLike) -> list[_Item]:
-    """Kernels of `target`: a project directory (pyproject.toml: built in memory, emit-only), a
-    package directory or its `_enigma/` directory, or an installed package name."""
+    """Kernels of `target`: a package directory or its `_enigma/` directory, a directory holding built
+    packages, or an installed package name. (A project directory is enigma-build's to build first:
+    `enigma-build check PROJECT` passes its own collector to `main`.)"""
     path = Path(target)
     if path.exists():
         for cand in (path, path / "_enigma"):
             if (cand / "manifest.json").is_file():
                 return _package_items(cand)
         if (path / "pyproject.toml").is_file():
-            return _project_items(path)
+            raise FileNotFoundError(f"{path} is a project directory: run `enigma-build check {path}`, which "
+                                    "builds its kernels first")
         found = [p.parent for p in path.rglob("_enigma/manifest.json") if ".venv" not in p.parts]
         if found:
             return [it for d in sorted(found) for it in _package_items(d)]
@@ -469,15 +455,18 @@ def format_rows(rows: Sequence[CheckRow]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, collect: Any = collect) -> int:
     """CLI body of `enigma-build check`: exit 0 if every kernel agrees, 1 if any does not, 2 on usage
-    errors or a missing clang."""
+    errors or a missing clang. `collect(target)` finds the kernels (enigma-build passes one that also
+    builds project directories)."""
     from enigma.verify.clang import ClangNotFound
 
     p = argparse.ArgumentParser(prog="enigma-build check", description=__doc__.splitlines()[0])
     p.add_argument("target", nargs="?", default=".", help="project dir, package dir or package name")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--schedule", choices=("forward", "reverse", "random"), default="random")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random inputs and thread order (default 0)")
+    p.add_argument("--schedule", choices=("forward", "reverse", "random"), default="random",
+                   help="order in which the threads of a threadgroup run (default random)")
     p.add_argument("--size", action="append", default=[], metavar="N|NAME=N",
                    help="the size S of every dimension and integer scalar (N), or of one shape name or "
                         "scalar (NAME=N; repeatable)")

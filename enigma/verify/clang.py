@@ -2,8 +2,9 @@
 
 clang comes from `$ENIGMA_CLANG`, else `clang++-22`, `clang++-19`, `clang++` on PATH, else the PyPI
 `ziglang` wheel (which bundles clang). Built files are cached by the sha256 of their source, the
-compatibility headers, the flags and the compiler's version, in `$ENIGMA_CACHE_DIR` or
-`~/.cache/enigma/verify`; every write goes to a temporary file renamed into place (atomic).
+compatibility headers, the flags and the compiler's version, in enigma.cache's `verify` directory
+(`$ENIGMA_CACHE_DIR/verify`, else the user cache directory); every write goes to a temporary file
+renamed into place (atomic).
 """
 from __future__ import annotations
 
@@ -106,17 +107,10 @@ def find_clang() -> Clang:
 
 
 def cache_dir() -> Path:
-    """$ENIGMA_CACHE_DIR, else ~/.cache/enigma/verify (else a per-user temporary directory if the home
-    directory is not writable)."""
-    d = Path(os.environ.get("ENIGMA_CACHE_DIR") or Path.home() / ".cache" / "enigma" / "verify")
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        if os.environ.get("ENIGMA_CACHE_DIR"):
-            raise
-        d = Path(tempfile.gettempdir()) / f"enigma-verify-{os.getuid()}"
-        d.mkdir(parents=True, exist_ok=True)
-    return d
+    """enigma.cache's `verify` directory (created): `$ENIGMA_CACHE_DIR/verify` or the user cache."""
+    from enigma.cache import cache_dir as shared_cache_dir
+
+    return shared_cache_dir("verify", create=True)
 
 
 @functools.cache

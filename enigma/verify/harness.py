@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from enigma_runtime import binding, devices
+from enigma_runtime.kernel import Kernel
 
 from enigma.verify import clang as _clang
 from enigma.verify.msl import KernelSig, MslError, parse_kernel, threadgroup_param_vars
 from enigma.verify.wrapper import ThreadgroupVar, entry_source, prepare_source
 
 SCHEDULES = {"forward": 0, "reverse": 1, "random": 2}
-MAX_THREADS_PER_GROUP = 1024
 MAX_TIMEOUT = 24 * 3600.0  # seconds; an isolated child still running 5 s after its timeout is killed
 # Metal element type names -> the numpy dtype a buffer of them holds
 MSL_NUMPY = {
@@ -101,13 +102,6 @@ def _entry_address(lib: ctypes.CDLL) -> int:
     return addr
 
 
-def _dim3(v: Sequence[int] | int, what: str) -> tuple[int, int, int]:
-    t = (int(v),) if isinstance(v, (int, np.integer)) else tuple(int(x) for x in v)
-    if not 1 <= len(t) <= 3 or any(x < 1 for x in t):
-        raise ValueError(f"{what} must be 1 to 3 positive ints, got {v!r}")
-    return (t + (1, 1))[:3]  # type: ignore[return-value]
-
-
 @dataclass
 class _Buffer:
     slot: int
@@ -153,11 +147,9 @@ class MslProgram:
         `isolate` runs the launch in a child process forked by the dispatcher (C only: see
         runtime/dispatch.cpp); the child ends itself after `timeout` seconds and the dispatcher kills
         it 5 s later if it has not, so a launch never hangs the caller (a KernelError instead)."""
-        grid3, block3 = _dim3(grid, "grid"), _dim3(block, "block")
-        nthreads = block3[0] * block3[1] * block3[2]
-        if nthreads > MAX_THREADS_PER_GROUP:
-            raise ValueError(f"block {block3} has {nthreads} threads; Metal allows at most "
-                             f"{MAX_THREADS_PER_GROUP} per threadgroup")
+        grid3, block3 = devices.check_launch(grid, block, f"kernel {self.name}")
+        if 0 in grid3:
+            return
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
         if not 0 < float(timeout) <= MAX_TIMEOUT:  # every launch is bounded (no "wait forever")
@@ -383,113 +375,72 @@ def compile_msl(source: str, name: str | None = None, file: str = "kernel.metal"
 
 
 # ---------------------------------------------------------------------------------------------------
-# kernels with signature metadata (runtime/FORMAT.md sections 3 and 5)
+# kernels with signature metadata (runtime/FORMAT.md sections 3 and 5): the runtime's device "msl-cpu"
 
-def eval_grid_expr(e: Any, spec: Mapping[str, Any], values: Mapping[str, Any]) -> int:
-    """Evaluate a grid expression (FORMAT.md "Grid expressions") for the arguments `values` (argument
-    name -> value) with the runtime's evaluator (enigma_runtime.grid)."""
-    from enigma_runtime.grid import evaluate
+class MslCpuDevice(devices.Device):
+    """enigma_runtime device "msl-cpu": a kernel's Metal source compiled by clang with the
+    compatibility layer and run on the CPU by the fiber dispatcher. The runtime binds the arguments,
+    picks the specialisation, checks `requires` and the launch limits; this device binds the
+    Metal argument table (binding.metal_buffers) and runs it. Launch options: schedule, seed,
+    isolate, timeout, race_check (see `run_msl`)."""
 
-    sizes: dict[str, int] = {}
-    shapes: dict[str, tuple[int, ...]] = {}
-    scalars: dict[str, Any] = {}
-    for a in spec["args"]:
-        if a["name"] not in values:
-            continue
-        v = values[a["name"]]
-        if a["kind"] == "tensor":
-            shape = tuple(int(x) for x in np.shape(v))
-            shapes[a["name"]] = shape
-            for ax, s in enumerate(a.get("shape", ())):
-                if isinstance(s, str) and ax < len(shape):
-                    sizes.setdefault(s, shape[ax])
-        else:
-            scalars[a["name"]] = v.item() if isinstance(v, (np.generic, np.ndarray)) else v
-    return evaluate(e, sizes, shapes, scalars)
+    name = "msl-cpu"
+    options = frozenset({"schedule", "seed", "isolate", "timeout", "race_check"})
 
+    def available(self) -> bool:
+        try:
+            _clang.find_clang()
+        except _clang.ClangNotFound:
+            return False
+        return True
 
-def _scalar_value(v: Any, dtype_name: str, np_dtype: Any) -> np.ndarray:
-    """A scalar argument as the bytes the kernel reads: bfloat16 values become their bit patterns
-    (round to nearest even, as the Metal runtime binds them); others the declared numpy type."""
-    if dtype_name == "bfloat16":
-        from enigma_runtime.cpu_space import bf16_to_bits
+    def prepare(self, sp: Any) -> MslProgram:
+        spec = sp.spec
+        file = f"{spec['kernel_name']}.metal"
+        source = sp.metal_source
+        try:
+            return compile_msl(source, spec["kernel_name"], file)
+        except (_clang.CompileError, MslError) as e:
+            _note_origin(e, source, file, spec)
+            raise
 
-        if isinstance(v, (bytes, bytearray, memoryview)):
-            return np.frombuffer(bytes(v), np.uint16).reshape(())
-        return bf16_to_bits(np.float32(v)).reshape(())
-    return np.array(v, dtype=np_dtype)
-
-
-def bind_signature(spec: Mapping[str, Any], args: Sequence[Any]) -> dict[int, Any]:
-    """Buffers of a launch with signature `spec` (FORMAT.md section 3/5): arrays and scalars in
-    argument order, plus the dims buffer."""
-    from enigma_runtime.dtypes import from_name
-
-    sargs = spec["args"]
-    if len(args) != len(sargs):
-        raise TypeError(f"{spec['name']} takes {len(sargs)} arguments "
-                        f"({', '.join(a['name'] for a in sargs)}), got {len(args)}")
-    bufs: dict[int, Any] = {}
-    dims: list[int] = []
-    for a, v in zip(sargs, args):
-        dt = from_name(a["dtype"]).np
-        if a["kind"] == "scalar":
-            bufs[a["buffer"]] = _scalar_value(v, a["dtype"], dt)
-            continue
-        if not isinstance(v, np.ndarray):
-            raise TypeError(f"argument {a['name']} of {spec['name']} must be a numpy array")
-        if v.dtype != dt:
-            raise TypeError(f"argument {a['name']} of {spec['name']} must be {a['dtype']} ({dt}), "
-                            f"got {v.dtype}")
-        if v.ndim != a["rank"]:
-            raise TypeError(f"argument {a['name']} of {spec['name']} must have rank {a['rank']}, "
-                            f"got {v.ndim}")
-        for ax, s in enumerate(a["shape"]):
-            if isinstance(s, int) and v.shape[ax] != s:
-                raise TypeError(f"argument {a['name']} of {spec['name']} must have size {s} on axis {ax}")
-        if not v.flags.c_contiguous:
-            raise ValueError(f"argument {a['name']} of {spec['name']} must be C-contiguous")
-        bufs[a["buffer"]] = v
-        if a.get("dims_offset") is not None:
-            if len(dims) != a["dims_offset"]:
-                raise ValueError(f"{spec['name']}: dims_offset of {a['name']} is {a['dims_offset']}, "
-                                 f"expected {len(dims)} (FORMAT.md section 5)")
-            dims += list(v.shape) + [st // v.itemsize for st in v.strides]
-    if spec.get("dims_buffer") is not None:
-        bufs[spec["dims_buffer"]] = np.array(dims or [0], np.int32)
-    return bufs
+    def run(self, handle: Any, bound: Any, grid: tuple[int, int, int], block: tuple[int, int, int],
+            **options: Any) -> None:
+        prog: MslProgram = handle
+        spec = bound.spec
+        try:
+            prog.run(binding.metal_buffers(bound), grid=grid, block=block, **options)
+        except (KernelError, MslError) as e:
+            _note_origin(e, prog.source, prog.file, spec)
+            raise
 
 
-def launch_dims(spec: Mapping[str, Any], args: Sequence[Any], grid: Any, block: Any) -> tuple[Any, Any]:
-    values = {a["name"]: v for a, v in zip(spec["args"], args)}
-    if block is None:
-        block = spec.get("block")
-    if grid is None and spec.get("grid") is not None:
-        grid = [eval_grid_expr(e, spec, values) for e in spec["grid"]]
-    if grid is None or block is None:
-        raise ValueError(f"{spec['name']}: the signature has no {'grid' if grid is None else 'block'}; "
-                         "pass grid=... and block=...")
-    return grid, block
+DEVICE = MslCpuDevice()
+devices.register(DEVICE)  # also found through the entry point enigma_runtime.devices "msl-cpu"
+
+
+def _note_origin(e: Exception, metal_source: str, file: str, spec: Mapping[str, Any]) -> None:
+    note = _python_origin(e, metal_source, file, spec)
+    if note and note not in str(e.args[0] if e.args else ""):
+        e.args = (f"{e.args[0]}\n  {note}", *e.args[1:])
 
 
 def run_spec(spec: Mapping[str, Any], metal_source: str, *args: Any, grid: Any = None, block: Any = None,
              schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0,
              race_check: bool = False) -> MslProgram:
-    """Run the kernel described by signature `spec` and its Metal source on `args` (argument order);
-    returns the loaded program (e.g. its `threadgroup_memory` as declared by the source)."""
-    bufs = bind_signature(spec, args)
-    grid, block = launch_dims(spec, args, grid, block)
-    file = f"{spec['kernel_name']}.metal"
-    try:
-        prog = compile_msl(metal_source, spec["kernel_name"], file)
-        prog.run(bufs, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate, timeout=timeout,
-                 race_check=race_check)
-        return prog
-    except (KernelError, _clang.CompileError, MslError) as e:
-        note = _python_origin(e, metal_source, file, spec)
-        if note:
-            e.args = (f"{e.args[0]}\n  {note}", *e.args[1:])
-        raise
+    """Run the kernel described by signature `spec` and its Metal source on `args` (argument order)
+    through the runtime's "msl-cpu" device; returns the loaded program (e.g. its
+    `threadgroup_memory` as declared by the source)."""
+    kernel = Kernel.from_spec(dict(spec), None, metal_source)
+    return _launch(kernel, args, grid, block, dict(schedule=schedule, seed=seed, isolate=isolate,
+                                                   timeout=timeout, race_check=race_check))
+
+
+def _launch(kernel: Kernel, args: Sequence[Any], grid: Any, block: Any, options: dict[str, Any]
+            ) -> MslProgram:
+    kernel.launch(args, grid=grid, block=block, device=DEVICE, options=options)
+    sp, _ = kernel.select(tuple(args))
+    return sp.handle(DEVICE)
 
 
 def _python_origin(e: Exception, metal_source: str, file: str, spec: Mapping[str, Any]) -> str:
@@ -538,26 +489,29 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
         prog.run(buffers, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate,
                  timeout=timeout, race_check=race_check, threadgroup_memory=threadgroup_memory)
         return
+    options = dict(schedule=schedule, seed=seed, isolate=isolate, timeout=timeout, race_check=race_check)
+    if isinstance(kernel, Kernel):  # loaded from a package: every specialisation, picked by dtypes
+        _launch(kernel, arrays, grid, block, options)
+        return
     spec = getattr(kernel, "signature", None)
-    if spec is None:  # an enigma_runtime.Kernel (loaded from a package): its default specialisation
-        spec = getattr(kernel, "spec", None)
     src = getattr(kernel, "metal_source", None)
     if spec is None or src is None:
-        raise TypeError("run_msl takes a CompiledKernel (with .metal_source and .signature) "
-                        "or Metal source text")
+        raise TypeError("run_msl takes a CompiledKernel (with .metal_source and .signature), an "
+                        "enigma_runtime.Kernel or Metal source text")
+
     def ints(v: Any) -> bool:  # a launch computed at compile time (not expressions of symbolic sizes)
         return v is not None and all(isinstance(x, (int, np.integer)) for x in v)
 
-    # The signature's grid expressions are evaluated for these arguments (launch_dims); the
+    # The signature's grid expressions are evaluated for these arguments by the runtime; the
     # kernel's own grid/block (ints for concrete arguments, expressions like ceil_div(n, 256) for
     # symbolic sizes) are used only when the signature has none.
     if grid is None and spec.get("grid") is None and ints(getattr(kernel, "grid", None)):
         grid = kernel.grid
     if block is None and spec.get("block") is None and ints(getattr(kernel, "block", None)):
         block = kernel.block
-    run_spec(spec, src, *arrays, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate,
-             timeout=timeout, race_check=race_check)
+    runnable = Kernel.from_spec(dict(spec), getattr(kernel, "ir_json", None), src)
+    _launch(runnable, arrays, grid, block, options)
 
 
-__all__ = ["KernelError", "MslError", "MslProgram", "compile_msl", "run_msl", "run_spec", "bind_signature",
-           "eval_grid_expr", "SCHEDULES"]
+__all__ = ["KernelError", "MslError", "MslProgram", "MslCpuDevice", "compile_msl", "run_msl", "run_spec",
+           "SCHEDULES"]

@@ -168,6 +168,28 @@ def bind(spec: dict, args: tuple, where: str) -> Bound:
     return bound
 
 
+def scalar_bytes(dtype: str, value: Any) -> np.ndarray:
+    """A bound scalar as the 0-d array whose bytes the kernel reads (FORMAT.md section 5): bfloat16
+    values as their bit patterns (rounded to nearest even), others as their own type."""
+    if dtype == "bfloat16":
+        from .cpu_space import bf16_to_bits
+        return np.asarray(bf16_to_bits(np.float32(value))).reshape(())
+    return np.asarray(value).reshape(())
+
+
+def metal_buffers(bound: Bound) -> dict[int, np.ndarray]:
+    """The launch's Metal argument table (FORMAT.md section 5): [[buffer(i)]] index -> the contiguous
+    array of a tensor, the 0-d array of a scalar (`scalar_bytes`), and the int32 dims buffer. What
+    every device running the Metal source binds (metal.py, enigma.verify's msl-cpu)."""
+    spec = bound.spec
+    out: dict[int, np.ndarray] = {}
+    for i, (a, v) in enumerate(zip(spec["args"], bound.values)):
+        out[a.get("buffer", i)] = v if a["kind"] == "tensor" else scalar_bytes(a["dtype"], v)
+    if spec.get("dims_buffer") is not None:
+        out[spec["dims_buffer"]] = dims_array(spec, bound)
+    return out
+
+
 def dims_array(spec: dict, bound: Bound) -> np.ndarray:
     """The dims buffer of FORMAT.md section 5: sizes then element strides of every tensor argument
     with a `dims_offset`, as int32."""

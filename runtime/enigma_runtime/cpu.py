@@ -17,14 +17,14 @@ the index, the thread and the source line.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .cpu_dot import count_uses, fuse_dot_chains, loop_dot
 from .cpu_memory import Memory, _atomic, _load, _store
-from .cpu_ops import BINARY, CATALOGUE, FLOAT_ONLY, UNARY, _fix, _outer_mul, _simd
+from .cpu_ops import BINARY, CATALOGUE, UNARY, _simd, elementwise, outer_mul
 from .cpu_space import (
     _CMP,
     _I32,
@@ -39,8 +39,10 @@ from .cpu_space import (
     bf16_round,
     parse_type,
 )
-from .dtypes import BY_NAME
+from .dtypes import BY_NAME, bool_
 from .errors import EnigmaRuntimeError, IRError, KernelExecutionError
+from .manifest import number_from_json
+from .ops import OPS
 
 # ---------------------------------------------------------------------------------------------------
 # launch state
@@ -190,15 +192,20 @@ class Plan:
 
     def _op_const(self, op, name, ins, outs, types, attrs, line):
         self._need(op, ins, 0, outs)
-        (dt, lanes), value = types[0], attrs.get("value")
-        if isinstance(value, str) or value is None:
-            raise self._err(op, f"'value' must be a number or a bool, not {value!r}")
+        (dt, lanes) = types[0]
+        try:  # FORMAT.md: a number, a bool, or {"float": "inf" | "-inf" | "nan"}
+            value = number_from_json(attrs.get("value"))
+        except ValueError as e:
+            raise self._err(op, f"'value' {e}") from None
         vd = _value_dtype(dt)
         if dt.is_int and not isinstance(value, bool):
-            value = int(value) & ((1 << dt.bits) - 1)
-            if dt.kind == "i" and value >= 1 << (dt.bits - 1):
-                value -= 1 << dt.bits
-        c = np.array(value).astype(vd)
+            if isinstance(value, float) and not value.is_integer():
+                raise self._err(op, f"'value' {value!r} of an integer constant is not an integer")
+            value = dt.wrap(int(value))
+        elif dt.is_float and not isinstance(value, bool):
+            value = float(value)
+        with np.errstate(all="ignore"):  # a float beyond float16's range is inf, as in IEEE
+            c = np.array(value).astype(vd)
         if dt.name == "bfloat16":
             c = bf16_round(c)
         c = np.full(lanes, c, vd) if lanes else c[()]
@@ -244,8 +251,9 @@ class Plan:
 
         def run(st, env, mask):
             geo = st.geo
-            if axis is not None:
-                v = _mk_aff(0, tuple(int(i == axis and geo.full[i] > 1) for i in range(6)), geo)
+            if axis is not None:  # a chunk of the grid starts at threadgroup geo.origin
+                c = geo.origin[d] if name == "block_idx" else 0
+                v = _mk_aff(c, tuple(int(i == axis and geo.full[i] > 1) for i in range(6)), geo)
             else:
                 v = np.int32((geo.block if name == "block_dim" else geo.grid)[d])
             env[out] = v if want == _I32 else _mat(v).astype(want)
@@ -269,10 +277,11 @@ class Plan:
         a_id, b_id, out = ins[0], ins[1], outs[0]
         dt, lanes = types[0]
         cmp = name in _CMP
-        want = np.dtype(bool) if cmp else _value_dtype(dt)
-        bf16 = dt.name == "bfloat16" and not cmp
-        fl, fi = BINARY[name]
+        if not cmp:
+            self._check_operands(op, name, dt)
         aff = name in ("add", "sub", "mul") and dt.name == "int32" and not lanes
+        src: list = [None if cmp else dt]  # a comparison's operand type: known at the first run
+        fast_mul = name == "mul" and dt.name == "float32"
 
         def run(st, env, mask):
             a, b = env[a_id], env[b_id]
@@ -289,25 +298,37 @@ class Plan:
                 if r is not None:
                     return r
                 a, b = _mat(a), _mat(b)
-            if name == "mul" and (r := _outer_mul(a, b)) is not None:
-                return _fix(r, want, bf16)
-            fn = fl if a.dtype.kind == "f" else fi
-            return _fix(fn(a, b), want, bf16)
+            if fast_mul and (r := outer_mul(a, b)) is not None:
+                return r
+            if src[0] is None:
+                src[0] = self._operand_type(op, a)
+            return elementwise(name, src[0], bool_ if cmp else dt, a, b)
         return run
+
+    def _check_operands(self, op: dict, name: str, dt: Any) -> None:
+        """The op table's operand kinds: float math takes floats, bitwise ops ints and bools, arithmetic
+        numbers (FORMAT.md section 4)."""
+        kinds = OPS[name].operands
+        if kinds == "float" and not dt.is_float:
+            raise self._err(op, f"{name} takes a float operand, not {dt.name}")
+        if kinds == "int" and dt.is_float:
+            raise self._err(op, f"{name} takes integer or bool operands, not {dt.name}")
+        if kinds == "number" and dt.kind == "b":
+            raise self._err(op, f"{name} of a bool")
+
+    def _operand_type(self, op: dict, a: Any):
+        """The dtype of a comparison's operands (not written in the IR): from the operand's numpy dtype;
+        float32 arrays stand for bfloat16 too, whose comparisons are the same."""
+        try:
+            return BY_NAME[np.asarray(a).dtype.name]
+        except KeyError:
+            raise self._err(op, f"operand of dtype {np.asarray(a).dtype} is not an enigma type") from None
 
     def _op_unary(self, op, name, ins, outs, types, attrs, line):
         self._need(op, ins, 1, outs)
         a_id, out = ins[0], outs[0]
         dt, _ = types[0]
-        if name in FLOAT_ONLY and not dt.is_float:
-            raise self._err(op, f"{name} takes a float operand, not {dt.name}")
-        if name == "abs" and dt.kind == "u":
-            fn = np.positive
-        elif name == "neg" and dt.kind == "b":
-            raise self._err(op, "neg of a bool")
-        else:
-            fn = UNARY[name]
-        want, bf16 = _value_dtype(dt), dt.name == "bfloat16"
+        self._check_operands(op, name, dt)
         is_neg = name == "neg" and dt.name == "int32"
 
         def run(st, env, mask):
@@ -317,7 +338,7 @@ class Plan:
                     env[out] = _mk_aff(-a.c, tuple(-k for k in a.k), a.geo)
                     return
                 a = a.array()
-            env[out] = _fix(fn(a), want, bf16)
+            env[out] = elementwise(name, dt, dt, a)
         return run
 
     def _op_fma(self, op, name, ins, outs, types, attrs, line):
@@ -325,18 +346,9 @@ class Plan:
         a_id, b_id, c_id = ins
         out = outs[0]
         dt, _ = types[0]
-        want, bf16 = _value_dtype(dt), dt.name == "bfloat16"
 
-        def run(st, env, mask):
-            a, b = _mat(env[a_id]), _mat(env[b_id])
-            p = _outer_mul(a, b)
-            if p is None:
-                p = np.multiply(a, b)
-            c = _mat(env[c_id])
-            if np.ndim(p) and p.shape == np.broadcast_shapes(p.shape, np.shape(c)):
-                env[out] = _fix(np.add(p, c, out=p), want, bf16)
-            else:
-                env[out] = _fix(p + c, want, bf16)
+        def run(st, env, mask):  # one rounding (ops.py): the product and the sum in float64
+            env[out] = elementwise("fma", dt, dt, _mat(env[a_id]), _mat(env[b_id]), _mat(env[c_id]))
         return run
 
     def _op_select(self, op, name, ins, outs, types, attrs, line):
@@ -357,16 +369,13 @@ class Plan:
         self._need(op, ins, 1, outs)
         a_id, out = ins[0], outs[0]
         dt, _ = types[0]
-        want = _value_dtype(dt)
+        src: list = [None]
 
         def run(st, env, mask):
             a = _mat(env[a_id])
-            if dt.kind == "b":
-                env[out] = np.not_equal(a, 0)
-            elif dt.name == "bfloat16":
-                env[out] = bf16_round(np.asarray(a).astype(np.float32))
-            else:
-                env[out] = np.asarray(a).astype(want)[()]
+            if src[0] is None:  # the operand's type is not written in the IR: bfloat16 values are float32
+                src[0] = self._operand_type(op, a)
+            env[out] = elementwise("cast", src[0], dt, a)
         return run
 
     def _op_broadcast(self, op, name, ins, outs, types, attrs, line):
@@ -433,7 +442,7 @@ class Plan:
             partial = np.flatnonzero(some & ~every)
             if partial.size:
                 g = int(partial[0])
-                gz, gy, gx = np.unravel_index(g, geo.full[:3])
+                gz, gy, gx = (int(i) + o for i, o in zip(np.unravel_index(g, geo.full[:3]), geo.origin[::-1]))
                 raise KernelExecutionError(
                     f"{st.where(line)}: barrier reached by only {int(m[g].sum())} of the {geo.tpg} threads "
                     f"of threadgroup ({gx}, {gy}, {gz}) (divergent control flow around a barrier is "
@@ -638,12 +647,51 @@ def _while(st: State, before: Region, after: Region, env: dict, mask: Any, carri
 
 # ---------------------------------------------------------------------------------------------------
 
+# At most this many threads (and bytes of threadgroup memory) are materialised at once: a larger grid
+# runs in chunks of whole threadgroups, one after the other (threadgroups are never ordered against
+# each other, so this is one of the orders a GPU may take), and nothing is allocated per grid cell.
+THREADS_PER_CHUNK = 1 << 22
+SHARED_BYTES_PER_CHUNK = 1 << 28
+
+
+class ChunkGeo(Geo):
+    """The thread space of `chunk` threadgroups starting at threadgroup `origin` of a launch of `grid`."""
+
+    def __init__(self, grid: tuple[int, int, int], block: tuple[int, int, int],
+                 chunk: tuple[int, int, int], origin: tuple[int, int, int]) -> None:
+        super().__init__(chunk, block)
+        self.grid, self.origin = grid, origin  # grid_dim is the launch's
+
+    def lane(self, flat_pos: int) -> str:
+        gz, gy, gx, bz, by, bx = np.unravel_index(flat_pos, self.full)
+        ox, oy, oz = self.origin
+        return f"thread ({bx}, {by}, {bz}) of threadgroup ({gx + ox}, {gy + oy}, {gz + oz})"
+
+
+def chunks(grid: tuple[int, int, int], block: tuple[int, int, int], shared_bytes: int
+           ) -> Iterator[tuple[tuple[int, int, int], tuple[int, int, int]]]:
+    """(chunk, origin) pairs covering `grid` in x-fastest order, each of at most THREADS_PER_CHUNK
+    threads and SHARED_BYTES_PER_CHUNK bytes of threadgroup memory (at least one threadgroup)."""
+    tpg = block[0] * block[1] * block[2]
+    groups = max(1, min(THREADS_PER_CHUNK // tpg, SHARED_BYTES_PER_CHUNK // max(shared_bytes, 1)))
+    gx, gy, gz = grid
+    cx = min(gx, groups)
+    cy = min(gy, max(1, groups // gx)) if cx == gx else 1
+    cz = min(gz, max(1, groups // (gx * gy))) if cy == gy and cx == gx else 1
+    for z in range(0, gz, cz):
+        for y in range(0, gy, cy):
+            for x in range(0, gx, cx):
+                yield (min(cx, gx - x), min(cy, gy - y), min(cz, gz - z)), (x, y, z)
+
+
 def run(plan: Plan, values: list[Any], grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
     """Run `plan` over grid x block threads on `values` (checked by binding.bind); tensors are
     updated in place."""
     if 0 in grid or 0 in block:
         return
-    geo = Geo(grid, block)
-    st = State(plan, values, geo)
-    with np.errstate(all="ignore"):
-        _run_region(st, plan.body, {}, None, ())
+    shared = sum(int(np.prod(s["shape"], dtype=np.int64)) * BY_NAME[s["dtype"]].itemsize for s in plan.shared)
+    for chunk, origin in chunks(grid, block, shared):
+        geo = ChunkGeo(grid, block, chunk, origin)
+        st = State(plan, values, geo)
+        with np.errstate(all="ignore"):
+            _run_region(st, plan.body, {}, None, ())

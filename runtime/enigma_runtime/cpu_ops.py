@@ -1,57 +1,39 @@
-"""CPU executor: elementwise ops (numpy ufuncs per IR op, the op catalogue) and simd-group ops."""
+"""CPU executor: elementwise ops (the op table's functions, enigma_runtime/ops.py) and simd-group ops."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cpu_space import _uniform_int, bf16_round
+from .cpu_space import _uniform_int
+from .dtypes import DType
+from .ops import OPS
 
 if TYPE_CHECKING:
     from .cpu_space import Geo
 
 # ---------------------------------------------------------------------------------------------------
-# elementwise ops
+# elementwise ops: the op table's functions (ops.py), one definition for every stage
 
-def _int_div(a: Any, b: Any) -> Any:
-    return (a - np.fmod(a, b)) // b
+ELEMENTWISE = frozenset(n for n, o in OPS.items() if o.elementwise)
+BINARY = frozenset(n for n, o in OPS.items() if o.group in ("binary", "compare"))
+UNARY = frozenset(n for n, o in OPS.items() if o.group == "unary")
+# FORMAT.md section 4; yield/condition end regions
+CATALOGUE = frozenset(n for n in OPS if n not in ("yield", "condition"))
+FLOAT_ONLY = frozenset(n for n, o in OPS.items() if o.float_only)
+FN = {n: o.fn for n, o in OPS.items() if o.fn is not None}
 
 
-BINARY: dict[str, tuple[Callable, Callable]] = {  # op -> (float fn, int fn)
-    "add": (np.add, np.add), "sub": (np.subtract, np.subtract), "mul": (np.multiply, np.multiply),
-    "div": (np.divide, _int_div), "mod": (np.fmod, np.fmod),
-    "min": (np.fmin, np.minimum), "max": (np.fmax, np.maximum),
-    "and": (np.bitwise_and, np.bitwise_and), "or": (np.bitwise_or, np.bitwise_or),
-    "xor": (np.bitwise_xor, np.bitwise_xor), "shl": (np.left_shift, np.left_shift),
-    "shr": (np.right_shift, np.right_shift),
-    "lt": (np.less, np.less), "le": (np.less_equal, np.less_equal), "gt": (np.greater, np.greater),
-    "ge": (np.greater_equal, np.greater_equal), "eq": (np.equal, np.equal),
-    "ne": (np.not_equal, np.not_equal),
-}
-UNARY: dict[str, Callable] = {
-    "neg": np.negative, "not": np.invert, "abs": np.abs, "exp": np.exp, "exp2": np.exp2, "log": np.log,
-    "log2": np.log2, "sqrt": np.sqrt, "rsqrt": lambda x: np.reciprocal(np.sqrt(x)), "sin": np.sin,
-    "cos": np.cos, "tanh": np.tanh, "floor": np.floor, "ceil": np.ceil,
-}
-CATALOGUE = frozenset(BINARY) | frozenset(UNARY) | {  # FORMAT.md section 4; yield/condition end regions
-    "const", "param", "dim", "stride", "thread_idx", "block_idx", "block_dim", "grid_dim", "simd_lane_id",
-    "simd_group_id", "fma", "select", "cast", "broadcast", "load", "store", "vload", "vstore", "atomic_add",
-    "atomic_max", "atomic_min", "barrier", "simd_sum", "simd_max", "simd_min", "simd_shuffle_down",
-    "simd_broadcast", "if", "for", "while"}
-FLOAT_ONLY = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "floor", "ceil"}
-def _fix(out: Any, want: np.dtype, bf16: bool) -> Any:
-    if bf16:
-        return bf16_round(out)
-    if out.dtype != want:
-        return out.astype(want)
-    return out
+def elementwise(name: str, src: DType, dst: DType, *xs: Any) -> Any:
+    """The op table's `name` on thread-space arrays (Aff operands materialised by the caller). Called
+    inside the launch's np.errstate(all="ignore") (cpu.py), so the function runs directly."""
+    return FN[name](src, dst, *xs)
 
 
 _OUTER: dict[tuple, tuple[str, tuple[int, ...]] | None] = {}
 
 
-def _outer_mul(a: Any, b: Any) -> np.ndarray | None:
+def outer_mul(a: Any, b: Any) -> np.ndarray | None:
     """a * b for float32 operands that vary along different thread axes (neither has the result's
     shape): numpy's broadcasting loops are slow there, einsum's outer product is not. None otherwise."""
     if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != np.float32 or b.dtype != a.dtype:

@@ -1,6 +1,6 @@
 """CPU executor: values in the launch's thread space.
 
-bfloat16 helpers; `Geo`, the 6-d thread space (grid z, y, x, block z, y, x) of a launch; `Aff`, an int32
+`Geo`, the 6-d thread space (grid z, y, x, block z, y, x) of a launch; `Aff`, an int32
 index affine in the builtins kept symbolic, and its arithmetic (folding comparisons against uniform
 values).
 """
@@ -10,34 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from .dtypes import BY_NAME, DType
+from .dtypes import BY_NAME, DType, int32
+from .dtypes import bf16_from_bits as bf16_from_bits  # re-exported: the bfloat16 helpers live in dtypes
+from .dtypes import bf16_round as bf16_round
+from .dtypes import bf16_to_bits as bf16_to_bits
 from .errors import IRError
 
 _I32 = np.dtype(np.int32)
 
 
 def _wrap32(x: int) -> int:
-    return ((x + 2**31) & 0xFFFFFFFF) - 2**31
-
-
-# ---------------------------------------------------------------------------------------------------
-# bfloat16: float32 values rounded to bfloat16 precision; memory holds uint16 bit patterns
-
-def bf16_round(x: Any) -> np.ndarray:
-    """float32 -> the nearest bfloat16 value (round to nearest even), still as float32."""
-    f = np.asarray(x, np.float32)
-    bits = f.view(np.uint32)
-    r = ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000))
-    r = np.where(np.isnan(f), bits | np.uint32(0x00400000), r).astype(np.uint32)
-    return r.view(np.float32)
-
-
-def bf16_to_bits(x: Any) -> np.ndarray:
-    return (bf16_round(x).view(np.uint32) >> np.uint32(16)).astype(np.uint16)
-
-
-def bf16_from_bits(b: Any) -> np.ndarray:
-    return (np.asarray(b).astype(np.uint32) << np.uint32(16)).view(np.float32)
+    return int32.wrap(x)
 
 
 def parse_type(t: Any, where: str) -> tuple[DType, int]:
@@ -54,7 +37,7 @@ def parse_type(t: Any, where: str) -> tuple[DType, int]:
 
 def _value_dtype(dt: DType) -> np.dtype:
     """The numpy dtype a value of `dt` is computed in (bfloat16 in float32)."""
-    return np.dtype(np.float32) if dt.name == "bfloat16" else dt.np
+    return dt.value_np
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .binding import Bound, dims_array
-from .cpu_space import bf16_to_bits
+from .binding import Bound, metal_buffers
 from .errors import MetalError
 
 MAX_SET_BYTES = 4096
@@ -150,50 +149,74 @@ def _buffer(dev: _Device, arr: np.ndarray) -> Any:
     return buf
 
 
-def run(sp: Any, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
-    """Launch specialisation `sp` on the default Metal device; written arrays are updated in place."""
-    if 0 in grid:
+class Handle:
+    """The "metal" device's handle of a specialisation: the specialisation and its pipeline."""
+
+    def __init__(self, sp: Any, pipeline: Any) -> None:
+        self.sp, self.pipeline = sp, pipeline
+
+
+def prepare(sp: Any) -> Handle:
+    """The compute pipeline of specialisation `sp` (kernel.Specialisation) on the default device."""
+    return Handle(sp, device().pipeline(sp))
+
+
+def run(handle: Handle, bound: Bound, grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
+    """Launch a prepared specialisation on the default Metal device; written arrays are updated in place."""
+    run_many([(handle, bound, grid, block)])
+
+
+def run_many(launches: list[tuple[Handle, Bound, tuple[int, int, int], tuple[int, int, int]]]) -> None:
+    """Prepared launches in order, in one command buffer (a jit entry's launches: FORMAT.md section 7).
+    An array passed to several launches is one Metal buffer, so a later launch reads what an earlier
+    one wrote; written arrays are copied back once, after the command buffer completes."""
+    launches = [x for x in launches if 0 not in x[2]]
+    if not launches:
         return
     dev = device()
-    M, spec = dev.Metal, sp.spec
-    pipe = dev.pipeline(sp)
-    limit = int(pipe.maxTotalThreadsPerThreadgroup())
-    threads = block[0] * block[1] * block[2]
-    if threads > limit:
-        raise MetalError(f"{sp.where}: block {block} has {threads} threads, but this pipeline allows at most "
-                         f"{limit} per threadgroup on this GPU; launch with a smaller block=")
-    tgm = spec.get("threadgroup_memory", 0)
-    has_limit = hasattr(dev.device, "maxThreadgroupMemoryLength")
-    if has_limit and tgm > int(dev.device.maxThreadgroupMemoryLength()):
-        raise MetalError(f"{sp.where}: needs {tgm} bytes of threadgroup memory, more than this GPU's "
-                         f"{int(dev.device.maxThreadgroupMemoryLength())}")
+    M = dev.Metal
+    for handle, _, _, block in launches:
+        sp, pipe = handle.sp, handle.pipeline
+        limit = int(pipe.maxTotalThreadsPerThreadgroup())
+        threads = block[0] * block[1] * block[2]
+        if threads > limit:
+            raise MetalError(f"{sp.where}: block {block} has {threads} threads, but this pipeline allows at "
+                             f"most {limit} per threadgroup on this GPU; launch with a smaller block=")
+        tgm = sp.spec.get("threadgroup_memory", 0)
+        has_limit = hasattr(dev.device, "maxThreadgroupMemoryLength")
+        if has_limit and tgm > int(dev.device.maxThreadgroupMemoryLength()):
+            raise MetalError(f"{sp.where}: needs {tgm} bytes of threadgroup memory, more than this GPU's "
+                             f"{int(dev.device.maxThreadgroupMemoryLength())}")
     cb = dev.queue.commandBuffer()
-    enc = cb.computeCommandEncoder()
-    enc.setComputePipelineState_(pipe)
-    outputs = []
-    for i, (a, v) in enumerate(zip(spec["args"], bound.values)):
-        index = a.get("buffer", i)
-        if a["kind"] == "tensor":
-            buf = _buffer(dev, v)
-            enc.setBuffer_offset_atIndex_(buf, 0, index)
-            if a.get("access", "read") != "read":
-                outputs.append((buf, v))
-        else:
-            raw = (bf16_to_bits(v) if a["dtype"] == "bfloat16" else np.asarray(v)).tobytes()
-            enc.setBytes_length_atIndex_(raw, len(raw), index)
-    if spec.get("dims_buffer") is not None:
-        dims = dims_array(spec, bound)
-        if dims.nbytes <= MAX_SET_BYTES:
-            enc.setBytes_length_atIndex_(dims.tobytes(), dims.nbytes, spec["dims_buffer"])
-        else:
-            enc.setBuffer_offset_atIndex_(_buffer(dev, dims), 0, spec["dims_buffer"])
-    enc.dispatchThreadgroups_threadsPerThreadgroup_(M.MTLSizeMake(*grid), M.MTLSizeMake(*block))
-    enc.endEncoding()
+    shared: dict[int, Any] = {}  # id(array) -> its Metal buffer, one for every launch that passes it
+    outputs: dict[int, tuple[Any, np.ndarray]] = {}
+    for handle, bound, grid, block in launches:
+        spec = handle.sp.spec
+        enc = cb.computeCommandEncoder()
+        enc.setComputePipelineState_(handle.pipeline)
+        tensors = {a.get("buffer", i): a for i, a in enumerate(spec["args"]) if a["kind"] == "tensor"}
+        for index, v in metal_buffers(bound).items():
+            a = tensors.get(index)
+            if a is not None:
+                buf = shared.get(id(v))
+                if buf is None:
+                    buf = shared[id(v)] = _buffer(dev, v)
+                enc.setBuffer_offset_atIndex_(buf, 0, index)
+                if a.get("access", "read") != "read":
+                    outputs[id(v)] = (buf, v)
+            elif v.nbytes > MAX_SET_BYTES:  # a dims buffer too big for setBytes
+                enc.setBuffer_offset_atIndex_(_buffer(dev, v), 0, index)
+            else:
+                raw = v.tobytes()
+                enc.setBytes_length_atIndex_(raw, len(raw), index)
+        enc.dispatchThreadgroups_threadsPerThreadgroup_(M.MTLSizeMake(*grid), M.MTLSizeMake(*block))
+        enc.endEncoding()
     cb.commit()
     cb.waitUntilCompleted()
     status = int(cb.status())
     if status != COMMAND_BUFFER_COMPLETED:
-        raise MetalError(f"{sp.where}: the command buffer ended with status {status}: {cb.error()}")
-    for buf, v in outputs:
+        where = ", ".join(dict.fromkeys(h.sp.where for h, _, _, _ in launches))
+        raise MetalError(f"{where}: the command buffer ended with status {status}: {cb.error()}")
+    for buf, v in outputs.values():
         view = buf.contents().as_buffer(v.nbytes) if v.nbytes else b""
         v[...] = np.frombuffer(view, v.dtype, v.size).reshape(v.shape)

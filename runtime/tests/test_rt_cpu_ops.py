@@ -252,6 +252,13 @@ def test_vload_misaligned_is_an_error():
     ([{"op": "load", "in": [], "out": [1], "types": ["int32"], "attrs": {"tensor": "q"}}],
      "takes 1 operands"),
     ([{"op": "yield"}], "must end a region"),
+    # operand kinds come from the op table
+    ([{"op": "const", "out": [1], "types": ["int32"], "attrs": {"value": 2}},
+      {"op": "pow", "in": [1, 1], "out": [2], "types": ["int32"], "line": 5}], "pow takes a float operand"),
+    ([{"op": "const", "out": [1], "types": ["float32"], "attrs": {"value": 2}},
+      {"op": "shl", "in": [1, 1], "out": [2], "types": ["float32"], "line": 5}], "shl takes integer or bool"),
+    ([{"op": "const", "out": [1], "types": ["bool"], "attrs": {"value": True}},
+      {"op": "neg", "in": [1], "out": [2], "types": ["bool"], "line": 5}], "neg of a bool"),
 ])
 def test_malformed_ir_is_rejected(body_ops, problem):
     spec, ir = kernel("bad", [tensor("x", "int32", ["n"], "readwrite")], lambda b: None, grid=[1, 1, 1])
@@ -268,3 +275,131 @@ def test_half_precision_unary(op):
     bits = bf16_to_bits(a)
     got = bf16_from_bits(run_elementwise(op, ["bfloat16"], "bfloat16", [bits]))
     np.testing.assert_array_equal(got, bf16_from_bits(bf16_to_bits(getattr(np, op)(bf16_from_bits(bits)))))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the op table (enigma_runtime/ops.py): one definition, defined for every input
+
+def test_op_table_rows_are_complete():
+    from enigma_runtime import ops
+    from enigma_runtime.cpu_ops import CATALOGUE
+    for name, o in ops.OPS.items():
+        assert o.name == name and o.group in ops.GROUPS and o.result in ("same", "bool", "declared", "none")
+        assert not (o.side_effect and o.pure), name
+        if o.foldable:
+            assert o.fn is not None and o.pure, name
+        if o.frontend:
+            assert o.py is not None and o.fn is not None, name
+    assert CATALOGUE == set(ops.OPS) - {"yield", "condition"}
+    with pytest.raises(ValueError, match="already"):
+        ops.register(ops.OPS["add"])
+
+
+def _values(dt, shape):
+    from enigma_runtime.dtypes import BY_NAME
+    d = BY_NAME[dt]
+    if d.kind == "b":
+        return RNG.random(shape) < 0.5
+    if d.is_int:
+        return RNG.integers(d.min, d.max, shape, dtype=np.int64, endpoint=True).astype(d.np)
+    x = (RNG.standard_normal(shape) * 3).astype(np.float32)
+    return d.round(x)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float16", "bfloat16", "int32", "uint8", "int16", "bool"])
+def test_op_table_functions_work_on_any_shape(dt):
+    """Each elementwise function takes broadcasting arrays of any shape (and numpy scalars) and returns
+    the value dtype of its result type: the fuzzer's numpy model and the CPU executor call the same."""
+    from enigma_runtime import ops
+    from enigma_runtime.dtypes import BY_NAME, bool_
+    d = BY_NAME[dt]
+    for name, o in ops.OPS.items():
+        if o.fn is None or name == "cast" or (o.operands == "float" and not d.is_float) \
+                or (o.operands == "int" and d.is_float) or (o.operands == "number" and d.kind == "b"):
+            continue
+        for shapes in ([(2, 3)] * 3, [(2, 1), (1, 3), (3,)], [()] * 3):
+            xs = [_values(dt, s) for s in shapes[:o.arity]]
+            if name == "select":
+                xs[0] = _values("bool", shapes[0])
+            dst = bool_ if o.result == "bool" else d
+            r = np.asarray(ops.apply(name, d, dst, *xs))
+            assert r.dtype == dst.value_np, (name, dt)
+            assert r.shape == np.broadcast_shapes(*shapes[:o.arity]), (name, dt)
+            if name in ("add", "mul", "min", "neg", "abs") and d.kind == "f":
+                assert np.array_equal(d.round(r), r, equal_nan=True), name  # rounded to the type
+
+
+@pytest.mark.parametrize("name, dt, args, want", [
+    ("div", "int32", [7, 0], 7), ("div", "int32", [-2**31, -1], -2**31), ("div", "uint8", [200, 0], 200),
+    ("div", "int8", [-7, 2], -3), ("mod", "int32", [7, 0], 0), ("mod", "int32", [-2**31, -1], 0),
+    ("mod", "int16", [-7, 2], -1), ("shl", "int32", [-1, 31], -2**31), ("shl", "int32", [1, 33], 2),
+    ("shl", "uint8", [1, 9], 2), ("shl", "int32", [3, -1], -2**31), ("shr", "int32", [-8, 32], -8),
+    ("shr", "uint32", [2**31, 35], 2**28), ("abs", "int32", [-2**31], -2**31), ("neg", "int8", [-128], -128),
+    ("add", "int32", [2**31 - 1, 1], -2**31), ("mul", "uint16", [65535, 65535], 1),
+    ("fma", "int8", [100, 3, 1], 45),
+])
+def test_int_edge_cases_are_defined(name, dt, args, want):
+    from enigma_runtime import ops
+    from enigma_runtime.dtypes import BY_NAME
+    d = BY_NAME[dt]
+    got = ops.apply(name, d, d, *[np.array(a).astype(d.np) for a in args])
+    assert int(got) == want
+    x = [np.resize(np.array(a).astype(d.np), N) for a in args]  # the CPU executor computes the same
+    assert int(run_elementwise(name, [dt] * len(args), dt, x)[0]) == want
+
+
+@pytest.mark.parametrize("src, dst, values, want", [
+    ("float32", "int32", [3e10, -3e10, np.nan, -2.9], [2**31 - 1, -2**31, 0, -2]),
+    ("float32", "uint8", [300.0, -5.0, np.nan, 255.9], [255, 0, 0, 255]),
+    ("float16", "int8", [np.inf, -np.inf, 127.5, -128.9], [127, -128, 127, -128]),
+    ("float32", "uint32", [5e9, -1.0, 4294967040.0, 1.5], [4294967295, 0, 4294967040, 1]),
+    ("int32", "float16", [4194304, -70000, 65519, 65520], [np.inf, -np.inf, 65504.0, np.inf]),
+    ("float32", "bool", [np.nan, 0.0, -0.0, 1e-30], [True, False, False, True]),
+])
+def test_cast_edge_cases_are_defined(src, dst, values, want):
+    x = np.resize(np.array(values).astype(src), N)
+    got = run_elementwise("cast", [src], dst, [x])
+    np.testing.assert_array_equal(got[:4], np.array(want).astype(dst))
+
+
+@pytest.mark.parametrize("dt", ["float32", "float16"])
+def test_min_max_signed_zero_rule(dt):
+    a = np.resize(np.array([0.0, -0.0, np.nan, 1.0], dt), N)
+    b = np.resize(np.array([-0.0, 0.0, -0.0, np.nan], dt), N)
+    mn = run_elementwise("min", [dt, dt], dt, [a, b])[:4]
+    mx = run_elementwise("max", [dt, dt], dt, [a, b])[:4]
+    assert list(np.signbit(mn[:3])) == [True, True, True] and mn[3] == 1.0
+    assert list(np.signbit(mx[:3])) == [False, False, True] and mx[3] == 1.0
+
+
+def test_float16_fma_rounds_once():
+    a = np.resize(np.array([256.0, 1.0 + 2**-10], np.float16), N)
+    c = np.resize(np.array([-65504.0, -1.0], np.float16), N)
+    got = run_elementwise("fma", ["float16"] * 3, "float16", [a, a, c])
+    assert got[0] == 32.0  # 65536 - 65504: the product is not rounded to float16 (inf) first
+    assert got[1] == np.float16(2**-9)  # (1 + 2^-10)^2 - 1 = 2^-9 + 2^-20 rounds to 2^-9
+
+
+def test_wrap_and_round_are_one_function_each():
+    from enigma_runtime.dtypes import bfloat16, float16, int8, uint16
+    assert int8.wrap(128) == -128 and int8.wrap(-129) == 127 and uint16.wrap(-1) == 65535
+    assert int8.wrap(np.array([128, 255], np.int64)).tolist() == [-128, -1]
+    assert float(float16.round(65520.0)) == np.inf and float(bfloat16.round(1.0 + 2**-8)) == 1.0
+    assert float(bfloat16.round(1.0 + 3 * 2**-8)) == 1.0 + 2**-6  # ties to even
+
+
+@pytest.mark.parametrize("rolled", ["fma", "muladd"])
+def test_fused_dot_products_stay_within_the_documented_bound(rolled, monkeypatch):
+    """docs/abi.md: the CPU's fused dot products (one np.matmul) differ from the loop the IR (and the
+    emitted Metal) computes by at most n * 2^-24 * sum|a*b|, inside enigma.verify.check's float32
+    tolerance (1e-4 relative + 1e-4 absolute) for standard normal inputs."""
+    from enigma_runtime import cpu_dot
+    from test_rt_cpu_dot import _run, unrolled_matmul
+    m, kk, n = 16, 2048, 16
+    a, b, fused = _run(unrolled_matmul(8, rolled=rolled), m, kk, n, 8)
+    monkeypatch.setattr(cpu_dot, "ENABLED", False)  # the unfused executor: the loop as written
+    _, _, loop = _run(unrolled_matmul(8, rolled=rolled), m, kk, n, 8)
+    bound = kk * 2.0**-24 * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)))
+    err = np.abs(fused.astype(np.float64) - loop)
+    assert (err <= bound).all() and err.max() > 0  # they do differ, within the bound
+    assert (err <= 1e-4 + 1e-4 * np.abs(loop)).all()

@@ -272,3 +272,35 @@ def test_scalars_are_passed_as_their_dtype_bytes(fake_metal):
     (_, _, _, buffers, byts), = fake_metal.dispatches
     assert byts == {0: np.uint16(0x3FC0).tobytes(), 1: np.float16(0.25).tobytes(), 2: b"\x01", 3: b"\xc8"}
     assert sorted(buffers) == [4] and spec["dims_buffer"] is None
+
+
+def _two_adds_entry() -> dict:
+    """A jit entry (FORMAT.md section 7) written by hand: t = a + b into a temporary, then out = t + b."""
+    n = {"dim": ["a", 0]}
+    case = {"kernel": "vector_add", "kernel_name": "enigma_kernel_vector_add", "block": [256, 1, 1],
+            "grid": [{"op": "ceil_div", "args": [n, 256]}, 1, 1]}
+    return {"name": "two_adds", "file": "pkg/k.py", "line": 1,
+            "params": [{"name": "a", "kind": "tensor", "dtype": "float32", "shape": [None]},
+                       {"name": "b", "kind": "tensor", "dtype": "float32", "shape": [None]}],
+            "temps": [{"name": "t", "dtype": "float32", "shape": [n], "init": "empty"},
+                      {"name": "out", "dtype": "float32", "shape": [n], "init": "empty"}],
+            "launches": [
+                {"cases": [{**case, "args": [{"tensor": "a"}, {"tensor": "b"}, {"tensor": "t"}, n]}]},
+                {"cases": [{**case, "args": [{"tensor": "t"}, {"tensor": "b"}, {"tensor": "out"}, n]}]}],
+            "returns": {"tensor": "out"}}
+
+
+def test_a_jit_entry_runs_its_launches_in_one_command_buffer(fake_metal):
+    from enigma_runtime.entry import Entry
+    k = Kernel.from_spec(*vector_add_kernel(), "src")
+    entry = Entry(_two_adds_entry(), lambda name, kname: (k, k.specs[0]))
+    fake_metal.emulate = emulate_vector_add
+    a, b = np.arange(1000, dtype=np.float32), np.full(1000, 2, np.float32)
+    out = entry(a, b, device="metal")
+    np.testing.assert_array_equal(out, a + 4)  # the second launch read the temporary the first wrote
+    assert [d[0] for d in fake_metal.dispatches] == ["enigma_kernel_vector_add"] * 2
+    assert fake_metal.log.count("commit") == 1 and fake_metal.log.count("wait") == 1
+    assert fake_metal.log[-4:] == ["endEncoding", "endEncoding", "commit", "wait"]
+    first, second = fake_metal.dispatches
+    assert first[3][2] is second[3][0]  # the temporary is one Metal buffer in both launches
+    np.testing.assert_array_equal(entry(a, b, device="cpu"), a + 4)  # the CPU executor agrees

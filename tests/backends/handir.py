@@ -188,3 +188,50 @@ def every_op():
 
 
 ALL = [vector_add, saxpy, row_sum, histogram, every_op]
+
+
+def accepts(op: str, d) -> bool:
+    """Whether the op table's op `op` takes operands of dtype `d`."""
+    from enigma_runtime import ops
+    kinds = ops.OPS[op].operands
+    return {"any": True, "float": d.is_float, "int": not d.is_float, "number": d.kind != "b"}[kinds]
+
+
+def every_elementwise(dtype, lanes: int = 1):
+    """Every elementwise op of the op table that takes `dtype` (and a cast to and from every dtype),
+    on loaded values (scalars, or vectors of `lanes`); each result is stored."""
+    from enigma_runtime import ops
+    from enigma_runtime.dtypes import ALL
+    t, bt = ir.Type(dtype, lanes), ir.Type(bool_, lanes)
+
+    def body(b):
+        i = global_index(b)
+        if lanes > 1:
+            i = b.val("mul", i, b.const(lanes, I32))
+            ld = lambda name, ty: b.val("vload", i, type=ty, tensor=name, lanes=lanes)  # noqa: E731
+            st = lambda name, v: b.op("vstore", [i, v], attrs={"tensor": name})  # noqa: E731
+        else:
+            ld = lambda name, ty: b.val("load", i, type=ty, tensor=name)  # noqa: E731
+            st = lambda name, v: b.op("store", [i, v], attrs={"tensor": name})  # noqa: E731
+        x, y, z, c = ld("a", t), ld("b", t), ld("c", t), ld("m", bt)
+        for name, o in ops.OPS.items():
+            if not o.elementwise or name == "cast" or not accepts(name, dtype):
+                continue
+            args = [c, x, y] if name == "select" else [x, y, z][:o.arity]
+            r = b.val(name, *args, type=bt if o.result == "bool" else t)
+            st("m" if o.result == "bool" else "out", r)
+        for other in ALL:
+            back = b.val("cast", b.val("cast", x, type=ir.Type(other, lanes)), type=t)
+            st("out", back)
+    args = [tensor(n, dtype) for n in "abc"] + [tensor("m", bool_, access="readwrite"),
+                                                tensor("out", dtype, access="write")]
+    return kernel(f"every_{dtype.name}_x{lanes}", args, body)
+
+
+def every_elementwise_op():
+    """Every elementwise op of the op table that takes floats (every_op has the integer-only ones), so
+    an op added to the table is covered by the tests that run handir.ALL."""
+    return every_elementwise(float32)
+
+
+ALL.append(every_elementwise_op)

@@ -23,7 +23,8 @@ from enigma.passes.opbuilder import OpBuilder  # noqa: E402
 
 
 def params(src: str) -> list[str]:
-    head = src[src.index("kernel void"):src.index("{")]
+    head = src[src.index("kernel void"):]
+    head = head[:head.index("{")]
     return [p.strip() for p in head[head.index("(") + 1:head.rindex(")")].split(",\n")]
 
 
@@ -40,7 +41,9 @@ def test_vector_add_signature():
         "uint3 enigma_bid [[threadgroup_position_in_grid]]",
         "uint3 enigma_bdim [[threads_per_threadgroup]]"]
     assert "kernel void enigma_kernel_vector_add(" in src
-    assert re.search(r"int v\d+ = \(int\)enigma_bid\.x \* \(int\)enigma_bdim\.x;  // line \d+", src)
+    # int32 arithmetic wraps: computed in uint (signed overflow would be undefined behaviour in Metal)
+    assert re.search(r"int v\d+ = int\(uint\(\(int\)enigma_bid\.x\) \* uint\(\(int\)enigma_bdim\.x\)\);"
+                     r"  // line \d+", src)
     assert re.search(r"c\[v\d+\] = v\d+;  // line \d+", src)
 
 
@@ -83,8 +86,8 @@ def test_static_shapes_take_no_dims_slot():
 def test_simd_and_control_flow():
     src = msl.emit(handir.every_op())
     for s in ["simd_shuffle_down(", ", (ushort)1)", "simd_broadcast(", "simd_max(", "simd_min(",
-              "while (true) {", "break;", "fmod(x, 1.5f)", "fmin(x, 1.5f)", "rsqrt(x)", "bfloat(exp(float(",
-              "half(x)",
+              "while (true) {", "break;", "fmod(x, 1.5f)", "enigma_min(x, 1.5f)", "rsqrt(x)",
+              "bfloat(exp(float(", "half(x)",
               "uint3 enigma_gdim [[threadgroups_per_grid]]", "(int)enigma_gdim.y",
               "float4 v", "*((device float4*)(m + ", "*((device float4*)(out + ", "= float4(v"]:
         assert s in src, s
@@ -153,3 +156,53 @@ def test_every_kernel_compiles_with_the_compatibility_header(tmp_path):
                         "-cl-ext=-cl_khr_fp64,-__opencl_c_fp64", "-Wno-unknown-attributes", "-I", str(inc),
                         "-fsyntax-only", *files], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[:4000]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the printer is a table over the op table (enigma_runtime/ops.py)
+
+def test_printer_covers_every_op_of_the_table():
+    from enigma_runtime import ops
+    for name, o in ops.OPS.items():
+        if not o.elementwise or name in msl.STRUCTURE:
+            assert name in msl.STRUCTURE, f"{name}: no MSL printing method"
+            continue
+        for table, ok in (("MSL_FLOAT", o.operands in ("any", "float", "number")),
+                          ("MSL_INT", o.operands in ("any", "int", "number")),
+                          ("MSL_BOOL", o.operands in ("any", "int"))):
+            assert not ok or name in getattr(msl, table), f"{name}: no spelling in {table}"
+    assert set(msl.MSL_BOOL_VECTOR) <= set(msl.MSL_BOOL)
+
+
+ALL_DTYPES = [float32, float16, bfloat16, int32, uint32, int8, bool_, *(
+    __import__("enigma_runtime.dtypes", fromlist=["x"]).BY_NAME[n] for n in ("int16", "uint16", "uint8"))]
+
+
+@pytest.mark.needs_clang
+def test_every_op_of_the_table_compiles_for_every_dtype(tmp_path):
+    """Every elementwise op on every dtype it takes, scalar and 4-lane, compiles with the compatibility
+    header."""
+    clang = need_tool("clang++-19", "clang++")
+    files = []
+    for d in ALL_DTYPES:
+        for lanes in (1, 4):
+            p = tmp_path / f"{d.name}_{lanes}.metal"
+            p.write_text(msl.emit(handir.every_elementwise(d, lanes)))
+            files.append(str(p))
+    r = subprocess.run([clang, "-x", "clcpp", "-cl-std=clc++2021", "-cl-no-stdinc", "-Xclang",
+                        "-cl-ext=-cl_khr_fp64,-__opencl_c_fp64", "-Wno-unknown-attributes", "-I",
+                        str(_shim()), "-fsyntax-only", *files], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[:4000]
+
+
+def test_msl_version_header_and_bfloat_refusal():
+    from enigma.errors import EnigmaError
+    k = handir.vector_add()
+    assert "// Targets Metal Shading Language 3.1 (macOS 14+)" in msl.emit(k)
+    assert "// Targets Metal Shading Language 3.0 (macOS 13+)" in msl.emit(k, msl_version="3.0")
+    bf = handir.every_elementwise(bfloat16)
+    assert "Language 3.2 (macOS 15+)" in msl.emit(bf, msl_version="3.2")
+    with pytest.raises(EnigmaError, match=r"bfloat16, which Metal Shading Language has only from version 3"):
+        msl.emit(bf, msl_version="3.0")
+    with pytest.raises(EnigmaError, match="MSL version '3.9' cannot be targeted"):
+        msl.emit(k, msl_version="3.9")

@@ -64,7 +64,7 @@ def test_compiled_kernel_call_on_cpu(name, compiled):
     entry, ins, ck = compiled[name]
     args = _copy(entry.kernel_args(ins))
     expected = entry.reference(*_copy(args))
-    ck(*args, device="cpu")
+    ck.kernel(*args, device="cpu")
     for i, want in zip(entry.outputs, expected):
         np.testing.assert_allclose(args[i], want, rtol=entry.rtol, atol=entry.atol)
 
@@ -87,7 +87,8 @@ def test_out_of_bounds_launch_of_a_compiled_kernel_names_the_source_line(compile
     entry, ins, ck = compiled["vector_add"]
     a, b, c, n = _copy(entry.kernel_args(ins))
     with pytest.raises(enigma_runtime.OutOfBoundsError, match=r"tensor 'a'.*index 1000.*line \d+|zoo.py:\d+"):
-        ck(a, b, c, n + 5, device="cpu")  # n lies about the size: the bounds test lets bad threads through
+        # n lies about the size: the bounds test lets bad threads through
+        ck.kernel(a, b, c, n + 5, device="cpu")
 
 
 def test_the_cpu_executor_knows_every_op_of_the_compiler():
@@ -95,3 +96,37 @@ def test_the_cpu_executor_knows_every_op_of_the_compiler():
 
     from enigma.ir import ALL_OPS
     assert ALL_OPS - CATALOGUE == {"yield", "condition"} and CATALOGUE <= ALL_OPS
+
+
+@pytest.mark.parametrize("name", [e.name for e in zoo.ZOO])
+def test_zoo_kernel_on_cpu_in_chunks_of_one_threadgroup(name, compiled, monkeypatch):
+    """A grid larger than the CPU's chunk runs chunk by chunk (nothing allocated per grid cell up
+    front): with one threadgroup per chunk every zoo kernel still computes its reference."""
+    from enigma_runtime import cpu
+
+    monkeypatch.setattr(cpu, "THREADS_PER_CHUNK", 1)
+    entry, ins, ck = compiled[name]
+    args = _copy(entry.kernel_args(ins))
+    expected = entry.reference(*_copy(args))
+    seen = []
+    real = cpu.ChunkGeo
+
+    def spy(grid, block, chunk, origin):
+        seen.append(origin)
+        return real(grid, block, chunk, origin)
+    monkeypatch.setattr(cpu, "ChunkGeo", spy)
+    ck.kernel(*args, device="cpu")
+    for i, want in zip(entry.outputs, expected):
+        np.testing.assert_allclose(args[i], want, rtol=entry.rtol, atol=entry.atol)
+    assert len(seen) == len(set(seen)) >= 1
+
+
+def test_chunked_out_of_bounds_names_the_real_threadgroup(compiled, monkeypatch):
+    from enigma_runtime import cpu
+
+    monkeypatch.setattr(cpu, "THREADS_PER_CHUNK", 1)
+    entry, ins, ck = compiled["vector_add"]
+    a, b, c, n = _copy(entry.kernel_args(ins))
+    groups = -(-len(a) // ck.signature["block"][0])
+    with pytest.raises(enigma_runtime.OutOfBoundsError, match=rf"of threadgroup \({groups - 1}, 0, 0\)"):
+        ck.kernel(a, b, c, n + 5, device="cpu")

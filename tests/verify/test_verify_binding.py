@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from enigma_runtime.binding import bind, metal_buffers
 from toolcheck import need_tool
 
 import enigma
 from enigma import Tensor, bfloat16, float32, int8, int32, uint8
 from enigma.verify import check, run_msl
-from enigma.verify.harness import bind_signature
 
 pytestmark = pytest.mark.needs_clang
 H = "#include <metal_stdlib>\nusing namespace metal;\n\n"
@@ -32,9 +32,10 @@ def _scalar_spec(dtype: str) -> dict:
     (1.0 + 2**-7 + 2**-10, 0x3F81),  # below halfway: rounds down
 ])
 def test_bfloat16_scalar_is_bound_as_rounded_bits(value, bits):
-    buf = bind_signature(_scalar_spec("bfloat16"), [value])[0]
+    spec = _scalar_spec("bfloat16")
+    buf = metal_buffers(bind(spec, (value,), "k"))[0]  # the one binding of every Metal device
     assert buf.dtype == np.uint16 and int(buf) == bits
-    assert int(bind_signature(_scalar_spec("bfloat16"), [np.float32(value)])[0]) == bits
+    assert int(metal_buffers(bind(spec, (np.float32(value),), "k"))[0]) == bits
 
 
 @enigma.kernel
