@@ -185,3 +185,17 @@ kernel void k(device float* a [[buffer(0)]], uint i [[thread_position_in_grid]])
 """
     with pytest.raises(CompileError, match=r"threadgroup variable `hidden` in `k` is declared in a form"):
         compile_msl(src)
+
+
+def test_one_threadgroup_declaration_with_two_sizes_is_an_error_not_a_silent_overlap():
+    src = H + """template <typename T> T mirror(T x, uint t) {
+  threadgroup T buf[4];
+  buf[t] = x;
+  return buf[3 - t];
+}
+kernel void k(device float* out [[buffer(0)]], uint t [[thread_index_in_threadgroup]]) {
+  out[t] = mirror<float>(1.0f, t) + (float)mirror<half>((half)2.0f, t);
+}
+"""
+    with pytest.raises(KernelError, match=r"declared with 16 and with 8 bytes"):
+        run_msl(src, np.zeros(4, np.float32), grid=1, block=4)

@@ -607,7 +607,13 @@ extern "C" uint32_t enigma_rt_lane() { return g_cur ? g_cur->ctx.tiisg : 0; }
 extern "C" void enigma_rt_error(const char* msg, int line) { kernel_error(line, "%s", msg); }
 
 extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size, unsigned long align) {
-  if (id >= 0 && id < g_ntg && g_tg[id].data) return g_tg[id].data;
+  if (id >= 0 && id < g_ntg && g_tg[id].data) {
+    if (g_tg[id].size != size)  // one declaration, two sizes: e.g. two template instantiations
+      kernel_error(0, "threadgroup variable %d is declared with %lu and with %lu bytes (two instantiations "
+                   "of one template declaration?); the harness gives each declaration one size", id,
+                   (unsigned long)g_tg[id].size, size);
+    return g_tg[id].data;
+  }
   if (id < 0 || id >= kMaxTg) kernel_error(0, "more than %d threadgroup variables", kMaxTg);
   if (align < 16 || align > 4096 || (align & (align - 1))) align = align > 4096 ? 4096 : 16;
   const size_t padded = ((size ? size : 1) + align - 1) & ~(size_t)(align - 1);
