@@ -238,6 +238,27 @@ def _pch() -> Path | None:
     return out
 
 
+def preprocess(source: str, file_name: str = "kernel.metal") -> str:
+    """`source` with its own macros expanded (`clang -E`; line markers kept, so later diagnostics still
+    name `file_name`'s lines). The compatibility layer defines only its version macros here
+    (`__ENIGMA_PREPROCESS__`): nothing of it is expanded into the result. Cached by content."""
+    clang = find_clang()
+    key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS), file_name, "pp")
+    out = cache_dir() / f"pp_{key}.metal"
+    if out.exists():
+        return out.read_text()
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        t = Path(tmp)
+        (t / file_name).write_text(source)
+        cmd = [*clang.argv, *MSL_FLAGS, "-E", "-D__ENIGMA_PREPROCESS__", "-I", str(include_dir()), file_name,
+               "-o", "pp.metal"]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=t, timeout=COMPILE_TIMEOUT)
+        if r.returncode != 0:
+            raise CompileError(f"clang could not preprocess the Metal source:\n{r.stderr.strip()}", r.stderr)
+        _atomic_move(t / "pp.metal", out)
+    return out.read_text()
+
+
 def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race: bool = False) -> Path:
     """Compile and link `source` (Metal source plus the generated wrapper) into a shared library whose
     every device/threadgroup access calls the dispatcher's checks (see SANITIZE_FLAGS); the same

@@ -172,19 +172,41 @@ def test_threadgroup_alignment_is_honoured_and_pointers_are_not_declarations():
     assert out.tolist() == [0, 0, 0]
 
 
-def test_a_threadgroup_array_the_rewrite_cannot_see_is_refused_not_unchecked():
-    from enigma.verify import CompileError
-
+def test_threadgroup_arrays_declared_by_the_sources_macros_are_checked():
+    """The source's own macros are expanded first (msl.expand_macros), so the declaration is found."""
     src = H + """#define SHARED(n) threadgroup float n[16]
-kernel void k(device float* a [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+kernel void k(device float* a [[buffer(0)]], device const uint* idx [[buffer(1)]],
+              uint i [[thread_position_in_grid]]) {
   SHARED(hidden);
-  constexpr constant float table[2] = {3.0f, 4.0f};
-  hidden[i] = a[i] + table[i % 2];
-  a[i] = hidden[15 - i];
+  hidden[i] = a[i];
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  a[i] = hidden[idx[i]];
 }
 """
+    prog = compile_msl(src)
+    assert [(v.name, v.line) for v in prog.threadgroup_vars] == [("hidden", 6)]
+    a = np.arange(16, dtype=np.float32)
+    prog.run({0: a, 1: np.arange(16, dtype=np.uint32)[::-1].copy()}, grid=1, block=16)
+    assert a.tolist() == list(range(15, -1, -1))
+    with pytest.raises(KernelError, match=r"kernel.metal:9: out-of-bounds read access to threadgroup array "
+                       r"hidden .*declared at line 6"):
+        prog.run({0: a, 1: np.full(16, 16, np.uint32)}, grid=1, block=16)
+
+
+def test_a_threadgroup_array_left_unrewritten_is_refused_not_run_unchecked():
+    """The last line of defence: a library still holding threadgroup storage of its own (a declaration
+    no rewrite saw) is refused by name."""
+    from enigma.verify import CompileError, clang
+
+    src = H + """kernel void k(device float* a [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+  threadgroup float hidden[16];
+  hidden[i] = a[i];
+  a[i] = hidden[15 - i];
+}
+extern "C" void enigma_entry(const void*) {}
+"""
     with pytest.raises(CompileError, match=r"threadgroup variable `hidden` in `k` is declared in a form"):
-        compile_msl(src)
+        clang.compile_kernel_library(src)
 
 
 def test_one_threadgroup_declaration_with_two_sizes_is_an_error_not_a_silent_overlap():

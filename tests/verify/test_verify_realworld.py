@@ -236,3 +236,33 @@ def test_ggml_style_typedef_instantiations_and_several_brace_initialised_vectors
     np.testing.assert_array_equal(out, 30 * x[:, None] + [1, 2, 0, 0])
     run_msl(GGML_STYLE, x, out, name="kernel_scale_2", grid=1, block=8)
     np.testing.assert_array_equal(out, 2 * x[:, None] + [1, 2, 0, 0])
+
+
+MLX_STYLE = H + """
+#define instantiate_kernel(name, func, ...) \\
+  template [[host_name(name)]] [[kernel]] decltype(func<__VA_ARGS__>) func<__VA_ARGS__>;
+#define instantiate_unary(op, tname, T) instantiate_kernel("v_" #op #tname, unary_v, T, op)
+
+struct Neg { template <typename T> T operator()(T x) { return -x; } };
+struct Sq { template <typename T> T operator()(T x) { return x * x; } };
+
+template <typename T, typename Op>
+[[kernel]] void unary_v(device const T* in, device T* out, uint index [[thread_position_in_grid]]) {
+  out[index] = Op()(in[index]);
+}
+
+instantiate_unary(Neg, float32, float)
+instantiate_unary(Sq, float16, half)
+"""
+
+
+def test_mlx_style_instantiations_written_by_macros():
+    x = np.arange(6, dtype=np.float32) - 2
+    out = np.zeros(6, np.float32)
+    run_msl(MLX_STYLE, x, out, name="v_Negfloat32", grid=1, block=6)
+    np.testing.assert_array_equal(out, -x)
+    xh, oh = x.astype(np.float16), np.zeros(6, np.float16)
+    run_msl(MLX_STYLE, xh, oh, name="v_Sqfloat16", grid=1, block=6)
+    np.testing.assert_array_equal(oh, xh * xh)
+    with pytest.raises(TypeError, match=r"kernel.metal:12: \[\[buffer\(0\)\]\] in is `device const half\*`"):
+        run_msl(MLX_STYLE, x, oh, name="v_Sqfloat16", grid=1, block=6)
