@@ -29,7 +29,9 @@ MSL_FLAGS = ("-x", "clcpp", "-cl-std=clc++2021", "-cl-no-stdinc",
              "-Xclang", "-cl-ext=-cl_khr_fp64,-__opencl_c_fp64,+cl_khr_fp16,"
              "+__cl_clang_non_portable_kernel_param_types,+__cl_clang_function_pointers",
              "-Wno-unknown-attributes", "-Wno-unused-value", "-ffp-contract=off")
-OPT_FLAGS = ("-O2", "-fPIC", "-gline-tables-only")
+# no tail calls: a check hook called last in a function must return to it (its return address
+# names the kernel's line)
+OPT_FLAGS = ("-O2", "-fPIC", "-gline-tables-only", "-fno-optimize-sibling-calls")
 # Every load and store of the kernel calls the dispatcher (__tsan_read4(addr) ...), which checks it
 # against the buffers and threadgroup arrays (out of bounds: an error naming the array and element)
 # and, in a race-checking run, records it. clang only marks the functions (sanitize_thread) and
