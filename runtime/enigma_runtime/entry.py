@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import grid as _grid
-from .binding import bind
+from .binding import bind, check_requires
 from .dtypes import BY_NAME
 from .errors import LaunchError, ManifestError
 
@@ -225,8 +225,6 @@ class Entry:
     def __call__(self, *args: Any, device: str | None = None) -> Any:
         """Run every launch in order; returns what the jit returns, else the written arguments (one
         array, a tuple in argument order, or None), like a kernel call."""
-        from . import kernel as _kernel
-
         values, sizes, shapes, scalars, copy_back = self._bind(args)
         where = self.where
         ev = _grid.evaluate
@@ -242,7 +240,7 @@ class Entry:
             values[t["name"]] = make(shape, BY_NAME[t["dtype"]].np)
             shapes[t["name"]] = shape
         from . import devices
-        dev = devices.get(_kernel.default_device() if device is None else device)
+        dev = devices.get(devices.default_device() if device is None else device)
         batch = getattr(dev, "run_many", None)  # Metal: every launch in one command buffer
         queued = []
         written: dict[int, np.ndarray] = {}
@@ -263,7 +261,7 @@ class Entry:
                     kargs.append(ev(a, sizes, shapes, scalars))
             kwhere = f"{where}, launch {i} (kernel {k.name!r})"
             bound = bind(sp.spec, tuple(kargs), kwhere)
-            _kernel.check_requires(sp.spec, bound, kwhere)
+            check_requires(sp.spec, bound, kwhere)
             grid = tuple(ev(e, sizes, shapes, scalars) for e in case["grid"])
             g, b = k.launch_dims(sp, bound, grid, case["block"])
             for v in bound.written:
