@@ -151,6 +151,11 @@ def test_threadgroup_parameters_sized_at_dispatch():
     prog.run({0: x, 1: out, 2: np.uint32(1)}, grid=2, block=64, threadgroup_memory={0: 256})
     np.testing.assert_array_equal(out, [x[:64].sum(), x[64:].sum()])
     assert prog.threadgroup_memory == 256
+    prog.run({0: x, 1: out, 2: np.uint32(1)}, grid=2, block=32, threadgroup_memory={0: 256})
+    np.testing.assert_array_equal(out, [x[:32].sum(), x[32:64].sum()])  # the others are never read
+    poisoned = TG_PARAM.replace("for (uint k = 0; k < n; k++)", "for (uint k = 0; k < 64; k++)")
+    run_msl(poisoned, x, out, np.uint32(1), grid=2, block=32, threadgroup_memory={0: 256}, schedule="forward")
+    assert np.isnan(out).all()  # elements 32..63 were never written in this group: 0xFF bytes (NaN)
     prog.run({0: x, 1: out, 2: np.uint32(2)}, grid=2, block=64, threadgroup_memory={0: 512})  # other length
     np.testing.assert_array_equal(out, [x[:64].sum(), x[64:].sum()])
     with pytest.raises(KernelError, match=r"out-of-bounds write access to threadgroup array shared_mem"):
