@@ -67,7 +67,7 @@ def render(package: str, kernels: Iterable[Compiled], *, metallib: bytes | None,
     becomes that signature's `file`.
     """
     if enigma_version is None:
-        from enigma import __version__ as enigma_version
+        from enigma.version import __version__ as enigma_version
     files: dict[str, bytes] = {}
     table: dict[str, list[dict[str, Any]]] = {}
     owner: dict[str, str] = {}

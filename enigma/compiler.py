@@ -1,13 +1,11 @@
 """enigma.compile: trace -> passes -> MSL / MLIR / portable IR + signature -> (macOS) .metallib.
 
 Each stage is its own module (docs/ARCHITECTURE.md); this file only runs them in order and packs the
-outputs into a CompiledKernel (the contract: docs/ARCHITECTURE.md, "Interfaces between the parts").
+outputs into a CompiledKernel (the contract is docs/compile-api.md).
 Every option that changes the output travels in one `CompileOptions` (enigma/options.py)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 import os
 import sys
 import tempfile
@@ -114,35 +112,16 @@ class CompiledKernel:
 
 
 def metal_features(kernel: ir.Kernel) -> dict[str, int]:
-    """The language features (enigma.options.FEATURES) the kernel's Metal source will use, each with
-    the line of its first use (the `def` line for an argument or threadgroup array)."""
+    """The language features (enigma.options.FEATURES) the kernel's Metal source will use that the
+    MSL printer does not check itself, each with the line of its first use. (bfloat: msl.emit refuses
+    a bfloat16 kernel below MSL 3.1 at the line of its first use.)"""
     out: dict[str, int] = {}
     tensors = {a.name: a.dtype for a in kernel.args}
-    if any(a.dtype.name == "bfloat16" for a in kernel.args) or \
-            any(s.dtype.name == "bfloat16" for s in kernel.shared):
-        out["bfloat"] = kernel.line
     for op in ir.walk(kernel.body):
-        if any(v.type.dtype.name == "bfloat16" for v in op.results):
-            out.setdefault("bfloat", op.line or kernel.line)
         t = tensors.get(str(op.attrs.get("tensor")))
         if op.name.startswith("atomic_") and t is not None and t.is_float:
             out.setdefault("atomic_float", op.line or kernel.line)
     return out
-
-
-@functools.cache
-def _emit_takes_msl_version() -> bool:
-    from enigma.backends import msl
-
-    return "msl_version" in inspect.signature(msl.emit).parameters
-
-
-def _emit_msl(kernel: ir.Kernel, options: CompileOptions) -> str:
-    from enigma.backends import msl
-
-    if _emit_takes_msl_version():
-        return msl.emit(kernel, msl_version=options.msl_version)  # type: ignore[call-arg]
-    return msl.emit(kernel)
 
 
 def make_options(options: CompileOptions | None, *, vec_width: int, msl_version: str | None,
@@ -268,7 +247,7 @@ def _compile_launch(launch: Launch, kernel: ir.Kernel, options: CompileOptions, 
                     dump_mlir: bool) -> CompiledKernel:
     """One kernel of a compile: passes, Metal source, signature (no metallib yet)."""
     from enigma import passes
-    from enigma.backends import portable
+    from enigma.backends import msl, portable
     from enigma.errors import EnigmaError
 
     vec_width = options.vec_width
@@ -282,7 +261,7 @@ def _compile_launch(launch: Launch, kernel: ir.Kernel, options: CompileOptions, 
         if refusal:
             raise EnigmaError(f"kernel {kernel.name!r} cannot target MSL {options.msl_version}: {refusal}",
                               kernel.file, line, hint="raise msl_version (and macos_target with it)")
-    metal = _emit_msl(kernel, options)
+    metal = msl.emit(kernel, msl_version=options.msl_version)
     mlir_source = None
     if dump_mlir:
         from enigma.backends import mlir

@@ -98,6 +98,15 @@ class Op:
         return self.results[0]
 
 
+def static_strides(shape: tuple[Any, ...]) -> tuple[int, ...]:
+    """Row-major element strides of a static shape (tensor arguments are contiguous)."""
+    out, acc = [], 1
+    for s in reversed(shape):
+        out.append(acc)
+        acc *= s
+    return tuple(reversed(out))
+
+
 @dataclass(frozen=True)
 class Arg:
     """A kernel argument and its place in the binding ABI (runtime/FORMAT.md, "Binding ABI").
@@ -166,7 +175,7 @@ class Kernel:
         return next(a for a in self.args if a.name == name)
 
 
-# Metal's limits (../shared/reference/metal-facts.md): threads and threadgroup memory per threadgroup
+# Metal's limits (docs/compile-api.md, "Metal facts"): threads and threadgroup memory per threadgroup
 MAX_THREADS_PER_THREADGROUP = 1024
 MAX_THREADGROUP_MEMORY = 32 * 1024
 

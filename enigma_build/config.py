@@ -12,21 +12,20 @@ loaded without the rest of enigma, so a warm build never imports the compiler.
 from __future__ import annotations
 
 import difflib
-import importlib
-import importlib.util
 import os
 import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+from enigma_build.leaf import enigma_leaf
 
 if TYPE_CHECKING:
     from enigma.options import CompileOptions
@@ -39,31 +38,6 @@ _FALSE = ("0", "false", "no", "off")
 
 class ConfigError(ValueError):
     """A `[tool.enigma]` setting is unknown or has the wrong type or value."""
-
-
-def enigma_leaf(name: str) -> ModuleType:
-    """`enigma.<name>` for a module that imports nothing of enigma (options, cache), without running
-    enigma/__init__.py, which imports the whole compiler (~150 ms a warm build does not need). The
-    module is registered under its real name, so a later `import enigma.<name>` gets the same object."""
-    full = f"enigma.{name}"
-    if full in sys.modules:
-        return sys.modules[full]
-    if "enigma" in sys.modules:
-        return importlib.import_module(full)
-    spec = importlib.util.find_spec("enigma")
-    if spec is None or not spec.submodule_search_locations:  # pragma: no cover
-        raise ImportError("enigma is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / f"{name}.py"
-    leaf = importlib.util.spec_from_file_location(full, path)
-    assert leaf is not None and leaf.loader is not None
-    module = importlib.util.module_from_spec(leaf)
-    sys.modules[full] = module
-    try:
-        leaf.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[full]
-        raise
-    return module
 
 
 def _default_cache_dir() -> Path:

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from enigma_build import discover
-from enigma_build.config import ConfigError, Settings, enigma_leaf, unknown_key_message
+from enigma_build.config import ConfigError, Settings, unknown_key_message
 from enigma_build.discover import Found
+from enigma_build.leaf import enigma_leaf
 
 CACHE_SCHEMA = "enigma-build-2"
 Log = Callable[[str], None]

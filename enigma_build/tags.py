@@ -16,7 +16,7 @@ INTERPRETER, ABI = "py3", "none"
 
 
 def _parse(macos_target: str) -> tuple[int, int]:
-    from enigma_build.config import enigma_leaf
+    from enigma_build.leaf import enigma_leaf
 
     return enigma_leaf("options").parse_macos_target(macos_target, "tool.enigma.macos-target")
 

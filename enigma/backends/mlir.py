@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from enigma_runtime import ops
 from enigma_runtime.dtypes import bool_, float32, int8, int16, int32
 
 from enigma import ir
@@ -221,16 +220,17 @@ class _Printer:
         elif name in ir.MEMORY:
             ssa, ty = self.tensor(op)
             self.generic(op, depth, operands=[ssa] + x, types=[ty] + [mtype(o.type) for o in op.operands])
-        elif name in ops.OPS and ops.OPS[name].elementwise:  # no standard spelling: the generic form
-            self.generic(op, depth)
         elif name == "if":
             self.if_(op, depth)
         elif name == "for":
             self.for_(op, depth)
         elif name == "while":
             self.while_(op, depth)
+        elif not op.regions:  # every other op, and any op added to the op table: the generic form
+            self.generic(op, depth)
         else:
-            raise ValueError(f"{self.k.file}:{op.line}: the MLIR printer does not know op {name!r}")
+            raise ValueError(f"{self.k.file}:{op.line}: the MLIR printer has no form for op {name!r} "
+                             "with regions")
 
     def spelling(self, op: ir.Op) -> str | None:
         """The arith/math op spelling `op` (same operand and result types), or None."""

@@ -20,11 +20,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from enigma_runtime import ops
 from enigma_runtime.dtypes import DType, float32
 
-from enigma import __version__, ir
+from enigma import ir, options
 from enigma.backends import portable
 from enigma.errors import EnigmaError
+from enigma.version import __version__
 
 INDENT = "    "
 BUILTINS = {  # op -> (parameter name, MSL type, attribute)
@@ -48,6 +50,8 @@ MSL_FLOAT = {
     "neg": "-{0}", "abs": "abs({0})", "exp": "exp({0})", "exp2": "exp2({0})", "log": "log({0})",
     "log2": "log2({0})", "sqrt": "sqrt({0})", "rsqrt": "rsqrt({0})", "sin": "sin({0})", "cos": "cos({0})",
     "tanh": "tanh({0})", "floor": "floor({0})", "ceil": "ceil({0})", "pow": "pow({0}, {1})",
+    "sinh": "sinh({0})", "cosh": "cosh({0})", "asin": "asin({0})", "acos": "acos({0})", "atan": "atan({0})",
+    "atan2": "atan2({0}, {1})", "erf": "enigma_erf({0})",
     "fma": "fma({0}, {1}, {2})",
 }
 MSL_INT = {  # signed and unsigned: wrap-around through 32-bit unsigned arithmetic, guarded division
@@ -68,15 +72,17 @@ MSL_BOOL_VECTOR = {  # boolN: lane-wise logic only (Metal has no ordering of boo
     "add": "{0} | {1}", "sub": "{0} ^ {1}", "mul": "{0} & {1}", "and": "{0} & {1}", "or": "{0} | {1}",
     "xor": "{0} ^ {1}", "shl": "{0}", "shr": "{0}", "not": "!{0}", "lt": "!{0} & {1}", "le": "!{0} | {1}",
     "gt": "{0} & !{1}", "ge": "{0} | !{1}", "eq": "!({0} ^ {1})", "ne": "{0} ^ {1}"}
+FLOAT32_HELPERS = frozenset(("erf",))  # helpers defined on float only: float16 and bfloat convert
 NATIVE_BFLOAT = frozenset(("add", "sub", "mul", "div", "neg", "lt", "le", "gt", "ge", "eq", "ne"))
 # ops printed by a method (structure: constants, builtins, memory, atomics, barriers, simd, control flow)
 STRUCTURE = frozenset(("const", "param", "dim", "stride", "select", "cast", "broadcast", "load", "store",
                        "vload", "vstore", "atomic_add", "atomic_max", "atomic_min", "barrier", "simd_sum",
                        "simd_max", "simd_min", "simd_shuffle_down", "simd_broadcast", "if", "for", "while",
                        "yield", "condition") + tuple(BUILTINS))
-# MSL versions the emitter can target, with the macOS release that introduced each
-MSL_VERSIONS = {"2.3": "11", "2.4": "12", "3.0": "13", "3.1": "14", "3.2": "15", "4.0": "26"}
-BFLOAT_MIN_VERSION = "3.1"
+# MSL versions the emitter can target, with the macOS release that introduced each: enigma.options
+# holds the one table (CompileOptions offers exactly these; xcrun spells them from it)
+MSL_VERSIONS = {v.version: str(v.macos[0]) for v in options.MSL_VERSIONS.values()}
+BFLOAT_MIN_VERSION = options.FEATURES["bfloat"][0]
 ATOMIC = {"int32": "atomic_int", "uint32": "atomic_uint", "float32": "atomic_float"}
 # names an argument or shared array may not take in MSL (keywords, types, functions we call, OpenCL
 # keywords the Linux compatibility header maps); such names get a trailing underscore
@@ -106,8 +112,7 @@ def literal(value: Any, t: ir.Type) -> str:
     if d.kind == "b":
         return "true" if value else "false"
     if d.kind == "f":
-        with np.errstate(over="ignore"):  # values past the type's range round to infinity
-            x = float(np.float16(value) if d.name == "float16" else np.float32(value))
+        x = float(d.round(value) if d.name == "float16" else float32.round(value))  # past the range: inf
         if math.isnan(x) or math.isinf(x):
             s = "NAN" if math.isnan(x) else "INFINITY" if x > 0 else "(-INFINITY)"
             return s if d.name == "float32" else f"{d.msl}({s})"
@@ -117,9 +122,7 @@ def literal(value: Any, t: ir.Type) -> str:
         s += "h" if d.name == "float16" else "f"
         s = f"({s})" if s.startswith("-") else s
         return f"bfloat({s})" if d.name == "bfloat16" else s
-    n = int(value) % (1 << d.bits)  # wrap to the type's width
-    if d.kind == "i" and n >= 1 << (d.bits - 1):
-        n -= 1 << d.bits
+    n = int(d.wrap(int(value)))  # wrap to the type's width
     if d.name == "int32":
         return "(-2147483647 - 1)" if n == -(1 << 31) else f"({n})" if n < 0 else str(n)
     if d.name == "uint32":
@@ -148,6 +151,15 @@ def helper(name: str, d: DType) -> str:
         pick = "signbit(a) ? a : b" if name == "enigma_min" else "signbit(a) ? b : a"
         fn = "fmin" if name == "enigma_min" else "fmax"
         return f"inline {t} {name}({t} a, {t} b) {{ return a == b ? ({pick}) : {fn}(a, b); }}"
+    if name == "enigma_erf":  # the op table's erf (enigma_runtime.ops.ERF_SMALL), step by step
+        f = lambda c: f"{np.float32(c)}f"  # noqa: E731  (shortest digits of the float32 constant)
+        small = "".join(f"p = fma(p, s, {f(c)}); " for c in ops.ERF_SMALL[-2::-1])
+        big = "".join(f"q = fma(q, t, {f(c)}); " for c in ops.ERF_BIG[-2::-1])
+        return (f"inline float enigma_erf(float x) {{ float z = fabs(x); float s = x * x; "
+                f"float p = {f(ops.ERF_SMALL[-1])}; {small}float t = 1.0f / fma(0.5f, z, 1.0f); "
+                f"float q = {f(ops.ERF_BIG[-1])}; {big}"
+                f"float big = copysign(fma(-t, exp(fma(-z, z, q)), 1.0f), x); "
+                f"return z < 0.5f ? x * p : big; }}")
     if name.startswith("enigma_cvt_"):  # float -> int: truncate, saturate, NaN -> 0
         lo, hi = float(d.min), float(d.max + 1)
         lo_s = f"{lo:.1f}f"
@@ -288,7 +300,8 @@ class _Emitter:
         d = t.dtype
         text = self.spelling(op)
         lanes = t.lanes
-        via_float = d.name == "bfloat16" and op.name not in NATIVE_BFLOAT  # bfloat math is done in float
+        via_float = d.name == "bfloat16" and op.name not in NATIVE_BFLOAT or \
+            op.name in FLOAT32_HELPERS and d.name != "float32"  # bfloat math is done in float
         if via_float:
             ft = "float" if lanes == 1 else f"float{lanes}"
             a = [f"{ft}({x})" for x in a]
@@ -335,7 +348,7 @@ class _Emitter:
             if b.dims_offset is not None:
                 return f"enigma_dims[{b.dims_offset + (b.arg.rank if stride else 0) + axis}]"
             shape = b.arg.shape
-        return str((portable.static_strides(shape) if stride else shape)[axis])  # static: all ints
+        return str((ir.static_strides(shape) if stride else shape)[axis])  # static: all ints
 
     # control flow ----------------------------------------------------------------------------------
     def block(self, b: ir.Block, depth: int, term: Callable[[ir.Op, int], None] | None = None) -> None:

@@ -75,15 +75,6 @@ def bindings(kernel: ir.Kernel) -> tuple[list[Binding], int | None]:
     return out, (len(kernel.args) if offset else None)
 
 
-def static_strides(shape: tuple[Any, ...]) -> tuple[int, ...]:
-    """Row-major element strides of a static shape."""
-    out, acc = [], 1
-    for s in reversed(shape):
-        out.append(acc)
-        acc *= s
-    return tuple(reversed(out))
-
-
 # ---------------------------------------------------------------------------------------------------
 # Kernel -> JSON
 

@@ -10,7 +10,7 @@ from enigma_runtime import dtypes as dt
 from enigma_runtime.dtypes import DType
 
 from enigma import ir
-from enigma.errors import error_here
+from enigma.errors import EnigmaError, error_here, user_frame
 from enigma.frontend.builder import current
 from enigma.frontend.values import (
     PyNum,
@@ -37,23 +37,51 @@ def is_static(c: Any) -> bool:
     return not isinstance(c, Val)
 
 
-def while_static(cond: Callable[[], Any]) -> bool:
+def while_static(cond: Callable[..., Any], values: tuple[Any, ...]) -> bool:
     """Whether a `while` condition is a Python value (evaluated in a scratch block, then dropped)."""
     b = current()
     b.push(ir.Block())
     try:
-        return is_static(cond())
+        return is_static(cond(*values))
     finally:
         b.pop()
 
 
-def control_error(stmt: str, construct: str) -> Exception:
+class Escape(Exception):  # noqa: N818 - a control signal, not an error
+    """A `return`/`break`/`continue` leaving the function made of a construct's body (see rewrite.py).
+    `values` are the construct's assigned variables at that point; `value()` the returned value."""
+
+    def __init__(self, kind: str, value: Callable[[], Any], values: tuple[Any, ...], file: str,
+                 line: int) -> None:
+        super().__init__(kind)
+        self.kind, self.value, self.values, self.file, self.line = kind, value, values, file, line
+
+
+def escape(kind: str, value: Callable[[], Any], values: tuple[Any, ...]) -> Escape:
+    file, line = user_frame(2)
+    return Escape(kind, value, values, file, line)
+
+
+def reraise(e: Escape, values: tuple[Any, ...]) -> Escape:
+    """`e` leaving one more construct's function, carrying that construct's variables."""
+    return Escape(e.kind, e.value, values, e.file, e.line)
+
+
+def control_error(e: Escape, construct: str) -> EnigmaError:
     where = {"if": "an `if` on a traced condition", "for": "a `for ... in range(...)` loop (a run-time loop)",
              "while": "a `while` loop on a traced condition"}[construct]
     hint = {"return": "assign the result to an output tensor and let control reach the end of the kernel",
             "break": "fold the exit test into a `while` condition, or unroll with enigma.range_constexpr",
-            "continue": "wrap the rest of the loop body in an `if` instead"}[stmt]
-    return error_here(f"`{stmt}` inside {where} is not supported", hint)
+            "continue": "wrap the rest of the loop body in an `if` instead"}[e.kind]
+    return EnigmaError(f"`{e.kind}` inside {where} is not supported", e.file, e.line, hint=hint)
+
+
+def _traced(construct: str, fn: Callable[..., tuple], *args: Any) -> tuple:
+    """Call a construct's body function while tracing it: an escape is an error at its line."""
+    try:
+        return tuple(fn(*args))
+    except Escape as e:
+        raise control_error(e, construct) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -100,7 +128,7 @@ def dyn_if(cond: Any, then_fn: Callable[..., tuple], else_fn: Callable[..., tupl
     for blk, fn in zip(blocks, (then_fn, else_fn)):
         b.push(blk)
         try:
-            outs.append(tuple(fn(*values)) if fn is not None else values)
+            outs.append(_traced("if", fn, *values) if fn is not None else values)
         finally:
             b.pop()
     t_out, e_out = outs
@@ -249,7 +277,7 @@ def dyn_for(bounds: tuple[Any, ...], body: Callable[..., tuple], names: tuple[st
             ins[k] = Val(a)
         b.push(blk)
         try:
-            outs = list(body(Val(blk.args[0]), *ins))
+            outs = list(_traced("for", body, Val(blk.args[0]), *ins))
         finally:
             b.pop()
         _yield(blk, [outs[k] for k in carried], types)
@@ -299,7 +327,7 @@ def dyn_while(cond: Callable[..., Any], body: Callable[..., tuple], names: tuple
         _yield(before, [ins_b[k] for k in carried], types, "condition", [c.v])
         b.push(after)
         try:
-            outs = list(body(*ins_a))
+            outs = list(_traced("while", body, *ins_a))
         finally:
             b.pop()
         _yield(after, [outs[k] for k in carried], types)

@@ -2,6 +2,7 @@
 records (`kernel(args...).launch(grid=..., block=...)` inside an @enigma.jit: see jit.py)."""
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import itertools
@@ -176,12 +177,19 @@ def _err(message: str, file: str, line: int, hint: str = "",
 def wrap_error(e: Exception, what: str) -> EnigmaError:
     """A Python exception raised while tracing, located at the innermost user line."""
     file, line = "", 0
-    for fs in traceback.extract_tb(e.__traceback__):
-        if is_user_file(fs.filename):
-            file, line = fs.filename, fs.lineno or 0
+    user = [(fs.filename, fs.lineno or 0) for fs in traceback.extract_tb(e.__traceback__)
+            if is_user_file(fs.filename)]
+    if user:
+        file, line = user[-1]
+    if isinstance(e, RecursionError) and user:  # the recursive call: the user line repeated most often
+        file, line = collections.Counter(user).most_common(1)[0][0]
     cls = EnigmaTypeError if isinstance(e, TypeError) else EnigmaError
-    return cls(f"{type(e).__name__} while tracing {what}: {e}", file, line,
-               hint="this Python error was raised by the kernel code itself at trace time")
+    hint = "this Python error was raised by the kernel code itself at trace time"
+    if isinstance(e, RecursionError):
+        hint = ("a function calls itself without end: helpers (@enigma.func too) are inlined at trace time, "
+                "so recursion must stop on a Python (compile-time) condition; use a loop for run-time "
+                "repetition")
+    return cls(f"{type(e).__name__} while tracing {what}: {e}", file, line, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -306,6 +314,11 @@ class KernelFunction:
                 raise _err(f"kernel parameter {p.name!r} must be a plain positional parameter "
                            "(no *args/**kwargs/keyword-only)", self.file, self.def_line)
             a = ann.get(p.name, inspect.Parameter.empty)
+            if p.default is not inspect.Parameter.empty and not isinstance(a, ConstexprType):
+                raise _err(f"kernel parameter {p.name!r} has a default value ({p.default!r}); only "
+                           "Constexpr parameters can have one", self.file, self.def_line,
+                           f"pass {p.name!r} at every launch, or make it a compile-time value: "
+                           f"{p.name}: enigma.Constexpr[{type(p.default).__name__}] = {p.default!r}")
             if isinstance(a, TensorType):
                 params.append(Param(p.name, "tensor", tensor=a))
             elif isinstance(a, ConstexprType):
@@ -362,7 +375,7 @@ class KernelFunction:
         dtype, or constexpr value); parameters not given take their annotation (and default)."""
         values = {**self.preset, **(values or {})}
         fn, def_line = self.rewritten()
-        b = Builder()
+        b = Builder(self.name)
         args: list[ir.Arg] = []
         call: list[Any] = []
         sizes: dict[str, int] = {}

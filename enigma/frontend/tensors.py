@@ -15,7 +15,7 @@ from enigma_runtime.dtypes import DType
 from enigma import ir
 from enigma.errors import error_here
 from enigma.frontend.builder import current
-from enigma.frontend.values import PyNum, Undefined, Val, as_val, describe, type_error
+from enigma.frontend.values import PyNum, Undefined, Val, as_val, describe, show, type_error
 
 
 def _mul(a: Any, b: Any) -> Any:
@@ -51,7 +51,8 @@ class ShapeView:
 
     def __getitem__(self, axis: int) -> int | Val:
         if not isinstance(axis, int) or not -self.t.ndim <= axis < self.t.ndim:
-            raise error_here(f"{self.t.name}.shape has {self.t.ndim} entries; index {axis!r} is out of range")
+            raise error_here(f"{self.t.name}.shape has {self.t.ndim} entries; index {show(axis)} is out of "
+                             "range")
         return self.t.size(axis % self.t.ndim)
 
     def __iter__(self) -> Any:

@@ -85,11 +85,12 @@ _outside: list[Condition] = []  # recorded outside any trace
 
 
 def _store() -> list[Condition]:
-    from enigma.frontend.builder import _current  # late: keeps the pure algebra importable alone
+    from enigma.frontend.builder import active  # late: keeps the pure algebra importable alone
 
-    if not _current:
+    b = active()
+    if b is None:
         return _outside
-    return _conditions.setdefault(_current[-1].body, [])
+    return _conditions.setdefault(b.body, [])
 
 
 def require(cond: Any, message: str) -> None:
@@ -100,10 +101,11 @@ def require(cond: Any, message: str) -> None:
         return
     file, line = user_frame(2)
     text, expr = "", None
-    from enigma.frontend.builder import _current
+    from enigma.frontend.builder import active
 
-    if _current and hasattr(cond, "v"):
-        text, expr = read_value(cond, _current[-1].body)
+    b = active()
+    if b is not None and hasattr(cond, "v"):
+        text, expr = read_value(cond, b.body)
     _store().append(Condition(cond, message, file, line, text, expr))
 
 

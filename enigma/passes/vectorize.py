@@ -14,6 +14,10 @@ The vectorised body is
 so results equal vec_width=0 exactly (same ops per element, same order; a bounds check is monotonic in i,
 so holding at both ends means holding on every lane). A kernel outside this shape raises EnigmaError
 naming the line and the reason; there is never a silent scalar fallback.
+
+Every elementwise op of the op table vectorises, bool values included: they become boolN, whose
+comparisons and select the MSL printer spells as lane-wise logic (Metal has neither for bool vectors;
+docs/abi.md), and the table's helpers (integer division, float->int casts, ...) apply lane by lane.
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ CANDIDATES = ("clang++-22", "clang++-21", "clang++-20", "clang++-19", "clang++")
 # C++ for OpenCL: real address spaces, kernel-scope threadgroup arrays, no double (see docs/verify.md)
 MSL_FLAGS = ("-x", "clcpp", "-cl-std=clc++2021", "-cl-no-stdinc",
              "-Xclang", "-cl-ext=-cl_khr_fp64,-__opencl_c_fp64,+cl_khr_fp16,"
-             "+__cl_clang_non_portable_kernel_param_types",
+             "+__cl_clang_non_portable_kernel_param_types,+__cl_clang_function_pointers",
              "-Wno-unknown-attributes", "-Wno-unused-value", "-ffp-contract=off")
 OPT_FLAGS = ("-O2", "-fPIC", "-gline-tables-only")
 # Every load and store of the kernel calls the dispatcher (__tsan_read4(addr) ...), which checks it
@@ -249,6 +249,7 @@ def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race
     clang = find_clang()
     opt = find_opt()
     how = f"early {EARLY_PIPELINE} {' '.join(TSAN_OPTIONS)}" if opt else " ".join(LATE_FLAGS)
+    how += " no-static-storage"  # libraries are checked by _check_no_static_storage
     key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS + OPT_FLAGS), how, file_name)
     out = cache_dir() / f"k_{key}.so"
     if out.exists():
@@ -281,5 +282,41 @@ def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race
         else:  # no C runtime start files: the library only needs libm and libgcc (half conversions)
             link = [*clang.argv, "-O2", "-fPIC", "-shared", "-nostdlib", obj, "-o", "k.so", "-lm", "-lgcc"]
         _run(link, "linking the kernel library", t)
+        _check_no_static_storage(t / "k.so", file_name)
         _atomic_move(t / "k.so", out)
     return out
+
+
+def _nm() -> str | None:
+    exe = Path(shutil.which(find_clang().argv[0]) or find_clang().argv[0]).resolve().parent
+    for name in ("llvm-nm", "nm"):
+        if (exe / name).exists():
+            return str(exe / name)
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _check_no_static_storage(lib: Path, file_name: str) -> None:
+    """A threadgroup variable the source rewrite did not see (e.g. declared through a macro) would be a
+    plain static array: not poisoned, not reset between threadgroups, not bounds- or race-checked.
+    Such a variable is a function-local static with writable storage in the library (`_ZZ...` in
+    .bss/.data; Metal has no other writable function-local statics): refuse it by name."""
+    import re
+
+    nm = _nm()
+    if nm is None:
+        return
+    out = subprocess.run([nm, "--defined-only", str(lib)], capture_output=True, text=True, timeout=60).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "bBdD" and parts[2].startswith("_ZZ"):
+            m = re.match(r"_ZZ(\d+)", parts[2])
+            fn = parts[2][len(m.group(0)):len(m.group(0)) + int(m.group(1))] if m else "?"
+            var = re.search(r"E(\d+)(\w+?)(?:_\d+)?$", parts[2])
+            name = var.group(2)[:int(var.group(1))] if var else parts[2]
+            raise CompileError(
+                f"{file_name}: threadgroup variable `{name}` in `{fn}` is declared in a form enigma.verify "
+                "could not rewrite (e.g. written by a macro), so its accesses could not be checked; "
+                "declare it in the kernel's source text: `threadgroup T name[N];`")
+

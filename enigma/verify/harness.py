@@ -171,7 +171,7 @@ class MslProgram:
             self._run_locked(arrays, grid3, block3, schedule, seed, isolate, timeout, race_check)
 
     def _tg_lengths(self, given: Mapping[int, int]) -> list[int]:
-        params = {p.index: p for p in self.sig.threadgroup_params}
+        params = {int(p.index or 0): p for p in self.sig.threadgroup_params}
         extra = set(given) - set(params)
         if extra:
             raise ValueError(f"kernel {self.name} has no [[threadgroup({min(extra)})]] parameter")

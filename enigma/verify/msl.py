@@ -176,11 +176,12 @@ def _closest(word: str) -> str | None:
 
 
 _KERNEL_DEF = re.compile(r"(?:\bkernel\b|\[\[\s*kernel\s*\]\])\s+void\s+(\w+)\s*\(")
-# `template [[host_name("name")]] [[kernel]] void k<float>(params);` or MLX's
-# `template [[host_name("name")]] [[kernel]] decltype(k<float>) k<float>;`
+# `template [[host_name("name")]] [[kernel]] void k<float>(params);`, MLX's
+# `template [[host_name("name")]] [[kernel]] decltype(k<float>) k<float>;` or ggml's
+# `template [[host_name("name")]] kernel kernel_t k<float>;` (kernel_t a typedef of decltype(k<...>))
 _INSTANTIATION = re.compile(r"\btemplate\s*\[\[\s*host_name\s*\(\s*(\"[^\"\n]*\")\s*\)\s*\]\]\s*"
                             r"(?:\[\[\s*kernel\s*\]\]\s*|\bkernel\s+)?"
-                            r"(?:void\s+(\w+)\s*<|decltype\s*\(\s*(\w+)\s*<)")
+                            r"(?:void\s+(\w+)\s*<|decltype\s*\(\s*(\w+)\s*<|\w+\s+(\w+)\s*<)")
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def _kernels(src: str, code: str) -> list[_Kernel]:
         out.append(_Kernel(m.group(1), m.group(1), "", m.start(), m.end(), line_of(code, m.start())))
     for m in _INSTANTIATION.finditer(code):
         host = src[m.start(1) + 1:m.end(1) - 1]
-        func = m.group(2) or m.group(3)
+        func = m.group(2) or m.group(3) or m.group(4)
         lt = m.end() - 1
         gt = _skip_balanced(code, lt, "<", ">")
         targs = " ".join(code[lt + 1:gt - 1].split())
@@ -619,9 +620,14 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
         if m.group(1) in defined:
             edits.append((m.start(), m.end(), "true" if defined[m.group(1)] else "false"))
     for m in _BRACE_INIT.finditer(code):
-        close = _skip_balanced(code, m.end() - 1, "{", "}")
-        inner = src[m.end():close - 1]
-        edits.append((m.end() - 1, close, f"metal::enigma_brace<{m.group(1)}>({inner})"))
+        brace = m.end() - 1
+        while True:  # `float4 a = {0.f}, b = {1.f};`: every declarator of the statement
+            close = _skip_balanced(code, brace, "{", "}")
+            edits.append((brace, close, f"metal::enigma_brace<{m.group(1)}>({src[brace + 1:close - 1]})"))
+            more = re.match(r"\s*,\s*\w+\s*=\s*\{", code[close:])
+            if not more:
+                break
+            brace = close + more.end() - 1
     for m in _CONSTEXPR_CONSTANT.finditer(code):
         eq = code.find("=", m.end())
         semi = code.find(";", m.end())

@@ -24,7 +24,7 @@ import numpy as np
 
 from .cpu_dot import count_uses, fuse_dot_chains, loop_dot
 from .cpu_memory import Memory, _atomic, _load, _store
-from .cpu_ops import BINARY, CATALOGUE, FLOAT_ONLY, UNARY, _simd, elementwise, outer_mul
+from .cpu_ops import BINARY, CATALOGUE, UNARY, _simd, elementwise, outer_mul
 from .cpu_space import (
     _CMP,
     _I32,
@@ -42,6 +42,7 @@ from .cpu_space import (
 from .dtypes import BY_NAME, bool_
 from .errors import EnigmaRuntimeError, IRError, KernelExecutionError
 from .manifest import number_from_json
+from .ops import OPS
 
 # ---------------------------------------------------------------------------------------------------
 # launch state
@@ -200,9 +201,7 @@ class Plan:
         if dt.is_int and not isinstance(value, bool):
             if isinstance(value, float) and not value.is_integer():
                 raise self._err(op, f"'value' {value!r} of an integer constant is not an integer")
-            value = int(value) & ((1 << dt.bits) - 1)
-            if dt.kind == "i" and value >= 1 << (dt.bits - 1):
-                value -= 1 << dt.bits
+            value = dt.wrap(int(value))
         elif dt.is_float and not isinstance(value, bool):
             value = float(value)
         with np.errstate(all="ignore"):  # a float beyond float16's range is inf, as in IEEE
@@ -278,6 +277,8 @@ class Plan:
         a_id, b_id, out = ins[0], ins[1], outs[0]
         dt, lanes = types[0]
         cmp = name in _CMP
+        if not cmp:
+            self._check_operands(op, name, dt)
         aff = name in ("add", "sub", "mul") and dt.name == "int32" and not lanes
         src: list = [None if cmp else dt]  # a comparison's operand type: known at the first run
         fast_mul = name == "mul" and dt.name == "float32"
@@ -304,6 +305,17 @@ class Plan:
             return elementwise(name, src[0], bool_ if cmp else dt, a, b)
         return run
 
+    def _check_operands(self, op: dict, name: str, dt: Any) -> None:
+        """The op table's operand kinds: float math takes floats, bitwise ops ints and bools, arithmetic
+        numbers (FORMAT.md section 4)."""
+        kinds = OPS[name].operands
+        if kinds == "float" and not dt.is_float:
+            raise self._err(op, f"{name} takes a float operand, not {dt.name}")
+        if kinds == "int" and dt.is_float:
+            raise self._err(op, f"{name} takes integer or bool operands, not {dt.name}")
+        if kinds == "number" and dt.kind == "b":
+            raise self._err(op, f"{name} of a bool")
+
     def _operand_type(self, op: dict, a: Any):
         """The dtype of a comparison's operands (not written in the IR): from the operand's numpy dtype;
         float32 arrays stand for bfloat16 too, whose comparisons are the same."""
@@ -316,10 +328,7 @@ class Plan:
         self._need(op, ins, 1, outs)
         a_id, out = ins[0], outs[0]
         dt, _ = types[0]
-        if name in FLOAT_ONLY and not dt.is_float:
-            raise self._err(op, f"{name} takes a float operand, not {dt.name}")
-        if name == "neg" and dt.kind == "b":
-            raise self._err(op, "neg of a bool")
+        self._check_operands(op, name, dt)
         is_neg = name == "neg" and dt.name == "int32"
 
         def run(st, env, mask):

@@ -7,7 +7,7 @@ import numpy as np
 
 from .cpu_space import _uniform_int
 from .dtypes import DType
-from .ops import OPS, apply
+from .ops import OPS
 
 if TYPE_CHECKING:
     from .cpu_space import Geo
@@ -21,11 +21,13 @@ UNARY = frozenset(n for n, o in OPS.items() if o.group == "unary")
 # FORMAT.md section 4; yield/condition end regions
 CATALOGUE = frozenset(n for n in OPS if n not in ("yield", "condition"))
 FLOAT_ONLY = frozenset(n for n, o in OPS.items() if o.float_only)
+FN = {n: o.fn for n, o in OPS.items() if o.fn is not None}
 
 
 def elementwise(name: str, src: DType, dst: DType, *xs: Any) -> Any:
-    """The op table's `name` on thread-space arrays (Aff operands materialised by the caller)."""
-    return apply(name, src, dst, *xs)
+    """The op table's `name` on thread-space arrays (Aff operands materialised by the caller). Called
+    inside the launch's np.errstate(all="ignore") (cpu.py), so the function runs directly."""
+    return FN[name](src, dst, *xs)
 
 
 _OUTER: dict[tuple, tuple[str, tuple[int, ...]] | None] = {}

@@ -64,6 +64,8 @@ class DType:
             n = int(x) & ((1 << self.bits) - 1)
             r = n - (1 << self.bits) if self.kind == "i" and n >= 1 << (self.bits - 1) else n
             return r if isinstance(x, int) else self.np.type(r)
+        if isinstance(x, (np.ndarray, np.generic)) and x.dtype == self.np:
+            return x
         return np.asarray(x).astype(self.np, copy=False)[()]
 
     def round(self, x: Any) -> Any:

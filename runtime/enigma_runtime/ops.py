@@ -25,7 +25,11 @@ on floats, `py` and `frontend=True` so that `enigma.<name>` exists), a spelling 
 (enigma/backends/msl.py `MSL_FLOAT`/`MSL_INT`; mlir.py prints any op generically), the function in the
 Metal compatibility header (enigma/verify/include) if Metal's stdlib has it, a row in FORMAT.md
 section 4 and docs/abi.md, and tests. Ops that are not elementwise (memory, simd, control, simdgroup
-matrices) are registered with `fn=None` and the flags that tell passes how to treat them.
+matrices) are registered with `fn=None` and the flags that tell passes how to treat them; their
+printing is a method of each printer (msl.py lists those names in `STRUCTURE`; mlir.py prints any op
+in generic form), and the CPU executor needs an `_op_<name>` handler. The tests check that every row
+is covered: tests/backends (each printer, every dtype, clang and mlir-opt) and
+runtime/tests/test_rt_cpu_ops.py (the functions and the executor's catalogue).
 """
 from __future__ import annotations
 
@@ -111,6 +115,8 @@ def apply(name: str, src: DType, dst: DType, *xs: Any) -> Any:
 
 def _out(d: DType, r: Any) -> Any:
     """`r` as a value of `d`: floats rounded to `d` (bfloat16 too), ints wrapped, bools as bool."""
+    if isinstance(r, (np.ndarray, np.generic)) and r.dtype == d.np and d.name != "bfloat16":
+        return r  # already a value of d (the common case: no copy, no call)
     if d.kind == "b":
         return np.asarray(r).astype(np.bool_)[()]
     if d.is_int:
@@ -256,6 +262,47 @@ def _py_pow(x: float, y: float) -> float:
         return math.copysign(math.inf, x) if odd else math.inf
 
 
+def _py64(np_fn: Callable[..., Any]) -> Callable[..., float]:
+    """A numpy function on Python numbers, in float64 (C's NaN and inf where Python's math raises)."""
+    def fn(*xs: float) -> float:
+        with np.errstate(all="ignore"):
+            return float(np_fn(*(np.float64(x) for x in xs)))
+    return fn
+
+
+# erf: Metal's standard library has none, so Enigma defines it (the MSL printer emits `enigma_erf`,
+# built from these constants with the same fma steps): for |x| < 0.5 the Taylor series of erf(x)/x in
+# x^2 (7 terms); otherwise 1 - erfc(|x|) with Numerical Recipes' erfc (t = 1/(1 + |x|/2), erfc =
+# t * exp(-x^2 + P(t))), sign of x. Within 3e-7 relative (2.5 ulp) of erf for float32 (tested).
+ERF_SMALL = (1.1283791670955126, -0.37612638903183754, 0.11283791670955126, -0.026866170645131252,
+             0.005223977625442188, -0.0008548327023450853, 0.00012055332981789664)
+ERF_BIG = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398,
+           1.48851587, -0.82215223, 0.17087277)
+
+
+def _fma32(a: Any, b: Any, c: Any) -> Any:
+    """float32 fma (one rounding: exact in float64 first)."""
+    f64 = np.float64
+    return (np.asarray(a, f64) * np.asarray(b, f64) + np.asarray(c, f64)).astype(np.float32)
+
+
+def _erf32(x: Any) -> Any:
+    """Enigma's erf in float32, step by step as the emitted `enigma_erf` computes it."""
+    f = np.float32
+    x = np.asarray(x, f)
+    z = np.abs(x)
+    s = x * x
+    p = np.full_like(x, f(ERF_SMALL[-1]))
+    for c in ERF_SMALL[-2::-1]:
+        p = _fma32(p, s, f(c))
+    t = f(1) / _fma32(f(0.5), z, f(1))
+    q = np.full_like(x, f(ERF_BIG[-1]))
+    for c in ERF_BIG[-2::-1]:
+        q = _fma32(q, t, f(c))
+    big = np.copysign(_fma32(-t, np.exp(_fma32(-z, z, q)), f(1)), x)
+    return np.where(z < f(0.5), x * p, big)
+
+
 def _fma(src: DType, dst: DType, a: Any, b: Any, c: Any) -> Any:
     """float: a*b + c with ONE rounding (computed in float64, where the product of two float32/float16
     values is exact and the one float64 addition rounds innocuously: 53 >= 2*24 + 2 bits). int: a*b + c
@@ -338,6 +385,16 @@ def _elementwise() -> None:
     row("pow", B, 2, _math(np.power), "C's pow: x to the power y (a negative x gives NaN unless y is an "
         "integer); the device's precise function, within a few ulp (not folded)", operands="float",
         py=_py_pow, frontend=True, foldable=False)
+    more_math: list[tuple[str, Callable[..., Any]]] = [
+        ("sinh", np.sinh), ("cosh", np.cosh), ("asin", np.arcsin), ("acos", np.arccos), ("atan", np.arctan)]
+    for name, f in more_math:
+        row(name, U, 1, _math(f), "float math: the device's precise function, within a few ulp (not folded)",
+            operands="float", py=_py64(f), frontend=True, foldable=False)
+    row("atan2", B, 2, _math(np.arctan2), "C's atan2(y, x): the angle of (x, y) in [-pi, pi]; within a few "
+        "ulp", operands="float", py=_py64(np.arctan2), frontend=True, foldable=False)
+    row("erf", U, 1, _math(_erf32), "the error function, Enigma's own definition (Metal has none): see "
+        "ERF_SMALL; within 3e-7 relative of erf, float16/bfloat16 computed in float32", operands="float",
+        py=math.erf, frontend=True, foldable=False)
     row("fma", T, 3, _fma, _fma.__doc__ or "", operands="number")
     row("select", T, 3, _select, _select.__doc__ or "")
     row("cast", "other", 1, _cast, _cast.__doc__ or "", result="declared")

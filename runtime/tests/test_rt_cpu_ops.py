@@ -252,6 +252,13 @@ def test_vload_misaligned_is_an_error():
     ([{"op": "load", "in": [], "out": [1], "types": ["int32"], "attrs": {"tensor": "q"}}],
      "takes 1 operands"),
     ([{"op": "yield"}], "must end a region"),
+    # operand kinds come from the op table
+    ([{"op": "const", "out": [1], "types": ["int32"], "attrs": {"value": 2}},
+      {"op": "pow", "in": [1, 1], "out": [2], "types": ["int32"], "line": 5}], "pow takes a float operand"),
+    ([{"op": "const", "out": [1], "types": ["float32"], "attrs": {"value": 2}},
+      {"op": "shl", "in": [1, 1], "out": [2], "types": ["float32"], "line": 5}], "shl takes integer or bool"),
+    ([{"op": "const", "out": [1], "types": ["bool"], "attrs": {"value": True}},
+      {"op": "neg", "in": [1], "out": [2], "types": ["bool"], "line": 5}], "neg of a bool"),
 ])
 def test_malformed_ir_is_rejected(body_ops, problem):
     spec, ir = kernel("bad", [tensor("x", "int32", ["n"], "readwrite")], lambda b: None, grid=[1, 1, 1])

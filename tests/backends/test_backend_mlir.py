@@ -132,3 +132,18 @@ def test_every_op_of_the_table_prints_and_verifies_for_every_dtype(mlir_opt, lan
                 assert spelled, (name, d.name)
         verify(mlir_opt, text)
     assert '"enigma.cast"(' in "".join(module)  # float -> int saturates: not arith.fptosi
+
+
+@pytest.mark.needs_mlir
+def test_an_op_the_printer_has_never_seen_prints_generically(mlir_opt):
+    """A new op (here one made up for the test, e.g. what a later simdgroup-matrix op looks like)
+    never breaks dump_mlir: any op without regions prints as "enigma.<name>"."""
+    b = OpBuilder(3)
+    x = b.val("param", type=handir.F32, name="x")
+    y = b.val("frobnicate", x, x, type=handir.F32, mode=2)
+    b.op("store", [b.const(0, handir.I32), y], attrs={"tensor": "out"})
+    k = ir.Kernel("k", [handir.tensor("out", access="write"), handir.scalar("x", handir.float32)],
+                  ir.Block([], b.ops), file="k.py", line=2)
+    text = mlir.emit(k)
+    assert '"enigma.frobnicate"(%x, %x) {mode = 2 : i32} : (f32, f32) -> f32' in text
+    verify(mlir_opt, text)

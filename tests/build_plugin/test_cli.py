@@ -180,3 +180,22 @@ def test_enigma_never_imports_enigma_build():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n.split(".")[0] == "enigma_build" for n in names), f"{path} imports enigma_build"
+
+
+def test_check_help_documents_every_option(monkeypatch):
+    import argparse
+
+    class Seen(Exception):
+        pass
+
+    def parse_args(self, args=None, namespace=None):
+        raise Seen(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_args)
+    with pytest.raises(Seen) as e:
+        main(["check", "--help"])
+    parser = e.value.args[0]
+    dests = {a.dest for a in parser._actions}
+    assert {"seed", "schedule", "size", "no_cpu", "json", "target"} <= dests
+    for action in parser._actions:
+        assert action.help, f"enigma-build check: {action.dest} has no help text"

@@ -3,6 +3,7 @@ TensorSpec grid expressions, and the meaning of traced control flow (run by a ti
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import interp
 import numpy as np
@@ -96,7 +97,7 @@ def test_compile_options(tmp_path, capsys):
     assert out.startswith("kernel vector_add(") and f"# line {line_of(zoo.vector_add.fn, 'c[i] =')}" in out
     assert (tmp_path / "enigma_kernel_vector_add.metal").read_text() == ck.metal_source
     path = ck.export_metal(tmp_path / "sub" / "k.metal")
-    assert path == str((tmp_path / "sub" / "k.metal").resolve()) and open(path).read() == ck.metal_source
+    assert path == str((tmp_path / "sub" / "k.metal").resolve()) and Path(path).read_text() == ck.metal_source
     assert ck.metallib_path is None and ck.metallib_bytes is None
 
 

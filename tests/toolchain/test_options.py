@@ -67,23 +67,24 @@ def test_compile_carries_options_to_signature_and_manifest(tmp_path):
         enigma.compile(zoo.vector_add, vec_width=-2)
 
 
-def test_printer_gets_the_msl_version_when_it_takes_one():
-    """Until the MSL printer takes msl_version=, the source stays the 3.1 spelling; once it does, the
-    version reaches it (its header line names the version asked for)."""
-    import inspect
-
+def test_printer_gets_the_msl_version():
+    """The MSL version reaches the printer (its header names it) and the source hash with it; the
+    printer's table of versions is the options' table."""
     from enigma.backends import msl
     src = enigma.compile(zoo.vector_add, msl_version="3.2", macos_target="15.0").metal_source
-    if "msl_version" in inspect.signature(msl.emit).parameters:
-        assert "3.2" in src.split("#include")[0]
-    else:
-        assert "kernel void enigma_kernel_vector_add" in src
+    assert "Targets Metal Shading Language 3.2 (macOS 15+)" in src.split("#include")[0]
+    assert "Metal Shading Language 3.1 (macOS 14+)" in enigma.compile(zoo.vector_add).metal_source
+    h = [enigma.compile(zoo.vector_add, msl_version=v, macos_target="15").signature["source_hash"]
+         for v in ("3.1", "3.2")]
+    assert h[0] != h[1]
+    assert msl.MSL_VERSIONS == {v: str(m.macos[0]) for v, m in MSL_VERSIONS.items()}
 
 
 def test_versions_the_emitter_cannot_target_are_refused_with_the_reason():
     ok = enigma.compile(kernels_bf16.bf_scale)
     assert ok.options.msl_version == "3.1" and "bfloat" in ok.metal_source
-    with pytest.raises(EnigmaError, match=r"bfloat \(bfloat16 values\) needs MSL 3.1 or newer") as e:
+    with pytest.raises(EnigmaError, match=r"uses bfloat16, which Metal Shading Language has only from "
+                                          r"version 3.1 \(macOS 14\); the target is MSL 3.0") as e:
         enigma.compile(kernels_bf16.bf_scale, msl_version="3.0", macos_target="13.0")
     assert e.value.file.endswith("kernels_bf16.py") and e.value.line == 8
     with pytest.raises(EnigmaError, match=r"atomic_float .* needs MSL 3.0"):

@@ -170,3 +170,18 @@ def test_threadgroup_alignment_is_honoured_and_pointers_are_not_declarations():
     out = np.ones(3, np.uint64)
     run_msl(src, out, grid=1, block=3)
     assert out.tolist() == [0, 0, 0]
+
+
+def test_a_threadgroup_array_the_rewrite_cannot_see_is_refused_not_unchecked():
+    from enigma.verify import CompileError
+
+    src = H + """#define SHARED(n) threadgroup float n[16]
+kernel void k(device float* a [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+  SHARED(hidden);
+  constexpr constant float table[2] = {3.0f, 4.0f};
+  hidden[i] = a[i] + table[i % 2];
+  a[i] = hidden[15 - i];
+}
+"""
+    with pytest.raises(CompileError, match=r"threadgroup variable `hidden` in `k` is declared in a form"):
+        compile_msl(src)

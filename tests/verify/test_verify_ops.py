@@ -301,3 +301,79 @@ def test_pow_agrees_and_follows_c():
     assert np.isnan(cpu[4][2])  # negative base, fractional exponent
     assert "pow(" in src
     assert enigma.pow(2, 10) == 1024.0 and enigma.pow(0.0, -1.0) == float("inf")  # Python numbers
+
+
+@enigma.kernel
+def more_math(x: Tensor[float32], y: Tensor[float32], h: Tensor[float16], o: Tensor[float32],
+              e: Tensor[float32], eh: Tensor[float16], n: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    if i < n:
+        v, w = x[i], y[i]
+        u = v * 0.25  # inside [-1, 1] for asin/acos
+        o[i] = enigma.sinh(v) + enigma.cosh(v) + enigma.asin(u) + enigma.acos(u) + enigma.atan(v) \
+            + enigma.atan2(v, w)
+        e[i] = enigma.erf(v)
+        eh[i] = enigma.erf(h[i])
+
+
+def test_sinh_cosh_asin_acos_atan_atan2_erf_agree_with_numpy():
+    rng = np.random.default_rng(5)
+    x = np.concatenate([np.linspace(-4, 4, 250), [0.0, -0.0, 1e-30, np.inf, -np.inf, np.nan]])
+    x = x.astype(np.float32)
+    y = rng.standard_normal(x.size).astype(np.float32)
+    h = x.astype(np.float16)
+    outs = [np.zeros(x.size, np.float32), np.zeros(x.size, np.float32), np.zeros(x.size, np.float16)]
+    cpu, metal, src = _both(more_math, x, y, h, *outs)
+    # libm vs numpy: a few ulp of each term (sinh(-4) + cosh(-4) cancels terms near 27)
+    np.testing.assert_allclose(cpu[3], metal[3], rtol=2e-6, atol=2e-5)
+    np.testing.assert_allclose(cpu[4], metal[4], rtol=2e-7, atol=0)  # the same steps; exp within an ulp
+    np.testing.assert_array_equal(cpu[5], metal[5])
+    xd = x[:250].astype(np.float64)
+    u = xd * 0.25
+    want = np.sinh(xd) + np.cosh(xd) + np.arcsin(u) + np.arccos(u) + np.arctan(xd) + np.arctan2(xd, y[:250])
+    np.testing.assert_allclose(cpu[3][:250], want, rtol=1e-5, atol=1e-5)
+    assert "inline float enigma_erf(float x)" in src and "half(enigma_erf(float(" in src
+    np.testing.assert_allclose(cpu[4][-6:-1], [0.0, 0.0, 1e-30 * 2 / np.sqrt(np.pi), 1.0, -1.0], rtol=3e-7)
+    assert np.signbit(cpu[4][-5]) and np.isnan(cpu[4][-1])
+
+
+def test_erf_is_within_its_documented_accuracy():
+    """ops.py: Enigma's erf (Metal has none) is within 3e-7 relative of the exact erf in float32."""
+    import math
+
+    from enigma_runtime import ops
+    xs = np.concatenate([np.linspace(-6, 6, 20001), np.geomspace(1e-38, 6, 20000),
+                         -np.geomspace(1e-30, 6, 2000)]).astype(np.float32)
+    got = ops.apply("erf", float32, float32, xs).astype(np.float64)
+    want = np.array([math.erf(float(v)) for v in xs])
+    assert (np.abs(got - want) <= 3e-7 * np.abs(want)).all()
+    assert enigma.erf(0.5) == math.erf(0.5) and enigma.atan2(1.0, -1.0) == math.atan2(1.0, -1.0)
+    assert math.isnan(enigma.asin(2.0)) and enigma.sinh(1000.0) == math.inf  # C's results, not errors
+
+
+@enigma.kernel
+def to_bfloat(x: Tensor[float32], bf: Tensor[bfloat16], n: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    if i < n:
+        bf[i] = x[i].to(bfloat16)
+
+
+def test_verify_runtime_bfloat_rounding_is_the_op_tables():
+    """enigma.verify's runtime rounds float -> bfloat in C (dispatch.cpp, for clang); it must be the
+    op table's rounding (DType.round / bf16_round) bit for bit: ties to even, NaN stays NaN, overflow
+    to inf, subnormals."""
+    from enigma_runtime.dtypes import bf16_to_bits
+    rng = np.random.default_rng(11)
+    hi = rng.integers(0, 1 << 16, 4000, dtype=np.uint32) << 16
+    lo = np.array([0x8000, 0x7FFF, 0x8001, 0, 0xFFFF, 0x18000 & 0xFFFF], np.uint32)
+    bits = (hi + lo[rng.integers(0, lo.size, hi.size)]).astype(np.uint32)
+    bits[:6] = [0x7F7FFFFF, 0xFF7FFFFF, 0x7F800000, 0x7FC00001, 0x00008000, 0x3F818000]
+    x = bits.view(np.float32)
+    bf = np.zeros(x.size, np.uint16)
+    cpu, metal, _ = _both(to_bfloat, x, bf, specs=[x, enigma.TensorSpec(bfloat16, ("n",))])
+    want = bf16_to_bits(x)
+    nan = np.isnan(x)
+    np.testing.assert_array_equal(metal[1][~nan], want[~nan])
+    np.testing.assert_array_equal(cpu[1][~nan], want[~nan])
+    m = metal[1][nan]
+    assert nan.any() and (((m & 0x7F80) == 0x7F80) & ((m & 0x7F) != 0)).all()  # every NaN stays a NaN

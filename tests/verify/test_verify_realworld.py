@@ -207,3 +207,26 @@ def test_library_names_real_kernels_use():
                                                     -x[base + (j + 3) % 8]))
     np.testing.assert_array_equal(o[:, 6], raw + 1)  # a float32 array bound to `device const char*`
     assert (o[:, 7] == 5 * 4 + 8).all()
+
+
+GGML_STYLE = H + """
+template <int F>
+kernel void kernel_scale_impl(device const char* src [[buffer(0)]], device float4* dst [[buffer(1)]],
+                              uint i [[thread_position_in_grid]]) {
+  float4 r = {0.f}, extra = {1.f, 2.f};
+  r += ((device const float*)src)[i] * F;
+  dst[i] = r + extra;
+}
+typedef decltype(kernel_scale_impl<1>) kernel_scale_t;
+template [[host_name("kernel_scale_2")]]  kernel kernel_scale_t kernel_scale_impl<2>;
+template [[host_name("kernel_scale_30")]] kernel kernel_scale_t kernel_scale_impl<30>;
+"""
+
+
+def test_ggml_style_typedef_instantiations_and_several_brace_initialised_vectors():
+    x = np.arange(8, dtype=np.float32)
+    out = np.zeros((8, 4), np.float32)
+    run_msl(GGML_STYLE, x, out, name="kernel_scale_30", grid=1, block=8)
+    np.testing.assert_array_equal(out, 30 * x[:, None] + [1, 2, 0, 0])
+    run_msl(GGML_STYLE, x, out, name="kernel_scale_2", grid=1, block=8)
+    np.testing.assert_array_equal(out, 2 * x[:, None] + [1, 2, 0, 0])
