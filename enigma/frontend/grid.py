@@ -204,12 +204,11 @@ class Choice:
         raise self._refuse("using as an int")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """`enigma.select(c, kernel_a, kernel_b)(args...)`: a launch of whichever kernel is chosen."""
-        from enigma.frontend.kernel import KernelCall, KernelFunction
-
-        if not all(isinstance(v, KernelFunction) for _, v in self.cases):
+        """`enigma.select(c, kernel_a, kernel_b)(args...)`: a launch of whichever kernel is chosen
+        (kernels make the call: KernelFunction.call_choice)."""
+        if not all(hasattr(v, "call_choice") for _, v in self.cases):
             raise self._refuse("calling")
-        return KernelCall(self, args, kwargs)
+        return self.cases[0][1].call_choice(self, args, kwargs)
 
 
 def not_condition(c: Any) -> Any:
