@@ -9,7 +9,7 @@ import pytest
 from toolcheck import need_tool
 
 from fuzz.gen import generate, render
-from fuzz.run import differences, run_seed
+from fuzz.run import differences, minimize, run_seed
 
 SEEDS = range(300)
 VERIFY_EVERY = 5
@@ -107,3 +107,10 @@ def test_model_against_hand_computed_numpy():
         assert np.array_equal(got[2], x.astype(np.float32) / np.float32(0.0), equal_nan=True)
     assert cnt.tolist() == [int(acc[tid % 4 == k].astype(np.uint32).sum() % 2**32) for k in range(4)]
     assert not any(a.any() for a in inexact)
+
+
+def test_minimize_keeps_the_outcome_and_shrinks_the_kernel(workdir):
+    o = run_seed(7, workdir, verify=False)
+    small = minimize(o, workdir, verify=False, budget=40)
+    assert small.status == o.status == "ok"
+    assert len(small.source.splitlines()) < len(o.source.splitlines())
