@@ -43,9 +43,9 @@ def tensor_access(kernel: ir.Kernel) -> dict[str, str]:
     writes: set[str] = set()
     for op in ir.walk(kernel.body):
         t = str(op.attrs.get("tensor"))
-        if op.name in ("load", "vload"):
+        if op.name in ("load", "vload", "simd_load"):
             reads.add(t)
-        elif op.name in ("store", "vstore"):
+        elif op.name in ("store", "vstore", "simd_store"):
             writes.add(t)
         elif op.name.startswith("atomic_"):
             reads.add(t)
@@ -120,9 +120,11 @@ def ir_to_json(kernel: ir.Kernel) -> dict[str, Any]:
 # JSON -> Kernel (the inverse, for round-trip tests and tools)
 
 def parse_type(name: str) -> ir.Type:
-    """`float32` or `float32x4` -> Type."""
+    """`float32`, `float32x4` or (a simdgroup matrix) `float32x8x8` -> Type."""
     if name in dtypes.BY_NAME:
         return ir.Type(dtypes.BY_NAME[name])
+    if name.endswith("x8x8") and name[:-4] in dtypes.BY_NAME:
+        return ir.Type(dtypes.BY_NAME[name[:-4]], 1, 8)
     base, sep, lanes = name.rpartition("x")
     if not sep or not lanes.isdigit():
         raise ValueError(f"bad IR type {name!r}")

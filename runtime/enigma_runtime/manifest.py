@@ -330,7 +330,7 @@ def _short(v: Any) -> str:
 
 ARG_KEYS: dict[str, Key] = {
     "name": Key(name_check, True),
-    "kind": Key(one_of("tensor", "scalar"), True),
+    "kind": Key(one_of("tensor", "scalar", "none"), True),  # none: an optional tensor left out
     "dtype": Key(dtype_check, True),
     "shape": Key(shape_check),
     "rank": Key(int_in(0, MAX_RANK)),
@@ -489,13 +489,15 @@ def _types_check(v: Any) -> str | None:
         return f"must be a list of types, not {_short(v)}"
     for t in v:
         if not (isinstance(t, str) and _type_ok(t)):
-            return (f"holds an unknown type {_short(t)}; expected a dtype ({', '.join(BY_NAME)}) or "
-                    f"<dtype>x<lanes> with 2 to {MAX_LANES} lanes")
+            return (f"holds an unknown type {_short(t)}; expected a dtype ({', '.join(BY_NAME)}), "
+                    f"<dtype>x<lanes> with 2 to {MAX_LANES} lanes, or a simdgroup matrix <dtype>x8x8")
     return None
 
 
 def _type_ok(t: str) -> bool:
     if t in BY_NAME:
+        return True
+    if t.endswith("x8x8") and t[:-4] in ("float32", "float16", "bfloat16"):  # simdgroup matrices
         return True
     base, _, lanes = t.rpartition("x")
     return base in BY_NAME and lanes.isdigit() and len(lanes) <= 2 and 2 <= int(lanes) <= MAX_LANES

@@ -82,8 +82,12 @@ def _download(cache: Path) -> Path | None:
 
 
 @pytest.fixture(scope="module")
-def wheel(request) -> Wheel:
-    cache = Path(request.config.cache.mkdir("pyobjc-framework-metal"))
+def wheel(request, tmp_path_factory) -> Wheel:
+    # pytest's cache directory keeps the download between runs; without the cache plugin
+    # (-p no:cacheprovider) a temporary directory of this run
+    store = getattr(request.config, "cache", None)
+    cache = Path(store.mkdir("pyobjc-framework-metal")) if store is not None else \
+        tmp_path_factory.mktemp("pyobjc-framework-metal")
     path = _download(cache)
     if path is None:
         if os.environ.get("CI", "").lower() == "true":
