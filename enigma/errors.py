@@ -40,11 +40,19 @@ class EnigmaTypeError(EnigmaError, TypeError):
 
 
 def user_frame(depth: int = 1) -> tuple[str, int]:
-    """(file, line) of the innermost caller outside the enigma package: the kernel author's line."""
+    """(file, line) of the innermost caller outside the enigma package: the kernel author's line.
+    Frames of generated code (`<string>`: dataclass methods, ...) are passed over when a frame of a real
+    file follows."""
     f: FrameType | None = sys._getframe(depth)
-    while f is not None and f.f_code.co_filename.startswith(_PKG):
+    first: tuple[str, int] | None = None
+    while f is not None:
+        name = f.f_code.co_filename
+        if not name.startswith(_PKG):
+            if not _synthetic(name):
+                return name, f.f_lineno
+            first = first or (name, f.f_lineno)
         f = f.f_back
-    return (f.f_code.co_filename, f.f_lineno) if f is not None else ("", 0)
+    return first or ("", 0)
 
 
 def error_here(message: str, hint: str = "", cls: type[EnigmaError] = EnigmaError) -> EnigmaError:
@@ -53,5 +61,11 @@ def error_here(message: str, hint: str = "", cls: type[EnigmaError] = EnigmaErro
     return cls(message, file, line, hint=hint)
 
 
+def _synthetic(path: str) -> bool:
+    """A code object's file name that is no file (`<string>`, `<frozen ...>`, `<stdin>`)."""
+    return path.startswith("<") and path.endswith(">")
+
+
 def is_user_file(path: str) -> bool:
-    return not path.startswith(_PKG)
+    """Whether `path` is the kernel author's source: a real file outside the enigma package."""
+    return not path.startswith(_PKG) and not _synthetic(path)

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from enigma_build import discover
-from enigma_build.config import Settings
+from enigma_build.config import ConfigError, Settings, unknown_key_message
 from enigma_build.discover import Found
+from enigma_build.leaf import enigma_leaf
 
-CACHE_SCHEMA = "enigma-build-1"
+CACHE_SCHEMA = "enigma-build-2"
 Log = Callable[[str], None]
 
 
@@ -163,8 +164,8 @@ def cache_key(package: str, found: list[Found], settings: Settings) -> str:
     parts = {
         "schema": CACHE_SCHEMA, "enigma": _FINGERPRINT, "package": package,
         "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
-        "msl": settings.msl_version, "target": settings.macos_target, "emit_only": settings.emit_only,
-        "fast_math": settings.fast_math, "vec_width": settings.vec_width,
+        "options": settings.options.hash(), "emit_only": settings.emit_only,
+        "vec_width": {f.name: settings.vec_width_of(f.name) for f in found},
         "kernels": [[f.rel, f.name, f.line] for f in found],
         "files": {f.rel: hashlib.sha256(f.path.read_bytes()).hexdigest() for f in found},
     }
@@ -186,7 +187,7 @@ def _toolchain_id() -> str:
 
 
 def _cache_dir(settings: Settings, key: str) -> Path:
-    return settings.cache_dir / "packages" / key[:2] / key
+    return enigma_leaf("cache").cache_dir("packages", root=settings.cache_dir) / key[:2] / key
 
 
 def cache_read(settings: Settings, key: str) -> dict[str, bytes] | None:
@@ -223,21 +224,22 @@ def cache_write(settings: Settings, key: str, files: dict[str, bytes]) -> None:
 # ---------------------------------------------------------------------------------------------------
 # the build
 
-def _metallib(records: list[Record], settings: Settings) -> bytes:
+def _metallib(records: list[Record], settings: Settings, log: Log) -> bytes:
     """One .air per specialisation (in parallel: the work is in xcrun subprocesses; cached by the
-    toolchain module under cache_dir/air), linked into one .metallib."""
+    toolchain module under cache_dir/air), linked into one .metallib by `xcrun metallib` (see
+    xcrun.link_metallib: it keeps every module and takes the OS floor from the first .air, which was
+    compiled with -mmacosx-version-min = macos-target; linking through `xcrun metal` would stamp the
+    SDK's macOS instead)."""
+    from enigma.cache import cache_dir
     from enigma.toolchain import xcrun
-    air_cache = settings.cache_dir / "air"
-    try:
-        xcrun.metal_version()  # probe once, before the threads
-    except xcrun.XcrunError as e:
-        raise BuildError(f"{e}\n  or build without a .metallib (the runtime then compiles the shipped "
-                         f"Metal source on the Mac): ENIGMA_EMIT_ONLY=1, or emit-only = true in "
-                         f"[tool.enigma]") from e
+    air_cache = cache_dir("air", root=settings.cache_dir)
+    check_toolchain()  # probe once, before the threads
+
+    said: list[str] = []  # the compiler's -Wall warnings, logged after the pool (list.append is atomic)
 
     def air(r: Record) -> Path:
-        return xcrun.compile_air(r.metal_source, r.kernel_name, air_cache, msl_version=settings.msl_version,
-                                 macos_target=settings.macos_target, fast_math=settings.fast_math)
+        return xcrun.compile_air(r.metal_source, r.kernel_name, air_cache, on_warning=said.append,
+                                 options=settings.options.replace(vec_width=r.signature.get("vec_width", 0)))
 
     with cf.ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
         futures = [pool.submit(air, r) for r in records]
@@ -248,6 +250,8 @@ def _metallib(records: list[Record], settings: Settings) -> bytes:
             except Exception as e:
                 errors.append(f"  {r.signature.get('name')} ({r.signature.get('file')}:"
                               f"{r.signature.get('line')}): {e}")
+    for message in said:
+        log(f"enigma: warning: {message}")
     if errors:
         raise BuildError(f"{len(errors)} of {len(records)} Metal sources failed to compile:\n"
                          + "\n".join(errors))
@@ -272,20 +276,47 @@ def build_package(package: str, found: list[Found], settings: Settings, log: Log
     metallib = None
     if not settings.emit_only and records:
         t0 = time.perf_counter()
-        metallib = _metallib(records, settings)
+        metallib = _metallib(records, settings, log)
         log(f"enigma: {package}: kernels.metallib ({len(records)} .air) {time.perf_counter() - t0:.2f} s")
     from enigma.artifacts import render
-    files = render(package, records, metallib=metallib, msl_version=settings.msl_version,
-                   macos_target=settings.macos_target)
+    sources = {f.rel: hashlib.sha256(f.path.read_bytes()).hexdigest() for f in found}
+    files = render(package, records, metallib=metallib, msl_version=settings.options.msl_version,
+                   macos_target=settings.options.macos_target, sources=sources)
     cache_write(settings, key, files)
     return PackageBuild(package, files, names, False, metallib is not None)
+
+
+NO_METALLIB_HINT = ("  or build without a .metallib (the runtime then compiles the shipped Metal source "
+                    "on the Mac): ENIGMA_EMIT_ONLY=1, emit-only = true in [tool.enigma], or --emit-only")
+
+
+def check_toolchain() -> None:
+    """BuildError (with the fixes) when Apple's Metal compiler cannot run here."""
+    from enigma.toolchain import xcrun
+    try:
+        xcrun.metal_version()
+    except xcrun.XcrunError as e:
+        raise BuildError(f"{e}\n{NO_METALLIB_HINT}") from e
+
+
+def check_vec_width(settings: Settings, found: list[Found]) -> None:
+    """Every name in [tool.enigma.vec-width] must be a kernel of the project."""
+    names = sorted({f.name for f in found})
+    for name, _ in settings.vec_width:
+        if name not in names:
+            msg = unknown_key_message(name, tuple(names), "tool.enigma.vec-width")
+            raise ConfigError(msg.replace("unknown key", "no kernel named", 1)
+                              .replace("valid keys", "the project's kernels"))
 
 
 def build(settings: Settings, hints: Iterable[str] = (), *, log: Log | None = None) -> BuildResult:
     """Discover and compile every kernel of the project; artifacts in memory, per package."""
     log = log or (lambda s: print(s, file=sys.stderr))
     t0 = time.perf_counter()
+    if not settings.emit_only:
+        check_toolchain()  # at once, not after compiling every kernel
     found = discover.scan(settings, hints)
+    check_vec_width(settings, found)
     by_pkg: dict[str, list[Found]] = {}
     for f in found:
         by_pkg.setdefault(f.package, []).append(f)

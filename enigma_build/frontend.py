@@ -4,13 +4,16 @@
   is compiled too (the annotations' own variant first: the default), under the Metal function name
   the compiler gives it (`enigma_kernel_<name>_<suffix>`), so one .metallib can hold them all.
 - @enigma.jit: run on enigma.TensorSpecs built from its parameter annotations (a wheel build has no
-  arrays); the manifest entry and the Metal function take the jit function's name
-  (`enigma_kernel_<jit name>`), so the kernel it launches can also be built on its own.
+  arrays); its kernels are listed under the jit's name with Metal functions `enigma_kernel_<jit>_jit`,
+  `enigma_kernel_<jit>_jit1`, ... (`enigma.compile(..., name=<jit name>)`), so the kernels it
+  launches can also be built on their own; its entry (FORMAT.md section 7) rides on the first one's
+  signature to the manifest's "entries".
+
+Every compile gets the project's `CompileOptions` (Settings.options) with the kernel's vec_width.
 """
 from __future__ import annotations
 
 import inspect
-import re
 from typing import Any
 
 from enigma_build.config import Settings
@@ -18,16 +21,6 @@ from enigma_build.config import Settings
 
 class NotBuildable(Exception):
     """The kernel object cannot be compiled without run-time data; says what to add."""
-
-
-def _rename(ck: Any, new: str) -> Any:
-    """Give a compiled @jit entry the Metal function name `new` (source, signature and IR)."""
-    old = ck.kernel_name
-    ck.metal_source = re.sub(rf"\b{re.escape(old)}\b", new, ck.metal_source)
-    ck.signature = {**ck.signature, "kernel_name": new}
-    ck.ir_json = {**ck.ir_json, "kernel_name": new}
-    ck.kernel_name = new
-    return ck
 
 
 def _jit_specs(obj: Any) -> list[Any]:
@@ -54,11 +47,12 @@ def _jit_specs(obj: Any) -> list[Any]:
     return specs
 
 
-def _compile(fn: Any, *args: Any, vec_width: int) -> Any:
+def _compile(fn: Any, *args: Any, settings: Settings, vec_width: int, name: str | None = None) -> Any:
     """enigma.compile for a wheel: emit-only here, the core links one .metallib per package."""
     import enigma
 
-    return enigma.compile(fn, *args, emit_only=True, vec_width=vec_width)
+    return enigma.compile(fn, *args, emit_only=True, options=settings.options.replace(vec_width=vec_width),
+                          name=name)
 
 
 def compile_all(obj: Any, settings: Settings) -> list[Any]:
@@ -67,13 +61,23 @@ def compile_all(obj: Any, settings: Settings) -> list[Any]:
     from enigma.frontend.kernel import KernelFunction
 
     if isinstance(obj, JitFunction):
-        ck = _compile(obj, *_jit_specs(obj), vec_width=settings.vec_width_of(obj.name))
-        ck.signature = {**ck.signature, "name": obj.name}
-        ck.ir_json = {**ck.ir_json, "name": obj.name}
-        # its own Metal function: the launched kernel may also be built on its own
-        return [_rename(ck, f"enigma_kernel_{obj.name}")]
+        from enigma.artifacts import ENTRY_KEY
+
+        ck = _compile(obj, *_jit_specs(obj), settings=settings, vec_width=settings.vec_width_of(obj.name),
+                      name=obj.name)
+        parts = list(ck.parts or [ck])
+        parts[0].signature = {**parts[0].signature, ENTRY_KEY: ck.entry}
+        return parts
     if not isinstance(obj, KernelFunction):
         raise NotBuildable(f"{getattr(obj, '__name__', obj)!r} is not an @enigma.kernel or @enigma.jit "
                            f"function (got {type(obj).__name__})")
     width = getattr(obj, "vec_width", None) or settings.vec_width_of(obj.name)
-    return [_compile(variant, vec_width=width) for variant in obj.variants()]
+    variants = obj.variants()
+    if len(variants) > 1 and not _typed(obj):  # a dtype-generic kernel ships its specialisations only
+        variants = variants[1:]
+    return [_compile(variant, settings=settings, vec_width=width) for variant in variants]
+
+
+def _typed(k: Any) -> bool:
+    """Does every tensor parameter of kernel `k` have an element type (Tensor[float32], not Tensor)?"""
+    return all(p.kind != "tensor" or p.tensor.dtype is not None for p in k.params)

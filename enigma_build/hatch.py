@@ -12,7 +12,7 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 from hatchling.plugin import hookimpl
 
-from enigma_build import config, core, discover
+from enigma_build import config, core, discover, tags
 
 # keys hatchling itself reads from every hook table
 _HATCH_KEYS = {"dependencies", "require-runtime-dependencies", "require-runtime-features",
@@ -48,7 +48,7 @@ class EnigmaBuildHook(BuildHookInterface):
         if result.has_metallib:
             build_data["pure_python"] = False
             build_data["infer_tag"] = False
-            build_data["tag"] = f"py3-none-{settings.platform_tag}"
+            build_data["tag"] = tags.wheel_tag(settings.macos_target)
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
         stage = getattr(self, "_stage", None)

@@ -36,7 +36,8 @@ def _wanted(cmd: Any) -> bool:
 
 
 def _platform_wheel(base: type) -> type:
-    """bdist_wheel tagged py3-none-macosx_<target>_arm64 when build_enigma linked a .metallib."""
+    """bdist_wheel tagged py3-none-macosx_<major>_0_universal2 when build_enigma linked a .metallib
+    (enigma_build.tags)."""
     if getattr(base, "_enigma", False):
         return base
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from enigma_runtime import dtypes
+from enigma_runtime.jsonnum import number_from_json, number_to_json  # FORMAT.md: non-finite floats
 
 from enigma import ir
 
@@ -42,9 +43,9 @@ def tensor_access(kernel: ir.Kernel) -> dict[str, str]:
     writes: set[str] = set()
     for op in ir.walk(kernel.body):
         t = str(op.attrs.get("tensor"))
-        if op.name in ("load", "vload"):
+        if op.name in ("load", "vload", "simd_load"):
             reads.add(t)
-        elif op.name in ("store", "vstore"):
+        elif op.name in ("store", "vstore", "simd_store"):
             writes.add(t)
         elif op.name.startswith("atomic_"):
             reads.add(t)
@@ -74,15 +75,6 @@ def bindings(kernel: ir.Kernel) -> tuple[list[Binding], int | None]:
     return out, (len(kernel.args) if offset else None)
 
 
-def static_strides(shape: tuple[Any, ...]) -> tuple[int, ...]:
-    """Row-major element strides of a static shape."""
-    out, acc = [], 1
-    for s in reversed(shape):
-        out.append(acc)
-        acc *= s
-    return tuple(reversed(out))
-
-
 # ---------------------------------------------------------------------------------------------------
 # Kernel -> JSON
 
@@ -104,7 +96,8 @@ def _op_json(op: ir.Op) -> dict[str, Any]:
         d["out"] = [v.id for v in op.results]
         d["types"] = [_type_name(v.type) for v in op.results]
     if op.attrs:
-        d["attrs"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in op.attrs.items()}
+        d["attrs"] = {k: (list(v) if isinstance(v, tuple) else number_to_json(v))
+                      for k, v in op.attrs.items()}
     if op.regions:
         d["regions"] = [{"args": [v.id for v in r.args], "types": [_type_name(v.type) for v in r.args],
                          "body": [_op_json(o) for o in r.ops]} for r in op.regions]
@@ -127,9 +120,11 @@ def ir_to_json(kernel: ir.Kernel) -> dict[str, Any]:
 # JSON -> Kernel (the inverse, for round-trip tests and tools)
 
 def parse_type(name: str) -> ir.Type:
-    """`float32` or `float32x4` -> Type."""
+    """`float32`, `float32x4` or (a simdgroup matrix) `float32x8x8` -> Type."""
     if name in dtypes.BY_NAME:
         return ir.Type(dtypes.BY_NAME[name])
+    if name.endswith("x8x8") and name[:-4] in dtypes.BY_NAME:
+        return ir.Type(dtypes.BY_NAME[name[:-4]], 1, 8)
     base, sep, lanes = name.rpartition("x")
     if not sep or not lanes.isdigit():
         raise ValueError(f"bad IR type {name!r}")
@@ -162,7 +157,8 @@ def json_to_ir(data: dict[str, Any]) -> ir.Kernel:
             regions = [block(r.get("body", []), r.get("args", []), r.get("types", []))
                        for r in d.get("regions", [])]
             results = [define(i, t) for i, t in zip(d.get("out", []), d.get("types", []))]
-            attrs = dict(d.get("attrs", {}))
+            attrs = {k: (number_from_json(v) if isinstance(v, dict) else v)
+                     for k, v in d.get("attrs", {}).items()}
             b.ops.append(ir.Op(d["op"], operands, results, attrs, regions, d.get("line", 0)))
         return b
 
@@ -189,11 +185,16 @@ def _grid_json(grid: Any) -> list | None:
 
 
 def source_hash(msl_source: str, ir_json: dict[str, Any]) -> str:
-    """sha256 hex of the MSL source (UTF-8), one NUL byte, then the portable IR as canonical JSON
-    (sorted keys, separators `,` and `:`). Same kernel + same options -> same hash, on any machine."""
-    h = hashlib.sha256(msl_source.encode())
+    """The one source hash of a compiled kernel (FORMAT.md section 3, docs/abi.md section 6): sha256 hex
+    of the MSL source (UTF-8), one NUL byte, then the portable IR as canonical JSON (sorted keys,
+    separators `,` and `:`), with the kernel's file path (IR key `file`, wherever the MSL repeats it)
+    left out: the same kernel, specialisation and options give the same hash on every machine and in
+    every checkout."""
+    path = ir_json.get("file") or ""
+    ir_doc = {k: v for k, v in ir_json.items() if k != "file"}
+    h = hashlib.sha256((msl_source.replace(path, "") if path else msl_source).encode())
     h.update(b"\0")
-    h.update(json.dumps(ir_json, sort_keys=True, separators=(",", ":")).encode())
+    h.update(json.dumps(ir_doc, sort_keys=True, separators=(",", ":")).encode())
     return h.hexdigest()
 
 
@@ -212,8 +213,11 @@ def signature(kernel: ir.Kernel, *, block: Any, grid: Any, msl_source: str | Non
         block = [int(b) for b in block]
         if len(block) != 3:
             raise ValueError(f"block must have 3 entries (x, y, z), got {block!r}")
-    return {"name": kernel.name, "kernel_name": kernel.kernel_name, "file": kernel.file, "line": kernel.line,
-            "args": [_arg_json(b) for b in binds], "dims_buffer": dims_buffer, "block": block,
-            "grid": _grid_json(grid), "grid_unit": "threadgroups",
-            "threadgroup_memory": kernel.threadgroup_memory, "vec_width": kernel.vec_width,
-            "msl_version": msl_version, "source_hash": source_hash(msl_source, ir_json)}
+    sig = {"name": kernel.name, "kernel_name": kernel.kernel_name, "file": kernel.file, "line": kernel.line,
+           "args": [_arg_json(b) for b in binds], "dims_buffer": dims_buffer, "block": block,
+           "grid": _grid_json(grid), "grid_unit": "threadgroups",
+           "threadgroup_memory": kernel.threadgroup_memory, "vec_width": kernel.vec_width,
+           "msl_version": msl_version, "source_hash": source_hash(msl_source, ir_json)}
+    if any(op.name in ir.SIMD or op.name.startswith("simd_") for op in ir.walk(kernel.body)):
+        sig["simd_width"] = 32  # simd-group ops assume 32-wide SIMD groups (FORMAT.md section 3)
+    return sig

@@ -2,6 +2,8 @@
 tensor accesses seen so far. Every op records the kernel author's source line."""
 from __future__ import annotations
 
+import collections
+import threading
 from typing import Any
 
 from enigma import ir
@@ -9,15 +11,17 @@ from enigma.errors import error_here, user_frame
 
 
 class Builder:
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
+        self.name = name  # the kernel being traced (named in errors)
         self.body = ir.Block()
         self.blocks: list[ir.Block] = [self.body]
         self.n_entry = 0  # operand-free ops hoisted to the start of the body (params, dims, builtins, consts)
         self.cache: dict[tuple, ir.Value] = {}
         self.shared: list[ir.Shared] = []
         self.access: dict[str, set[str]] = {}  # tensor argument -> {"r", "w"}
-        self.home: dict[ir.Value, ir.Block] = {}  # block that defines each value (entry ops: none)
+        self.home: dict[ir.Value, ir.Block] = {}  # defining block of each value of this trace
         self.arg_names: set[str] = set()
+        self.fragments: list[Any] = []  # register fragments (frontend/fragments.py), carried by control flow
 
     @staticmethod
     def line() -> int:
@@ -29,7 +33,9 @@ class Builder:
         home, blocks = self.home, self.blocks
         for v in operands:
             b = home.get(v)
-            if b is not None and b not in blocks:
+            if b is None:
+                raise self.foreign(v)
+            if b not in blocks:
                 raise error_here("a value computed inside a run-time `if` or loop body is used outside it",
                                  "values leave run-time control flow only through variables assigned in it; "
                                  "do not carry them out in Python lists, dicts or attributes (unroll with "
@@ -43,6 +49,9 @@ class Builder:
 
     def append(self, op: ir.Op) -> None:
         """Append an op built elsewhere (loops) to the current block."""
+        for v in op.operands:
+            if v not in self.home:
+                raise self.foreign(v)
         self.blocks[-1].ops.append(op)
         for r in op.results:
             self.home[r] = self.blocks[-1]
@@ -58,7 +67,19 @@ class Builder:
             self.body.ops.insert(self.n_entry, op)
             self.n_entry += 1
             v = self.cache[key] = op.results[0]
+            self.home[v] = self.body
         return v
+
+    def foreign(self, v: ir.Value) -> Exception:
+        """The error for an operand that is not a value of this trace (kept from another kernel's trace in
+        a global, a default argument or a closure)."""
+        traces = list(_traced) + [(t.body, t.name) for t in _current.stack]
+        where = next((name for body, name in traces if defines(body, v)), None)
+        origin = f"kernel {where!r}" if where else "another trace"
+        this = f"kernel {self.name!r}" if self.name else "this kernel"
+        return error_here(f"a traced value of {origin} is used while tracing {this}",
+                          "a traced value lives only in the trace that made it: do not keep it in a global, "
+                          "a default argument or a closure; compute it again in this kernel")
 
     def push(self, block: ir.Block) -> None:
         self.blocks.append(block)
@@ -67,6 +88,12 @@ class Builder:
 
     def pop(self) -> ir.Block:
         return self.blocks.pop()
+
+    def live_fragments(self) -> list[Any]:
+        """The register fragments (frontend/fragments.py) whose block encloses the construct being traced
+        now: their cells can change in it and must be carried out of it (frontend/control.py)."""
+        stack = set(map(id, self.blocks))
+        return [f for f in self.fragments if id(f.block) in stack]
 
     def record(self, tensor: str, mode: str) -> None:
         self.access.setdefault(tensor, set()).add(mode)
@@ -81,19 +108,26 @@ class Builder:
         self.shared.append(shared)
 
 
-_current: list[Builder] = []  # traces in progress (innermost last); enigma.layout reads it
+class _TraceState(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[Builder] = []  # traces in progress in this thread (innermost last)
+
+
+_current = _TraceState()  # per thread, like the @jit launch stack: two threads can trace at once
 
 
 def active() -> Builder | None:
-    """The builder of the trace in progress, or None outside kernel bodies."""
-    return _current[-1] if _current else None
+    """The builder of the trace in progress in this thread, or None outside kernel bodies."""
+    stack = _current.stack
+    return stack[-1] if stack else None
 
 
 def current() -> Builder:
-    if not _current:
+    stack = _current.stack
+    if not stack:
         raise error_here("enigma kernel-language functions only work inside an @enigma.kernel body",
                          "call them from a kernel; compile it with enigma.compile(kernel)")
-    return _current[-1]
+    return stack[-1]
 
 
 class tracing:
@@ -101,8 +135,27 @@ class tracing:
         self.builder = builder
 
     def __enter__(self) -> Builder:
-        _current.append(self.builder)
+        _current.stack.append(self.builder)
         return self.builder
 
     def __exit__(self, *exc: object) -> None:
-        _current.pop()
+        _current.stack.pop()
+        _traced.append((self.builder.body, self.builder.name))
+
+
+# the latest finished traces (body, kernel name): names the kernel a stray traced value came from
+_traced: collections.deque[tuple[ir.Block, str]] = collections.deque(maxlen=16)
+
+
+def defines(body: ir.Block, v: ir.Value) -> bool:
+    """Whether `v` is defined in `body` (an op result or a block argument, at any depth)."""
+    blocks = [body]
+    while blocks:
+        blk = blocks.pop()
+        if any(a is v for a in blk.args):
+            return True
+        for op in blk.ops:
+            if any(r is v for r in op.results):
+                return True
+            blocks.extend(op.regions)
+    return False

@@ -2,15 +2,17 @@
 records (`kernel(args...).launch(grid=..., block=...)` inside an @enigma.jit: see jit.py)."""
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
+import itertools
 import linecache
 import math
 import re
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,8 +23,9 @@ from enigma import ir
 from enigma.errors import EnigmaError, EnigmaTypeError, is_user_file, user_frame
 from enigma.frontend import control
 from enigma.frontend.builder import Builder, tracing
-from enigma.frontend.grid import Expr
+from enigma.frontend.grid import Choice, Expr, and_condition, flatten_choices, substitute
 from enigma.frontend.rewrite import rewrite
+from enigma.frontend.simd_checks import check_block
 from enigma.frontend.tensors import TensorRef
 from enigma.frontend.types import ConstexprType, Shape, TensorSpec, TensorType
 from enigma.frontend.values import Val
@@ -51,11 +54,17 @@ class Param:
 
 class HostTensor:
     """A jit-time view of a tensor argument: a numpy array or a TensorSpec. `.shape` entries are ints
-    (static) or `Expr` sizes (known now for arrays, symbolic for specs) usable in grid arithmetic."""
+    (static) or `Expr` sizes (known now for arrays, symbolic for specs) usable in grid arithmetic.
+    A temporary (`enigma.empty` in a @jit) has `sizes`: its shape as given (ints and expressions)."""
 
-    def __init__(self, label: str, dtype: DType, shape: Shape, array: np.ndarray | None = None) -> None:
+    def __init__(self, label: str, dtype: DType, shape: Shape, array: np.ndarray | None = None,
+                 sizes: tuple[Any, ...] | None = None) -> None:
         self.label, self.dtype, self.spec_shape, self.array = label, dtype, tuple(shape), array
-        self.shape = tuple(self._size(k, s) for k, s in enumerate(self.spec_shape))
+        self.init, self.line = "empty", 0  # a temporary's initial contents ("empty"/"zeros") and line
+        if sizes is not None:
+            self.shape: tuple[Any, ...] = tuple(sizes)
+        else:
+            self.shape = tuple(self._size(k, s) for k, s in enumerate(self.spec_shape))
 
     def _size(self, axis: int, s: int | str | None) -> int | Expr:
         if self.array is not None:
@@ -72,6 +81,42 @@ class HostTensor:
 
     def __repr__(self) -> str:
         return f"HostTensor({self.label}: {self.dtype.name}{list(self.spec_shape)})"
+
+
+class HostFloat(float):
+    """A float argument of a @jit (`origin` names it). Arithmetic on it gives a HostFloat without an
+    origin: a shipped entry passes scalars through unchanged, so a launch refuses a derived one."""
+
+    origin: str | None = None
+
+    @staticmethod
+    def of(value: float, origin: str | None) -> HostFloat:
+        f = HostFloat(value)
+        f.origin = origin
+        return f
+
+
+def _derived(name: str) -> Callable[..., Any]:
+    def op(self: HostFloat, *args: Any) -> Any:
+        r = getattr(float, name)(self, *args)
+        return HostFloat.of(r, None) if isinstance(r, float) else r
+    return op
+
+
+def _undecidable(name: str) -> Callable[..., Any]:
+    def op(self: HostFloat, *args: Any) -> Any:
+        raise TypeError(f"{name} on the @jit's float argument {self.origin or '(derived)'}: a compiled jit "
+                        "passes float arguments to kernels unchanged and cannot decide on their values in "
+                        "Python; decide in the kernel")
+    return op
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
+              "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__",
+              "__neg__", "__pos__", "__abs__"):
+    setattr(HostFloat, _name, _derived(_name))
+for _name in ("__bool__", "__lt__", "__le__", "__gt__", "__ge__"):
+    setattr(HostFloat, _name, _undecidable(_name.strip("_")))
 
 
 def host_value(x: Any, label: str) -> Any:
@@ -101,6 +146,28 @@ class Launch:
     grid_json: list[Any] | None  # FORMAT.md grid expressions over the kernel's argument names
     source: str
     options: dict[str, Any]
+    grid_exprs: tuple[Any, Any, Any] | None = None  # the grid as the jit computed it (ints and Exprs)
+
+
+@dataclass
+class Step:
+    """One `kernel(...).launch(...)` of a @jit: one Launch per case of the choices it uses (the
+    condition is True, or a condition Expr when `enigma.select` chose the kernel or a value)."""
+
+    cases: list[tuple[Any, Launch]]
+    file: str
+    line: int
+
+
+@dataclass
+class Recording:
+    """What one run of a @jit records: its launches in order, the temporaries it allocated, the
+    expressions whose values Python used (guards: (expr, value, file, line)) and what it returned."""
+
+    steps: list[Step] = field(default_factory=list)
+    temps: list[HostTensor] = field(default_factory=list)
+    guards: list[tuple[Any, int, str, int]] = field(default_factory=list)
+    returned: Any = None
 
 
 def _err(message: str, file: str, line: int, hint: str = "",
@@ -108,15 +175,22 @@ def _err(message: str, file: str, line: int, hint: str = "",
     return cls(message, file, line, hint=hint)
 
 
-def _wrap(e: Exception, what: str) -> EnigmaError:
+def wrap_error(e: Exception, what: str) -> EnigmaError:
     """A Python exception raised while tracing, located at the innermost user line."""
     file, line = "", 0
-    for fs in traceback.extract_tb(e.__traceback__):
-        if is_user_file(fs.filename):
-            file, line = fs.filename, fs.lineno or 0
+    user = [(fs.filename, fs.lineno or 0) for fs in traceback.extract_tb(e.__traceback__)
+            if is_user_file(fs.filename)]
+    if user:
+        file, line = user[-1]
+    if isinstance(e, RecursionError) and user:  # the recursive call: the user line repeated most often
+        file, line = collections.Counter(user).most_common(1)[0][0]
     cls = EnigmaTypeError if isinstance(e, TypeError) else EnigmaError
-    return cls(f"{type(e).__name__} while tracing {what}: {e}", file, line,
-               hint="this Python error was raised by the kernel code itself at trace time")
+    hint = "this Python error was raised by the kernel code itself at trace time"
+    if isinstance(e, RecursionError):
+        hint = ("a function calls itself without end: helpers (@enigma.func too) are inlined at trace time, "
+                "so recursion must stop on a Python (compile-time) condition; use a loop for run-time "
+                "repetition")
+    return cls(f"{type(e).__name__} while tracing {what}: {e}", file, line, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -126,8 +200,9 @@ def variant_name(values: dict[str, Any]) -> str:
     """A C-identifier suffix for a `specialize=` entry: its distinct values in parameter-name order
     (dtypes by their short names), e.g. {"a": float16, "b": float16} -> "f16"."""
     parts: list[str] = []
-    for _, v in sorted(values.items()):
-        part = v.short if isinstance(v, DType) else re.sub(r"[^0-9A-Za-z]", "_", str(v))
+    for k, v in sorted(values.items()):
+        part = f"no_{k}" if v is None else v.short if isinstance(v, DType) else \
+            re.sub(r"[^0-9A-Za-z]", "_", str(v))
         if part not in parts:
             parts.append(part)
     return "_".join(parts) or "v"
@@ -176,9 +251,16 @@ class KernelFunction:
 
     def variants(self) -> list[KernelFunction]:
         """This kernel once per `specialize=` entry (the annotations' own variant first). Each variant
-        has its own Metal function name: `enigma_kernel_vector_add_f16` for {"a": float16, ...}."""
+        has its own Metal function name: `enigma_kernel_vector_add_f16` for {"a": float16, ...}.
+        An optional tensor (`Tensor[...] | None`) doubles them: every variant also without it
+        (`{"mask": None}`, Metal name suffix `no_mask`)."""
         out, names = [self], {self.variant}
-        for s in self.specialize:
+        specs: list[dict[str, Any]] = list(self.specialize)
+        for p in self.params:
+            if p.kind == "tensor" and p.tensor is not None and p.tensor.optional:
+                base_specs: list[dict[str, Any]] = [{}] + specs
+                specs += [{**s, p.name: None} for s in base_specs]
+        for s in specs:
             name = base = variant_name(s)
             k = 1
             while name in names:
@@ -187,6 +269,35 @@ class KernelFunction:
             names.add(name)
             out.append(KernelFunction(self.fn, self.block, self.grid, None, {**self.preset, **s}, name))
         return out
+
+    def variant_for(self, values: dict[str, Any]) -> KernelFunction:
+        """The variant (this kernel or a `specialize=` entry) whose tensor element types fit the
+        arrays / TensorSpecs in `values`: enigma.compile, a @jit launch and the build pick alike. A
+        dtype-generic kernel (Tensor[None]) given no tensors takes its first typed variant."""
+        if not self.specialize:
+            return self
+        variants = self.variants()
+        if any(p.kind == "tensor" and p.tensor is not None and p.tensor.dtype is None for p in self.params):
+            variants = variants[1:] + variants[:1]  # a generic kernel: its specialisations come first
+        for v in variants:
+            ok = True
+            for p in v.params:
+                if p.kind != "tensor":
+                    continue
+                assert p.tensor is not None
+                preset = v.preset.get(p.name)
+                want = preset if isinstance(preset, DType) else p.tensor.dtype
+                got = values.get(p.name)
+                gdt = got.dtype if isinstance(got, (HostTensor, TensorSpec)) else (
+                    dt.from_numpy(got.dtype) if isinstance(got, np.ndarray) else got)
+                if isinstance(gdt, DType) and want is not None and gdt != want and not (
+                        want.name == "bfloat16" and isinstance(got, np.ndarray) and got.dtype == np.uint16):
+                    ok = False
+                elif not isinstance(gdt, DType) and want is None:
+                    ok = False  # nothing gives this variant an element type
+            if ok:
+                return v
+        return self
 
     @property
     def params(self) -> list[Param]:
@@ -212,6 +323,11 @@ class KernelFunction:
                 raise _err(f"kernel parameter {p.name!r} must be a plain positional parameter "
                            "(no *args/**kwargs/keyword-only)", self.file, self.def_line)
             a = ann.get(p.name, inspect.Parameter.empty)
+            if p.default is not inspect.Parameter.empty and not isinstance(a, ConstexprType):
+                raise _err(f"kernel parameter {p.name!r} has a default value ({p.default!r}); only "
+                           "Constexpr parameters can have one", self.file, self.def_line,
+                           f"pass {p.name!r} at every launch, or make it a compile-time value: "
+                           f"{p.name}: enigma.Constexpr[{type(p.default).__name__}] = {p.default!r}")
             if isinstance(a, TensorType):
                 params.append(Param(p.name, "tensor", tensor=a))
             elif isinstance(a, ConstexprType):
@@ -229,14 +345,23 @@ class KernelFunction:
 
     # -- calling from a @jit function
     def __call__(self, *args: Any, **kwargs: Any) -> KernelCall:
-        if not _jit.stack:
+        if not jit_state.stack:
             file, line = user_frame(2)
             raise EnigmaError(f"calling kernel {self.name!r} directly does not run it", file, line,
                               hint=f"compile it with enigma.compile({self.name}) and call the "
                                    "CompiledKernel, "
                                    "or launch it from an @enigma.jit function: "
                                    f"{self.name}(...).launch(grid=..., block=...)")
-        return KernelCall(self, self._bind(args, kwargs))
+        self._bind(args, kwargs)  # argument errors at the call's line
+        return KernelCall(self, args, kwargs)
+
+    def call_choice(self, choice: Choice, args: tuple, kwargs: dict[str, Any]) -> KernelCall:
+        """`enigma.select(c, k1, k2)(args...)`: the call of whichever kernel `choice` picks."""
+        if not jit_state.stack:
+            file, line = user_frame(3)
+            raise EnigmaError("a kernel chosen with enigma.select is launched inside an @enigma.jit function",
+                              file, line)
+        return KernelCall(choice, args, kwargs)
 
     def _bind(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
         names = [p.name for p in self.params]
@@ -267,14 +392,21 @@ class KernelFunction:
         dtype, or constexpr value); parameters not given take their annotation (and default)."""
         values = {**self.preset, **(values or {})}
         fn, def_line = self.rewritten()
-        b = Builder()
+        b = Builder(self.name)
         args: list[ir.Arg] = []
         call: list[Any] = []
         sizes: dict[str, int] = {}
         scalars: list[tuple[int, ir.Arg]] = []
         for p in self.params:
             v = values.get(p.name, inspect.Parameter.empty)
-            if p.kind == "tensor":
+            if p.kind == "tensor" and v is None:  # an optional tensor left out: None in the body
+                assert p.tensor is not None
+                if not p.tensor.optional:
+                    raise self._here(f"parameter {p.name!r} of {self.name} is a tensor, got None",
+                                     "annotate it Tensor[...] | None to make it optional")
+                args.append(ir.Arg(p.name, "none", p.tensor.dtype or dt.uint8, (), "read", len(args)))
+                call.append(None)
+            elif p.kind == "tensor":
                 dtype, shape = self._tensor_binding(p, v, sizes)
                 args.append(ir.Arg(p.name, "tensor", dtype, shape, "read", len(args)))
                 call.append(TensorRef(p.name, dtype, shape, "arg"))
@@ -301,7 +433,7 @@ class KernelFunction:
             except EnigmaError:
                 raise
             except Exception as e:  # noqa: BLE001 - relocated to the user's line
-                raise _wrap(e, f"kernel {self.name!r}") from e
+                raise wrap_error(e, f"kernel {self.name!r}") from e
         if ret is not None:
             raise _err(f"kernel {self.name!r} returns a value; kernels return nothing", self.file, def_line,
                        "write results into an output tensor argument")
@@ -310,7 +442,10 @@ class KernelFunction:
                 modes = b.access.get(a.name, set())
                 access = "readwrite" if modes == {"r", "w"} else "write" if modes == {"w"} else "read"
                 args[k] = replace(a, access=access)
-        return ir.Kernel(self.name, args, b.body, b.shared, self.file, def_line, variant=self.variant)
+        # an optional tensor left out by the call (not by a variant's preset) names the Metal function too
+        absent = [f"no_{a.name}" for a in args if a.kind == "none" and self.preset.get(a.name, 0) is not None]
+        variant = "_".join([self.variant] + absent if self.variant else absent)
+        return ir.Kernel(self.name, args, b.body, b.shared, self.file, def_line, variant=variant)
 
     def _here(self, message: str, hint: str = "") -> EnigmaError:
         return _err(message, self.file, self.def_line, hint)
@@ -366,11 +501,22 @@ class KernelFunction:
                              f"give it a default ({p.name}: enigma.Constexpr[int] = 256), pass it, or list "
                              "it "
                              "in specialize=")
+        if isinstance(v, HostFloat):
+            raise self._here(f"Constexpr parameter {p.name!r} got the @jit's float argument "
+                             f"{v.origin or '(derived)'}, whose value a compiled jit does not know",
+                             "pass a literal, or make the parameter a scalar (float32) argument")
+        if isinstance(v, Choice):
+            raise self._here(f"Constexpr parameter {p.name!r} got {v!r}, a value chosen at launch: pass the "
+                             "select to the kernel call itself (kernel(..., BLOCK=enigma.select(...)))")
         if isinstance(v, Expr):
             if v.value is None:
                 raise self._here(f"Constexpr parameter {p.name!r} needs a compile-time value, got the "
-                                 f"symbolic size {v}")
-            v = v.value
+                                 f"symbolic size {v}",
+                                 "choose among compile-time values at launch with enigma.select(n <= 256, "
+                                 "256, 1024)")
+            v = int(v)  # a size known now: the compiled jit guards it
+            if p.ctype is bool:
+                v = bool(v)
         if isinstance(v, np.generic):
             v = v.item()
         ok = isinstance(v, p.ctype) and (p.ctype is bool or not isinstance(v, bool))  # type: ignore[arg-type]
@@ -381,10 +527,29 @@ class KernelFunction:
                              f"got {type(v).__name__} {v!r}")
         return v
 
+    def record_launch(self, args: tuple, kwargs: dict[str, Any], grid: Any, block: Any, file: str,
+                      line: int) -> Launch:
+        """The Launch of `kernel(*args, **kwargs).launch(grid=..., block=...)` in a @jit: the variant
+        fitting the arguments, traced; grid/block default to the decorator's."""
+        raw = self._bind(args, kwargs)
+        k = self.variant_for(raw)
+        bindings = {n: host_value(v, n) for n, v in raw.items()}
+        kernel = k.trace(bindings)
+        if grid is None and callable(k.grid):
+            grid = k.grid(*[bindings.get(p.name, k.preset.get(p.name, p.default)) for p in k.params])
+        grid = grid if grid is not None else k.grid
+        block = block if block is not None else k.block
+        options = k._options(kernel, bindings)
+        return make_launch(kernel, bindings, grid, block, k.source, options, file, line, in_jit=True)
+
     # -- a bare kernel's own launch (decorator grid/block)
     def launch_from_annotations(self, args: tuple = ()) -> Launch:
         """What enigma.compile(kernel, *args) compiles: the kernel's arguments are `args` (or the
-        annotations), the grid/block those of the decorator (None when it declares none)."""
+        annotations), the grid/block those of the decorator (None when it declares none); the variant
+        is the one whose element types fit `args` (variant_for)."""
+        picked = self.variant_for(dict(zip([p.name for p in self.params], args)))
+        if picked is not self:
+            return picked.launch_from_annotations(args)
         names = [p.name for p in self.params]
         if len(args) > len(names):
             raise self._here(f"kernel {self.name!r} takes {len(names)} arguments, got {len(args)}")
@@ -397,7 +562,9 @@ class KernelFunction:
         sym: list[Any] = []
         for p in self.params:
             v = bindings.get(p.name, self.preset.get(p.name, inspect.Parameter.empty))
-            if p.kind == "tensor":
+            if p.kind == "tensor" and kernel.arg(p.name).kind == "none":
+                v = None
+            elif p.kind == "tensor":
                 a = kernel.arg(p.name)
                 v = v if isinstance(v, HostTensor) else HostTensor(p.name, a.dtype, a.shape)
             elif p.kind == "scalar":
@@ -436,31 +603,41 @@ def _has_contents(cell: Any) -> bool:
 
 
 class KernelCall:
-    """`kernel(args...)` inside a @jit function; `.launch(grid=..., block=...)` records the launch."""
+    """`kernel(args...)` inside a @jit function; `.launch(grid=..., block=...)` records the launch.
+    `kernel` may be a Choice of kernels (`enigma.select(cond, k1, k2)(args...)`)."""
 
-    def __init__(self, kernel: KernelFunction, bindings: dict[str, Any]) -> None:
-        self.kernel, self.bindings = kernel, bindings
+    def __init__(self, kernel: KernelFunction | Choice, args: tuple, kwargs: dict[str, Any]) -> None:
+        self.kernel, self.args, self.kwargs = kernel, args, kwargs
 
     def launch(self, grid: Any = None, block: Any = None) -> None:
+        """Record this launch (once per combination of the `enigma.select` choices it uses)."""
         file, line = user_frame(2)
-        if not _jit.stack:
+        if not jit_state.stack:
             raise EnigmaError("kernel launches only happen inside an @enigma.jit function", file, line)
-        k = self.kernel
-        bindings = {n: host_value(v, n) for n, v in self.bindings.items()}
-        kernel = k.trace(bindings)
-        grid = grid if grid is not None else (k.grid(*[bindings.get(p.name) for p in k.params])
-                                              if callable(k.grid) else k.grid)
-        block = block if block is not None else k.block
-        options = k._options(kernel, bindings)
-        _jit.stack[-1].append(make_launch(kernel, bindings, grid, block, k.source, options, file, line))
+        choices = flatten_choices([self.kernel, *self.args, *self.kwargs.values(), grid, block])
+        cases: list[tuple[Any, Launch]] = []
+        for combo in itertools.product(*(c.cases for c in choices)):
+            cond: Any = True
+            picked: dict[int, Any] = {}
+            for c, (when, value) in zip(choices, combo):
+                cond = and_condition(cond, when)
+                picked[id(c)] = value
+            k = substitute(self.kernel, picked)
+            args = substitute(self.args, picked)
+            kwargs = {n: substitute(v, picked) for n, v in self.kwargs.items()}
+            cases.append((cond, k.record_launch(args, kwargs, substitute(grid, picked),
+                                                substitute(block, picked), file, line)))
+        jit_state.stack[-1].steps.append(Step(cases, file, line))
 
 
-class _JitState(threading.local):
+
+
+class JitState(threading.local):
     def __init__(self) -> None:
-        self.stack: list[list[Launch]] = []  # launches recorded by the @jit functions running in this thread
+        self.stack: list[Recording] = []  # what the @jit functions running in this thread recorded
 
 
-_jit = _JitState()
+jit_state = JitState()
 
 
 def _norm3(v: Any, what: str, file: str, line: int) -> tuple[Any, ...] | None:
@@ -484,11 +661,15 @@ def _norm3(v: Any, what: str, file: str, line: int) -> tuple[Any, ...] | None:
 
 
 def make_launch(kernel: ir.Kernel, bindings: dict[str, Any], grid: Any, block: Any, source: str,
-                options: dict[str, Any], file: str, line: int) -> Launch:
+                options: dict[str, Any], file: str, line: int, in_jit: bool = False) -> Launch:
+    """The launch of `kernel`; its grid as expressions over the kernel's arguments (`grid_json`). In a
+    @jit a grid that depends on more than the kernel's arguments has no such form (grid_json None):
+    the jit's entry carries the grid over the jit's arguments instead."""
     g = _norm3(grid, "grid", file, line)
     blk = _norm3(block, "block", file, line)
     if blk is not None:
-        vals = [x if isinstance(x, int) else x.value for x in blk]
+        vals = [x if isinstance(x, int) or x.value is None else int(x) for x in blk]  # int(): a guard
+        vals = [x if isinstance(x, int) else None for x in vals]
         if any(x is None for x in vals):
             raise EnigmaError(f"block {blk} depends on sizes known only at launch", file, line,
                               hint="the threadgroup size is fixed at compile time: use ints")
@@ -500,12 +681,18 @@ def make_launch(kernel: ir.Kernel, bindings: dict[str, Any], grid: Any, block: A
                               f"{ir.MAX_THREADS_PER_THREADGROUP} per threadgroup", file, line,
                               hint="use a smaller block and more threadgroups in the grid")
         blk = tuple(vals)
+        check_block(kernel, blk, file, line)  # block reductions and simdgroup matrices: whole simdgroups
     grid_json = None
+    exprs = g
     if g is not None:
         resolve = _resolver(kernel, bindings, file, line)
-        grid_json = [x if isinstance(x, int) else x.to_json(resolve) for x in g]
+        try:
+            grid_json = [x if isinstance(x, int) else x.to_json(resolve) for x in g]
+        except EnigmaError:
+            if not in_jit:
+                raise
         g = tuple(x if isinstance(x, int) else (x.value if x.value is not None else x) for x in g)
-    return Launch(kernel, bindings, g, blk, grid_json, source, options)  # type: ignore[arg-type]
+    return Launch(kernel, bindings, g, blk, grid_json, source, options, exprs)  # type: ignore[arg-type]
 
 
 def _resolver(kernel: ir.Kernel, bindings: dict[str, Any], file: str, line: int) -> Callable[[Expr], Any]:
@@ -541,8 +728,29 @@ def kernel(fn: Callable[..., Any] | None = None, *, block: Any = None, grid: Any
     scalars are symbolic) returning one. specialize: extra variants, each a dict of parameter ->
     dtype (tensor element type or scalar type) or Constexpr value."""
     def wrap(f: Callable[..., Any]) -> KernelFunction:
+        if callable(grid):
+            check_grid_function(f, grid)
         return KernelFunction(f, block=block, grid=grid, specialize=specialize)
     return wrap(fn) if fn is not None else wrap
+
+
+def check_grid_function(fn: Callable[..., Any], grid: Callable[..., Any]) -> None:
+    """A decorator's grid function is called with every kernel parameter in order: refuse one that
+    cannot take them, at the decorator's line, naming both parameter lists."""
+    kernel_params = list(inspect.signature(fn).parameters)
+    try:
+        grid_sig = inspect.signature(grid)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: nothing to check ahead of the call
+    try:
+        grid_sig.bind(*kernel_params)
+    except TypeError:
+        grid_params = ", ".join(str(p) for p in grid_sig.parameters.values())
+        raise EnigmaError(f"the grid function of kernel {fn.__name__!r} takes ({grid_params}), but it is "
+                          f"called with the kernel's parameters ({', '.join(kernel_params)})",
+                          fn.__code__.co_filename, fn.__code__.co_firstlineno,
+                          hint=f"give it one parameter per kernel parameter, in order: grid=lambda "
+                               f"{', '.join(kernel_params)}: (...)") from None
 
 
 class DeviceFunction:

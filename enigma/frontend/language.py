@@ -22,6 +22,7 @@ from enigma.frontend.values import (
     common,
     describe,
     pymath,
+    show,
     to_bool,
     to_val,
     type_error,
@@ -39,7 +40,7 @@ class Dim3:
 
     def __getitem__(self, d: int) -> Val:
         if not isinstance(d, int) or not 0 <= d <= 2:
-            raise type_error(f"{self.op}() has components 0..2 (x, y, z), got {d!r}")
+            raise type_error(f"{self.op}() has components 0..2 (x, y, z), got {show(d)}")
         return Val(current().entry(self.op, ir.Type(dt.int32), {"dim": d}))
 
     x = property(lambda self: self[0])
@@ -91,7 +92,7 @@ def shared_tensor(dtype: DType, shape: tuple[int, ...] | int, name: str | None =
     if not isinstance(dtype, DType):
         raise type_error(f"shared_tensor's first argument is an enigma dtype, got {describe(dtype)}")
     if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise error_here(f"shared_tensor needs a static shape of positive Python ints, got {shape!r}",
+        raise error_here(f"shared_tensor needs a static shape of positive Python ints, got {show(shape)}",
                          "threadgroup memory is sized at compile time: use constants or Constexpr values")
     if len(b.blocks) > 1:
         raise error_here("shared_tensor must be declared at the top level of the kernel, not inside "
@@ -146,20 +147,25 @@ def atomic_min(t: TensorRef, index: Any, value: Any) -> Val:
 # ---------------------------------------------------------------------------------------------------
 # simd-group
 
-def simd_sum(v: Any) -> Val:
-    """Sum over the active lanes of the simdgroup, in every lane."""
+def _simd_reduce(op: str, v: Any) -> Val:
     v = to_val(v)
-    return Val(current().emit("simd_sum", [v.v], [v.v.type]).result)
+    if v.dtype.kind == "b":
+        raise type_error(f"enigma.{op} of a {describe(v)}: Metal's simdgroup reductions take numbers, not "
+                         "bools", f"count true lanes with enigma.{op}(flag.to(enigma.int32))")
+    return Val(current().emit(op, [v.v], [v.v.type]).result)
+
+
+def simd_sum(v: Any) -> Val:
+    """Sum over the active lanes of the simdgroup, in every lane (numbers only: bools are refused)."""
+    return _simd_reduce("simd_sum", v)
 
 
 def simd_max(v: Any) -> Val:
-    v = to_val(v)
-    return Val(current().emit("simd_max", [v.v], [v.v.type]).result)
+    return _simd_reduce("simd_max", v)
 
 
 def simd_min(v: Any) -> Val:
-    v = to_val(v)
-    return Val(current().emit("simd_min", [v.v], [v.v.type]).result)
+    return _simd_reduce("simd_min", v)
 
 
 def simd_shuffle_down(v: Any, delta: Any) -> Val:

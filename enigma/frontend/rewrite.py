@@ -1,24 +1,26 @@
 """AST rewrite of a kernel's control flow (a "hybrid DSL", as in CuTe's Python DSL).
 
 Each `if`, `while` and `for ... in range(...)` statement becomes code that asks at trace time whether
-its condition is a Python value or a traced one:
+its condition is a Python value or a traced one. Each body becomes one local function (it exists once,
+so nested constructs grow the code linearly), called by Python or traced into an IR region:
 
     if c:                    __enigma_c1 = c
-        x = f(x)      ==>    if __enigma_rt.is_static(__enigma_c1):
-                                 if __enigma_c1: x = f(x)          # the original, run by Python
+        x = f(x)      ==>    def __enigma_then2(x): x = f(x); return (x,)
+                             if __enigma_rt.is_static(__enigma_c1):
+                                 if __enigma_c1: (x,) = __enigma_then2(*__enigma_rt.pick(locals(), ('x',)))
                              else:
-                                 def __enigma_then2(x): x = f(x); return (x,)
                                  (x,) = __enigma_rt.dyn_if(__enigma_c1, __enigma_then2, None, ('x',),
                                                            __enigma_rt.pick(locals(), ('x',)))
 
-`range(...)` loops are always run-time loops (unroll with enigma.range_constexpr). Inside the
-function copies `return`/`break`/`continue` become errors raised at their own line. `and`/`or`/`not`
-and `a if c else b` are rewritten to helpers that work on traced values. Line numbers are preserved.
+`range(...)` loops are always run-time loops (unroll with enigma.range_constexpr). Inside the body
+functions, `return` (and `break`/`continue` of the construct) raise an `Escape` carrying the variables'
+values: a Python-valued construct's caller catches it and performs the statement; a traced construct
+reports it as an error at the statement's own line. `and`/`or`/`not` and `a if c else b` are rewritten
+to helpers that work on traced values. Line numbers are preserved.
 """
 from __future__ import annotations
 
 import ast
-import copy
 import inspect
 import sys
 import textwrap
@@ -76,24 +78,61 @@ def assigned(stmts: list[ast.stmt]) -> list[str]:
     return [n for n in out if not n.startswith(_PREFIX)]
 
 
+def escapes(stmts: list[ast.stmt]) -> set[str]:
+    """The statements among return/break/continue that leave `stmts` (not those of nested scopes, nor
+    break/continue of loops inside `stmts`)."""
+    out: set[str] = set()
+    stack: list[tuple[ast.AST, bool]] = [(s, True) for s in stmts]
+    while stack:
+        node, loop_level = stack.pop()
+        if isinstance(node, ast.Return):
+            out.add("return")
+        elif isinstance(node, ast.Break) and loop_level:
+            out.add("break")
+        elif isinstance(node, ast.Continue) and loop_level:
+            out.add("continue")
+        if isinstance(node, _SCOPES):
+            continue
+        if isinstance(node, (ast.For, ast.While)):
+            stack.extend((c, False) for c in node.body)
+            stack.extend((c, loop_level) for c in node.orelse)
+            stack.append((node.iter if isinstance(node, ast.For) else node.test, loop_level))
+            continue
+        stack.extend((c, loop_level) for c in ast.iter_child_nodes(node))
+    return out
+
+
+_RERAISE = "_enigma_reraise"  # attribute marking the statements of an escape handler (see _handler)
+
+
 class _Guard(ast.NodeTransformer):
-    """Turn return (and break/continue of the enclosing construct) into `raise control_error(...)`."""
+    """Inside the function made of a construct's body, turn `return` (and break/continue of the
+    construct) into `raise escape(...)`: run statically, the caller performs the statement; traced, it
+    is an error at the statement's own line. An escape handler's own statements re-raise the escape."""
 
-    def __init__(self, construct: str, loop_level: bool) -> None:
-        self.construct, self.loop_level = construct, loop_level
+    def __init__(self, names: list[str], loop_level: bool) -> None:
+        self.names, self.loop_level = names, loop_level
 
-    def _raise(self, node: ast.stmt, stmt: str) -> ast.stmt:
-        r = ast.Raise(exc=_call(_rt("control_error"), ast.Constant(stmt), ast.Constant(self.construct)))
-        return _at(r, node)
+    def _pick(self) -> ast.Call:
+        return _call(_rt("pick"), _call(_name("locals")), _strs(self.names))
+
+    def _escape(self, node: ast.stmt, kind: str, value: ast.expr | None) -> ast.stmt:
+        reraise = getattr(node, _RERAISE, None)
+        if reraise is not None:
+            exc = _call(_rt("reraise"), _name(reraise), self._pick())
+        else:
+            thunk = ast.Lambda(args=_noargs(), body=value if value is not None else ast.Constant(None))
+            exc = _call(_rt("escape"), ast.Constant(kind), _at(thunk, node), self._pick())
+        return _at(ast.Raise(exc=exc), node)
 
     def visit_Return(self, node: ast.Return) -> ast.stmt:
-        return self._raise(node, "return")
+        return self._escape(node, "return", node.value)
 
     def visit_Break(self, node: ast.Break) -> ast.stmt:
-        return self._raise(node, "break") if self.loop_level else node
+        return self._escape(node, "break", None) if self.loop_level else node
 
     def visit_Continue(self, node: ast.Continue) -> ast.stmt:
-        return self._raise(node, "continue") if self.loop_level else node
+        return self._escape(node, "continue", None) if self.loop_level else node
 
     def _loop(self, node: ast.For | ast.While) -> ast.AST:
         saved, self.loop_level = self.loop_level, False  # break/continue here belong to this Python loop
@@ -110,9 +149,10 @@ class _Guard(ast.NodeTransformer):
     visit_Lambda = visit_AsyncFunctionDef = visit_ClassDef = visit_FunctionDef  # type: ignore[assignment]
 
 
-def _guarded(stmts: list[ast.stmt], construct: str) -> list[ast.stmt]:
-    g = _Guard(construct, True)
-    return [g.visit(s) for s in copy.deepcopy(stmts)]
+def _guarded(stmts: list[ast.stmt], names: list[str]) -> list[ast.stmt]:
+    """`stmts` (rewritten in place, never copied: each body exists once) as a construct's function body."""
+    g = _Guard(names, True)
+    return [g.visit(s) for s in stmts]
 
 
 class Rewriter(ast.NodeTransformer):
@@ -142,20 +182,48 @@ class Rewriter(ast.NodeTransformer):
     def _pick(self, names: list[str]) -> ast.Call:
         return _call(_rt("pick"), _call(_name("locals")), _strs(names))
 
+    def _static_call(self, fn: str, names: list[str], kinds: set[str], at: ast.AST) -> list[ast.stmt]:
+        """Run a construct's function in Python (its condition is a Python value) and bind what it
+        assigns; a return/break/continue inside it escapes as an exception the handler performs here."""
+        call = self._bind(names, _call(_name(fn), ast.Starred(value=self._pick(names), ctx=ast.Load())), at)
+        if not kinds:
+            return [call]
+        e = self.fresh("e")
+        handler: list[ast.stmt] = []
+        if names:
+            handler.append(_at(ast.Assign(targets=[_names_tuple(names, True)],
+                                          value=ast.Attribute(value=_name(e), attr="values", ctx=ast.Load())),
+                               at))
+        for kind in sorted(kinds):
+            if kind == "return":
+                stmt: ast.stmt = ast.Return(value=_call(ast.Attribute(value=_name(e), attr="value",
+                                                                      ctx=ast.Load())))
+            else:
+                stmt = ast.Break() if kind == "break" else ast.Continue()
+            setattr(stmt, _RERAISE, e)
+            test = ast.Compare(left=ast.Attribute(value=_name(e), attr="kind", ctx=ast.Load()),
+                               ops=[ast.Eq()], comparators=[ast.Constant(kind)])
+            handler.append(_at(ast.If(test=test, body=[_at(stmt, at)], orelse=[]), at))
+        h = ast.ExceptHandler(type=_rt("Escape"), name=e, body=handler)
+        return [_at(ast.Try(body=[call], handlers=[_at(h, at)], orelse=[], finalbody=[]), at)]
+
     def visit_If(self, node: ast.If) -> list[ast.stmt]:
         self.generic_visit(node)
         c, then, other = self.fresh("c"), self.fresh("then"), self.fresh("else")
         names = assigned(node.body + node.orelse)
-        defs = [self._def(then, names, _guarded(node.body, "if"), names, node)]
+        kinds_then, kinds_else = escapes(node.body), escapes(node.orelse)
+        defs = [self._def(then, names, _guarded(node.body, names), names, node)]
         if node.orelse:
-            defs.append(self._def(other, names, _guarded(node.orelse, "if"), names, node.orelse[0]))
+            defs.append(self._def(other, names, _guarded(node.orelse, names), names, node.orelse[0]))
         other_fn = _name(other) if node.orelse else ast.Constant(None)
         call = _call(_rt("dyn_if"), _name(c), _name(then), other_fn, _strs(names), self._pick(names))
-        static = ast.If(test=_name(c), body=node.body, orelse=node.orelse)
-        out = [ast.Assign(targets=[_name(c, True)], value=node.test),
+        static = ast.If(test=_name(c), body=self._static_call(then, names, kinds_then, node),
+                        orelse=(self._static_call(other, names, kinds_else, node.orelse[0])
+                                if node.orelse else []))
+        out = [ast.Assign(targets=[_name(c, True)], value=node.test), *defs,
                ast.If(test=_call(_rt("is_static"), _name(c)), body=[static],
-                      orelse=defs + [self._bind(names, call, node)])]
-        return [ast.fix_missing_locations(_at(s, node)) for s in out]
+                      orelse=[self._bind(names, call, node)])]
+        return [_at(s, node) for s in out]
 
     def visit_For(self, node: ast.For) -> Any:
         self.generic_visit(node)
@@ -169,12 +237,12 @@ class Rewriter(ast.NodeTransformer):
                               hint="use enigma.range_constexpr(...) to unroll it in Python instead")
         body = self.fresh("body")
         names = [n for n in assigned(node.body) if n != node.target.id]
-        fn = self._def(body, [node.target.id] + names, _guarded(node.body, "for"), names, node)
+        fn = self._def(body, [node.target.id] + names, _guarded(node.body, names), names, node)
         call = _call(_rt("dyn_for"), ast.Tuple(elts=it.args, ctx=ast.Load()), _name(body), _strs(names),
                      self._pick(names))
         after = _at(ast.Assign(targets=[_name(node.target.id, True)],
                                value=_call(_rt("loop_var_after"), ast.Constant(node.target.id))), node)
-        return [ast.fix_missing_locations(s) for s in (fn, self._bind(names, call, node), after)]
+        return [fn, self._bind(names, call, node), after]
 
     def visit_While(self, node: ast.While) -> Any:
         self.generic_visit(node)
@@ -182,14 +250,18 @@ class Rewriter(ast.NodeTransformer):
             return node
         cond, body = self.fresh("cond"), self.fresh("wbody")
         names = assigned(node.body)
+        kinds = escapes(node.body)
         cond_fn = self._def(cond, names, [], [], node)
-        cond_fn.body = [_at(ast.Return(value=copy.deepcopy(node.test)), node)]
-        body_fn = self._def(body, names, _guarded(node.body, "while"), names, node)
+        cond_fn.body = [_at(ast.Return(value=node.test), node)]
+        body_fn = self._def(body, names, _guarded(node.body, names), names, node)
         call = _call(_rt("dyn_while"), _name(cond), _name(body), _strs(names), self._pick(names))
-        lam = ast.Lambda(args=_noargs(), body=copy.deepcopy(node.test))
-        out = ast.If(test=_call(_rt("while_static"), lam), body=[node],
-                     orelse=[cond_fn, body_fn, self._bind(names, call, node)])
-        return ast.fix_missing_locations(_at(out, node))
+        test = _call(_name(cond), ast.Starred(value=self._pick(names), ctx=ast.Load()))
+        static = ast.While(test=_at(test, node), body=self._static_call(body, names, kinds, node),
+                           orelse=[])
+        out = [cond_fn, body_fn,
+               ast.If(test=_call(_rt("while_static"), _name(cond), self._pick(names)), body=[static],
+                      orelse=[self._bind(names, call, node)])]
+        return [_at(s, node) for s in out]
 
     def visit_BoolOp(self, node: ast.BoolOp) -> ast.expr:
         self.generic_visit(node)

@@ -29,6 +29,17 @@ def describe(x: Any) -> str:
     return f"Python {type(x).__name__} (a compile-time value)"
 
 
+def show(x: Any) -> str:
+    """`repr(x)` for messages, with traced values (whose repr is refused) written as <traced dtype>."""
+    if isinstance(x, Val):
+        return f"<traced {x.dtype.name}>"
+    if isinstance(x, tuple):
+        return "(" + ", ".join(show(e) for e in x) + ("," if len(x) == 1 else "") + ")"
+    if isinstance(x, list):
+        return "[" + ", ".join(show(e) for e in x) + "]"
+    return repr(x)
+
+
 def type_error(message: str, hint: str = "") -> EnigmaTypeError:
     return error_here(message, hint, EnigmaTypeError)  # type: ignore[return-value]
 
@@ -116,7 +127,34 @@ def common(*xs: Any, op: str = "") -> DType:
                 raise type_error(f"the Python int {x} does not fit {d.name}, the type of the other operand "
                                  f"of {op or 'this operation'} (it would wrap to {wrapped(x, d)})",
                                  "cast the traced value to a wider type first, e.g. x.to(enigma.int32)")
+    if d.is_float:
+        for x in xs:
+            if isinstance(x, (int, float)) and not isinstance(x, bool):
+                becomes = float_literal_rounds_to(x, d)
+                if becomes is not None:
+                    raise type_error(f"the Python {type(x).__name__} {x!r} does not fit {d.name}, the type "
+                                     f"of the other operand of {op or 'this operation'} (it would become "
+                                     f"{becomes})", "cast the traced value to a wider type first, e.g. "
+                                     "x.to(enigma.float32), or write float('inf') / 0.0 if that is meant")
     return d
+
+
+def float_literal_rounds_to(x: int | float, d: DType) -> str | None:
+    """"inf" / "0.0" (signed) when the finite, non-zero Python number `x` overflows / underflows to that in
+    the float type `d` (`DType.round`: nearest even); None when it stays a finite non-zero value (or is
+    0, inf or nan to begin with)."""
+    try:
+        f = float(x)
+    except OverflowError:  # an int beyond any float
+        return "-inf" if x < 0 else "inf"
+    if f == 0.0 or f != f or f in (float("inf"), float("-inf")):
+        return None
+    r = float(d.round(f))
+    if r in (float("inf"), float("-inf")):
+        return "-inf" if f < 0 else "inf"
+    if r == 0.0:
+        return "-0.0" if f < 0 else "0.0"
+    return None
 
 
 def fits(x: int, d: DType) -> bool:
@@ -194,7 +232,6 @@ class Val:
     """A traced run-time value of one dtype."""
 
     __slots__ = ("v",)
-    __hash__ = object.__hash__
     __array_ufunc__ = None  # numpy scalars defer to our reflected operators
 
     def __init__(self, v: ir.Value) -> None:
@@ -210,8 +247,28 @@ class Val:
             raise type_error(f".to() takes an enigma dtype such as enigma.float16, got {describe(d)}")
         return self if d == self.dtype else unary("cast", self, d)
 
+    # text and hashing would freeze a run-time value into a trace-time constant: refused
+    def _as_text(self, what: str) -> Any:
+        raise type_error(f"{what} of a {describe(self)}: its value is only known at run time, so the text "
+                         "would be a trace-time constant", "kernels cannot build strings from run-time "
+                         "values; compute with the value and write it to an output tensor")
+
     def __repr__(self) -> str:
-        return f"Val({self.v!r})"
+        return self._as_text("repr()")
+
+    def __str__(self) -> str:
+        return self._as_text("str() (or an f-string)")
+
+    def __format__(self, spec: str) -> str:
+        return self._as_text("format() (or an f-string)")
+
+    def __hash__(self) -> int:
+        raise type_error(f"hash() of a {describe(self)} (a dict key or set member): its value is only known "
+                         "at run time", "key dicts and sets by Python values, not traced ones")
+
+    def bitcast(self, d: DType) -> Val:
+        """The same bits read as dtype `d` (Metal's as_type; the sizes must match): frontend/vectors.py."""
+        return EXTENSIONS["bitcast"](self, d)  # type: ignore[no-any-return]
 
     # arithmetic
     def __add__(self, o: Any) -> Val: return binary("add", self, o, "+")
@@ -286,6 +343,19 @@ class Val:
 
     def __iter__(self) -> Any:
         raise type_error(f"a {describe(self)} is a scalar and cannot be iterated")
+
+
+# Traced values that are not scalars, registered by their modules when imported (enigma imports both):
+# "vector" -> frontend/vectors.Vector, "matrix" -> frontend/simdgroup.SimdMatrix, and "bitcast" ->
+# frontend/vectors.bitcast (Val.bitcast). A registry, so that this module imports none of them.
+EXTENSIONS: dict[str, Any] = {}
+
+
+def wrap(v: ir.Value) -> Val:
+    """The traced value of the right class for an SSA value: Val (scalar), a vector or a simdgroup
+    matrix (what control flow rebuilds for its results and region arguments)."""
+    kind = "matrix" if v.type.matrix else "vector" if v.type.lanes > 1 else ""
+    return EXTENSIONS[kind](v) if kind else Val(v)  # type: ignore[no-any-return]
 
 
 class Undefined:

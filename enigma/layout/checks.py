@@ -12,7 +12,6 @@ ahead of a launch (docs/layout.md, "Run-time conditions").
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,11 +85,12 @@ _outside: list[Condition] = []  # recorded outside any trace
 
 
 def _store() -> list[Condition]:
-    from enigma.frontend.builder import _current  # late: keeps the pure algebra importable alone
+    from enigma.frontend.builder import active  # late: keeps the pure algebra importable alone
 
-    if not _current:
+    b = active()
+    if b is None:
         return _outside
-    return _conditions.setdefault(_current[-1].body, [])
+    return _conditions.setdefault(b.body, [])
 
 
 def require(cond: Any, message: str) -> None:
@@ -101,10 +101,11 @@ def require(cond: Any, message: str) -> None:
         return
     file, line = user_frame(2)
     text, expr = "", None
-    from enigma.frontend.builder import _current
+    from enigma.frontend.builder import active
 
-    if _current and hasattr(cond, "v"):
-        text, expr = read_value(cond, _current[-1].body)
+    b = active()
+    if b is not None and hasattr(cond, "v"):
+        text, expr = read_value(cond, b.body)
     _store().append(Condition(cond, message, file, line, text, expr))
 
 
@@ -128,28 +129,14 @@ def kernel_conditions(kernel: Any) -> list[Condition]:
     return list(_conditions.get(_traced(kernel).body, []))
 
 
-_EVAL: dict[str, Callable[[Any, Any], Any]] = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-    "floordiv": lambda a, b: a // b, "mod": lambda a, b: a % b, "min": min, "max": max,
-    "ceil_div": lambda a, b: -(-a // b), "ge": lambda a, b: a >= b, "gt": lambda a, b: a > b,
-    "le": lambda a, b: a <= b, "lt": lambda a, b: a < b, "eq": lambda a, b: a == b,
-    "ne": lambda a, b: a != b, "and": lambda a, b: bool(a) and bool(b), "or": lambda a, b: bool(a) or bool(b),
-}
-
-
 def evaluate(expr: Any, args: dict[str, Any]) -> Any:
-    """Value of a condition's data expression for concrete arguments (name -> array or scalar)."""
-    if isinstance(expr, (bool, int)):
-        return expr
-    if "dim" in expr:
-        name, axis = expr["dim"]
-        return int(args[name].shape[axis])
-    if "arg" in expr:
-        return args[expr["arg"]]
-    fn = _EVAL.get(expr.get("op", ""))
-    if fn is None:
-        raise ValueError(f"unknown condition expression node {expr!r}")
-    return fn(*(evaluate(a, args) for a in expr["args"]))
+    """Value of a condition's data expression for concrete arguments (name -> array or scalar), by the
+    runtime's evaluator of FORMAT.md's grid expressions (the one that checks "requires" at launch)."""
+    from enigma_runtime.grid import evaluate as evaluate_expr
+
+    shapes = {n: tuple(int(s) for s in v.shape) for n, v in args.items() if hasattr(v, "shape") and v.ndim}
+    scalars = {n: (v.item() if hasattr(v, "item") else v) for n, v in args.items() if n not in shapes}
+    return evaluate_expr(expr, {}, shapes, scalars)
 
 
 def check_conditions(kernel: Any, *args: Any) -> list[Condition]:

@@ -196,9 +196,9 @@ def ceil_div(a: Any, b: Any) -> Any:
 
 
 def _dyn(name: str) -> Any:
-    import enigma  # late: the layout algebra works without the tracer
+    from enigma.frontend import language  # late: the layout algebra works without the tracer
 
-    return getattr(enigma, name)
+    return getattr(language, name)
 
 
 def minimum(a: Any, b: Any) -> Any:

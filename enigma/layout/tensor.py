@@ -20,7 +20,7 @@ from enigma_runtime import dtypes as dt
 from enigma import ir
 from enigma.errors import error_here
 from enigma.frontend.builder import current
-from enigma.frontend.values import PyNum, Val, as_val, describe, type_error
+from enigma.frontend.values import PyNum, Val, as_val, describe, show, type_error
 from enigma.layout import layout as L
 from enigma.layout.checks import require
 from enigma.layout.int_tuple import (
@@ -63,7 +63,7 @@ class LayoutTensor:
 
     def __repr__(self) -> str:
         what = getattr(self.engine, "name", "?")
-        return f"LayoutTensor({what}, {self.layout}, offset={self.offset!r})"
+        return f"LayoutTensor({what}, {self.layout}, offset={show(self.offset)})"
 
     def __iter__(self) -> Any:
         raise TypeError("a LayoutTensor cannot be iterated: index it (t[i], t[i, j]) or slice it with None")

@@ -15,7 +15,6 @@ from enigma_runtime import ops
 from enigma_runtime.dtypes import DType
 
 from enigma import ir
-from enigma.backends.portable import static_strides
 from enigma.passes.opbuilder import with_body
 
 
@@ -81,7 +80,7 @@ class _Folder:
         elif name in ("dim", "stride") and op.attrs["tensor"] in {a.name for a in self.k.args}:
             arg = self.k.arg(op.attrs["tensor"])
             if arg.is_static:
-                shape = static_strides(arg.shape) if name == "stride" else arg.shape  # type: ignore[arg-type]
+                shape = ir.static_strides(arg.shape) if name == "stride" else arg.shape  # type: ignore[arg-type]
                 return self.const(op, shape[op.attrs["axis"]], out)
         elif name == "if" and c[0] is not None:
             taken = op.regions[0 if c[0] else 1]

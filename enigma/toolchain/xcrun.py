@@ -1,13 +1,15 @@
 """Apple's Metal toolchain through `xcrun`: each source compiles to AIR, the AIR files link into one
-.metallib (../shared/reference/metal-facts.md):
+.metallib (docs/build.md, "What lands in the wheel"):
 
     xcrun -sdk macosx metal -std=metal3.1 -mmacosx-version-min=14.0 -fno-fast-math -Wall -c k.metal -o k.air
     xcrun -sdk macosx metallib a.air b.air -o kernels.metallib
 
-`compile_air` caches .air files by sha256(source, flags, `xcrun -sdk macosx metal --version`), written
-atomically (temp file + os.replace) so concurrent builds never see a partial file. Any failure raises
-`XcrunError`, whose message starts with "xcrun exit code error" and carries the tool's stderr, the
-diagnosis command and the known fixes.
+The flags come from `enigma.options.CompileOptions.compile_flags()` (Apple's spelling of the language
+version, the deployment target, precise math). `compile_air` caches .air files by sha256(source, flags,
+`xcrun -sdk macosx metal --version`), written atomically (temp file + os.replace) so concurrent builds
+never see a partial file. The compiler's warnings (-Wall) are shown as `XcrunWarning`s, also when the
+.air comes from the cache. Any failure raises `XcrunError`, whose message starts with "xcrun exit code
+error" and carries the tool's stderr, the diagnosis command and the known fixes.
 """
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from enigma.errors import EnigmaError
+from enigma.options import CompileOptions
 
 DIAGNOSE = "xcrun -sdk macosx metal -v"
 FIXES = (
@@ -50,6 +54,10 @@ class XcrunError(EnigmaError, RuntimeError):
         super().__init__(msg)
 
 
+class XcrunWarning(UserWarning):
+    """The Metal compiler accepted a source with warnings (-Wall); the message carries them."""
+
+
 def _xcrun() -> str:
     path = shutil.which("xcrun")
     if path is None:
@@ -77,6 +85,11 @@ def probe() -> str:
 _versions: dict[tuple[str, str], str] = {}
 
 
+def forget_versions() -> None:
+    """Forget the probed compiler versions (after the toolchain changed, e.g. PATH or DEVELOPER_DIR)."""
+    _versions.clear()
+
+
 def metal_version() -> str:
     """`xcrun -sdk macosx metal --version` output (once per xcrun and DEVELOPER_DIR in a process)."""
     key = (_xcrun(), os.environ.get("DEVELOPER_DIR", ""))
@@ -86,9 +99,25 @@ def metal_version() -> str:
     return _versions[key]
 
 
-def compile_flags(msl_version: str = "3.1", macos_target: str = "14.0", fast_math: bool = False) -> list[str]:
-    return [f"-std=metal{msl_version}", f"-mmacosx-version-min={macos_target}",
-            "-ffast-math" if fast_math else "-fno-fast-math", "-Wall"]
+def _options(options: CompileOptions | None, msl_version: str, macos_target: str,
+             fast_math: bool) -> CompileOptions:
+    return options if options is not None else CompileOptions(msl_version, macos_target, 0, fast_math)
+
+
+def compile_flags(msl_version: str = "3.1", macos_target: str = "14.0", fast_math: bool = False, *,
+                  options: CompileOptions | None = None) -> list[str]:
+    """`metal -c` flags (CompileOptions.compile_flags; `options` wins over the other arguments)."""
+    return _options(options, msl_version, macos_target, fast_math).compile_flags()
+
+
+def _show_warnings(name: str, text: str, on_warning: Callable[[str], None] | None) -> None:
+    if text.strip():
+        message = f"xcrun metal: warnings compiling {name}.metal:\n" + "\n".join(
+            "  " + ln for ln in text.strip().splitlines())
+        if on_warning is not None:
+            on_warning(message)
+        else:
+            warnings.warn(XcrunWarning(message), stacklevel=3)
 
 
 def _check_name(name: str) -> None:
@@ -120,14 +149,19 @@ def air_key(source: str, flags: Sequence[str], version: str) -> str:
 
 def compile_air(source: str, name: str, cache_dir: PathLike | None, *,
                 out_dir: PathLike | None = None, msl_version: str = "3.1", macos_target: str = "14.0",
-                fast_math: bool = False) -> Path:
-    """Compile one MSL source to AIR. With `cache_dir`, the result is `<cache_dir>/<name>-<key>.air` and
-    reused when present; without, it is `<out_dir>/<name>.air`. Returns the .air path."""
+                fast_math: bool = False, options: CompileOptions | None = None,
+                on_warning: Callable[[str], None] | None = None) -> Path:
+    """Compile one MSL source to AIR with `options` (or the three options given one by one). With
+    `cache_dir`, the result is `<cache_dir>/<name>-<key>.air` and reused when present; without, it is
+    `<out_dir>/<name>.air`. Returns the .air path. Compiler warnings are shown: given to `on_warning`
+    (e.g. a build's log; safe from worker threads), else as an XcrunWarning."""
     _check_name(name)
-    flags = compile_flags(msl_version, macos_target, fast_math)
+    flags = compile_flags(options=_options(options, msl_version, macos_target, fast_math))
     if cache_dir is not None:
         target = Path(cache_dir) / f"{name}-{air_key(source, flags, metal_version())[:32]}.air"
         if target.is_file():
+            log = target.with_name(target.name + ".warnings")
+            _show_warnings(name, log.read_text() if log.is_file() else "", on_warning)
             return target
     elif out_dir is not None:
         target = Path(out_dir) / f"{name}.air"
@@ -137,15 +171,23 @@ def compile_air(source: str, name: str, cache_dir: PathLike | None, *,
     with tempfile.TemporaryDirectory(prefix="enigma-metal-") as tmp:
         src, air = Path(tmp) / f"{name}.metal", Path(tmp) / f"{name}.air"
         src.write_text(source)
-        _run(["metal", *flags, "-c", str(src), "-o", str(air)], f"compiling {name}.metal to AIR failed")
+        p = _run(["metal", *flags, "-c", str(src), "-o", str(air)], f"compiling {name}.metal to AIR failed")
         if not air.is_file():
             raise XcrunError(f"`metal` exited 0 but wrote no {air.name}", command=["metal", "-c", str(src)])
+        said = (p.stderr or "").replace(str(src), f"{name}.metal")
+        if cache_dir is not None and said.strip():  # before the .air: a cache hit shows them again
+            _atomic_write(target.with_name(target.name + ".warnings"), said.encode())
         _atomic_write(target, air.read_bytes())
+    _show_warnings(name, said, on_warning)
     return target
 
 
 def link_metallib(air_paths: Iterable[PathLike], out: PathLike) -> Path:
-    """Link .air files into one .metallib with `xcrun metallib` (never `metal`, which can drop modules)."""
+    """Link .air files into one .metallib with `xcrun metallib`, never through the `metal` driver:
+    `metallib` keeps every module and takes the library's OS floor from the first .air (compiled with
+    `-mmacosx-version-min`), whereas linking with `xcrun metal` stamps the SDK's own macOS version
+    (e.g. macOS 26) onto a library meant for an older macOS, which then refuses to load it (mlx-node
+    issue 135 measured the first; ml-explore/mlx PR 3501 and ollama PR 16053 hit the second)."""
     airs = [str(p) for p in air_paths]
     if not airs:
         raise ValueError("link_metallib needs at least one .air file")
@@ -160,21 +202,34 @@ def link_metallib(air_paths: Iterable[PathLike], out: PathLike) -> Path:
     return out
 
 
-def build_metallib(sources: dict[str, str], work_dir: PathLike, *, msl_version: str = "3.1",
+def build_metallib(sources: dict[str, str], work_dir: PathLike | None, *, msl_version: str = "3.1",
                    macos_target: str = "14.0", fast_math: bool = False,
-                   cache_dir: PathLike | None = None, name: str = "kernels.metallib") -> Path:
-    """Compile every `{name: msl_source}` to AIR (into `work_dir`, or through the cache) and link them into
-    `<work_dir>/kernels.metallib`. The .metal files are kept in `work_dir` for inspection."""
+                   cache_dir: PathLike | None = None, name: str = "kernels.metallib",
+                   options: CompileOptions | None = None) -> Path:
+    """Compile every `{name: msl_source}` to AIR with `options` (into `work_dir`, or through the cache)
+    and link them into `<work_dir>/kernels.metallib`; the .metal files are kept in `work_dir` for
+    inspection. With `work_dir=None` everything goes through `cache_dir` (required then): the library
+    is `<cache_dir>/<stem>-<key>.metallib`, keyed by its .air files, and no directory is left behind."""
     if not sources:
         raise ValueError("build_metallib needs at least one source")
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    opts = _options(options, msl_version, macos_target, fast_math)
+    if work_dir is None and cache_dir is None:
+        raise ValueError("build_metallib needs work_dir or cache_dir")
+    work = Path(work_dir) if work_dir is not None else None
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
     probe()
     airs = []
     for src_name, source in sources.items():
         stem = src_name[:-6] if src_name.endswith(".metal") else src_name
         _check_name(stem)
-        (work / f"{stem}.metal").write_text(source)
-        airs.append(compile_air(source, stem, cache_dir, out_dir=work, msl_version=msl_version,
-                                macos_target=macos_target, fast_math=fast_math))
-    return link_metallib(airs, work / name)
+        if work is not None:
+            (work / f"{stem}.metal").write_text(source)
+        airs.append(compile_air(source, stem, cache_dir, out_dir=work, options=opts))
+    if work is not None:
+        return link_metallib(airs, work / name)
+    assert cache_dir is not None
+    stem = name[:-9] if name.endswith(".metallib") else name
+    key = air_key("\0".join(p.name for p in airs), [], "metallib")[:32]  # the .air names hold their keys
+    out = Path(cache_dir) / f"{stem}-{key}.metallib"
+    return out if out.is_file() else link_metallib(airs, out)

@@ -2,8 +2,9 @@
 
 clang comes from `$ENIGMA_CLANG`, else `clang++-22`, `clang++-19`, `clang++` on PATH, else the PyPI
 `ziglang` wheel (which bundles clang). Built files are cached by the sha256 of their source, the
-compatibility headers, the flags and the compiler's version, in `$ENIGMA_CACHE_DIR` or
-`~/.cache/enigma/verify`; every write goes to a temporary file renamed into place (atomic).
+compatibility headers, the flags and the compiler's version, in enigma.cache's `verify` directory
+(`$ENIGMA_CACHE_DIR/verify`, else the user cache directory); every write goes to a temporary file
+renamed into place (atomic).
 """
 from __future__ import annotations
 
@@ -26,13 +27,24 @@ CANDIDATES = ("clang++-22", "clang++-21", "clang++-20", "clang++-19", "clang++")
 # C++ for OpenCL: real address spaces, kernel-scope threadgroup arrays, no double (see docs/verify.md)
 MSL_FLAGS = ("-x", "clcpp", "-cl-std=clc++2021", "-cl-no-stdinc",
              "-Xclang", "-cl-ext=-cl_khr_fp64,-__opencl_c_fp64,+cl_khr_fp16,"
-             "+__cl_clang_non_portable_kernel_param_types",
+             "+__cl_clang_non_portable_kernel_param_types,+__cl_clang_function_pointers",
              "-Wno-unknown-attributes", "-Wno-unused-value", "-ffp-contract=off")
-OPT_FLAGS = ("-O2", "-fPIC", "-gline-tables-only")
-# race checking: every load and store calls the dispatcher (__tsan_read4 ...), atomics (volatile
-# accesses in the layer) call no-op hooks; no function entry/exit or memcpy hooks
-RACE_FLAGS = ("-fsanitize=thread", "-mllvm", "-tsan-distinguish-volatile=true", "-mllvm",
-              "-tsan-instrument-func-entry-exit=false", "-mllvm", "-tsan-instrument-memintrinsics=false")
+# no tail calls: a check hook called last in a function must return to it (its return address
+# names the kernel's line)
+OPT_FLAGS = ("-O2", "-fPIC", "-gline-tables-only", "-fno-optimize-sibling-calls")
+# Every load and store of the kernel calls the dispatcher (__tsan_read4(addr) ...), which checks it
+# against the buffers and threadgroup arrays (out of bounds: an error naming the array and element)
+# and, in a race-checking run, records it. clang only marks the functions (sanitize_thread) and
+# emits unoptimised IR; LLVM's `opt` then inlines (so that locals become registers, not hooked
+# memory), instruments, and only then optimises: a load the optimiser later deletes (its value is
+# unused) or sinks into a branch (its value only feeds a select) has been checked already. Atomics
+# (volatile accesses in the layer) call the __tsan_volatile_* hooks: bounds only, never a race.
+SANITIZE_FLAGS = ("-fsanitize=thread",)
+TSAN_OPTIONS = ("-tsan-distinguish-volatile=true", "-tsan-instrument-func-entry-exit=false",
+                "-tsan-instrument-memintrinsics=true")
+EARLY_PIPELINE = "cgscc(inline),function(sroa),tsan-module,function(tsan),default<O2>"
+# without `opt`: clang instruments after its own optimisation (a dead load is not checked)
+LATE_FLAGS = ("-fsanitize=thread", *(x for o in TSAN_OPTIONS for x in ("-mllvm", o)))
 
 
 class ClangNotFound(RuntimeError):
@@ -97,17 +109,10 @@ def find_clang() -> Clang:
 
 
 def cache_dir() -> Path:
-    """$ENIGMA_CACHE_DIR, else ~/.cache/enigma/verify (else a per-user temporary directory if the home
-    directory is not writable)."""
-    d = Path(os.environ.get("ENIGMA_CACHE_DIR") or Path.home() / ".cache" / "enigma" / "verify")
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        if os.environ.get("ENIGMA_CACHE_DIR"):
-            raise
-        d = Path(tempfile.gettempdir()) / f"enigma-verify-{os.getuid()}"
-        d.mkdir(parents=True, exist_ok=True)
-    return d
+    """enigma.cache's `verify` directory (created): `$ENIGMA_CACHE_DIR/verify` or the user cache."""
+    from enigma.cache import cache_dir as shared_cache_dir
+
+    return shared_cache_dir("verify", create=True)
 
 
 @functools.cache
@@ -175,17 +180,55 @@ def include_dir() -> Path:
     return d
 
 
+def _major(version_line: str) -> str:
+    import re
+
+    m = re.search(r"version (\d+)\.", version_line)
+    return m.group(1) if m else ""
+
+
+@functools.cache
+def find_opt() -> tuple[str, ...] | None:
+    """LLVM's `opt` of the same major version as clang (`$ENIGMA_OPT`, next to clang, `opt-<major>`,
+    `opt`), or None: then kernels are instrumented after clang's optimisation (see SANITIZE_FLAGS)."""
+    clang = find_clang()
+    env = os.environ.get("ENIGMA_OPT")
+    if env:
+        return tuple(env.split())
+    if clang.is_zig:
+        return None
+    major = _major(clang.version)
+    cands: list[str] = []
+    exe = shutil.which(clang.argv[0]) or clang.argv[0]
+    here = Path(exe).resolve().parent
+    cands += [str(here / "opt")]
+    cands += [x for x in (shutil.which(f"opt-{major}"), shutil.which("opt")) if x]
+    for c in cands:
+        if Path(c).exists() and _major(_opt_version(c)) == major:
+                return (c,)
+    return None
+
+
+def _opt_version(opt: str) -> str:
+    try:
+        out = subprocess.run([opt, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return next((ln for ln in out.splitlines() if "version" in ln), "")
+
+
 def _pch() -> Path | None:
     """A precompiled header of <metal_stdlib> (cuts the per-kernel compile time); None if unsupported."""
     clang = find_clang()
-    key = _key(shim_digest(), clang.version, " ".join(MSL_FLAGS + OPT_FLAGS), str(include_dir()))
+    flags = MSL_FLAGS + OPT_FLAGS + SANITIZE_FLAGS
+    key = _key(shim_digest(), clang.version, " ".join(flags), str(include_dir()))
     out = cache_dir() / f"metal_stdlib_{key}.pch"
     if out.exists():
         return out
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         t = Path(tmp)
         inc = include_dir()
-        cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, "-Xclang", "-emit-pch", "-I", str(inc), "-c",
+        cmd = [*clang.argv, *flags, "-Xclang", "-emit-pch", "-I", str(inc), "-c",
                str(inc / "metal_stdlib"), "-o", str(t / "h.pch")]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, cwd=t, timeout=COMPILE_TIMEOUT)
@@ -197,25 +240,56 @@ def _pch() -> Path | None:
     return out
 
 
-def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race: bool = False) -> Path:
-    """Compile and link `source` (Metal source plus the generated wrapper) into a shared library
-    (`race`: instrumented for race checking).
-
-    Raises CompileError with clang's diagnostics, which name `file_name`:line.
-    """
+def preprocess(source: str, file_name: str = "kernel.metal") -> str:
+    """`source` with its own macros expanded (`clang -E`; line markers kept, so later diagnostics still
+    name `file_name`'s lines). The compatibility layer defines only its version macros here
+    (`__ENIGMA_PREPROCESS__`): nothing of it is expanded into the result. Cached by content."""
     clang = find_clang()
-    extra = RACE_FLAGS if race else ()
-    key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS + OPT_FLAGS + extra), file_name)
-    out = cache_dir() / f"k_{key}.so"
+    key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS), file_name, "pp")
+    out = cache_dir() / f"pp_{key}.metal"
     if out.exists():
-        return out
-    pch = None if clang.is_zig or race else _pch()  # the PCH is built without the sanitizer
+        return out.read_text()
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         t = Path(tmp)
         (t / file_name).write_text(source)
-        inc = ["-include-pch", str(pch)] if pch else []
-        compile_cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, *extra, *inc, "-I", str(include_dir()), "-c",
-                       file_name, "-o", "k.o"]
+        cmd = [*clang.argv, *MSL_FLAGS, "-E", "-D__ENIGMA_PREPROCESS__", "-I", str(include_dir()), file_name,
+               "-o", "pp.metal"]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=t, timeout=COMPILE_TIMEOUT)
+        if r.returncode != 0:
+            raise CompileError(f"clang could not preprocess the Metal source:\n{r.stderr.strip()}", r.stderr)
+        _atomic_move(t / "pp.metal", out)
+    return out.read_text()
+
+
+def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race: bool = False) -> Path:
+    """Compile and link `source` (Metal source plus the generated wrapper) into a shared library whose
+    every device/threadgroup access calls the dispatcher's checks (see SANITIZE_FLAGS); the same
+    library serves race checking (`race` is accepted for compatibility: it changes nothing).
+
+    Raises CompileError with clang's diagnostics, which name `file_name`:line.
+    """
+    del race
+    clang = find_clang()
+    opt = find_opt()
+    how = f"early {EARLY_PIPELINE} {' '.join(TSAN_OPTIONS)}" if opt else " ".join(LATE_FLAGS)
+    how += " no-static-storage"  # libraries are checked by _check_no_static_storage
+    key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS + OPT_FLAGS), how, file_name)
+    out = cache_dir() / f"k_{key}.so"
+    if out.exists():
+        return out
+    pch = None if clang.is_zig else _pch()
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        t = Path(tmp)
+        (t / file_name).write_text(source)
+        # the layer is always included (Metal needs no #include for its built-in names)
+        inc = ["-include-pch", str(pch)] if pch else ["-include", "metal_stdlib"]
+        if opt:
+            stage = [*SANITIZE_FLAGS, "-Xclang", "-disable-llvm-passes", "-emit-llvm"]
+            obj = "k.bc"
+        else:
+            stage, obj = list(LATE_FLAGS), "k.o"
+        compile_cmd = [*clang.argv, *MSL_FLAGS, *OPT_FLAGS, *stage, *inc, "-I", str(include_dir()), "-c",
+                       file_name, "-o", obj]
         try:
             r = subprocess.run(compile_cmd, capture_output=True, text=True, cwd=t, timeout=COMPILE_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -223,10 +297,50 @@ def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race
                 from None
         if r.returncode != 0:
             raise CompileError(f"clang rejected the Metal source:\n{r.stderr.strip()}", r.stderr)
+        if opt:
+            _run([*opt, f"-passes={EARLY_PIPELINE}", *TSAN_OPTIONS, "k.bc", "-o", "k2.bc"],
+                 "instrumenting and optimising the kernel (LLVM opt)", t)
+            obj = "k2.bc"
         if clang.is_zig:
-            link = [*clang.argv[:-1], "c++", "-shared", "k.o", "-o", "k.so", "-lm"]
+            link = [*clang.argv[:-1], "c++", "-shared", obj, "-o", "k.so", "-lm"]
         else:  # no C runtime start files: the library only needs libm and libgcc (half conversions)
-            link = [*clang.argv, "-shared", "-nostdlib", "k.o", "-o", "k.so", "-lm", "-lgcc"]
+            link = [*clang.argv, "-O2", "-fPIC", "-shared", "-nostdlib", obj, "-o", "k.so", "-lm", "-lgcc"]
         _run(link, "linking the kernel library", t)
+        _check_no_static_storage(t / "k.so", file_name)
         _atomic_move(t / "k.so", out)
     return out
+
+
+def _nm() -> str | None:
+    exe = Path(shutil.which(find_clang().argv[0]) or find_clang().argv[0]).resolve().parent
+    for name in ("llvm-nm", "nm"):
+        if (exe / name).exists():
+            return str(exe / name)
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _check_no_static_storage(lib: Path, file_name: str) -> None:
+    """A threadgroup variable the source rewrite did not see (e.g. declared through a macro) would be a
+    plain static array: not poisoned, not reset between threadgroups, not bounds- or race-checked.
+    Such a variable is a function-local static with writable storage in the library (`_ZZ...` in
+    .bss/.data; Metal has no other writable function-local statics): refuse it by name."""
+    import re
+
+    nm = _nm()
+    if nm is None:
+        return
+    out = subprocess.run([nm, "--defined-only", str(lib)], capture_output=True, text=True, timeout=60).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "bBdD" and parts[2].startswith("_ZZ"):
+            m = re.match(r"_ZZ(\d+)", parts[2])
+            fn = parts[2][len(m.group(0)):len(m.group(0)) + int(m.group(1))] if m else "?"
+            var = re.search(r"E(\d+)(\w+?)(?:_\d+)?$", parts[2])
+            name = var.group(2)[:int(var.group(1))] if var else parts[2]
+            raise CompileError(
+                f"{file_name}: threadgroup variable `{name}` in `{fn}` is declared in a form enigma.verify "
+                "could not rewrite (e.g. written by a macro), so its accesses could not be checked; "
+                "declare it in the kernel's source text: `threadgroup T name[N];`")
+

@@ -22,13 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from enigma_runtime import binding, devices
+from enigma_runtime.kernel import Kernel
 
 from enigma.verify import clang as _clang
-from enigma.verify.msl import KernelSig, MslError, parse_kernel
+from enigma.verify.msl import (
+    KernelSig,
+    MslError,
+    expand_macros,
+    parse_kernel,
+    remap_lines,
+    threadgroup_param_vars,
+)
 from enigma.verify.wrapper import ThreadgroupVar, entry_source, prepare_source
 
 SCHEDULES = {"forward": 0, "reverse": 1, "random": 2}
-MAX_THREADS_PER_GROUP = 1024
 MAX_TIMEOUT = 24 * 3600.0  # seconds; an isolated child still running 5 s after its timeout is killed
 # Metal element type names -> the numpy dtype a buffer of them holds
 MSL_NUMPY = {
@@ -78,6 +86,7 @@ def _runtime() -> ctypes.CDLL:
         lib.enigma_buf_check.argtypes = [ctypes.c_int]
         lib.enigma_buf_check.restype = ctypes.c_int64
         lib.enigma_err_size.restype = ctypes.c_size_t
+        lib.enigma_set_tg_params.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.c_int, ctypes.c_int]
         lib.enigma_run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
                                    ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32),
                                    ctypes.c_int, ctypes.c_uint64, ctypes.c_int, ctypes.c_int,
@@ -100,13 +109,6 @@ def _entry_address(lib: ctypes.CDLL) -> int:
     return addr
 
 
-def _dim3(v: Sequence[int] | int, what: str) -> tuple[int, int, int]:
-    t = (int(v),) if isinstance(v, (int, np.integer)) else tuple(int(x) for x in v)
-    if not 1 <= len(t) <= 3 or any(x < 1 for x in t):
-        raise ValueError(f"{what} must be 1 to 3 positive ints, got {v!r}")
-    return (t + (1, 1))[:3]  # type: ignore[return-value]
-
-
 @dataclass
 class _Buffer:
     slot: int
@@ -120,10 +122,16 @@ class _Buffer:
 class MslProgram:
     """One Metal kernel compiled for the CPU and loaded (keep it to run the kernel many times)."""
 
-    def __init__(self, source: str, name: str | None = None, file: str = "kernel.metal") -> None:
+    def __init__(self, source: str, name: str | None = None, file: str = "kernel.metal",
+                 function_constants: Mapping[Any, Any] | None = None) -> None:
         self.source, self.file = source, file
-        self.sig: KernelSig = parse_kernel(source, name, file)
-        prepared, self.threadgroup_vars = prepare_source(source)
+        code = expand_macros(source, file)  # the source's own macros, if they write declarations
+        self.sig: KernelSig = parse_kernel(code, name, file)
+        prepared, self.threadgroup_vars = prepare_source(code, dict(function_constants or {}), file)
+        if code is not source:
+            self.sig, self.threadgroup_vars = remap_lines(self.sig, self.threadgroup_vars, code, file)
+        self._tg_first = len(self.threadgroup_vars)  # [[threadgroup(i)]] parameters come after
+        self.threadgroup_vars += threadgroup_param_vars(self.sig, self._tg_first)
         self._full = prepared + entry_source(self.sig, file)
         self.library = _clang.compile_kernel_library(self._full, file_name=file)
         rt = _runtime()
@@ -139,20 +147,19 @@ class MslProgram:
 
     def run(self, buffers: Mapping[int, Any], *, grid: Sequence[int] | int, block: Sequence[int] | int,
             schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0,
-            race_check: bool = False) -> None:
+            race_check: bool = False, threadgroup_memory: Mapping[int, int] | None = None) -> None:
         """Run one dispatchThreadgroups(grid, block) launch. `buffers[i]` binds [[buffer(i)]]: a numpy
         array (written back in place if the parameter is writable), a numpy scalar or bytes.
+        `threadgroup_memory[i]` is the length in bytes of the [[threadgroup(i)]] parameter.
         `race_check` runs a build instrumented on every load and store that reports two threads of a
         group touching the same threadgroup memory between two barriers (one of them writing).
 
         `isolate` runs the launch in a child process forked by the dispatcher (C only: see
         runtime/dispatch.cpp); the child ends itself after `timeout` seconds and the dispatcher kills
         it 5 s later if it has not, so a launch never hangs the caller (a KernelError instead)."""
-        grid3, block3 = _dim3(grid, "grid"), _dim3(block, "block")
-        nthreads = block3[0] * block3[1] * block3[2]
-        if nthreads > MAX_THREADS_PER_GROUP:
-            raise ValueError(f"block {block3} has {nthreads} threads; Metal allows at most "
-                             f"{MAX_THREADS_PER_GROUP} per threadgroup")
+        grid3, block3 = devices.check_launch(grid, block, f"kernel {self.name}")
+        if 0 in grid3:
+            return
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
         if not 0 < float(timeout) <= MAX_TIMEOUT:  # every launch is bounded (no "wait forever")
@@ -167,14 +174,30 @@ class MslProgram:
             p = self.sig.buffer(min(missing))
             raise ValueError(f"no data for [[buffer({p.index})]] ({p.name}) of kernel {self.name}")
         arrays = {i: self._as_array(i, v) for i, v in buffers.items()}
+        tg_lens = self._tg_lengths(threadgroup_memory or {})
         with _lock:
+            self._rt.enigma_set_tg_params((ctypes.c_uint64 * max(len(tg_lens), 1))(*tg_lens), len(tg_lens),
+                                          self._tg_first)
             self._run_locked(arrays, grid3, block3, schedule, seed, isolate, timeout, race_check)
+
+    def _tg_lengths(self, given: Mapping[int, int]) -> list[int]:
+        params = {int(p.index or 0): p for p in self.sig.threadgroup_params}
+        extra = set(given) - set(params)
+        if extra:
+            raise ValueError(f"kernel {self.name} has no [[threadgroup({min(extra)})]] parameter")
+        for i, p in params.items():
+            if int(given.get(i, 0)) <= 0:
+                raise ValueError(f"{self.file}:{p.line}: give the length of [[threadgroup({i})]] {p.name} at "
+                                 f"dispatch: threadgroup_memory={{{i}: nbytes}}")
+        return [int(given.get(i, 0)) for i in range(max(params, default=-1) + 1)]
 
     def _as_array(self, index: int, v: Any) -> np.ndarray:
         p = self.sig.buffer(index)
         if isinstance(v, (bytes, bytearray, memoryview)):
             return np.frombuffer(bytes(v), np.uint8)
         base = re.sub(r"[234]$", "", p.base_type.replace("metal::", ""))
+        if base in ("char", "uchar", "void") and not p.is_reference and isinstance(v, np.ndarray):
+            base = ""  # `device const char*` takes any contiguous array as bytes
         want = MSL_NUMPY.get(base)
         if isinstance(v, (bool, int, float)) and want is not None:  # a Python number: the declared type
             v = np.array(v, dtype=want)
@@ -265,7 +288,7 @@ class MslProgram:
         line = self._symbolize(e, library)
         loc = f"{self.file}:{line}: " if line else f"{self.file}: "
         if code == 5 and 0 <= e.tg_var < len(self.threadgroup_vars):
-            v = self.threadgroup_vars[e.tg_var]
+            v = self.threadgroup_vars[e.tg_var]  # ids are list positions (parameters after declarations)
             itemsize = MSL_SIZES.get(v.type.replace("metal::", ""))
             elem = f"{v.name}[{e.offset // itemsize}]" if itemsize else f"byte {e.offset} of {v.name}"
             other = ("other threads" if e.other[0] == 0xFFFFFFFF else
@@ -346,126 +369,88 @@ def _symbolizer_argv(library: Path, offset: int) -> list[str] | None:
     return None
 
 
-_programs: dict[tuple[str, str | None, str], MslProgram] = {}
+_programs: dict[tuple[str, str | None, str, str], MslProgram] = {}
 
 
-def compile_msl(source: str, name: str | None = None, file: str = "kernel.metal") -> MslProgram:
-    """Compile (cached on disk by content) and load kernel `name` of `source`."""
-    key = (source, name, file)
+def compile_msl(source: str, name: str | None = None, file: str = "kernel.metal",
+                function_constants: Mapping[Any, Any] | None = None) -> MslProgram:
+    """Compile (cached on disk by content) and load kernel `name` of `source` (a template kernel by the
+    host_name of its instantiation); `function_constants` ({index or name: value}) gives the values
+    of `[[function_constant(i)]]` declarations."""
+    key = (source, name, file, repr(sorted((str(k), repr(v)) for k, v in (function_constants or {}).items())))
     with _lock:
         if key not in _programs:
-            _programs[key] = MslProgram(source, name, file)
+            _programs[key] = MslProgram(source, name, file, function_constants)
         return _programs[key]
 
 
 # ---------------------------------------------------------------------------------------------------
-# kernels with signature metadata (runtime/FORMAT.md sections 3 and 5)
+# kernels with signature metadata (runtime/FORMAT.md sections 3 and 5): the runtime's device "msl-cpu"
 
-def eval_grid_expr(e: Any, spec: Mapping[str, Any], values: Mapping[str, Any]) -> int:
-    """Evaluate a grid expression (FORMAT.md "Grid expressions") for the arguments `values` (argument
-    name -> value) with the runtime's evaluator (enigma_runtime.grid)."""
-    from enigma_runtime.grid import evaluate
+class MslCpuDevice(devices.Device):
+    """enigma_runtime device "msl-cpu": a kernel's Metal source compiled by clang with the
+    compatibility layer and run on the CPU by the fiber dispatcher. The runtime binds the arguments,
+    picks the specialisation, checks `requires` and the launch limits; this device binds the
+    Metal argument table (binding.metal_buffers) and runs it. Launch options: schedule, seed,
+    isolate, timeout, race_check (see `run_msl`)."""
 
-    sizes: dict[str, int] = {}
-    shapes: dict[str, tuple[int, ...]] = {}
-    scalars: dict[str, Any] = {}
-    for a in spec["args"]:
-        if a["name"] not in values:
-            continue
-        v = values[a["name"]]
-        if a["kind"] == "tensor":
-            shape = tuple(int(x) for x in np.shape(v))
-            shapes[a["name"]] = shape
-            for ax, s in enumerate(a.get("shape", ())):
-                if isinstance(s, str) and ax < len(shape):
-                    sizes.setdefault(s, shape[ax])
-        else:
-            scalars[a["name"]] = v.item() if isinstance(v, (np.generic, np.ndarray)) else v
-    return evaluate(e, sizes, shapes, scalars)
+    name = "msl-cpu"
+    options = frozenset({"schedule", "seed", "isolate", "timeout", "race_check"})
 
+    def available(self) -> bool:
+        try:
+            _clang.find_clang()
+        except _clang.ClangNotFound:
+            return False
+        return True
 
-def _scalar_value(v: Any, dtype_name: str, np_dtype: Any) -> np.ndarray:
-    """A scalar argument as the bytes the kernel reads: bfloat16 values become their bit patterns
-    (round to nearest even, as the Metal runtime binds them); others the declared numpy type."""
-    if dtype_name == "bfloat16":
-        from enigma_runtime.cpu_space import bf16_to_bits
+    def prepare(self, sp: Any) -> MslProgram:
+        spec = sp.spec
+        file = f"{spec['kernel_name']}.metal"
+        source = sp.metal_source
+        try:
+            return compile_msl(source, spec["kernel_name"], file)
+        except (_clang.CompileError, MslError) as e:
+            _note_origin(e, source, file, spec)
+            raise
 
-        if isinstance(v, (bytes, bytearray, memoryview)):
-            return np.frombuffer(bytes(v), np.uint16).reshape(())
-        return bf16_to_bits(np.float32(v)).reshape(())
-    return np.array(v, dtype=np_dtype)
-
-
-def bind_signature(spec: Mapping[str, Any], args: Sequence[Any]) -> dict[int, Any]:
-    """Buffers of a launch with signature `spec` (FORMAT.md section 3/5): arrays and scalars in
-    argument order, plus the dims buffer."""
-    from enigma_runtime.dtypes import from_name
-
-    sargs = spec["args"]
-    if len(args) != len(sargs):
-        raise TypeError(f"{spec['name']} takes {len(sargs)} arguments "
-                        f"({', '.join(a['name'] for a in sargs)}), got {len(args)}")
-    bufs: dict[int, Any] = {}
-    dims: list[int] = []
-    for a, v in zip(sargs, args):
-        dt = from_name(a["dtype"]).np
-        if a["kind"] == "scalar":
-            bufs[a["buffer"]] = _scalar_value(v, a["dtype"], dt)
-            continue
-        if not isinstance(v, np.ndarray):
-            raise TypeError(f"argument {a['name']} of {spec['name']} must be a numpy array")
-        if v.dtype != dt:
-            raise TypeError(f"argument {a['name']} of {spec['name']} must be {a['dtype']} ({dt}), "
-                            f"got {v.dtype}")
-        if v.ndim != a["rank"]:
-            raise TypeError(f"argument {a['name']} of {spec['name']} must have rank {a['rank']}, "
-                            f"got {v.ndim}")
-        for ax, s in enumerate(a["shape"]):
-            if isinstance(s, int) and v.shape[ax] != s:
-                raise TypeError(f"argument {a['name']} of {spec['name']} must have size {s} on axis {ax}")
-        if not v.flags.c_contiguous:
-            raise ValueError(f"argument {a['name']} of {spec['name']} must be C-contiguous")
-        bufs[a["buffer"]] = v
-        if a.get("dims_offset") is not None:
-            if len(dims) != a["dims_offset"]:
-                raise ValueError(f"{spec['name']}: dims_offset of {a['name']} is {a['dims_offset']}, "
-                                 f"expected {len(dims)} (FORMAT.md section 5)")
-            dims += list(v.shape) + [st // v.itemsize for st in v.strides]
-    if spec.get("dims_buffer") is not None:
-        bufs[spec["dims_buffer"]] = np.array(dims or [0], np.int32)
-    return bufs
+    def run(self, handle: Any, bound: Any, grid: tuple[int, int, int], block: tuple[int, int, int],
+            **options: Any) -> None:
+        prog: MslProgram = handle
+        spec = bound.spec
+        try:
+            prog.run(binding.metal_buffers(bound), grid=grid, block=block, **options)
+        except (KernelError, MslError) as e:
+            _note_origin(e, prog.source, prog.file, spec)
+            raise
 
 
-def launch_dims(spec: Mapping[str, Any], args: Sequence[Any], grid: Any, block: Any) -> tuple[Any, Any]:
-    values = {a["name"]: v for a, v in zip(spec["args"], args)}
-    if block is None:
-        block = spec.get("block")
-    if grid is None and spec.get("grid") is not None:
-        grid = [eval_grid_expr(e, spec, values) for e in spec["grid"]]
-    if grid is None or block is None:
-        raise ValueError(f"{spec['name']}: the signature has no {'grid' if grid is None else 'block'}; "
-                         "pass grid=... and block=...")
-    return grid, block
+DEVICE = MslCpuDevice()
+devices.register(DEVICE)  # also found through the entry point enigma_runtime.devices "msl-cpu"
+
+
+def _note_origin(e: Exception, metal_source: str, file: str, spec: Mapping[str, Any]) -> None:
+    note = _python_origin(e, metal_source, file, spec)
+    if note and note not in str(e.args[0] if e.args else ""):
+        e.args = (f"{e.args[0]}\n  {note}", *e.args[1:])
 
 
 def run_spec(spec: Mapping[str, Any], metal_source: str, *args: Any, grid: Any = None, block: Any = None,
              schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0,
              race_check: bool = False) -> MslProgram:
-    """Run the kernel described by signature `spec` and its Metal source on `args` (argument order);
-    returns the loaded program (e.g. its `threadgroup_memory` as declared by the source)."""
-    bufs = bind_signature(spec, args)
-    grid, block = launch_dims(spec, args, grid, block)
-    file = f"{spec['kernel_name']}.metal"
-    try:
-        prog = compile_msl(metal_source, spec["kernel_name"], file)
-        prog.run(bufs, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate, timeout=timeout,
-                 race_check=race_check)
-        return prog
-    except (KernelError, _clang.CompileError, MslError) as e:
-        note = _python_origin(e, metal_source, file, spec)
-        if note:
-            e.args = (f"{e.args[0]}\n  {note}", *e.args[1:])
-        raise
+    """Run the kernel described by signature `spec` and its Metal source on `args` (argument order)
+    through the runtime's "msl-cpu" device; returns the loaded program (e.g. its
+    `threadgroup_memory` as declared by the source)."""
+    kernel = Kernel.from_spec(dict(spec), None, metal_source)
+    return _launch(kernel, args, grid, block, dict(schedule=schedule, seed=seed, isolate=isolate,
+                                                   timeout=timeout, race_check=race_check))
+
+
+def _launch(kernel: Kernel, args: Sequence[Any], grid: Any, block: Any, options: dict[str, Any]
+            ) -> MslProgram:
+    kernel.launch(args, grid=grid, block=block, device=DEVICE, options=options)
+    sp, _ = kernel.select(tuple(args))
+    return sp.handle(DEVICE)
 
 
 def _python_origin(e: Exception, metal_source: str, file: str, spec: Mapping[str, Any]) -> str:
@@ -484,7 +469,9 @@ def _python_origin(e: Exception, metal_source: str, file: str, spec: Mapping[str
 def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
             block: Sequence[int] | int | None = None, schedule: str = "random", seed: int = 0,
             name: str | None = None, buffers: Mapping[int, Any] | None = None, isolate: bool = True,
-            timeout: float = 60.0, race_check: bool = False) -> None:
+            timeout: float = 60.0, race_check: bool = False,
+            function_constants: Mapping[Any, Any] | None = None,
+            threadgroup_memory: Mapping[int, int] | None = None) -> None:
     """Run a Metal kernel on the CPU; written arrays are updated in place.
 
     `kernel` is a CompiledKernel (anything with `.metal_source` and `.signature`, or an
@@ -494,10 +481,11 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
     index order, or pass `buffers={index: array}`). `schedule` orders the threads of a group (and
     the groups): "forward", "reverse" or "random" (seeded by `seed`). `isolate` runs the launch in a
     forked child process so that a crash is reported, never fatal. `race_check` reports threads of a
-    group racing on threadgroup memory (a missing barrier); it compiles an instrumented build.
+    group racing on threadgroup memory (a missing barrier). Raw source only: `function_constants`
+    ({index or name: value}) and `threadgroup_memory` ({i: bytes} for [[threadgroup(i)]] parameters).
     """
     if isinstance(kernel, str):
-        prog = compile_msl(kernel, name)
+        prog = compile_msl(kernel, name, function_constants=function_constants)
         if buffers is None:
             idx = prog.sig.buffer_indices
             if len(arrays) != len(idx):
@@ -509,28 +497,31 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
         if grid is None or block is None:
             raise ValueError("raw Metal source needs grid=... and block=...")
         prog.run(buffers, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate,
-                 timeout=timeout, race_check=race_check)
+                 timeout=timeout, race_check=race_check, threadgroup_memory=threadgroup_memory)
+        return
+    options = dict(schedule=schedule, seed=seed, isolate=isolate, timeout=timeout, race_check=race_check)
+    if isinstance(kernel, Kernel):  # loaded from a package: every specialisation, picked by dtypes
+        _launch(kernel, arrays, grid, block, options)
         return
     spec = getattr(kernel, "signature", None)
-    if spec is None:  # an enigma_runtime.Kernel (loaded from a package): its default specialisation
-        spec = getattr(kernel, "spec", None)
     src = getattr(kernel, "metal_source", None)
     if spec is None or src is None:
-        raise TypeError("run_msl takes a CompiledKernel (with .metal_source and .signature) "
-                        "or Metal source text")
+        raise TypeError("run_msl takes a CompiledKernel (with .metal_source and .signature), an "
+                        "enigma_runtime.Kernel or Metal source text")
+
     def ints(v: Any) -> bool:  # a launch computed at compile time (not expressions of symbolic sizes)
         return v is not None and all(isinstance(x, (int, np.integer)) for x in v)
 
-    # The signature's grid expressions are evaluated for these arguments (launch_dims); the
+    # The signature's grid expressions are evaluated for these arguments by the runtime; the
     # kernel's own grid/block (ints for concrete arguments, expressions like ceil_div(n, 256) for
     # symbolic sizes) are used only when the signature has none.
     if grid is None and spec.get("grid") is None and ints(getattr(kernel, "grid", None)):
         grid = kernel.grid
     if block is None and spec.get("block") is None and ints(getattr(kernel, "block", None)):
         block = kernel.block
-    run_spec(spec, src, *arrays, grid=grid, block=block, schedule=schedule, seed=seed, isolate=isolate,
-             timeout=timeout, race_check=race_check)
+    runnable = Kernel.from_spec(dict(spec), getattr(kernel, "ir_json", None), src)
+    _launch(runnable, arrays, grid, block, options)
 
 
-__all__ = ["KernelError", "MslError", "MslProgram", "compile_msl", "run_msl", "run_spec", "bind_signature",
-           "eval_grid_expr", "SCHEDULES"]
+__all__ = ["KernelError", "MslError", "MslProgram", "MslCpuDevice", "compile_msl", "run_msl", "run_spec",
+           "SCHEDULES"]

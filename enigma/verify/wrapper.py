@@ -8,7 +8,6 @@ match `Ctx` in runtime/dispatch.cpp.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from enigma.verify.msl import (
     BUILTINS_SCALAR,
@@ -16,7 +15,8 @@ from enigma.verify.msl import (
     KernelSig,
     MslError,
     Param,
-    line_of,
+    ThreadgroupVar,
+    rewrite_source,
     strip_comments,
 )
 
@@ -29,30 +29,15 @@ struct enigma_ctx {
 """
 
 
-# `threadgroup T name[N]...;` (not a pointer, reference or parameter)
-_TG_DECL = re.compile(r"(?<![\w(,])threadgroup\s+((?:(?:const|volatile)\s+)*[\w:]+(?:\s*<[^;{}()]*>)?)"
-                      r"\s+(\w+)\s*((?:\[[^\]\n]*\]\s*)*);")
-
-
-@dataclass(frozen=True)
-class ThreadgroupVar:
-    """A threadgroup variable of the kernel source: its id in the dispatcher, name, type, line."""
-
-    id: int
-    name: str
-    type: str  # element type as written, e.g. "float"
-    dims: str  # e.g. "[16][17]" ("" for a scalar)
-    line: int
-
-
-def prepare_source(src: str) -> tuple[str, list[ThreadgroupVar]]:
+def prepare_source(src: str, function_constants: dict[object, object] | None = None,
+                   file: str = "kernel.metal") -> tuple[str, list[ThreadgroupVar]]:
     """The source as the harness compiles it, and its threadgroup variables.
 
-    Each `threadgroup T name[N];` becomes a reference to storage from the dispatcher
-    (`enigma_rt_tg_alloc`): a mapping whose end touches a guard page (an out-of-bounds access
-    faults and is reported with the variable's name), filled with 0xFF before every threadgroup.
-    The address also escapes, so clang cannot fold a read of a never-written element away. The
-    rewrite stays on the declaration's line, so line numbers do not move.
+    Each threadgroup declaration (msl.find_threadgroup_vars: every form Metal allows) becomes a
+    reference to storage from the dispatcher (`enigma_rt_tg_alloc`): a mapping whose end touches a
+    guard page (an out-of-bounds access is reported with the variable's name), filled with 0xFF
+    before every threadgroup. The address also escapes, so clang cannot fold a read of a
+    never-written element away. The rewrite stays on the declaration's lines.
     """
     code = strip_comments(src)
     # `[[kernel]] void f(...)` is Metal's attribute spelling of `kernel`: OpenCL needs the keyword
@@ -61,20 +46,8 @@ def prepare_source(src: str) -> tuple[str, list[ThreadgroupVar]]:
         word = "kernel".ljust(m.end() - m.start())
         src = src[:m.start()] + word + src[m.end():]
         code = code[:m.start()] + word + code[m.end():]
-    out: list[str] = []
-    tvars: list[ThreadgroupVar] = []
-    last = 0
-    for m in _TG_DECL.finditer(code):
-        t, name, dims = " ".join(m.group(1).split()), m.group(2), re.sub(r"\s+", "", m.group(3))
-        v = ThreadgroupVar(len(tvars), name, t, dims, line_of(code, m.start()))
-        tvars.append(v)
-        out.append(src[last:m.start()])
-        et = f"enigma_type<{t}>"  # `float4 (` would expand the float4(...) constructor macro
-        out.append(f"threadgroup {et} (&{name}){dims} = *(threadgroup {et} (*){dims})"
-                   f"enigma_rt_tg_alloc({v.id}, sizeof({et}{dims}));")
-        last = m.end()
-    out.append(src[last:])
-    return "".join(out), tvars
+    del code
+    return rewrite_source(src, function_constants, file)
 
 
 def _builtin_expr(p: Param, file: str) -> str:
@@ -104,9 +77,18 @@ def _buffer_expr(p: Param) -> str:
     return f"({t}){slot}"
 
 
+def _tg_param_expr(p: Param) -> str:
+    """A `[[threadgroup(i)]]` parameter: storage the dispatcher allocates with the length given at
+    dispatch (checked and poisoned like a declared threadgroup array)."""
+    return f"({' '.join(p.type_text.split())})enigma_rt_tg_param({p.index})"
+
+
 def entry_source(sig: KernelSig, file: str = "kernel.metal") -> str:
     """C++ (for OpenCL) text defining `enigma_entry` for kernel `sig`."""
-    args = [_buffer_expr(p) if p.is_buffer else _builtin_expr(p, file) for p in sig.params]
-    call = f"{sig.name}(" + ",\n      ".join(args) + ");"
+    args = [_buffer_expr(p) if p.is_buffer else _tg_param_expr(p) if p.attr == "threadgroup"
+            else _builtin_expr(p, file) for p in sig.params]
+    call = f"{sig.callee or sig.name}(" + ",\n      ".join(args) + ");"
     return (f'\n#line 1 "<enigma entry for {sig.name}>"\n{CTX_DECL}'
-            f'extern "C" void enigma_entry(const enigma_ctx* c) {{\n  {call}\n}}\n')
+            # the entry point only reads the dispatcher's context: no access checks (kernel calls are)
+            f'extern "C" __attribute__((no_sanitize("thread")))\n'
+            f'void enigma_entry(const enigma_ctx* c) {{\n  {call}\n}}\n')

@@ -18,16 +18,19 @@ from .errors import (
     KernelExecutionError,
     KernelNotFoundError,
     LaunchError,
+    LaunchLimitError,
     ManifestError,
     MetalError,
     OutOfBoundsError,
     PackageNotFoundError,
+    UnknownDeviceError,
 )
 
 __version__ = "0.1.0"
 __all__ = ["load", "Kernel", "Library", "default_device", "EnigmaRuntimeError", "ManifestError",
            "PackageNotFoundError", "KernelNotFoundError", "GridError", "LaunchError", "KernelExecutionError",
-           "OutOfBoundsError", "MetalError", "IRError"]
+           "OutOfBoundsError", "MetalError", "IRError", "UnknownDeviceError",
+           "LaunchLimitError"]
 
 if TYPE_CHECKING:
     from .kernel import Kernel, Library, default_device, load

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from . import grid as _grid
 from .dtypes import BY_NAME, DType
+from .errors import GridError
 
 _INT32_MAX = 2**31 - 1
 
@@ -79,6 +81,10 @@ def matches(spec: dict, args: tuple, exact: bool = False) -> bool:
     if len(args) != len(spec["args"]):
         return False
     for a, v in zip(spec["args"], args):
+        if (a["kind"] == "none") != (v is None):  # an optional tensor left out: the argument is None
+            return False
+        if v is None:
+            continue
         dt = BY_NAME[a["dtype"]]
         if a["kind"] == "tensor":
             if not isinstance(v, np.ndarray) or v.dtype != dt.np:
@@ -125,6 +131,12 @@ def bind(spec: dict, args: tuple, where: str) -> Bound:
     scalars: dict[str, Any] = {}
     bound = Bound(spec, values, sizes, shapes, scalars)
     for a, v in zip(params, args):
+        if a["kind"] == "none":  # an optional tensor this specialisation leaves out
+            if v is not None:
+                raise TypeError(f"{where}: argument {a['name']!r} is left out of this specialisation: "
+                                f"pass None")
+            values.append(None)
+            continue
         if a["kind"] == "scalar":
             s = _scalar(a, v, where)
             values.append(s)
@@ -168,6 +180,30 @@ def bind(spec: dict, args: tuple, where: str) -> Bound:
     return bound
 
 
+def scalar_bytes(dtype: str, value: Any) -> np.ndarray:
+    """A bound scalar as the 0-d array whose bytes the kernel reads (FORMAT.md section 5): bfloat16
+    values as their bit patterns (rounded to nearest even), others as their own type."""
+    if dtype == "bfloat16":
+        from .cpu_space import bf16_to_bits
+        return np.asarray(bf16_to_bits(np.float32(value))).reshape(())
+    return np.asarray(value).reshape(())
+
+
+def metal_buffers(bound: Bound) -> dict[int, np.ndarray]:
+    """The launch's Metal argument table (FORMAT.md section 5): [[buffer(i)]] index -> the contiguous
+    array of a tensor, the 0-d array of a scalar (`scalar_bytes`), and the int32 dims buffer. What
+    every device running the Metal source binds (metal.py, enigma.verify's msl-cpu)."""
+    spec = bound.spec
+    out: dict[int, np.ndarray] = {}
+    for i, (a, v) in enumerate(zip(spec["args"], bound.values)):
+        if a["kind"] == "none":  # an optional tensor this specialisation leaves out: nothing bound
+            continue
+        out[a.get("buffer", i)] = v if a["kind"] == "tensor" else scalar_bytes(a["dtype"], v)
+    if spec.get("dims_buffer") is not None:
+        out[spec["dims_buffer"]] = dims_array(spec, bound)
+    return out
+
+
 def dims_array(spec: dict, bound: Bound) -> np.ndarray:
     """The dims buffer of FORMAT.md section 5: sizes then element strides of every tensor argument
     with a `dims_offset`, as int32."""
@@ -179,3 +215,17 @@ def dims_array(spec: dict, bound: Bound) -> np.ndarray:
         dims[off:off + v.ndim] = v.shape
         dims[off + v.ndim:off + 2 * v.ndim] = [s // v.itemsize for s in v.strides]
     return dims
+
+
+def check_requires(spec: dict, bound: Bound, where: str) -> None:
+    """Raise ValueError if the arguments break a condition the kernel was compiled to rely on
+    (FORMAT.md section 3, "requires": e.g. a layout's tile must fit a dynamically sized tensor)."""
+    for r in spec.get("requires", ()):
+        try:
+            holds = _grid.evaluate(r["expr"], bound.sizes, bound.shapes, bound.scalars)
+        except GridError as e:
+            raise GridError(f"{where}: 'requires' {r['text']!r}: {e}") from None
+        if not holds:
+            at = f"{spec.get('file', '?')}:{r.get('line', 0)}"
+            raise ValueError(f"{where}: these arguments break a condition the kernel relies on: "
+                             f"{r['text']} ({r['message']}; required at {at})")

@@ -17,11 +17,12 @@ the index, the thread and the source line.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
+from . import cpu_simdgroup
 from .cpu_dot import count_uses, fuse_dot_chains, loop_dot
 from .cpu_memory import Memory, _atomic, _load, _store
 from .cpu_ops import BINARY, CATALOGUE, UNARY, _simd, elementwise, outer_mul
@@ -37,10 +38,10 @@ from .cpu_space import (
     _value_dtype,
     _wrap32,
     bf16_round,
-    parse_type,
 )
 from .dtypes import BY_NAME, bool_
 from .errors import EnigmaRuntimeError, IRError, KernelExecutionError
+from .jsonnum import number_from_json
 from .ops import OPS
 
 # ---------------------------------------------------------------------------------------------------
@@ -55,6 +56,8 @@ class State:
         self.shapes: dict[str, tuple[int, ...]] = {}
         for a, v in zip(plan.args, values):
             dt = BY_NAME[a["dtype"]]
+            if a["kind"] == "none":  # an optional tensor left out
+                continue
             if a["kind"] == "tensor":
                 self.mem[a["name"]] = Memory(a["name"], v.reshape(-1), dt, v.size, False,
                                              a.get("access", "read") != "read")
@@ -166,7 +169,11 @@ class Plan:
     def _compile(self, op: dict, defined: set[int]) -> Callable:
         name, ins, outs = op["op"], list(op.get("in", [])), list(op.get("out", []))
         attrs, line = op.get("attrs", {}) or {}, op.get("line", 0)
-        types = [parse_type(t, f"kernel {self.name!r} line {line}") for t in op.get("types", [])]
+        fast = cpu_simdgroup.compile_op(self, op, name, ins, outs, attrs, line)  # vectors, views, matrices
+        if fast is not None:
+            return fast
+        where = f"kernel {self.name!r} line {line}"
+        types = [cpu_simdgroup.parse_type(t, where) for t in op.get("types", [])]
         if len(types) != len(outs):
             raise self._err(op, f"{len(outs)} results but {len(types)} types")
         self._defined = defined
@@ -191,13 +198,20 @@ class Plan:
 
     def _op_const(self, op, name, ins, outs, types, attrs, line):
         self._need(op, ins, 0, outs)
-        (dt, lanes), value = types[0], attrs.get("value")
-        if isinstance(value, str) or value is None:
-            raise self._err(op, f"'value' must be a number or a bool, not {value!r}")
+        (dt, lanes) = types[0]
+        try:  # FORMAT.md: a number, a bool, or {"float": "inf" | "-inf" | "nan"}
+            value = number_from_json(attrs.get("value"))
+        except ValueError as e:
+            raise self._err(op, f"'value' {e}") from None
         vd = _value_dtype(dt)
         if dt.is_int and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise self._err(op, f"'value' {value!r} of an integer constant is not an integer")
             value = dt.wrap(int(value))
-        c = np.array(value).astype(vd)
+        elif dt.is_float and not isinstance(value, bool):
+            value = float(value)
+        with np.errstate(all="ignore"):  # a float beyond float16's range is inf, as in IEEE
+            c = np.array(value).astype(vd)
         if dt.name == "bfloat16":
             c = bf16_round(c)
         c = np.full(lanes, c, vd) if lanes else c[()]
@@ -243,8 +257,9 @@ class Plan:
 
         def run(st, env, mask):
             geo = st.geo
-            if axis is not None:
-                v = _mk_aff(0, tuple(int(i == axis and geo.full[i] > 1) for i in range(6)), geo)
+            if axis is not None:  # a chunk of the grid starts at threadgroup geo.origin
+                c = geo.origin[d] if name == "block_idx" else 0
+                v = _mk_aff(c, tuple(int(i == axis and geo.full[i] > 1) for i in range(6)), geo)
             else:
                 v = np.int32((geo.block if name == "block_dim" else geo.grid)[d])
             env[out] = v if want == _I32 else _mat(v).astype(want)
@@ -433,7 +448,7 @@ class Plan:
             partial = np.flatnonzero(some & ~every)
             if partial.size:
                 g = int(partial[0])
-                gz, gy, gx = np.unravel_index(g, geo.full[:3])
+                gz, gy, gx = (int(i) + o for i, o in zip(np.unravel_index(g, geo.full[:3]), geo.origin[::-1]))
                 raise KernelExecutionError(
                     f"{st.where(line)}: barrier reached by only {int(m[g].sum())} of the {geo.tpg} threads "
                     f"of threadgroup ({gx}, {gy}, {gz}) (divergent control flow around a barrier is "
@@ -641,12 +656,51 @@ def _while(st: State, before: Region, after: Region, env: dict, mask: Any, carri
 
 # ---------------------------------------------------------------------------------------------------
 
+# At most this many threads (and bytes of threadgroup memory) are materialised at once: a larger grid
+# runs in chunks of whole threadgroups, one after the other (threadgroups are never ordered against
+# each other, so this is one of the orders a GPU may take), and nothing is allocated per grid cell.
+THREADS_PER_CHUNK = 1 << 22
+SHARED_BYTES_PER_CHUNK = 1 << 28
+
+
+class ChunkGeo(Geo):
+    """The thread space of `chunk` threadgroups starting at threadgroup `origin` of a launch of `grid`."""
+
+    def __init__(self, grid: tuple[int, int, int], block: tuple[int, int, int],
+                 chunk: tuple[int, int, int], origin: tuple[int, int, int]) -> None:
+        super().__init__(chunk, block)
+        self.grid, self.origin = grid, origin  # grid_dim is the launch's
+
+    def lane(self, flat_pos: int) -> str:
+        gz, gy, gx, bz, by, bx = np.unravel_index(flat_pos, self.full)
+        ox, oy, oz = self.origin
+        return f"thread ({bx}, {by}, {bz}) of threadgroup ({gx + ox}, {gy + oy}, {gz + oz})"
+
+
+def chunks(grid: tuple[int, int, int], block: tuple[int, int, int], shared_bytes: int
+           ) -> Iterator[tuple[tuple[int, int, int], tuple[int, int, int]]]:
+    """(chunk, origin) pairs covering `grid` in x-fastest order, each of at most THREADS_PER_CHUNK
+    threads and SHARED_BYTES_PER_CHUNK bytes of threadgroup memory (at least one threadgroup)."""
+    tpg = block[0] * block[1] * block[2]
+    groups = max(1, min(THREADS_PER_CHUNK // tpg, SHARED_BYTES_PER_CHUNK // max(shared_bytes, 1)))
+    gx, gy, gz = grid
+    cx = min(gx, groups)
+    cy = min(gy, max(1, groups // gx)) if cx == gx else 1
+    cz = min(gz, max(1, groups // (gx * gy))) if cy == gy and cx == gx else 1
+    for z in range(0, gz, cz):
+        for y in range(0, gy, cy):
+            for x in range(0, gx, cx):
+                yield (min(cx, gx - x), min(cy, gy - y), min(cz, gz - z)), (x, y, z)
+
+
 def run(plan: Plan, values: list[Any], grid: tuple[int, int, int], block: tuple[int, int, int]) -> None:
     """Run `plan` over grid x block threads on `values` (checked by binding.bind); tensors are
     updated in place."""
     if 0 in grid or 0 in block:
         return
-    geo = Geo(grid, block)
-    st = State(plan, values, geo)
-    with np.errstate(all="ignore"):
-        _run_region(st, plan.body, {}, None, ())
+    shared = sum(int(np.prod(s["shape"], dtype=np.int64)) * BY_NAME[s["dtype"]].itemsize for s in plan.shared)
+    for chunk, origin in chunks(grid, block, shared):
+        geo = ChunkGeo(grid, block, chunk, origin)
+        st = State(plan, values, geo)
+        with np.errstate(all="ignore"):
+            _run_region(st, plan.body, {}, None, ())

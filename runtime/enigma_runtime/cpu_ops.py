@@ -95,9 +95,21 @@ def _simd(geo: Geo, name: str, v: Any, x: Any, mask: Any) -> np.ndarray:
         if pad or mask is not None:
             vv = np.where(act, vv, np.array(ident).astype(dt))
         if name == "simd_sum":
-            r = np.sum(vv, axis=2, keepdims=True, dtype=dt)
+            # Metal's order (docs/verify.md): the active lanes in lane order, each addition rounded to
+            # the value's type (float16 adds in half, as the compatibility header does)
+            r = vv[:, :, :1].copy()
+            first = np.ones(r.shape, bool)
+            with np.errstate(over="ignore", invalid="ignore"):
+                for k in range(32):
+                    a, x = np.broadcast_to(act[:, :, k:k + 1], r.shape), vv[:, :, k:k + 1]
+                    r = np.where(a & first, x, np.where(a, (r + x).astype(dt), r))
+                    first &= ~a
+            r = np.where(first, np.zeros((), dt), r)
         else:
-            r = (np.max if name == "simd_max" else np.min)(vv, axis=2, keepdims=True)
+            # a NaN lane is ignored unless every active lane is NaN (Metal's fmax/fmin, as max/min do)
+            fn = (np.fmax if name == "simd_max" else np.fmin) if dt.kind == "f" else \
+                (np.maximum if name == "simd_max" else np.minimum)
+            r = fn.reduce(vv, axis=2, keepdims=True)
         return back(np.broadcast_to(r, vv.shape))
     lane = np.arange(32).reshape((1, 1, 32) + (1,) * len(tail))
     if name == "simd_broadcast":
@@ -113,9 +125,15 @@ def _simd(geo: Geo, name: str, v: Any, x: Any, mask: Any) -> np.ndarray:
     if tail and xs.ndim == vv.ndim - len(tail):
         xs = xs.reshape(xs.shape + (1,) * len(tail))
     src_lane = lane + xs.astype(np.int64)
-    valid = (src_lane >= 0) & (src_lane < 32)
-    r = np.take_along_axis(vv, np.broadcast_to(np.where(valid, src_lane, lane), vv.shape).astype(np.intp),
-                           axis=2)
+    # a source lane past lane 31, past the threadgroup's last thread or inactive: the lane's own
+    # value (Metal's rule, and the compatibility header's)
+    live = groups(True if mask is None else mask, False)
+    if live.ndim < vv.ndim:
+        live = live.reshape(live.shape + (1,) * (vv.ndim - live.ndim))
+    inside = (src_lane >= 0) & (src_lane < 32)
+    src_idx = np.broadcast_to(np.where(inside, src_lane, lane), vv.shape).astype(np.intp)
+    valid = inside & np.take_along_axis(np.broadcast_to(live, vv.shape), src_idx, axis=2)
+    r = np.take_along_axis(vv, np.where(valid, src_idx, np.broadcast_to(lane, vv.shape)), axis=2)
     return back(r)
 
 

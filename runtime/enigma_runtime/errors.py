@@ -30,6 +30,14 @@ class LaunchError(EnigmaRuntimeError):
     """A launch failed: no grid/block, a bad device, or the kernel failed while running."""
 
 
+class LaunchLimitError(LaunchError, ValueError):
+    """A grid or block beyond Metal's limits (threads per threadgroup, threads per grid dimension)."""
+
+
+class UnknownDeviceError(LaunchError, ValueError):
+    """No device of that name (devices.names() lists the known ones)."""
+
+
 class KernelExecutionError(LaunchError):
     """The CPU executor found a bug in the kernel (out-of-bounds access, divergent barrier, ...)."""
 

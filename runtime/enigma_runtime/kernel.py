@@ -1,14 +1,15 @@
 """Kernels and libraries: `load(package)`, `Kernel.from_spec(...)`, and calling a kernel.
 
 A `Kernel` is every specialisation of one kernel name; a call picks the specialisation whose
-argument dtypes match, checks the arguments (binding.py), works out grid and block, and runs on the
-chosen device (cpu.py or metal.py). Artifacts are read lazily, checked against their sha256, and
-cached; caches are guarded by locks so loading and launching from several threads is safe.
+argument dtypes match, checks the arguments (binding.py) and the kernel's `requires`, works out grid
+and block within Metal's limits, and runs on the chosen device (devices.py: "cpu", "metal", or one
+added by another distribution, like enigma.verify's "msl-cpu"). Artifacts are read lazily, checked
+against their sha256, and cached, as is each device's handle of a specialisation (a CPU plan, a
+Metal pipeline); caches are guarded by locks so loading and launching from several threads is safe.
 """
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -16,40 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from . import devices, stale
 from . import grid as _grid
-from .binding import Bound, bind, describe_signature, describe_value, matches
+from .binding import Bound, bind, check_requires, describe_signature, describe_value, matches
+from .devices import default_device
 from .errors import GridError, KernelNotFoundError, LaunchError
-from .manifest import Manifest, _closest, find_artifact_dir, read_ir, read_manifest, validate_spec
+from .manifest import Manifest, closest, find_artifact_dir, read_ir, read_manifest, validate_spec
 
-DEVICES = ("cpu", "metal")
-MAX_THREADS_PER_THREADGROUP = 1024  # Apple GPUs; a pipeline may allow fewer (metal.py checks)
-
-
-def default_device() -> str:
-    """ENIGMA_DEVICE (cpu|metal) when set, else metal on macOS when a Metal device exists, else cpu."""
-    env = os.environ.get("ENIGMA_DEVICE", "").strip().lower()
-    if env:
-        if env not in DEVICES:
-            raise LaunchError(f"ENIGMA_DEVICE={env!r} is not a device; expected one of {', '.join(DEVICES)}")
-        return env
-    if sys.platform == "darwin":
-        from . import metal
-        if metal.available():
-            return "metal"
-    return "cpu"
-
-
-def _dim3(v: Any, what: str, where: str, minimum: int) -> tuple[int, int, int]:
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        v = (v,)
-    if not isinstance(v, (tuple, list)) or not 1 <= len(v) <= 3:
-        raise ValueError(f"{where}: {what} must be an int or a tuple of 1 to 3 ints, got {v!r}")
-    out = []
-    for x in v:
-        if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < minimum:
-            raise ValueError(f"{where}: {what} {tuple(v)} must hold ints >= {minimum}")
-        out.append(int(x))
-    return tuple(out + [1] * (3 - len(out)))  # type: ignore[return-value]
+DEVICES = ("cpu", "metal")  # the built-in devices; devices.names() lists every known one
+MAX_THREADS_PER_THREADGROUP = devices.MAX_THREADS_PER_THREADGROUP
 
 
 def _agreement(spec: dict, args: tuple) -> tuple[bool, int]:
@@ -62,23 +38,34 @@ class Specialisation:
     """One entry of a kernel's list in the manifest (or of `Kernel.from_spec`), with lazy artifacts."""
 
     def __init__(self, spec: dict, *, ir: Callable[[], dict], metal_source: Callable[[], str],
-                 metallib: Callable[[], bytes | None], library_key: tuple, where: str) -> None:
+                 metallib: Callable[[], bytes | None], library_key: tuple, where: str,
+                 ir_where: str | None = None, msl_version: str = "", macos_target: str = "") -> None:
         self.spec, self.where, self.library_key = spec, where, library_key
+        # the package's Metal language version and oldest macOS (manifest.json), for the metal device
+        self.msl_version = msl_version or spec.get("msl_version") or ""
+        self.macos_target = macos_target
+        self.ir_where = ir_where or f"{where} IR"  # how errors about the IR name it (its file)
         self._loaders = {"ir": ir, "metal_source": metal_source, "metallib": metallib}
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[Any, Any] = {}  # loader name, or ("handle", device name)
         self._lock = threading.RLock()  # building the plan reads the IR under the same lock
 
     def _get(self, key: str) -> Any:
         if key not in self._cache:
             with self._lock:
                 if key not in self._cache:
-                    self._cache[key] = self._loaders[key]() if key in self._loaders else self._build(key)
+                    self._cache[key] = self._loaders[key]()
         return self._cache[key]
 
-    def _build(self, key: str) -> Any:
-        assert key == "plan"
-        from .cpu import Plan
-        return Plan(self.ir)
+    def handle(self, device: devices.Device) -> Any:
+        """`device.prepare(self)`, once per device (a CPU plan, a Metal pipeline, ...)."""
+        key = ("handle", device.name)
+        hit = self._cache.get(key)
+        if hit is None:
+            with self._lock:  # one specialisation prepares once; others prepare in parallel
+                hit = self._cache.get(key)
+                if hit is None:
+                    hit = self._cache[key] = device.prepare(self)
+        return hit
 
     @property
     def ir(self) -> dict:
@@ -94,8 +81,8 @@ class Specialisation:
 
     @property
     def plan(self) -> Any:
-        """The CPU executor's plan of the IR (built once)."""
-        return self._get("plan")
+        """The CPU executor's plan of the IR (the "cpu" device's handle, built once)."""
+        return self.handle(devices.get("cpu"))
 
 
 class Kernel:
@@ -155,16 +142,26 @@ class Kernel:
         return f"<enigma_runtime.Kernel {describe_signature(self.spec)} grid={g} block={self.block}{more}>"
 
     @classmethod
-    def from_spec(cls, spec: dict, ir: dict, metal_source: str,
+    def from_spec(cls, spec: dict, ir: dict | None, metal_source: str,
                   metallib_bytes: bytes | None = None) -> Kernel:
         """A runnable kernel from in-memory data: `spec` is FORMAT.md section 3 (signature
-        metadata), `ir` section 4; what enigma.compile's CompiledKernel calls."""
+        metadata), `ir` section 4 (None: no portable IR, so the "cpu" device cannot run it, but
+        devices running the Metal source can); what enigma.compile's CompiledKernel calls."""
         where = f"kernel {spec.get('name', '?')!r} (from_spec)" if isinstance(spec, dict) else "from_spec"
         validate_spec(spec, where)
-        ir = read_ir(ir, where + " IR")
+        if ir is None:
+            def no_ir() -> dict:
+                raise LaunchError(f"{where} has no portable IR (FORMAT.md section 4), so the cpu device "
+                                  f"cannot run it; run its Metal source (device='metal' or 'msl-cpu')")
+            ir_of = no_ir
+        else:
+            ir = read_ir(ir, where + " IR", envelope_only=True)  # the rest on first use, like a package's
+
+            def ir_of() -> dict:
+                return read_ir(ir, where + " IR")
         import hashlib
         key = ("source", hashlib.sha256((metal_source or "").encode() + (metallib_bytes or b"")).hexdigest())
-        sp = Specialisation(spec, ir=lambda: ir, metal_source=lambda: metal_source,
+        sp = Specialisation(spec, ir=ir_of, metal_source=lambda: metal_source,
                             metallib=lambda: metallib_bytes, library_key=key, where=where)
         return cls(spec["name"], [sp])
 
@@ -181,11 +178,11 @@ class Kernel:
             return sp, bind(sp.spec, args, where)  # raises the precise TypeError/ValueError
         # None matches: name the first wrong argument against the closest specialisation (same
         # argument count, most dtypes matching), then list every available signature.
-        closest = max(self.specs, key=lambda sp: _agreement(sp.spec, args))
+        best = max(self.specs, key=lambda sp: _agreement(sp.spec, args))
         got = ", ".join(describe_value(v) for v in args)
         avail = "; ".join(describe_signature(sp.spec) for sp in self.specs)
         try:
-            bind(closest.spec, args, where)
+            bind(best.spec, args, where)
         except (TypeError, ValueError) as e:
             raise type(e)(f"{e}; no specialisation matches the arguments ({got}); available: "
                           f"{avail}") from None
@@ -193,19 +190,14 @@ class Kernel:
 
     def launch_dims(self, sp: Specialisation, bound: Bound, grid: Any, block: Any
                     ) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        """(grid in threadgroups, block in threads) from the call or the manifest."""
-        where, spec = f"kernel {self.name!r}", sp.spec
+        """(grid in threadgroups, block in threads) from the call or the manifest, within Metal's
+        limits (devices.check_launch: LaunchError beyond them)."""
+        where, spec = sp.where, sp.spec
         if block is None:
             if spec.get("block") is None:
                 raise LaunchError(f"{where} has no block in its metadata (compiled without one): pass "
                                   f"block=(x, y, z), the threads per threadgroup")
             block = spec["block"]
-        block = _dim3(block, "block", where, 1)
-        threads = block[0] * block[1] * block[2]
-        if threads > MAX_THREADS_PER_THREADGROUP:
-            raise LaunchError(f"{where}: block {block} has {threads} threads; Metal allows at most "
-                              f"{MAX_THREADS_PER_THREADGROUP} per threadgroup (checked on every device, so "
-                              f"that what runs on the CPU also runs on a GPU)")
         if grid is None:
             if spec.get("grid") is None:
                 raise LaunchError(f"{where} has no grid in its metadata (compiled without one): pass "
@@ -218,46 +210,61 @@ class Kernel:
             if any(g < 0 for g in grid):
                 raise GridError(f"{where}: grid evaluated to {tuple(grid)} for these arguments; "
                                 f"threadgroup counts cannot be negative")
-        grid = _dim3(grid, "grid", where, 0)
-        return grid, block
+        return devices.check_launch(grid, block, where)
 
     def __call__(self, *args: Any, grid: Any = None, block: Any = None, device: str | None = None
                  ) -> np.ndarray | tuple[np.ndarray, ...] | None:
-        """Launch over `grid` threadgroups of `block` threads (defaults: the metadata). Written tensor
-        arguments are updated in place; returns the written array (one), a tuple of them in argument
-        order (several), or None (none)."""
+        """Launch over `grid` threadgroups of `block` threads (defaults: the metadata) on `device`
+        (a name of devices.names(); default: default_device()). Written tensor arguments are updated
+        in place; returns the written array (one), a tuple of them in argument order (several), or
+        None (none)."""
+        return self.launch(args, grid=grid, block=block, device=device)
+
+    def launch(self, args: Sequence[Any], *, grid: Any = None, block: Any = None,
+               device: str | devices.Device | None = None, options: dict[str, Any] | None = None
+               ) -> np.ndarray | tuple[np.ndarray, ...] | None:
+        """`__call__` with device-specific launch `options` (e.g. msl-cpu's schedule, seed,
+        race_check): pick the specialisation, check `requires`, compute launch dims, run."""
+        args = tuple(args)
+        dev = self.device_for(device)
+        unknown = set(options or ()) - dev.options
+        if unknown:
+            takes = ", ".join(sorted(dev.options)) or "none"
+            raise TypeError(f"kernel {self.name!r}: device {dev.name!r} takes no launch option "
+                            f"{', '.join(sorted(unknown))} (its options: {takes})")
         sp, bound = self.select(args)
-        check_requires(sp.spec, bound, f"kernel {self.name!r}")
+        check_requires(sp.spec, bound, sp.where)
         g, b = self.launch_dims(sp, bound, grid, block)
-        dev = default_device() if device is None else device
-        if dev == "cpu":
-            from . import cpu
-            cpu.run(sp.plan, bound.values, g, b)
-        elif dev == "metal":
-            from . import metal
-            metal.run(sp, bound, g, b)
-        else:
-            raise ValueError(f"kernel {self.name!r}: unknown device {dev!r}; expected one of "
-                             f"{', '.join(DEVICES)}")
+        dev.run(sp.handle(dev), bound, g, b, **(options or {}))
         return bound.finish()
 
 
-def check_requires(spec: dict, bound: Bound, where: str) -> None:
-    """Raise ValueError if the arguments break a condition the kernel was compiled to rely on
-    (FORMAT.md section 3, "requires": e.g. a layout's tile must fit a dynamically sized tensor)."""
-    for r in spec.get("requires", ()):
-        if not _grid.evaluate(r["expr"], bound.sizes, bound.shapes, bound.scalars):
-            at = f"{spec.get('file', '?')}:{r.get('line', 0)}"
-            raise ValueError(f"{where}: these arguments break a condition the kernel relies on: "
-                             f"{r['text']} ({r['message']}; required at {at})")
+    @staticmethod
+    def device_for(device: str | devices.Device | None) -> devices.Device:
+        """The device a launch runs on: `device` (a name or a Device), else default_device()."""
+        if isinstance(device, devices.Device):
+            return device
+        return devices.get(default_device() if device is None else device)
+
+    def prepare_launch(self, sp: Specialisation, args: Sequence[Any], grid: Any, block: Any, where: str
+                       ) -> tuple[Bound, tuple[int, int, int], tuple[int, int, int]]:
+        """What a launch does before running, for the given specialisation (no choice by dtypes): bind
+        `args`, check `requires`, compute the launch dims. A jit entry's launches use it (entry.py)."""
+        bound = bind(sp.spec, tuple(args), where)
+        check_requires(sp.spec, bound, where)
+        g, b = self.launch_dims(sp, bound, grid, block)
+        return bound, g, b
 
 
 class Library:
-    """Every kernel of one package: `lib.names()`, `lib["name"]`, `lib.name`, `"name" in lib`."""
+    """Every kernel of one package: `lib.names()`, `lib["name"]`, `lib.name`, `"name" in lib`. A name
+    with a jit entry (FORMAT.md section 7) gives the Entry, called with the jit's own arguments;
+    `lib.kernel(name)` always gives the kernel table's Kernel."""
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self._kernels: dict[str, Kernel] = {}
+        self._entries: dict[str, Any] = {}
         self._metallib: bytes | None = None
         self._lock = threading.Lock()
 
@@ -272,8 +279,12 @@ class Library:
     def names(self) -> list[str]:
         return list(self.manifest.kernels)
 
+    def entries(self) -> list[str]:
+        """The jit entries of the package (schema 2 manifests)."""
+        return list(self.manifest.entries)
+
     def __contains__(self, name: object) -> bool:
-        return name in self.manifest.kernels
+        return name in self.manifest.kernels or name in self.manifest.entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.manifest.kernels)
@@ -281,14 +292,39 @@ class Library:
     def __len__(self) -> int:
         return len(self.manifest.kernels)
 
-    def __getitem__(self, name: str) -> Kernel:
+    def __getitem__(self, name: str) -> Any:
+        if name in self.manifest.entries:
+            return self.entry(name)
+        return self.kernel(name)
+
+    def entry(self, name: str) -> Any:
+        """The jit entry `name`: called with the jit's arguments, it launches the package's kernels."""
+        e = self._entries.get(name)
+        if e is None:
+            man = self.manifest
+            if name not in man.entries:
+                raise KernelNotFoundError(f"package {man.package!r} has no jit entry {name!r}; its entries: "
+                                          f"{closest(str(name), list(man.entries))}  ({man.path})")
+            from .entry import Entry
+
+            def resolve(kernel: str, kernel_name: str) -> tuple[Kernel, Specialisation]:
+                k = self.kernel(kernel)
+                return k, next(sp for sp in k.specs if sp.spec["kernel_name"] == kernel_name)
+            e = Entry(man.entries[name], resolve, where=f"jit {name!r} of package {man.package!r}",
+                      file=man.entries[name].get("file", "?"))
+            with self._lock:
+                e = self._entries.setdefault(name, e)
+        return e
+
+    def kernel(self, name: str) -> Kernel:
+        """The kernel `name` of the kernel table, called with the kernel's own arguments."""
         k = self._kernels.get(name)
         if k is not None:
             return k
         man = self.manifest
         if name not in man.kernels:
             raise KernelNotFoundError(f"package {man.package!r} has no kernel {name!r}; its kernels: "
-                                      f"{_closest(str(name), list(man.kernels))}  ({man.path})")
+                                      f"{closest(str(name), list(man.kernels))}  ({man.path})")
         metallib = self.metallib_bytes
         specs = []
         for i, spec in enumerate(man.kernels[name]):
@@ -300,12 +336,14 @@ class Library:
                 return man.read_text(s["metal"])
 
             specs.append(Specialisation(
-                spec, where=where, library_key=("package", str(man.dir), man.files.get(man.metallib or "")),
-                ir=ir, metal_source=metal_source, metallib=metallib))
+                spec, where=where, ir_where=str(man.dir / spec["ir"]),
+                library_key=("package", str(man.dir), man.files.get(man.metallib or "")),
+                ir=ir, metal_source=metal_source, metallib=metallib, msl_version=man.msl_version,
+                macos_target=man.macos_target))
         with self._lock:
             return self._kernels.setdefault(name, Kernel(name, specs))
 
-    def __getattr__(self, name: str) -> Kernel:
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
         try:
@@ -330,8 +368,9 @@ _libraries: dict[Path, tuple[Manifest, Library]] = {}
 _libraries_lock = threading.Lock()
 
 
-def load(package: str | os.PathLike, name: str | None = None) -> Library | Kernel:
-    """The kernels of an installed package (a `Library`), or its kernel `name` (a `Kernel`).
+def load(package: str | os.PathLike, name: str | None = None) -> Any:
+    """The kernels of an installed package (a `Library`), or its kernel `name` (a `Kernel`; for the
+    name of a jit entry, the `entry.Entry`, called with the jit's arguments).
 
     `package` is an importable package name (located without importing it when top-level) or a
     path to a package directory or its `_enigma/` directory."""
@@ -341,5 +380,6 @@ def load(package: str | os.PathLike, name: str | None = None) -> Library | Kerne
         hit = _libraries.get(adir)
         if hit is None or hit[0] is not man:
             hit = _libraries[adir] = (man, Library(man))
+            stale.check(man)  # an editable install whose kernel modules changed: warn once
     lib = hit[1]
     return lib if name is None else lib[name]

@@ -80,13 +80,13 @@ def test_corrupt_manifest(make_package, text, problem):
     assert "manifest.json" in str(e.value)
 
 
-@pytest.mark.parametrize("schema, hint", [(2, "upgrade enigma-runtime"), (0, "rebuild"), ("1", "rebuild")])
+@pytest.mark.parametrize("schema, hint", [(3, "upgrade enigma-runtime"), (0, "rebuild"), ("1", "rebuild")])
 def test_unknown_schema_names_both_versions(make_package, schema, hint):
     adir = make_package("pkg_schema")
     doc = _manifest(adir)
     doc["schema"] = schema
     _rewrite(adir, doc)
-    with pytest.raises(ManifestError, match=f"schema {schema!r}.*reads schema 1.*{hint}"):
+    with pytest.raises(ManifestError, match=f"schema {schema!r}.*reads schema 1 or 2.*{hint}"):
         enigma_runtime.load("pkg_schema")
 
 

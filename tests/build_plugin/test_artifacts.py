@@ -40,7 +40,7 @@ def test_layout_manifest_and_hashes(tmp_path):
         "enigma_kernel_add_f16.metal", "enigma_kernel_add_f16.ir.json", "enigma_kernel_mul.metal",
         "enigma_kernel_mul.ir.json"])
     man = json.loads((out / "manifest.json").read_text())
-    assert man["schema"] == 1 and man["package"] == "pkg" and man["metallib"] == "kernels.metallib"
+    assert man["schema"] == 2 and man["package"] == "pkg" and man["metallib"] == "kernels.metallib"
     assert [s["kernel_name"] for s in man["kernels"]["add"]] == ["enigma_kernel_add", "enigma_kernel_add_f16"]
     assert man["kernels"]["add"][1]["metal"] == "enigma_kernel_add_f16.metal"
     assert man["kernels"]["mul"][0]["ir"] == "enigma_kernel_mul.ir.json"

@@ -21,7 +21,8 @@ from buildutil import (  # noqa: F401
 
 from enigma_build import config, core
 
-KERNELS = {"vector_add", "saxpy", "softmax", "matmul", "histogram"}
+KERNELS = {"vector_add", "saxpy", "softmax", "matmul", "histogram", "block_sums", "sum_all",  # kernels
+           "add", "add_f16", "axpy", "softmax_rows", "matmul_tiled", "count_values", "total"}  # jits' kernels
 
 
 def test_hatch_wheel_carries_artifacts(example_copy, tmp_path, capsys):
@@ -107,7 +108,7 @@ def test_failures_are_all_reported_with_file_and_line(example_copy, tmp_path):
     with pytest.raises(core.BuildError) as e:
         hatch_build(example_copy, tmp_path / "dist")
     msg = str(e.value)
-    assert msg.startswith("2 of 7 kernels of 'example_pkg' failed to compile:")
+    assert msg.startswith("2 of 16 kernels of 'example_pkg' failed to compile:")
     assert "no_annotation (example_pkg/bad.py:6):" in msg and "parameter 'x' has no annotation" in msg
     assert "returns (example_pkg/bad.py:11):" in msg and "returns a value" in msg
     assert str(example_copy) not in msg
@@ -174,14 +175,15 @@ def test_jit_launchers_and_import_styles(tmp_path):
     man = json.loads(files["manifest.json"])
     plain, launched = man["kernels"]["add1"][0], man["kernels"]["launch_add1"][0]
     assert plain["grid"] is None and plain["block"] is None
-    assert launched["kernel_name"] == "enigma_kernel_launch_add1" and launched["block"] == [64, 1, 1]
+    assert launched["kernel_name"] == "enigma_kernel_launch_add1_jit" and launched["block"] == [64, 1, 1]
     assert launched["grid"] == [{"op": "ceil_div", "args": [{"sym": "n"}, 64]}, 1, 1]
-    assert "kernel void enigma_kernel_launch_add1(" in files["enigma_kernel_launch_add1.metal"].decode()
+    source = files["enigma_kernel_launch_add1_jit.metal"].decode()
+    assert "kernel void enigma_kernel_launch_add1_jit(" in source
     # the runtime runs what was built
     import numpy as np
     from enigma_runtime import Kernel
-    k = Kernel.from_spec(launched, json.loads(files["enigma_kernel_launch_add1.ir.json"]),
-                         files["enigma_kernel_launch_add1.metal"].decode())
+    k = Kernel.from_spec(launched, json.loads(files["enigma_kernel_launch_add1_jit.ir.json"]),
+                         files["enigma_kernel_launch_add1_jit.metal"].decode())
     x, y = np.arange(100, dtype=np.float32), np.zeros(100, np.float32)
     k(x, y, np.int32(100), device="cpu")
     np.testing.assert_array_equal(y, x + 1)

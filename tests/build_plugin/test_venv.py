@@ -49,7 +49,9 @@ def wheelhouse(tmp_path_factory) -> Path:
         src / "runtime", src)
     assert {p.name.split("-")[0] for p in wh.glob("*.whl")} == {"enigma_runtime", "enigma_build"}
     # the build backends and run-time dependencies, from PyPI, once
+    # (platformdirs and packaging: enigma-build's own dependencies, in every build environment)
     run(sys.executable, "-m", "pip", "download", "-q", "-d", wh, "hatchling>=1.21", "editables",
+        "platformdirs>=3", "packaging>=22",
         "setuptools>=68", "wheel", "numpy>=1.24", "pytest>=7")
     return wh
 
@@ -147,3 +149,79 @@ def test_setuptools_frontends(tmp_path, wheelhouse, runner, mode):
             "--config-settings", f"editable_mode={mode}", env=env)
         assert run(runner, "-c", ST_SCRIPT, cwd=tmp_path).stdout.strip() == "[20.0, 40.0, 60.0]"
     run(runner, "-m", "pip", "uninstall", "-q", "-y", "st-pkg")
+
+
+ZOO_PYPROJECT = textwrap.dedent("""\
+    [build-system]
+    requires = ["hatchling>=1.21", "enigma-build>=0.1"]
+    build-backend = "hatchling.build"
+
+    [project]
+    name = "zoo-pkg"
+    version = "0.1.0"
+    requires-python = ">=3.10"
+    dependencies = ["numpy>=1.24", "enigma-runtime>=0.1"]
+
+    [tool.hatch.build.targets.wheel]
+    packages = ["src/zoo_pkg"]
+
+    [tool.hatch.build.hooks.enigma]
+
+    [tool.enigma]
+    vec-width = { saxpy_launch = 4 }
+    """)
+
+ZOO_SCRIPT = textwrap.dedent("""\
+    import sys, numpy as np, enigma_runtime
+    lib = enigma_runtime.load("zoo_pkg")
+    data = np.load(sys.argv[1])
+    out = {}
+    for key in sorted({k.rsplit("_", 1)[0] for k in data.files if "@" in k}):
+        name, size = key.split("@")
+        args = [data[f"{key}_{i}"] for i in range(int(data[f"{key}_n"]))]
+        args = [a[()] if a.ndim == 0 else a for a in args]  # 0-d arrays stand for scalars
+        got = lib[name](*args)
+        for i, a in enumerate(args):
+            out[f"{key}_{i}"] = np.asarray(a)
+        out[f"{key}_ret"] = np.asarray(got if isinstance(got, np.ndarray) else 0)
+    np.savez(sys.argv[2], **out)
+    print("ran", len(out), "arrays; nothing of zoo_pkg imported:", "zoo_pkg" not in sys.modules)
+    """)
+
+
+def test_every_zoo_jit_from_an_installed_wheel(tmp_path, wheelhouse, runner):
+    """tests/zoo.py as a package's kernel module: the wheel ships every zoo jit as an entry, and a fresh
+    venv (enigma-runtime and numpy only) runs each with its own arguments at three sizes."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "tests"))
+    import zoo
+
+    proj = tmp_path / "zoo_project"
+    (proj / "src" / "zoo_pkg").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text(ZOO_PYPROJECT)
+    (proj / "src" / "zoo_pkg" / "__init__.py").write_text("")
+    shutil.copy(REPO / "tests" / "zoo.py", proj / "src" / "zoo_pkg" / "zoo.py")
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "w", proj,
+        env=pip_env(wheelhouse, tmp_path / "cache"))
+    (whl,) = (tmp_path / "w").glob("*.whl")
+    run(runner, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", whl)
+    inputs, expected = {}, {}
+    for case in zoo.JITS:
+        for size in range(3):
+            key = f"{case.jit.name}@{size}"
+            ins = case.make_inputs(np.random.default_rng(size), size)
+            inputs[f"{key}_n"] = np.asarray(len(ins))
+            for i, a in enumerate(ins):
+                inputs[f"{key}_{i}"] = np.asarray(a)
+            copies = [np.copy(a) if isinstance(a, np.ndarray) else a for a in ins]
+            expected[key] = (case, case.expect(*copies))
+    np.savez(tmp_path / "in.npz", **inputs)
+    out = run(runner, "-c", ZOO_SCRIPT, tmp_path / "in.npz", tmp_path / "out.npz", cwd=tmp_path).stdout
+    assert "nothing of zoo_pkg imported: True" in out, out
+    got = np.load(tmp_path / "out.npz")
+    for key, (case, want) in expected.items():
+        for which, value in want.items():
+            array = got[f"{key}_ret"] if which == "return" else got[f"{key}_{which}"]
+            np.testing.assert_allclose(array, value, rtol=case.rtol, atol=case.atol, err_msg=key)
+    run(runner, "-m", "pip", "uninstall", "-q", "-y", "zoo-pkg")

@@ -1,6 +1,11 @@
 """Corners of the control-flow rewrite: nesting, closures, swaps, helpers, static loops with break."""
 from __future__ import annotations
 
+import importlib.util
+import inspect
+import threading
+from pathlib import Path
+
 import interp
 import numpy as np
 import pytest
@@ -124,8 +129,10 @@ def test_specialize_variants_and_bare_compile_with_arrays():
     assert enigma.compile(base).kernel_name == "enigma_kernel_k"
     assert ck.kernel_name == "enigma_kernel_k_8_f16" == ck.signature["kernel_name"]
     assert "kernel void enigma_kernel_k_8_f16(" in ck.metal_source
-    with pytest.raises(enigma.EnigmaError, match="got a float16 tensor"):
-        enigma.compile(k, np.zeros(4, np.float16))
+    # enigma.compile picks the specialisation that fits the arguments, as the build and the runtime do
+    assert enigma.compile(k, np.zeros(4, np.float16)).kernel_name == "enigma_kernel_k_8_f16"
+    with pytest.raises(enigma.EnigmaError, match="got a int32 tensor"):
+        enigma.compile(k, np.zeros(4, np.int32))  # no specialisation fits
 
 
 def test_variant_names_stay_distinct():
@@ -148,3 +155,125 @@ def test_constexpr_float_and_bool():
     x = np.array([4.0], np.float32)
     interp.run(k.trace({"FLIP": True}), [x], (1, 1, 1), (1, 1, 1))
     assert x.tolist() == [-2.0]
+
+
+def _bench_nested_if():
+    path = Path(__file__).parents[2] / "bench" / "nested_if.py"
+    spec = importlib.util.spec_from_file_location("bench_nested_if", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _code_objects(code) -> int:
+    return 1 + sum(_code_objects(c) for c in code.co_consts if inspect.iscode(c))
+
+
+def test_nested_traced_ifs_rewrite_linearly_and_compile_at_depth_60(tmp_path):
+    bench = _bench_nested_if()
+    counts = {}
+    for depth in (5, 10):
+        fn, _ = bench.load(depth, tmp_path).k.rewritten()
+        counts[depth] = _code_objects(fn.__code__)
+    # one function per branch body (kept once, not twice per level: that was 2**depth)
+    assert counts[10] - counts[5] == 5
+    k = bench.load(60, tmp_path).k
+    x = np.array([-3, 0, 1, 7, 59, 60, 61, 1000], np.int32)
+    out = np.zeros_like(x)
+    kern = run1(k, x, out, block=(8, 1, 1))
+    assert out.tolist() == np.clip(x, 0, 60).tolist()
+    assert len([op for op in ir.walk(kern.body) if op.name == "if"]) == 60
+    enigma.compile(k)
+
+
+def test_static_escapes_keep_python_semantics():
+    """return/break/continue in Python-valued `if`s (inside Python loops, static whiles and helpers) act as
+    in Python, and the variables assigned before them keep their values."""
+    @enigma.func
+    def first_at_least(limit):
+        for v in enigma.range_constexpr(10):
+            if v * v >= limit:
+                return v
+        return -1
+
+    @enigma.kernel
+    def k(x: Tensor[int32], N: Constexpr[int] = 6):
+        hits = 0
+        last = 0
+        for j in enigma.range_constexpr(N):
+            if j % 2 == 1:
+                continue
+            if j == 4:
+                last = j
+                break
+            hits += 1
+        n = 0
+        while n < 100:
+            n += 7
+            if n > 20:
+                if n % 2 == 0:
+                    break
+        x[0] = hits
+        x[1] = last
+        x[2] = n
+        x[3] = first_at_least(N * 3)
+        if N > 3:
+            x[4] = 9
+            return
+        x[4] = -9
+
+    x = np.zeros(5, np.int32)
+    kern = run1(k, x)
+    assert x.tolist() == [2, 4, 28, 5, 9]
+    assert not [op for op in ir.walk(kern.body) if op.name in ("if", "while", "for")]
+
+
+def test_return_in_static_if_inside_traced_loop_is_an_error_at_its_line():
+    @enigma.kernel
+    def k(x: Tensor[int32], n: int32):
+        for j in range(n):
+            if enigma.const_expr(j is not None):
+                if enigma.const_expr(True):
+                    return  # <-
+            x[j] = 1
+
+    with pytest.raises(enigma.EnigmaError) as info:
+        enigma.compile(k)
+    assert info.value.message == ("`return` inside a `for ... in range(...)` loop (a run-time loop) is not "
+                                  "supported")
+    lines, first = inspect.getsourcelines(k.fn)
+    assert info.value.line == first + next(i for i, s in enumerate(lines) if "# <-" in s)
+
+
+def test_two_threads_trace_at_once():
+    """The tracer's stack is per thread: two kernels traced at the same time keep their own ops."""
+    meet = threading.Barrier(2, timeout=20)
+
+    def rendezvous():
+        meet.wait()
+        return 0
+
+    @enigma.kernel
+    def one(x: Tensor[float32]):
+        x[0] = 1.0 + rendezvous()
+        x[1] = 11.0
+
+    @enigma.kernel
+    def two(x: Tensor[float32]):
+        x[0] = 2.0 + rendezvous()
+        x[1] = 22.0
+
+    results = {}
+
+    def work(k):
+        results[k.name] = k.trace()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (one, two)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, want in (("one", {1.0, 11.0}), ("two", {2.0, 22.0})):
+        consts = {op.attrs["value"] for op in ir.walk(results[name].body)
+                  if op.name == "const" and isinstance(op.attrs["value"], float)}
+        assert consts == want

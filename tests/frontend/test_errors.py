@@ -1,6 +1,7 @@
 """Malformed kernels and launchers: each error's exact message, type and the user's line (marked `# <-`)."""
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import math
 
@@ -9,7 +10,7 @@ import pytest
 import zoo
 
 import enigma
-from enigma import Constexpr, EnigmaError, Tensor, float16, float32, int32
+from enigma import Constexpr, EnigmaError, Tensor, bfloat16, float16, float32, int32
 
 
 def marked_line(fn) -> int:
@@ -217,9 +218,116 @@ def returns_value(x: Tensor[float32]):  # <-
     return x[0]
 
 
+# --- trace-time constants and values from elsewhere ----------------------------------------------
+
+@enigma.kernel
+def fstring_of_traced(a: Tensor[int32], out: Tensor[int32]):
+    i = enigma.thread_idx().x
+    out[i] = len(f"{a[i]}")  # <-
+
+
+@enigma.kernel
+def str_of_traced(a: Tensor[int32], out: Tensor[int32]):
+    out[0] = len(str(a[0]))  # <-
+
+
+@enigma.kernel
+def repr_of_traced(a: Tensor[int32], out: Tensor[int32]):
+    out[0] = len(repr(a[0]))  # <-
+
+
+@enigma.kernel
+def format_of_traced(a: Tensor[int32], out: Tensor[int32]):
+    out[0] = len(format(a[0], "d"))  # <-
+
+
+@enigma.kernel
+def hash_of_traced(a: Tensor[int32], out: Tensor[int32]):
+    seen = {a[0]: 1}  # <-
+    out[0] = seen[a[0]]
+
+
+@enigma.kernel
+def half_times_huge_float(h: Tensor[float16]):
+    h[0] = h[0] * 1e5  # <-
+
+
+@enigma.kernel
+def half_times_tiny_float(h: Tensor[float16]):
+    h[0] = h[0] * 1e-8  # <-
+
+
+@enigma.kernel
+def half_plus_huge_int(h: Tensor[float16]):
+    h[0] = h[0] + 70000  # <-
+
+
+@enigma.kernel
+def bfloat_less_than_huge_float(h: Tensor[bfloat16], out: Tensor[int32]):
+    out[0] = (h[0] < 1e39).to(int32)  # <-
+
+
+@enigma.kernel
+def float_times_tiny_float(x: Tensor[float32]):
+    x[0] = x[0] * 1e-50  # <-
+
+
+@enigma.kernel
+def default_on_scalar_parameter(x: Tensor[float32], n: int32 = 4):  # <-
+    x[0] = n
+
+
+@enigma.kernel
+def simd_sum_of_bool(x: Tensor[int32]):
+    x[0] = enigma.simd_sum(x[0] > 0)  # <-
+
+
+@enigma.func
+def recurse_forever(v):
+    return recurse_forever(v + 1)  # <-
+
+
+@enigma.kernel
+def recursive_func(x: Tensor[int32]):
+    x[0] = recurse_forever(x[0])
+
+
+@enigma.func
+def recurse_through_an_if(v):
+    if v > 0:
+        v = v + 1
+    return recurse_through_an_if(v)  # <-
+
+
+@enigma.kernel
+def recursive_func_with_if(x: Tensor[int32]):
+    x[0] = recurse_through_an_if(x[0])
+
+
+TEXT = "(a run-time value): its value is only known at run time, so the text would be a trace-time constant"
 T = EnigmaError
 TE = TypeError
 CASES = [
+    (fstring_of_traced, TE, f"format() (or an f-string) of a traced int32 {TEXT}"),
+    (str_of_traced, TE, f"str() (or an f-string) of a traced int32 {TEXT}"),
+    (repr_of_traced, TE, f"repr() of a traced int32 {TEXT}"),
+    (format_of_traced, TE, f"format() (or an f-string) of a traced int32 {TEXT}"),
+    (hash_of_traced, TE, "hash() of a traced int32 (a run-time value) (a dict key or set member): its value "
+                         "is only known at run time"),
+    (half_times_huge_float, TE, "the Python float 100000.0 does not fit float16, the type of the other "
+                                "operand of * (it would become inf)"),
+    (half_times_tiny_float, TE, "the Python float 1e-08 does not fit float16, the type of the other operand "
+                                "of * (it would become 0.0)"),
+    (half_plus_huge_int, TE, "the Python int 70000 does not fit float16, the type of the other operand of + "
+                             "(it would become inf)"),
+    (bfloat_less_than_huge_float, TE, "the Python float 1e+39 does not fit bfloat16, the type of the other "
+                                      "operand of < (it would become inf)"),
+    (float_times_tiny_float, TE, "the Python float 1e-50 does not fit float32, the type of the other operand "
+                                 "of * (it would become 0.0)"),
+    (default_on_scalar_parameter, T, "kernel parameter 'n' has a default value (4); only Constexpr "
+                                     "parameters can have one"),
+    (simd_sum_of_bool, TE, "enigma.simd_sum of a traced bool (a run-time value): Metal's simdgroup "
+                           "reductions take numbers, not bools"),
     (return_in_dynamic_if, T, "`return` inside an `if` on a traced condition is not supported"),
     (break_in_range_loop, T, "`break` inside a `for ... in range(...)` loop (a run-time loop) is not "
                              "supported"),
@@ -255,7 +363,8 @@ CASES = [
     (static_out_of_bounds, T, "index 4 is out of bounds for axis 1 of x (size 4)"),
     (shared_in_dynamic_if, T, "shared_tensor must be declared at the top level of the kernel, not inside "
                               "dynamic control flow"),
-    (shared_dynamic_shape, T, "shared_tensor needs a static shape of positive Python ints, got (Val(%"),
+    (shared_dynamic_shape, T, "shared_tensor needs a static shape of positive Python ints, got "
+                              "(<traced int32>,)"),
     (shared_named_like_a_parameter, T, "the threadgroup array name 'tile' is also a kernel parameter"),
     (too_much_threadgroup_memory, T, "threadgroup memory of 32772 bytes (a, b, c) exceeds Metal's 32768 "
                                      "bytes per threadgroup"),
@@ -300,6 +409,20 @@ def launches_twice(a, b, c):  # <-
 
 
 @enigma.jit
+def launches_per_element(a, b, c):
+    n = a.shape[0]
+    for _ in range(n):  # <-
+        zoo.vector_add(a, b, c, n).launch(grid=(1, 1, 1), block=(256, 1, 1))
+
+
+@enigma.jit
+def chooses_in_python(a, b, c):
+    n = a.shape[0]
+    if n > 1024:  # <-
+        zoo.vector_add(a, b, c, n).launch(grid=(1, 1, 1), block=(256, 1, 1))
+
+
+@enigma.jit
 def launches_without_n(a, b, c):
     zoo.vector_add(a, b, c).launch(grid=(1, 1, 1), block=(256, 1, 1))  # <-
 
@@ -319,10 +442,7 @@ def test_jit_errors():
     a = np.zeros(8, np.float32)
     spec = enigma.TensorSpec(float32, ("n",))
     for fn, msg, args in [
-        (launches_nothing, "@jit function 'launches_nothing' launched 0 kernels; it must launch exactly one",
-         (a, a, a)),
-        (launches_twice, "@jit function 'launches_twice' launched 2 kernels; it must launch exactly one",
-         (a, a, a)),
+        (launches_nothing, "@jit function 'launches_nothing' launched no kernel", (a, a, a)),
         (symbolic_block, "block (n, 1, 1) depends on sizes known only at launch", (spec, spec, spec)),
         (launches_without_n, "kernel 'vector_add' is launched without its argument 'n'", (a, a, a)),
         (launches_twice, "@jit function 'launches_twice' got the wrong arguments: missing a required "
@@ -343,6 +463,41 @@ def test_calling_kernels_and_jits_directly():
     assert info.value.line == inspect.currentframe().f_lineno - 2
     with pytest.raises(EnigmaError, match="is not called directly"):
         zoo.add(1, 2, 3)
+
+
+@pytest.mark.parametrize("fn, what", [(launches_per_element, "using as an int"),
+                                      (chooses_in_python, "the truth value")])
+def test_unshippable_jits_are_refused_at_their_line(fn, what):
+    """A jit that decides in Python on a size known only at launch cannot become data (a build runs
+    it on TensorSpecs): refused at the user's line, saying why and what to use instead."""
+    spec = enigma.TensorSpec(float32, ("n",))
+    with pytest.raises(EnigmaError) as info:
+        enigma.compile(fn, spec, spec, spec)
+    err = info.value
+    assert (err.file, err.line) == (__file__, marked_line(fn.fn))
+    assert what in err.message and "a size known only at launch" in err.message
+    assert "cannot be shipped" in err.message and "enigma.select" in err.message
+
+
+def test_a_size_used_in_python_is_a_guard_of_the_compiled_jit():
+    """With arrays the same jit compiles (the size is known), guarded: other sizes are refused, naming
+    the condition and the line, never run with a stale decision."""
+    a = np.zeros(8, np.float32)
+    ck = enigma.compile(launches_per_element, a, a, a)
+    assert len(ck.entry["launches"]) == 8
+    ck(a, a.copy(), a.copy(), device="cpu")
+    b = np.zeros(9, np.float32)
+    with pytest.raises(ValueError, match=r"a.shape\[0\] == 8.*compile again"):
+        ck(b, b, b.copy(), device="cpu")
+
+
+def test_the_launches_of_a_loop_over_a_static_count_are_recorded_in_order():
+    a = np.arange(4, dtype=np.float32)
+    ck = enigma.compile(launches_twice, a, a, a)
+    assert len(ck.entry["launches"]) == 2 and len(ck.parts) == 1  # one kernel, launched twice
+    c = np.zeros(4, np.float32)
+    ck(a, a, c, device="cpu")
+    np.testing.assert_array_equal(c, 2 * a)
     with pytest.raises(EnigmaError, match="expects an @enigma.kernel or @enigma.jit function"):
         enigma.compile(lambda: None)
 
@@ -375,3 +530,64 @@ def test_reserved_parameter_names():
         enigma.compile(k)
     assert info.value.message == "kernel parameter name 'half' is reserved in the generated Metal source"
     assert info.value.line == marked_line(k.fn)
+
+
+# a traced value kept in a global by one kernel's trace and used by another's
+_KEPT: list = []
+
+
+@enigma.kernel
+def keeps_a_traced_value(x: Tensor[float32]):
+    _KEPT.append(x[0] * 2.0)
+    x[0] = 1.0
+
+
+@enigma.kernel
+def uses_a_kept_value(x: Tensor[float32]):
+    x[0] = _KEPT[-1] + 1.0  # <-
+
+
+def test_traced_value_from_another_kernel():
+    enigma.compile(keeps_a_traced_value)
+    with pytest.raises(EnigmaError) as info:
+        enigma.compile(uses_a_kept_value)
+    assert info.value.message == ("a traced value of kernel 'keeps_a_traced_value' is used while tracing "
+                                  "kernel 'uses_a_kept_value'")
+    assert (info.value.file, info.value.line) == (__file__, marked_line(uses_a_kept_value.fn))
+    assert "do not keep it in a global" in info.value.hint
+
+
+def test_literals_that_fit_and_explicit_infinities_are_accepted():
+    @enigma.kernel
+    def k(h: Tensor[float16], b: Tensor[bfloat16]):
+        h[0] = h[0] * 60000.0 + 6e-8 + float("inf") * 0.0 - 65504
+        b[0] = b[0] * 1e38 + float("-inf")
+
+    enigma.compile(k)
+
+
+@pytest.mark.parametrize("kernel,helper", [(recursive_func, recurse_forever),
+                                           (recursive_func_with_if, recurse_through_an_if)])
+def test_recursive_func_is_an_error_at_the_recursive_call(kernel, helper):
+    """Not at `<string>:3` (a dataclass __init__ where the stack ran out): at the user's recursive call."""
+    with pytest.raises(EnigmaError) as info:
+        enigma.compile(kernel)
+    assert info.value.message.startswith(f"RecursionError while tracing kernel {kernel.name!r}: maximum "
+                                         "recursion depth exceeded")
+    assert (info.value.file, info.value.line) == (__file__, marked_line(helper.fn))
+    assert "recursion must stop on a Python (compile-time) condition" in info.value.hint
+
+
+def test_a_250_term_expression_compiles_and_runs(tmp_path):
+    terms = " + ".join(["a[i]"] * 250)
+    path = tmp_path / "deep_expression.py"
+    path.write_text("import enigma\nfrom enigma import Tensor, float32\n\n\n@enigma.kernel\n"
+                    "def k(a: Tensor[float32], o: Tensor[float32]):\n    i = enigma.thread_idx().x\n"
+                    f"    if i < 4:\n        o[i] = {terms}\n")
+    spec = importlib.util.spec_from_file_location("deep_expression", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    compiled = enigma.compile(mod.k)
+    a, o = np.arange(4, dtype=np.float32), np.zeros(4, np.float32)
+    compiled(a, o, grid=(1, 1, 1), block=(4, 1, 1), device="cpu")
+    assert o.tolist() == (a * 250).tolist()

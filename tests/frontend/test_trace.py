@@ -3,6 +3,7 @@ TensorSpec grid expressions, and the meaning of traced control flow (run by a ti
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import interp
 import numpy as np
@@ -96,7 +97,7 @@ def test_compile_options(tmp_path, capsys):
     assert out.startswith("kernel vector_add(") and f"# line {line_of(zoo.vector_add.fn, 'c[i] =')}" in out
     assert (tmp_path / "enigma_kernel_vector_add.metal").read_text() == ck.metal_source
     path = ck.export_metal(tmp_path / "sub" / "k.metal")
-    assert path == str((tmp_path / "sub" / "k.metal").resolve()) and open(path).read() == ck.metal_source
+    assert path == str((tmp_path / "sub" / "k.metal").resolve()) and Path(path).read_text() == ck.metal_source
     assert ck.metallib_path is None and ck.metallib_bytes is None
 
 
@@ -253,7 +254,12 @@ def test_zoo_traces_with_expected_structure(entry):
     want = {"vector_add": {"load", "store", "if"}, "saxpy": {"param", "load", "store"},
             "softmax": {"for", "simd_max", "simd_sum", "barrier", "exp"},
             "sum_reduce": {"simd_sum", "atomic_add", "if"}, "matmul": {"for", "barrier", "fma"},
-            "transpose": {"barrier", "load", "store"}, "histogram": {"atomic_add", "for", "barrier"}}
+            "transpose": {"barrier", "load", "store"}, "histogram": {"atomic_add", "for", "barrier"},
+            "simd_matmul": {"simd_fill", "simd_load", "simd_mma", "simd_store", "for", "barrier"},
+            "simd_matmul_f16": {"simd_load", "simd_mma", "simd_store"},
+            "reg_matmul": {"vload", "vstore", "pack", "extract", "fma", "for"},
+            "q4_0_matvec": {"load", "simd_sum", "for"}, "layer_norm": {"simd_sum", "barrier", "rsqrt"},
+            "masked_softmax": {"simd_max", "simd_sum", "exp"}, "softmax_no_mask": {"simd_max", "exp"}}
     assert want[entry.name] <= names
     assert all(op.line for op in ops(k))
     outs = {k.args[i].name for i in entry.outputs}

@@ -42,14 +42,16 @@ def zoo_package(compiled, tmp_path_factory):
 
 def test_package_lists_every_zoo_kernel(compiled, zoo_package):
     lib = enigma_runtime.load(zoo_package)
-    assert sorted(lib.names()) == sorted(ck.signature["name"] for _, _, ck in compiled.values())
+    assert sorted(lib.names()) == sorted({ck.signature["name"] for _, _, ck in compiled.values()})
 
 
 @pytest.mark.parametrize("name", [e.name for e in zoo.ZOO])
 def test_zoo_kernel_from_the_package_on_cpu(name, compiled, zoo_package):
     entry, ins, ck = compiled[name]
     k = enigma_runtime.load(zoo_package, ck.signature["name"])
-    assert k.kernel_name == ck.kernel_name and k.metal_source == ck.metal_source
+    # the specialisation compiled for this entry (a kernel may ship several: the optional mask)
+    sp = next(sp for sp in k.specs if sp.spec["kernel_name"] == ck.kernel_name)
+    assert sp.metal_source == ck.metal_source
     args = _copy(entry.kernel_args(ins))
     expected = entry.reference(*_copy(args))
     grid = None if ck.signature.get("grid") is not None else ck.grid
@@ -64,7 +66,7 @@ def test_compiled_kernel_call_on_cpu(name, compiled):
     entry, ins, ck = compiled[name]
     args = _copy(entry.kernel_args(ins))
     expected = entry.reference(*_copy(args))
-    ck(*args, device="cpu")
+    ck.kernel(*args, device="cpu")
     for i, want in zip(entry.outputs, expected):
         np.testing.assert_allclose(args[i], want, rtol=entry.rtol, atol=entry.atol)
 
@@ -76,6 +78,9 @@ def test_msl_buffer_indices_match_the_binding_abi(name, compiled):
     _, _, ck = compiled[name]
     src, spec = ck.metal_source, ck.signature
     for a in spec["args"]:
+        if a["kind"] == "none":  # an optional tensor this specialisation leaves out: no parameter
+            assert not re.search(rf"\b{re.escape(a['name'])}\s*\[\[", src)
+            continue
         m = re.search(rf"\b{re.escape(a['name'])}\s*\[\[\s*buffer\(\s*(\d+)\s*\)\s*\]\]", src)
         assert m and int(m.group(1)) == a["buffer"], (a["name"], src[:2000])
     if spec.get("dims_buffer") is not None:
@@ -87,7 +92,8 @@ def test_out_of_bounds_launch_of_a_compiled_kernel_names_the_source_line(compile
     entry, ins, ck = compiled["vector_add"]
     a, b, c, n = _copy(entry.kernel_args(ins))
     with pytest.raises(enigma_runtime.OutOfBoundsError, match=r"tensor 'a'.*index 1000.*line \d+|zoo.py:\d+"):
-        ck(a, b, c, n + 5, device="cpu")  # n lies about the size: the bounds test lets bad threads through
+        # n lies about the size: the bounds test lets bad threads through
+        ck.kernel(a, b, c, n + 5, device="cpu")
 
 
 def test_the_cpu_executor_knows_every_op_of_the_compiler():
@@ -95,3 +101,51 @@ def test_the_cpu_executor_knows_every_op_of_the_compiler():
 
     from enigma.ir import ALL_OPS
     assert ALL_OPS - CATALOGUE == {"yield", "condition"} and CATALOGUE <= ALL_OPS
+
+
+@pytest.mark.parametrize("name", [e.name for e in zoo.ZOO])
+def test_zoo_kernel_on_cpu_in_chunks_of_one_threadgroup(name, compiled, monkeypatch):
+    """A grid larger than the CPU's chunk runs chunk by chunk (nothing allocated per grid cell up
+    front): with one threadgroup per chunk every zoo kernel still computes its reference."""
+    from enigma_runtime import cpu
+
+    monkeypatch.setattr(cpu, "THREADS_PER_CHUNK", 1)
+    entry, ins, ck = compiled[name]
+    args = _copy(entry.kernel_args(ins))
+    expected = entry.reference(*_copy(args))
+    seen = []
+    real = cpu.ChunkGeo
+
+    def spy(grid, block, chunk, origin):
+        seen.append(origin)
+        return real(grid, block, chunk, origin)
+    monkeypatch.setattr(cpu, "ChunkGeo", spy)
+    ck.kernel(*args, device="cpu")
+    for i, want in zip(entry.outputs, expected):
+        np.testing.assert_allclose(args[i], want, rtol=entry.rtol, atol=entry.atol)
+    assert len(seen) == len(set(seen)) >= 1
+
+
+def test_chunked_out_of_bounds_names_the_real_threadgroup(compiled, monkeypatch):
+    from enigma_runtime import cpu
+
+    monkeypatch.setattr(cpu, "THREADS_PER_CHUNK", 1)
+    entry, ins, ck = compiled["vector_add"]
+    a, b, c, n = _copy(entry.kernel_args(ins))
+    groups = -(-len(a) // ck.signature["block"][0])
+    with pytest.raises(enigma_runtime.OutOfBoundsError, match=rf"of threadgroup \({groups - 1}, 0, 0\)"):
+        ck.kernel(a, b, c, n + 5, device="cpu")
+
+
+def test_signatures_record_the_simd_width_of_kernels_using_simd_ops(compiled):
+    def ops(body):
+        for op in body:
+            yield op["op"]
+            for r in op.get("regions", []):
+                yield from ops(r["body"])
+    seen = set()
+    for _, _, ck in compiled.values():
+        uses = any(o.startswith("simd_") for o in ops(ck.ir_json["body"]))
+        assert ck.signature.get("simd_width") == (32 if uses else None), ck.name
+        seen.add(uses)
+    assert seen == {True, False}

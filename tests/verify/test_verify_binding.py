@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from enigma_runtime.binding import bind, metal_buffers
 from toolcheck import need_tool
 
 import enigma
 from enigma import Tensor, bfloat16, float32, int8, int32, uint8
 from enigma.verify import check, run_msl
-from enigma.verify.harness import bind_signature
 
 pytestmark = pytest.mark.needs_clang
 H = "#include <metal_stdlib>\nusing namespace metal;\n\n"
@@ -32,9 +32,10 @@ def _scalar_spec(dtype: str) -> dict:
     (1.0 + 2**-7 + 2**-10, 0x3F81),  # below halfway: rounds down
 ])
 def test_bfloat16_scalar_is_bound_as_rounded_bits(value, bits):
-    buf = bind_signature(_scalar_spec("bfloat16"), [value])[0]
+    spec = _scalar_spec("bfloat16")
+    buf = metal_buffers(bind(spec, (value,), "k"))[0]  # the one binding of every Metal device
     assert buf.dtype == np.uint16 and int(buf) == bits
-    assert int(bind_signature(_scalar_spec("bfloat16"), [np.float32(value)])[0]) == bits
+    assert int(metal_buffers(bind(spec, (np.float32(value),), "k"))[0]) == bits
 
 
 @enigma.kernel
@@ -193,15 +194,15 @@ def test_make_inputs_clamps_narrow_integer_scalars():
     spec = {"args": [{"name": "a", "kind": "tensor", "dtype": "int8", "rank": 1, "shape": ["n"],
                       "access": "read"}] + [
         {"name": name, "kind": "scalar", "dtype": dt, "rank": 0, "shape": [], "access": "read"}
-        for name, dt in (("i8", "int8"), ("u8", "uint8"), ("i16", "int16"), ("i32", "int32"),
-                         ("bf", "bfloat16"))]}
+        for name, dt in (("i8_size", "int8"), ("u8_size", "uint8"), ("i16_size", "int16"),
+                         ("i32_size", "int32"), ("bf", "bfloat16"))]}  # size-like names get the size S
     a, i8, u8, i16, i32, bf = check.make_inputs(spec, np.random.default_rng(0))
     assert a.shape == (1003,)
     assert i8.dtype == np.int8 and i8 == 127
     assert u8.dtype == np.uint8 and u8 == 255
     assert i16 == 1003 and i32 == 1003
-    assert bf == 1.5
-    _, i8, u8, *_ = check.make_inputs(spec, np.random.default_rng(0), sizes={"i8": -500, "u8": 7})
+    assert bf == 0.75
+    _, i8, u8, *_ = check.make_inputs(spec, np.random.default_rng(0), sizes={"i8_size": -500, "u8_size": 7})
     assert i8 == -128 and u8 == 7
 
 

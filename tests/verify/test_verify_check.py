@@ -32,13 +32,11 @@ def built_package(tmp_path_factory) -> Path:
     return out / "example_pkg"
 
 
-@pytest.mark.slow
-def test_check_project_directory_cli(capsys):
-    assert check.main([str(EXAMPLE)]) == 0
-    out = capsys.readouterr().out
-    assert "example_pkg.vector_add" in out and "0 disagree or fail" in out
-    for line in out.splitlines()[1:-1]:
-        assert line.split()[1] == "yes", line
+def test_check_project_directory_is_enigma_builds(capsys):
+    # enigma.verify does not build projects (it never imports enigma_build): `enigma-build check
+    # PROJECT` does (tests/build_plugin/test_cli.py)
+    assert check.main([str(EXAMPLE)]) == 2
+    assert "run `enigma-build check" in capsys.readouterr().err
 
 
 def test_check_built_package_and_rows(built_package):
@@ -98,7 +96,7 @@ def test_make_inputs_uses_one_size_for_dims_and_int_scalars():
                       "access": "read"}]}
     a, out, m, s = check.make_inputs(spec, np.random.default_rng(0))
     assert a.shape == (37, 5) and out.shape == (37,) and m == 37 and not out.any()
-    assert s.dtype == np.float16 and s == 1.5
+    assert s.dtype == np.float16 and s == 0.75
     a, out, m, s = check.make_inputs(spec, np.random.default_rng(0), sizes={"m": 9})
     assert out.shape == (9,) and m == 9
 
@@ -117,10 +115,10 @@ def test_find_clang_env_and_cache(monkeypatch, tmp_path):
     src = "#include <metal_stdlib>\nkernel void k(device int* a [[buffer(0)]]) { a[0] = 1; }\n" \
           "extern \"C\" void enigma_entry(const void*) {}\n"
     lib = clang.compile_kernel_library(src)
-    assert lib.parent == tmp_path / "cache" and lib.exists()
+    assert lib.parent == tmp_path / "cache" / "verify" and lib.exists()  # enigma.cache.cache_dir("verify")
     assert clang.compile_kernel_library(src) == lib  # cached by content
     assert clang.compile_kernel_library(src.replace("= 1", "= 2")) != lib
-    assert not list((tmp_path / "cache").glob("tmp*"))  # temporary build directories are gone
+    assert not list((tmp_path / "cache" / "verify").glob("tmp*"))  # temporary build directories are gone
 
 
 def test_no_clang_error_says_how_to_get_one(monkeypatch):
@@ -187,3 +185,71 @@ def test_run_msl_takes_a_kernel_loaded_by_the_runtime(built_package):
     c = np.zeros(300, np.float32)
     run_msl(k, a, a, c, np.int32(300))  # grid/block from the manifest's grid expressions
     np.testing.assert_array_equal(c, 2 * a)
+
+
+def _t(name, rank, shape=None, dtype="float32", access="read"):
+    return {"name": name, "kind": "tensor", "dtype": dtype, "rank": rank,
+            "shape": shape if shape is not None else [None] * rank, "access": access}
+
+
+def _s(name, dtype="int32"):
+    return {"name": name, "kind": "scalar", "dtype": dtype, "rank": 0, "shape": [], "access": "read"}
+
+
+def _dim(a, ax):
+    return {"dim": [a, ax]}
+
+
+def _op(op, x, y):
+    return {"op": op, "args": [x, y]}
+
+
+def test_inputs_satisfy_requires_and_keep_scalars_sane():
+    spec = {"args": [_t("qs", 2, dtype="uint8"), _t("y", 2, access="write"), _s("n"), _s("n_head_log2"),
+                     _s("max_bias", "float32"), _s("chunk")],
+            "grid": [_op("ceil_div", {"arg": "n"}, 32), 1, 1],
+            "requires": [
+                {"expr": _op("eq", _dim("y", 1), _op("mul", 2, _dim("qs", 1))),
+                 "text": "y.shape[1] == 2 * qs.shape[1]"},
+                {"expr": _op("eq", _op("mod", {"arg": "chunk"}, 4), 0), "text": "chunk % 4 == 0"},
+                {"expr": _op("ge", _dim("qs", 0), 64), "text": "qs.shape[0] >= 64"}]}
+    plan = check.plan_inputs(spec)
+    assert plan.shapes["y"][1] == 2 * plan.shapes["qs"][1] and plan.shapes["qs"][0] >= 64
+    assert plan.scalars["chunk"] % 4 == 0 and plan.scalars["n"] == 37  # read by the grid: a size
+    assert plan.scalars["n_head_log2"] == 3 and plan.scalars["max_bias"] == 0.75  # sane, not 37 and 1.5
+    assert not plan.unsatisfied
+    qs, y, n, log2, bias, chunk = check.make_inputs(spec, np.random.default_rng(0))
+    assert y.shape[1] == 2 * qs.shape[1] and chunk % 4 == 0 and log2 == 3
+    # what the user fixes stays fixed; what cannot hold is reported
+    fixed = check.plan_inputs(spec, sizes={"qs.1": 10, "chunk": 6})
+    assert fixed.shapes["y"][1] == 20 and fixed.unsatisfied == ["chunk % 4 == 0"]
+    assert "qs[" in fixed.describe() and "chunk=6" in fixed.describe()
+    rows = check.check_kernels([(dict(spec, kernel_name="k", name="k"), None, "")], sizes={"chunk": 6})
+    assert not rows[0].agree and "no sizes found that satisfy the kernel's requires: chunk % 4 == 0" in \
+        rows[0].detail and "--size NAME=N" in rows[0].detail
+
+
+def test_tolerance_scales_with_the_result_magnitude():
+    spec = {"args": [_t("y", 1, access="write")]}
+    want = [np.array([1e4, 0.0, -3.0], np.float32)]
+    assert check.compare(spec, [np.array([1e4, 0.5, -3.0], np.float32)], want)[0]  # 0.5 << 1e4 * 1e-4
+    ok, err, where = check.compare(spec, [np.array([1e4, 2.0, -3.0], np.float32)], want)
+    assert not ok and err == 2.0 and "y[1]" in where
+    small = [np.array([1.0, 0.0], np.float32)]
+    assert not check.compare(spec, [np.array([1.0, 5e-4], np.float32)], small)[0]  # magnitude 1: atol 1e-4
+
+
+def test_disagreement_names_the_inputs_and_how_to_give_others(built_package, capsys):
+    from enigma_runtime.manifest import read_manifest
+
+    man = read_manifest(built_package / "_enigma")
+    spec = dict(man.kernels["saxpy"][0])
+    metal, ir = man.read_text(spec["metal"]), man.read_json(spec["ir"])
+    wrong = metal.replace("alpha *", "(alpha + 1.0f) *", 1)
+    row = check.check_kernels([(spec, ir, wrong)], scalars={"alpha": 0.5})[0]
+    assert not row.agree and "inputs (seed 0): shapes x[1003], y[1003]; scalars alpha=0.5, n=1003" in \
+        row.detail, row.detail
+    assert "--scalar NAME=VALUE" in row.detail and "--size NAME=N" in row.detail
+    assert check.main([str(built_package), "--scalar", "alpha=-2"]) == 0
+    assert check.main([str(built_package), "--scalar", "alpha"]) == 2
+    assert "--scalar takes NAME=VALUE" in capsys.readouterr().err

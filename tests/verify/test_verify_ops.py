@@ -104,7 +104,7 @@ def _both(kernel, *arrays, specs=None, vec_width=0):
     n = np.int32(len(arrays[0]))
     ck = enigma.compile(_jit(kernel), *(specs or arrays), vec_width=vec_width)
     cpu = [np.array(a, copy=True) for a in arrays]
-    ck(*cpu, n, device="cpu")
+    ck.kernel(*cpu, n, device="cpu")
     metal = [np.array(a, copy=True) for a in arrays]
     run_msl(ck, *metal, n)
     return cpu, metal, ck.metal_source

@@ -2,6 +2,8 @@
 agrees with numpy and with the runtime's CPU executor; kernels with barriers under all schedules."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import zoo
@@ -89,4 +91,4 @@ def test_errors_name_the_metal_line_and_the_python_line():
     metal_line = int(msg.split(":")[1])
     py_line = ck.metal_source.splitlines()[metal_line - 1].rsplit("// line", 1)[1].strip()
     assert msg.rstrip().endswith(f"zoo.py:{py_line}") and "c[i] = a[i] + b[i]" in \
-        open(zoo.__file__).read().splitlines()[int(py_line) - 1]
+        Path(zoo.__file__).read_text().splitlines()[int(py_line) - 1]

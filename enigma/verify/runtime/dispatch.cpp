@@ -87,6 +87,7 @@ struct Shadow { uint32_t w, r, wg, rg, wp, rp, ws, rs; };
 constexpr int kMaxBufs = 64;
 constexpr unsigned char kCanary = 0xA5;
 Buf g_bufs[kMaxBufs];
+int g_nbufs;  // slots below this may be in use
 size_t g_page = 4096;
 
 // ---- fibers ------------------------------------------------------------------------------------
@@ -263,6 +264,16 @@ int g_ntg;  // ids below this may be allocated
 unsigned long g_tg_bytes;
 
 bool g_race;  // race checking on (the kernel library is instrumented with -fsanitize=thread)
+// In-bounds data ranges seen recently (most accesses hit the same few arrays): an access inside one
+// needs no search. Only data ranges are cached, so an out-of-bounds access never hits; cleared
+// whenever buffers or threadgroup variables change and in race-checking runs (which record).
+struct Range { const char* lo; const char* hi; };
+constexpr int kRangeCache = 4;
+Range g_ok[kRangeCache];
+int g_ok_next;
+void ok_clear() { for (auto& r : g_ok) r = Range{nullptr, nullptr}; }
+void ok_add(const char* lo, size_t n) { g_ok[g_ok_next] = Range{lo, lo + n}; g_ok_next = (g_ok_next + 1) % kRangeCache; }
+
 uint32_t g_group;  // linear index of the running threadgroup
 uint32_t g_phase;  // barriers completed by the running threadgroup
 // Simd-group rendezvous since the last barrier, per simdgroup: lanes that met at a simd-group call
@@ -595,10 +606,17 @@ extern "C" uint32_t enigma_rt_lane() { return g_cur ? g_cur->ctx.tiisg : 0; }
 
 extern "C" void enigma_rt_error(const char* msg, int line) { kernel_error(line, "%s", msg); }
 
-extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size) {
-  if (id >= 0 && id < g_ntg && g_tg[id].data) return g_tg[id].data;
+extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size, unsigned long align) {
+  if (id >= 0 && id < g_ntg && g_tg[id].data) {
+    if (g_tg[id].size != size)  // one declaration, two sizes: e.g. two template instantiations
+      kernel_error(0, "threadgroup variable %d is declared with %lu and with %lu bytes (two instantiations "
+                   "of one template declaration?); the harness gives each declaration one size", id,
+                   (unsigned long)g_tg[id].size, size);
+    return g_tg[id].data;
+  }
   if (id < 0 || id >= kMaxTg) kernel_error(0, "more than %d threadgroup variables", kMaxTg);
-  const size_t padded = ((size ? size : 1) + 15) & ~(size_t)15;
+  if (align < 16 || align > 4096 || (align & (align - 1))) align = align > 4096 ? 4096 : 16;
+  const size_t padded = ((size ? size : 1) + align - 1) & ~(size_t)(align - 1);
   const size_t body = (padded + g_page - 1) / g_page * g_page;
   char* m = (char*)mmap(nullptr, body + 2 * g_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) kernel_error(0, "cannot map %lu bytes of threadgroup memory", size);
@@ -623,9 +641,38 @@ extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size) {
   return v.data;
 }
 
-// ---- race checking: kernels compiled with -fsanitize=thread call these on every load and store ----
-// Threadgroup memory only: two different threads of a group touching the same byte between two
-// barriers, at least one of them writing, is a data race (a missing threadgroup_barrier).
+// [[threadgroup(i)]] parameters: their lengths are given at dispatch (enigma_set_tg_params); the
+// storage is a threadgroup variable like a declared one (guarded, poisoned, counted, reset)
+constexpr int kMaxTgParams = 31;
+uint64_t g_tgp_len[kMaxTgParams];
+int g_tgp_n, g_tgp_first;
+
+extern "C" void enigma_set_tg_params(const uint64_t* lens, int n, int first_id) {
+  g_tgp_n = n < kMaxTgParams ? n : kMaxTgParams;
+  g_tgp_first = first_id;
+  for (int i = 0; i < g_tgp_n; i++) g_tgp_len[i] = lens[i];
+}
+
+extern "C" void* enigma_rt_tg_param(int index) {
+  if (index < 0 || index >= g_tgp_n || !g_tgp_len[index])
+    kernel_error(0, "no length for the [[threadgroup(%d)]] parameter: give it at dispatch "
+                 "(threadgroup_memory={%d: nbytes})", index, index);
+  const int id = g_tgp_first + index;
+  if (id >= kMaxTg) kernel_error(0, "more than %d threadgroup variables", kMaxTg);
+  TgVar& v = g_tg[id];
+  if (v.data && v.size != g_tgp_len[index]) {  // another length than the last launch's
+    munmap(v.map, v.map_len);
+    if (v.shadow) munmap(v.shadow, 8 * v.size);
+    g_tg_bytes -= v.size;
+    v = TgVar{};
+    ok_clear();
+  }
+  return enigma_rt_tg_alloc(id, g_tgp_len[index], 16);
+}
+
+// ---- checked accesses: kernels are instrumented (-fsanitize=thread hooks) on every load and store ----
+// Bounds of every buffer and threadgroup array; in a race-checking run also: two different threads
+// of a group touching the same threadgroup byte between two barriers, at least one writing.
 namespace {
 void set_pc(ErrInfo* e, void* pc) {
   e->rip = (uint64_t)(uintptr_t)pc - 1;  // pc is a return address: the call is just before it
@@ -718,35 +765,69 @@ void race_cleanup() {
     }
 }
 
-inline void access(const void* p, size_t n, bool write, void* pc) {
-  if (!g_race || !g_cur) return;
+// An access outside the array it points into (its guard pages and padding included): the same
+// report as a fault, with the caller's line (pc is the return address into the kernel).
+[[noreturn]] void oob(int buffer, int tg, int64_t off, bool write, void* pc) {
+  ErrInfo* e = g_err;
+  e->code = 2;
+  e->buffer = buffer;
+  e->tg_var = tg;
+  if (tg >= 0) e->tg_size = g_tg[tg].size;
+  e->offset = off;
+  e->is_write = write;
+  set_pc(e, pc);
+  if (g_cur) set_thread(g_cur->ctx);
+  fail();
+}
+
+void tg_race_access(TgVar& v, int id, const char* a, size_t n, bool write, void* pc) {
+  const uint32_t t = g_cur->ctx.tiitg;
+  const uint16_t me = (uint16_t)(t + 1), ep = (uint16_t)simd_epoch(t);
+  size_t off = (size_t)(a - v.data), end = off + n < v.size ? off + n : v.size;
+  for (size_t b = off; b < end; b++) {
+    uint16_t* e = &v.shadow[4 * b];  // writer, reader(s), writer's epoch, reader's epoch
+    if (e[0] && e[0] != me && !simd_ordered(e[0] - 1u, t, e[2]))
+      race(v, id, b, write, (uint16_t)(e[0] - 1), true, pc);
+    if (write) {
+      if (e[1] == 0xFFFF || (e[1] && e[1] != me && !simd_ordered(e[1] - 1u, t, e[3])))
+        race(v, id, b, true, e[1] == 0xFFFF ? (uint16_t)0xFFFF : (uint16_t)(e[1] - 1), false, pc);
+      e[0] = me, e[2] = ep;
+      e[1] = 0;  // later accesses are checked against this write, which is ordered after the reads
+    } else if (e[1] == 0 || e[1] == me) {
+      e[1] = me, e[3] = ep;
+    } else if (!simd_ordered(e[1] - 1u, t, e[3])) {
+      e[1] = 0xFFFF;  // several unordered readers
+    } else {
+      e[1] = me, e[3] = ep;
+    }
+  }
+}
+
+// Every load and store of the kernel (the library is instrumented, see clang.py): an address inside
+// the mapping of a threadgroup array or a buffer must lie within its data (else an out-of-bounds
+// report naming it); in a race-checking run the access is also recorded. `atomic` accesses are
+// bounds-checked only (atomics never race).
+inline void access(const void* p, size_t n, bool write, void* pc, bool atomic = false) {
   const char* a = (const char*)p;
+  if (!g_race)
+    for (const Range& r : g_ok)
+      if (a >= r.lo && a + n <= r.hi) return;
   for (int id = 0; id < g_ntg; id++) {
     TgVar& v = g_tg[id];
-    if (!v.shadow || a < v.data || a >= v.data + v.size) continue;
-    const uint32_t t = g_cur->ctx.tiitg;
-    const uint16_t me = (uint16_t)(t + 1), ep = (uint16_t)simd_epoch(t);
-    size_t off = (size_t)(a - v.data), end = off + n < v.size ? off + n : v.size;
-    for (size_t b = off; b < end; b++) {
-      uint16_t* e = &v.shadow[4 * b];  // writer, reader(s), writer's epoch, reader's epoch
-      if (e[0] && e[0] != me && !simd_ordered(e[0] - 1u, t, e[2]))
-        race(v, id, b, write, (uint16_t)(e[0] - 1), true, pc);
-      if (write) {
-        if (e[1] == 0xFFFF || (e[1] && e[1] != me && !simd_ordered(e[1] - 1u, t, e[3])))
-          race(v, id, b, true, e[1] == 0xFFFF ? (uint16_t)0xFFFF : (uint16_t)(e[1] - 1), false, pc);
-        e[0] = me, e[2] = ep;
-        e[1] = 0;  // later accesses are checked against this write, which is ordered after the reads
-      } else if (e[1] == 0 || e[1] == me) {
-        e[1] = me, e[3] = ep;
-      } else if (!simd_ordered(e[1] - 1u, t, e[3])) {
-        e[1] = 0xFFFF;  // several unordered readers
-      } else {
-        e[1] = me, e[3] = ep;
-      }
-    }
+    if (!v.map || a < v.map || a >= v.map + v.map_len) continue;
+    if (a < v.data || a + n > v.data + v.size) oob(-1, id, (int64_t)(a - v.data), write, pc);
+    if (g_race && g_cur && v.shadow && !atomic) tg_race_access(v, id, a, n, write, pc);
+    else if (!g_race) ok_add(v.data, v.size);
     return;
   }
-  buf_access(a, n, write, pc);
+  for (int slot = 0; slot < g_nbufs; slot++) {
+    const Buf& b = g_bufs[slot];
+    if (!b.map || a < b.map || a >= b.map + b.map_len) continue;
+    if (a < b.data || a + n > b.data + b.nbytes) oob(slot, -1, (int64_t)(a - b.data), write, pc);
+    if (g_race && g_cur && !atomic) buf_access(a, n, write, pc);
+    else if (!g_race) ok_add(b.data, b.nbytes);
+    return;
+  }
 }
 }  // namespace
 
@@ -755,8 +836,9 @@ inline void access(const void* p, size_t n, bool write, void* pc) {
   extern "C" void __tsan_write##n(void* p) { access(p, n, true, __builtin_return_address(0)); }  \
   extern "C" void __tsan_unaligned_read##n(void* p) { access(p, n, false, __builtin_return_address(0)); } \
   extern "C" void __tsan_unaligned_write##n(void* p) { access(p, n, true, __builtin_return_address(0)); } \
-  extern "C" void __tsan_volatile_read##n(void*) {}  /* atomics: never a race */                \
-  extern "C" void __tsan_volatile_write##n(void*) {}
+  extern "C" void __tsan_volatile_read##n(void* p) {  /* atomics: bounds only, never a race */ \
+    access(p, n, false, __builtin_return_address(0), true); }                                    \
+  extern "C" void __tsan_volatile_write##n(void* p) { access(p, n, true, __builtin_return_address(0), true); }
 ENIGMA_TSAN(1)
 ENIGMA_TSAN(2)
 ENIGMA_TSAN(4)
@@ -770,6 +852,19 @@ extern "C" void __tsan_vptr_update(void**, void*) {}
 extern "C" void __tsan_vptr_read(void**) {}
 extern "C" void __tsan_read_range(void* p, unsigned long n) { access(p, n, false, __builtin_return_address(0)); }
 extern "C" void __tsan_write_range(void* p, unsigned long n) { access(p, n, true, __builtin_return_address(0)); }
+// struct copies and fills (memcpy/memmove/memset calls of the kernel)
+extern "C" void* __tsan_memcpy(void* d, const void* s, unsigned long n) {
+  if (n) access(s, n, false, __builtin_return_address(0)), access(d, n, true, __builtin_return_address(0));
+  return memcpy(d, s, n);
+}
+extern "C" void* __tsan_memmove(void* d, const void* s, unsigned long n) {
+  if (n) access(s, n, false, __builtin_return_address(0)), access(d, n, true, __builtin_return_address(0));
+  return memmove(d, s, n);
+}
+extern "C" void* __tsan_memset(void* d, int c, unsigned long n) {
+  if (n) access(d, n, true, __builtin_return_address(0));
+  return memset(d, c, n);
+}
 
 #if defined(__clang__)
 // float -> bfloat conversion (round to nearest even); clang calls it, older libgcc lacks it
@@ -809,6 +904,7 @@ extern "C" int enigma_buf_alloc(size_t nbytes, char** data_out) {
   for (int i = 0; i < kMaxBufs; i++)
     if (!g_bufs[i].map) { slot = i; break; }
   if (slot < 0) return -1;
+  if (slot >= g_nbufs) g_nbufs = slot + 1;
   g_page = (size_t)sysconf(_SC_PAGESIZE);
   const size_t padded = (nbytes + 63) & ~(size_t)63;
   const size_t body = ((padded ? padded : 64) + g_page - 1) / g_page * g_page;
@@ -865,6 +961,7 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
   shared_err->tg_var = -1;
   g_page = (size_t)sysconf(_SC_PAGESIZE);
   g_err = shared_err;
+  ok_clear();
   if (g_entry != entry || g_race != (race != 0)) tg_reset();  // another kernel: its own variables
   g_entry = entry;
   g_race = race != 0;

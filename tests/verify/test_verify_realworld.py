@@ -1,0 +1,273 @@
+"""Real-world Metal that Apple's compiler accepts runs as written (issue 13): parameters without
+[[buffer(i)]], template kernels instantiated with [[host_name]], function constants given at run time,
+[[threadgroup(i)]] parameters sized at dispatch, no #include, brace-initialised vectors, constexpr
+vector constructors and constant tables, and the library names real kernels use."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from toolcheck import need_tool
+
+from enigma.verify import KernelError, MslError, compile_msl, run_msl
+from enigma.verify.msl import parse_kernel
+
+pytestmark = pytest.mark.needs_clang
+H = "#include <metal_stdlib>\nusing namespace metal;\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _clang():
+    need_tool("clang++-22", "clang++-19", "clang++")
+
+
+APPLE_ADD_ARRAYS = """#include <metal_stdlib>
+using namespace metal;
+/// This is a Metal Shading Language (MSL) function equivalent to the add_arrays() C function
+kernel void add_arrays(device const float* inA,
+                       device const float* inB,
+                       device float* result,
+                       uint index [[thread_position_in_grid]])
+{
+    // the for-loop is replaced with a collection of threads, each of which
+    // calls this function.
+    result[index] = inA[index] + inB[index];
+}
+"""
+
+
+def test_parameters_without_buffer_attributes_get_indices_in_order():
+    sig = parse_kernel(APPLE_ADD_ARRAYS)
+    assert [(p.name, p.attr, p.index) for p in sig.params] == [
+        ("inA", "buffer", 0), ("inB", "buffer", 1), ("result", "buffer", 2),
+        ("index", "thread_position_in_grid", None)]
+    a, b = np.arange(100, dtype=np.float32), np.full(100, 0.5, np.float32)
+    out = np.zeros(100, np.float32)
+    run_msl(APPLE_ADD_ARRAYS, a, b, out, grid=4, block=25)
+    np.testing.assert_array_equal(out, a + b)
+    mixed = parse_kernel(H + "kernel void k(device float* a [[buffer(1)]], constant uint& n, device float* c,"
+                         " threadgroup float* t [[threadgroup(0)]], threadgroup float* u) { }")
+    assert [(p.name, p.attr, p.index) for p in mixed.params] == [
+        ("a", "buffer", 1), ("n", "buffer", 0), ("c", "buffer", 2), ("t", "threadgroup", 0),
+        ("u", "threadgroup", 1)]
+    with pytest.raises(MslError, match=r"kernel.metal:3: kernel parameter `uint n` has no \[\[...\]\] "
+                       r"attribute"):
+        parse_kernel(H + "kernel void k(uint n) { }")
+
+
+@pytest.mark.parametrize("pch", [True, False])
+def test_source_without_metal_stdlib_include(pch, monkeypatch):
+    from enigma.verify import clang
+
+    if not pch:  # without the precompiled header (e.g. the ziglang clang) the layer is still included
+        monkeypatch.setattr(clang, "_pch", lambda: None)
+    src = f"// pch={pch}\n" + """kernel void k(device float4* a [[buffer(0)]],
+              uint i [[thread_position_in_grid]]) {
+    a[i] = metal::max(a[i], float4(0.0f)) + float4(1.0f, 2.0f, 3.0f, 4.0f);
+}
+"""
+    a = np.array([[-1, 1, -2, 2]], np.float32).repeat(3, 0)
+    run_msl(src, a, grid=1, block=3)
+    np.testing.assert_array_equal(a, [[1, 3, 3, 6]] * 3)
+
+
+TEMPLATES = H + """
+template <typename T, int N = 2>
+kernel void scale(device const T* x [[buffer(0)]], device T* y [[buffer(1)]],
+                  constant float& s [[buffer(2)]], uint i [[thread_position_in_grid]]) {
+  y[i] = static_cast<T>(float(x[i]) * s * N);
+}
+template [[host_name("scale_float")]] kernel void scale<float>(device const float* x [[buffer(0)]],
+    device float* y [[buffer(1)]], constant float& s [[buffer(2)]], uint i [[thread_position_in_grid]]);
+
+#define instantiate_kernel(name, func, ...) \\
+  template [[host_name(name)]] [[kernel]] decltype(func<__VA_ARGS__>) func<__VA_ARGS__>;
+template [[host_name("scale_half_3")]] [[kernel]] decltype(scale<half, 3>) scale<half, 3>;
+"""
+
+
+def test_template_kernels_by_host_name():
+    sig = parse_kernel(TEMPLATES, "scale_half_3")
+    assert sig.callee == "scale<half, 3>" and sig.params[0].type_text == "device const half*"
+    x = np.arange(8, dtype=np.float32)
+    y = np.zeros(8, np.float32)
+    run_msl(TEMPLATES, x, y, np.float32(0.5), name="scale_float", grid=1, block=8)
+    np.testing.assert_array_equal(y, x)  # N defaults to 2
+    xh, yh = x.astype(np.float16), np.zeros(8, np.float16)
+    run_msl(TEMPLATES, xh, yh, np.float32(0.5), name="scale_half_3", grid=1, block=8)
+    np.testing.assert_array_equal(yh, (x * 1.5).astype(np.float16))
+    with pytest.raises(TypeError, match=r"\[\[buffer\(0\)\]\] x is `device const half\*` but the array "
+                       "has dtype float32"):
+        run_msl(TEMPLATES, x, yh, np.float32(0.5), name="scale_half_3", grid=1, block=8)
+    with pytest.raises(MslError, match="the source has 2 kernels .scale_float, scale_half_3."):
+        parse_kernel(TEMPLATES)
+
+
+FUNCTION_CONSTANTS = H + """
+constant bool has_bias [[function_constant(0)]];
+constant int repeat_n [[function_constant(1)]];
+constant float gain [[function_constant(2)]];
+constant bool bias_given = is_function_constant_defined(has_bias);
+kernel void k(device float* y [[buffer(0)]], device const float* b [[buffer(1)]],
+              uint i [[thread_position_in_grid]]) {
+  float v = 0.0f;
+  for (int r = 0; r < repeat_n; r++) v += gain;
+  if (has_bias) v += b[i];
+  y[i] = v + (bias_given ? 100.0f : 0.0f);
+}
+"""
+
+
+def test_function_constants_given_at_run_time():
+    y, b = np.zeros(4, np.float32), np.arange(4, dtype=np.float32)
+    run_msl(FUNCTION_CONSTANTS, y, b, grid=1, block=4,
+            function_constants={0: True, "repeat_n": 3, 2: np.float32(0.25)})
+    np.testing.assert_array_equal(y, 100.75 + b)
+    run_msl(FUNCTION_CONSTANTS, y, b, grid=1, block=4,
+            function_constants={"repeat_n": np.int32(2), "gain": 1.5})
+    np.testing.assert_array_equal(y, [3.0] * 4)  # has_bias not given: false, and not "defined"
+    with pytest.raises(MslError, match="no function constant nope"):
+        run_msl(FUNCTION_CONSTANTS, y, b, grid=1, block=4, function_constants={"nope": 1})
+
+
+TG_PARAM = H + """kernel void block_sum(device const float* x [[buffer(0)]], device float* out [[buffer(1)]],
+    threadgroup float* shared_mem [[threadgroup(0)]], constant uint& stride [[buffer(2)]],
+    uint t [[thread_index_in_threadgroup]], uint n [[threads_per_threadgroup]],
+    uint g [[threadgroup_position_in_grid]]) {
+  shared_mem[t * stride] = x[g * n + t];
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  if (t == 0) {
+    float s = 0.0f;
+    for (uint k = 0; k < n; k++) s += shared_mem[k * stride];
+    out[g] = s;
+  }
+}
+"""
+
+
+def test_threadgroup_parameters_sized_at_dispatch():
+    x = np.arange(128, dtype=np.float32)
+    out = np.zeros(2, np.float32)
+    prog = compile_msl(TG_PARAM)
+    prog.run({0: x, 1: out, 2: np.uint32(1)}, grid=2, block=64, threadgroup_memory={0: 256})
+    np.testing.assert_array_equal(out, [x[:64].sum(), x[64:].sum()])
+    assert prog.threadgroup_memory == 256
+    prog.run({0: x, 1: out, 2: np.uint32(1)}, grid=2, block=32, threadgroup_memory={0: 256})
+    np.testing.assert_array_equal(out, [x[:32].sum(), x[32:64].sum()])  # the others are never read
+    poisoned = TG_PARAM.replace("for (uint k = 0; k < n; k++)", "for (uint k = 0; k < 64; k++)")
+    run_msl(poisoned, x, out, np.uint32(1), grid=2, block=32, threadgroup_memory={0: 256}, schedule="forward")
+    assert np.isnan(out).all()  # elements 32..63 were never written in this group: 0xFF bytes (NaN)
+    prog.run({0: x, 1: out, 2: np.uint32(2)}, grid=2, block=64, threadgroup_memory={0: 512})  # other length
+    np.testing.assert_array_equal(out, [x[:64].sum(), x[64:].sum()])
+    with pytest.raises(KernelError, match=r"out-of-bounds write access to threadgroup array shared_mem"):
+        prog.run({0: x, 1: out, 2: np.uint32(2)}, grid=2, block=64, threadgroup_memory={0: 256})
+    with pytest.raises(ValueError, match=r"give the length of \[\[threadgroup\(0\)\]\] shared_mem at "
+                       "dispatch"):
+        prog.run({0: x, 1: out, 2: np.uint32(1)}, grid=2, block=64)
+    with pytest.raises(KernelError, match="Metal allows at most 32768"):
+        prog.run({0: x, 1: out, 2: np.uint32(1)}, grid=2, block=64, threadgroup_memory={0: 40000})
+    with pytest.raises(KernelError, match=r"data race on threadgroup memory shared_mem\["):
+        racy = TG_PARAM.replace("threadgroup_barrier(mem_flags::mem_threadgroup);", "")
+        run_msl(racy, x, out, np.uint32(1), grid=2, block=64, threadgroup_memory={0: 256}, race_check=True)
+
+
+LIBRARY = """
+METAL_FUNC float twice(float x) { return 2.0f * x; }
+constexpr constant float table[4] = {1.0f, 2.0f, 3.0f, 4.0f};
+constexpr constant float4 cvec = float4(float2(1.0f, 2.0f), 3.0f, 4.0f);
+constexpr constant int N = 4;
+float lookup(constant float* t, uint i) { return t[i]; }
+static_assert(metal::is_convertible_v<half, float> && !metal::is_convertible_v<float*, int>, "traits");
+kernel void k(device const float* x [[buffer(0)]], device float* out [[buffer(1)]],
+              device const char* raw [[buffer(2)]], constant metal::array<uint, 4>& shape [[buffer(3)]],
+              uint i [[thread_position_in_grid]]) {
+  float4 acc = {0.f};
+  float4 part = {x[i], 1.0f};
+  float row[N];
+  row[i % N] = 1.0f;
+  out[i * 8 + 0] = acc.x + acc.w + part.x + part.y + part.z + part.w;  // x + 1
+  out[i * 8 + 1] = twice(lookup(table, i % 4)) + cvec.w;                // 2 * table + 4
+  out[i * 8 + 2] = metal::precise::sinh(x[i]) + metal::precise::cosh(x[i]) + metal::precise::asin(0.5f)
+      + metal::precise::acos(0.5f) + metal::precise::atan(x[i]) + metal::precise::asinh(x[i])
+      + metal::precise::acosh(1.0f + fabs(x[i])) + metal::precise::atanh(0.5f);
+  out[i * 8 + 3] = (float)MAXHALF;
+  out[i * 8 + 4] = simd_shuffle_and_fill_up(x[i], -x[i], (ushort)2);
+  out[i * 8 + 5] = simd_shuffle_and_fill_down(x[i], -x[i], (ushort)3, (ushort)8);
+  out[i * 8 + 6] = ((device const float*)raw)[i] + row[i % N];
+  out[i * 8 + 7] = (float)(shape[0] * shape.size() + shape[3]);
+}
+"""
+
+
+def test_library_names_real_kernels_use():
+    x = (np.arange(32, dtype=np.float32) - 10) / 16
+    out = np.zeros(32 * 8, np.float32)
+    raw = np.arange(32, dtype=np.float32) * 3
+    shape = np.array([5, 6, 7, 8], np.uint32)
+    run_msl(LIBRARY, x, out, raw, shape, grid=1, block=32)
+    o = out.reshape(32, 8)
+    np.testing.assert_array_equal(o[:, 0], x + 1)
+    np.testing.assert_array_equal(o[:, 1], 2 * np.array([1, 2, 3, 4] * 8, np.float32) + 4)
+    want = (np.sinh(x) + np.cosh(x) + np.arcsin(0.5) + np.arccos(0.5) + np.arctan(x) + np.arcsinh(x)
+            + np.arccosh(1 + np.abs(x)) + np.arctanh(0.5))
+    np.testing.assert_allclose(o[:, 2], want, rtol=1e-5)
+    assert (o[:, 3] == 65504).all()
+    lane = np.arange(32)
+    np.testing.assert_array_equal(o[:, 4], np.where(lane >= 2, x[lane - 2], -x[(lane + 30) % 32]))
+    j, base = lane % 8, lane - lane % 8
+    np.testing.assert_array_equal(o[:, 5], np.where(j + 3 < 8, x[np.minimum(base + j + 3, 31)],
+                                                    -x[base + (j + 3) % 8]))
+    np.testing.assert_array_equal(o[:, 6], raw + 1)  # a float32 array bound to `device const char*`
+    assert (o[:, 7] == 5 * 4 + 8).all()
+
+
+GGML_STYLE = H + """
+template <int F>
+kernel void kernel_scale_impl(device const char* src [[buffer(0)]], device float4* dst [[buffer(1)]],
+                              uint i [[thread_position_in_grid]]) {
+  float4 r = {0.f}, extra = {1.f, 2.f};
+  r += ((device const float*)src)[i] * F;
+  dst[i] = r + extra;
+}
+typedef decltype(kernel_scale_impl<1>) kernel_scale_t;
+template [[host_name("kernel_scale_2")]]  kernel kernel_scale_t kernel_scale_impl<2>;
+template [[host_name("kernel_scale_30")]] kernel kernel_scale_t kernel_scale_impl<30>;
+"""
+
+
+def test_ggml_style_typedef_instantiations_and_several_brace_initialised_vectors():
+    x = np.arange(8, dtype=np.float32)
+    out = np.zeros((8, 4), np.float32)
+    run_msl(GGML_STYLE, x, out, name="kernel_scale_30", grid=1, block=8)
+    np.testing.assert_array_equal(out, 30 * x[:, None] + [1, 2, 0, 0])
+    run_msl(GGML_STYLE, x, out, name="kernel_scale_2", grid=1, block=8)
+    np.testing.assert_array_equal(out, 2 * x[:, None] + [1, 2, 0, 0])
+
+
+MLX_STYLE = H + """
+#define instantiate_kernel(name, func, ...) \\
+  template [[host_name(name)]] [[kernel]] decltype(func<__VA_ARGS__>) func<__VA_ARGS__>;
+#define instantiate_unary(op, tname, T) instantiate_kernel("v_" #op #tname, unary_v, T, op)
+
+struct Neg { template <typename T> T operator()(T x) { return -x; } };
+struct Sq { template <typename T> T operator()(T x) { return x * x; } };
+
+template <typename T, typename Op>
+[[kernel]] void unary_v(device const T* in, device T* out, uint index [[thread_position_in_grid]]) {
+  out[index] = Op()(in[index]);
+}
+
+instantiate_unary(Neg, float32, float)
+instantiate_unary(Sq, float16, half)
+"""
+
+
+def test_mlx_style_instantiations_written_by_macros():
+    x = np.arange(6, dtype=np.float32) - 2
+    out = np.zeros(6, np.float32)
+    run_msl(MLX_STYLE, x, out, name="v_Negfloat32", grid=1, block=6)
+    np.testing.assert_array_equal(out, -x)
+    xh, oh = x.astype(np.float16), np.zeros(6, np.float16)
+    run_msl(MLX_STYLE, xh, oh, name="v_Sqfloat16", grid=1, block=6)
+    np.testing.assert_array_equal(oh, xh * xh)
+    with pytest.raises(TypeError, match=r"kernel.metal:12: \[\[buffer\(0\)\]\] in is `device const half\*`"):
+        run_msl(MLX_STYLE, x, oh, name="v_Sqfloat16", grid=1, block=6)
