@@ -44,6 +44,9 @@ def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | N
     params = entry.get("params")
     if not isinstance(params, list):
         raise bad("'params' must be a list")
+    for key in ("temps", "requires"):
+        if not isinstance(entry.get(key, []), list):
+            raise bad(f"{key!r} must be a list")
     names: dict[str, str] = {}
     for i, p in enumerate(params):
         if not isinstance(p, dict) or not isinstance(p.get("name"), str) or p["name"] in names:
@@ -51,7 +54,7 @@ def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | N
         kind = p.get("kind")
         if kind not in ("tensor", "scalar", "const"):
             raise bad(f"parameter {p['name']!r}: 'kind' must be tensor, scalar or const, not {kind!r}")
-        if kind != "const" and p.get("dtype") not in BY_NAME:
+        if kind != "const" and not (isinstance(p.get("dtype"), str) and p["dtype"] in BY_NAME):
             raise bad(f"parameter {p['name']!r}: unknown dtype {p.get('dtype')!r}")
         if kind == "tensor":
             shape = p.get("shape")
@@ -63,7 +66,8 @@ def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | N
     for t in entry.get("temps", []):
         if not isinstance(t, dict) or not isinstance(t.get("name"), str) or t["name"] in names:
             raise bad(f"temporary {t!r} must be an object with a 'name' no parameter has")
-        if t.get("dtype") not in BY_NAME or t.get("init", "empty") not in ("empty", "zeros"):
+        if not (isinstance(t.get("dtype"), str) and t["dtype"] in BY_NAME) \
+                or t.get("init", "empty") not in ("empty", "zeros"):
             raise bad(f"temporary {t['name']!r}: bad 'dtype' {t.get('dtype')!r} or 'init' {t.get('init')!r}")
         if not isinstance(t.get("shape"), list):
             raise bad(f"temporary {t['name']!r}: 'shape' must be a list of expressions")
@@ -81,7 +85,7 @@ def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | N
             return
         (kind, value), = node.items()
         if kind == "tensor" or kind == "scalar":
-            if names.get(value) != kind:
+            if not isinstance(value, str) or names.get(value) != kind:
                 raise bad(f"{what}: {node!r} names no {kind} parameter or temporary")
         elif kind == "const":  # None: an optional tensor the kernel's specialisation leaves out
             if not isinstance(value, (int, float, bool)) and value is not None:

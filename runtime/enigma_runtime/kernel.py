@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import devices, stale
+from . import devices
 from . import grid as _grid
 from .binding import Bound, bind, check_requires, describe_signature, describe_value, matches
 from .devices import default_device
@@ -380,6 +380,7 @@ def load(package: str | os.PathLike, name: str | None = None) -> Any:
         hit = _libraries.get(adir)
         if hit is None or hit[0] is not man:
             hit = _libraries[adir] = (man, Library(man))
+            from . import stale  # on first load (hashlib): `import enigma_runtime` stays cheap
             stale.check(man)  # an editable install whose kernel modules changed: warn once
     lib = hit[1]
     return lib if name is None else lib[name]

@@ -105,6 +105,11 @@ def test_requires_refuses_other_sizes(kernels):
     (("launches", 0, "cases", 0, "grid"), [{"op": "pow", "args": [2, 3]}, 1, 1], "unknown op 'pow'"),
     (("launches", 0, "cases", 0, "args", 0), {"tensor": "z"}, "names no tensor parameter"),
     (("returns",), {"scalar": "a"}, "must be {'tensor': name}"),
+    # found by scripts/fuzz_artifacts.py: TypeErrors before these were named
+    (("params", 1, "dtype"), {}, "unknown dtype {}"),
+    (("launches", 0, "cases", 0, "args", 0), {"tensor": {}}, "names no tensor parameter"),
+    (("requires",), 2, "'requires' must be a list"),
+    (("temps",), False, "'temps' must be a list"),
 ])
 def test_malformed_entries_are_refused_naming_the_key(path, value, message):
     doc = copy.deepcopy(entry_doc())

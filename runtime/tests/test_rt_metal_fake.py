@@ -543,3 +543,14 @@ def test_a_jit_entry_runs_its_launches_in_one_command_buffer(fake_metal):
     first, second = fake_metal.dispatches
     assert first[3][2] is second[3][0]  # the temporary is one Metal buffer in both launches
     np.testing.assert_array_equal(entry(a, b, device="cpu"), a + 4)  # the CPU executor agrees
+
+
+def test_a_jit_entry_runs_on_the_cpu_when_this_mac_cannot_run_its_library(fake_metal, monkeypatch):
+    from enigma_runtime.entry import Entry
+    k = _va(fake_metal, msl_version="4.0")  # an MSL version this (fake) macOS does not know
+    entry = Entry(_two_adds_entry(), lambda name, kname: (k, k.specs[0]))
+    a, b = np.arange(1000, dtype=np.float32), np.full(1000, 2, np.float32)
+    with pytest.warns(RuntimeWarning, match="which this macOS does not know.*on the CPU executor"):
+        out = entry(a, b, device="metal")
+    np.testing.assert_array_equal(out, a + 4)
+    assert fake_metal.dispatches == []

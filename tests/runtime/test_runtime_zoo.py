@@ -61,6 +61,27 @@ def test_zoo_kernel_from_the_package_on_cpu(name, compiled, zoo_package):
         np.testing.assert_allclose(args[i], want, rtol=entry.rtol, atol=entry.atol)
 
 
+@pytest.mark.needs_clang
+@pytest.mark.parametrize("name", [e.name for e in zoo.ZOO])
+def test_zoo_kernel_from_the_package_on_msl_cpu(name, compiled, zoo_package):
+    """The same loaded kernels through the runtime device "msl-cpu": their shipped Metal source,
+    compiled by clang, bound by the runtime's binding (FORMAT.md section 5), agrees with numpy."""
+    from toolcheck import need_tool
+
+    need_tool("clang++-22", "clang++-19", "clang++")
+    import enigma.verify  # noqa: F401  (registers msl-cpu)
+
+    entry, ins, ck = compiled[name]
+    k = enigma_runtime.load(zoo_package, ck.signature["name"])
+    args = _copy(entry.kernel_args(ins))
+    expected = entry.reference(*_copy(args))
+    grid = None if ck.signature.get("grid") is not None else ck.grid
+    block = None if ck.signature.get("block") is not None else ck.block
+    k(*args, grid=grid, block=block, device="msl-cpu")
+    for i, want in zip(entry.outputs, expected):
+        np.testing.assert_allclose(args[i], want, rtol=entry.rtol, atol=entry.atol)
+
+
 @pytest.mark.parametrize("name", [e.name for e in zoo.ZOO])
 def test_compiled_kernel_call_on_cpu(name, compiled):
     entry, ins, ck = compiled[name]
