@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from enigma_runtime import dtypes
-from enigma_runtime.manifest import number_from_json, number_to_json  # FORMAT.md: non-finite floats
+from enigma_runtime.jsonnum import number_from_json, number_to_json  # FORMAT.md: non-finite floats
 
 from enigma import ir
 

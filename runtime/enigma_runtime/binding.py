@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from . import grid as _grid
 from .dtypes import BY_NAME, DType
+from .errors import GridError
 
 _INT32_MAX = 2**31 - 1
 
@@ -201,3 +203,17 @@ def dims_array(spec: dict, bound: Bound) -> np.ndarray:
         dims[off:off + v.ndim] = v.shape
         dims[off + v.ndim:off + 2 * v.ndim] = [s // v.itemsize for s in v.strides]
     return dims
+
+
+def check_requires(spec: dict, bound: Bound, where: str) -> None:
+    """Raise ValueError if the arguments break a condition the kernel was compiled to rely on
+    (FORMAT.md section 3, "requires": e.g. a layout's tile must fit a dynamically sized tensor)."""
+    for r in spec.get("requires", ()):
+        try:
+            holds = _grid.evaluate(r["expr"], bound.sizes, bound.shapes, bound.scalars)
+        except GridError as e:
+            raise GridError(f"{where}: 'requires' {r['text']!r}: {e}") from None
+        if not holds:
+            at = f"{spec.get('file', '?')}:{r.get('line', 0)}"
+            raise ValueError(f"{where}: these arguments break a condition the kernel relies on: "
+                             f"{r['text']} ({r['message']}; required at {at})")

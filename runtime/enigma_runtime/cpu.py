@@ -41,7 +41,7 @@ from .cpu_space import (
 )
 from .dtypes import BY_NAME, bool_
 from .errors import EnigmaRuntimeError, IRError, KernelExecutionError
-from .manifest import number_from_json
+from .jsonnum import number_from_json
 from .ops import OPS
 
 # ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ Entry points are read on the first lookup of a name that is not registered yet, 
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -242,3 +244,18 @@ def check_launch(grid: Any, block: Any, where: str) -> tuple[tuple[int, int, int
                               f"{'xyz'[axis]}; Metal's thread positions are 32-bit, so at most "
                               f"{MAX_THREADS_PER_GRID_DIM} (launch fewer threadgroups)")
     return grid3, block3
+
+
+def default_device() -> str:
+    """ENIGMA_DEVICE (a device name) when set, else metal on macOS when a Metal device exists, else cpu."""
+    env = os.environ.get("ENIGMA_DEVICE", "").strip().lower()
+    if env:
+        if env not in names():
+            raise LaunchError(f"ENIGMA_DEVICE={env!r} is not a device; expected one of "
+                              f"{', '.join(names())}")
+        return env
+    if sys.platform == "darwin":
+        from . import metal
+        if metal.available():
+            return "metal"
+    return "cpu"

@@ -10,7 +10,6 @@ Metal pipeline); caches are guarded by locks so loading and launching from sever
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,27 +19,13 @@ import numpy as np
 
 from . import devices, stale
 from . import grid as _grid
-from .binding import Bound, bind, describe_signature, describe_value, matches
+from .binding import Bound, bind, check_requires, describe_signature, describe_value, matches
+from .devices import default_device
 from .errors import GridError, KernelNotFoundError, LaunchError
 from .manifest import Manifest, closest, find_artifact_dir, read_ir, read_manifest, validate_spec
 
 DEVICES = ("cpu", "metal")  # the built-in devices; devices.names() lists every known one
 MAX_THREADS_PER_THREADGROUP = devices.MAX_THREADS_PER_THREADGROUP
-
-
-def default_device() -> str:
-    """ENIGMA_DEVICE (a device name) when set, else metal on macOS when a Metal device exists, else cpu."""
-    env = os.environ.get("ENIGMA_DEVICE", "").strip().lower()
-    if env:
-        if env not in DEVICES and env not in devices.names():
-            raise LaunchError(f"ENIGMA_DEVICE={env!r} is not a device; expected one of "
-                              f"{', '.join(devices.names())}")
-        return env
-    if sys.platform == "darwin":
-        from . import metal
-        if metal.available():
-            return "metal"
-    return "cpu"
 
 
 def _agreement(spec: dict, args: tuple) -> tuple[bool, int]:
@@ -238,7 +223,8 @@ class Kernel:
         """`__call__` with device-specific launch `options` (e.g. msl-cpu's schedule, seed,
         race_check): pick the specialisation, check `requires`, compute launch dims, run."""
         args = tuple(args)
-        dev = self.device_for(device)
+        dev = device if isinstance(device, devices.Device) else \
+            devices.get(default_device() if device is None else device)
         unknown = set(options or ()) - dev.options
         if unknown:
             takes = ", ".join(sorted(dev.options)) or "none"
@@ -249,37 +235,6 @@ class Kernel:
         g, b = self.launch_dims(sp, bound, grid, block)
         dev.run(sp.handle(dev), bound, g, b, **(options or {}))
         return bound.finish()
-
-
-    @staticmethod
-    def device_for(device: str | devices.Device | None) -> devices.Device:
-        """The device a launch runs on: `device` (a name or a Device), else default_device()."""
-        if isinstance(device, devices.Device):
-            return device
-        return devices.get(default_device() if device is None else device)
-
-    def prepare_launch(self, sp: Specialisation, args: Sequence[Any], grid: Any, block: Any, where: str
-                       ) -> tuple[Bound, tuple[int, int, int], tuple[int, int, int]]:
-        """What a launch does before running, for the given specialisation (no choice by dtypes): bind
-        `args`, check `requires`, compute the launch dims. A jit entry's launches use it (entry.py)."""
-        bound = bind(sp.spec, tuple(args), where)
-        check_requires(sp.spec, bound, where)
-        g, b = self.launch_dims(sp, bound, grid, block)
-        return bound, g, b
-
-
-def check_requires(spec: dict, bound: Bound, where: str) -> None:
-    """Raise ValueError if the arguments break a condition the kernel was compiled to rely on
-    (FORMAT.md section 3, "requires": e.g. a layout's tile must fit a dynamically sized tensor)."""
-    for r in spec.get("requires", ()):
-        try:
-            holds = _grid.evaluate(r["expr"], bound.sizes, bound.shapes, bound.scalars)
-        except GridError as e:
-            raise GridError(f"{where}: 'requires' {r['text']!r}: {e}") from None
-        if not holds:
-            at = f"{spec.get('file', '?')}:{r.get('line', 0)}"
-            raise ValueError(f"{where}: these arguments break a condition the kernel relies on: "
-                             f"{r['text']} ({r['message']}; required at {at})")
 
 
 class Library:

@@ -23,6 +23,7 @@ from typing import Any, TypeGuard
 from . import grid as _grid
 from .dtypes import BY_NAME
 from .errors import GridError, IRError, ManifestError, PackageNotFoundError
+from .jsonnum import number_from_json, number_to_json  # noqa: F401 (number_to_json: the writer's)
 
 SCHEMA = 2  # what enigma writes; 2 added jit entries (FORMAT.md section 7)
 SCHEMAS = (1, 2)  # what this runtime reads
@@ -48,7 +49,6 @@ MAX_SHARED_ELEMENTS = 2**24
 MAX_INT = 2**63 - 1  # any integer of the format (ids, lines, sizes, constants of grid expressions)
 MAX_CONST = 2**64  # |integer constant| of the IR (uint64 range)
 MAX_SIZE = 2**31 - 1  # a static size (kernels index with int32)
-NONFINITE = {"inf": float("inf"), "-inf": float("-inf"), "nan": float("nan")}
 
 
 def closest(name: str, choices: list[str], n: int = 12) -> str:
@@ -213,29 +213,6 @@ def _json_depth(text: str) -> int:
         elif c in "]}":
             depth -= 1
     return deepest
-
-
-# ---------------------------------------------------------------------------------------------------
-# numbers in the format: non-finite floats are {"float": "inf" | "-inf" | "nan"} (strict JSON)
-
-def number_to_json(v: Any) -> Any:
-    """`v` as FORMAT.md writes a number: finite floats, ints and bools as themselves, non-finite floats
-    as {"float": "inf"}, {"float": "-inf"} or {"float": "nan"}."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return {"float": "nan" if v != v else ("inf" if v > 0 else "-inf")}
-    return v
-
-
-def number_from_json(v: Any) -> Any:
-    """The inverse of `number_to_json` (ValueError for anything else that is not a number or bool)."""
-    if isinstance(v, dict):
-        if len(v) == 1 and isinstance(v.get("float"), str) and v["float"] in NONFINITE:
-            return NONFINITE[v["float"]]
-        raise ValueError(f"{v!r} is not a number: non-finite floats are written as "
-                         f'{{"float": "inf" | "-inf" | "nan"}}')
-    if isinstance(v, (bool, int)) or (isinstance(v, float) and math.isfinite(v)):
-        return v
-    raise ValueError(f"{v!r} is not a number or a bool")
 
 
 # ---------------------------------------------------------------------------------------------------
