@@ -84,9 +84,9 @@ def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | N
         if kind == "tensor" or kind == "scalar":
             if names.get(value) != kind:
                 raise bad(f"{what}: {node!r} names no {kind} parameter or temporary")
-        elif kind == "const":
-            if not isinstance(value, (int, float, bool)):
-                raise bad(f"{what}: constant {value!r} is not a number or a bool")
+        elif kind == "const":  # None: an optional tensor the kernel's specialisation leaves out
+            if not isinstance(value, (int, float, bool)) and value is not None:
+                raise bad(f"{what}: constant {value!r} is not a number, a bool or null")
         else:
             expr(node, what)
 

@@ -39,8 +39,11 @@ class Specialisation:
 
     def __init__(self, spec: dict, *, ir: Callable[[], dict], metal_source: Callable[[], str],
                  metallib: Callable[[], bytes | None], library_key: tuple, where: str,
-                 ir_where: str | None = None) -> None:
+                 ir_where: str | None = None, msl_version: str = "", macos_target: str = "") -> None:
         self.spec, self.where, self.library_key = spec, where, library_key
+        # the package's Metal language version and oldest macOS (manifest.json), for the metal device
+        self.msl_version = msl_version or spec.get("msl_version") or ""
+        self.macos_target = macos_target
         self.ir_where = ir_where or f"{where} IR"  # how errors about the IR name it (its file)
         self._loaders = {"ir": ir, "metal_source": metal_source, "metallib": metallib}
         self._cache: dict[Any, Any] = {}  # loader name, or ("handle", device name)
@@ -319,7 +322,8 @@ class Library:
             specs.append(Specialisation(
                 spec, where=where, ir_where=str(man.dir / spec["ir"]),
                 library_key=("package", str(man.dir), man.files.get(man.metallib or "")),
-                ir=ir, metal_source=metal_source, metallib=metallib))
+                ir=ir, metal_source=metal_source, metallib=metallib, msl_version=man.msl_version,
+                macos_target=man.macos_target))
         with self._lock:
             return self._kernels.setdefault(name, Kernel(name, specs))
 
