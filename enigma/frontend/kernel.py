@@ -355,14 +355,6 @@ class KernelFunction:
         self._bind(args, kwargs)  # argument errors at the call's line
         return KernelCall(self, args, kwargs)
 
-    def call_choice(self, choice: Choice, args: tuple, kwargs: dict[str, Any]) -> KernelCall:
-        """`enigma.select(c, k1, k2)(args...)`: the call of whichever kernel `choice` picks."""
-        if not jit_state.stack:
-            file, line = user_frame(3)
-            raise EnigmaError("a kernel chosen with enigma.select is launched inside an @enigma.jit function",
-                              file, line)
-        return KernelCall(choice, args, kwargs)
-
     def _bind(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
         names = [p.name for p in self.params]
         if len(args) > len(names):
