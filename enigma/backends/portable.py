@@ -213,8 +213,11 @@ def signature(kernel: ir.Kernel, *, block: Any, grid: Any, msl_source: str | Non
         block = [int(b) for b in block]
         if len(block) != 3:
             raise ValueError(f"block must have 3 entries (x, y, z), got {block!r}")
-    return {"name": kernel.name, "kernel_name": kernel.kernel_name, "file": kernel.file, "line": kernel.line,
-            "args": [_arg_json(b) for b in binds], "dims_buffer": dims_buffer, "block": block,
-            "grid": _grid_json(grid), "grid_unit": "threadgroups",
-            "threadgroup_memory": kernel.threadgroup_memory, "vec_width": kernel.vec_width,
-            "msl_version": msl_version, "source_hash": source_hash(msl_source, ir_json)}
+    sig = {"name": kernel.name, "kernel_name": kernel.kernel_name, "file": kernel.file, "line": kernel.line,
+           "args": [_arg_json(b) for b in binds], "dims_buffer": dims_buffer, "block": block,
+           "grid": _grid_json(grid), "grid_unit": "threadgroups",
+           "threadgroup_memory": kernel.threadgroup_memory, "vec_width": kernel.vec_width,
+           "msl_version": msl_version, "source_hash": source_hash(msl_source, ir_json)}
+    if any(op.name in ir.SIMD or op.name.startswith("simd_") for op in ir.walk(kernel.body)):
+        sig["simd_width"] = 32  # simd-group ops assume 32-wide SIMD groups (FORMAT.md section 3)
+    return sig

@@ -29,7 +29,9 @@ MSL_FLAGS = ("-x", "clcpp", "-cl-std=clc++2021", "-cl-no-stdinc",
              "-Xclang", "-cl-ext=-cl_khr_fp64,-__opencl_c_fp64,+cl_khr_fp16,"
              "+__cl_clang_non_portable_kernel_param_types,+__cl_clang_function_pointers",
              "-Wno-unknown-attributes", "-Wno-unused-value", "-ffp-contract=off")
-OPT_FLAGS = ("-O2", "-fPIC", "-gline-tables-only")
+# no tail calls: a check hook called last in a function must return to it (its return address
+# names the kernel's line)
+OPT_FLAGS = ("-O2", "-fPIC", "-gline-tables-only", "-fno-optimize-sibling-calls")
 # Every load and store of the kernel calls the dispatcher (__tsan_read4(addr) ...), which checks it
 # against the buffers and threadgroup arrays (out of bounds: an error naming the array and element)
 # and, in a race-checking run, records it. clang only marks the functions (sanitize_thread) and
@@ -238,6 +240,27 @@ def _pch() -> Path | None:
     return out
 
 
+def preprocess(source: str, file_name: str = "kernel.metal") -> str:
+    """`source` with its own macros expanded (`clang -E`; line markers kept, so later diagnostics still
+    name `file_name`'s lines). The compatibility layer defines only its version macros here
+    (`__ENIGMA_PREPROCESS__`): nothing of it is expanded into the result. Cached by content."""
+    clang = find_clang()
+    key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS), file_name, "pp")
+    out = cache_dir() / f"pp_{key}.metal"
+    if out.exists():
+        return out.read_text()
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        t = Path(tmp)
+        (t / file_name).write_text(source)
+        cmd = [*clang.argv, *MSL_FLAGS, "-E", "-D__ENIGMA_PREPROCESS__", "-I", str(include_dir()), file_name,
+               "-o", "pp.metal"]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=t, timeout=COMPILE_TIMEOUT)
+        if r.returncode != 0:
+            raise CompileError(f"clang could not preprocess the Metal source:\n{r.stderr.strip()}", r.stderr)
+        _atomic_move(t / "pp.metal", out)
+    return out.read_text()
+
+
 def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race: bool = False) -> Path:
     """Compile and link `source` (Metal source plus the generated wrapper) into a shared library whose
     every device/threadgroup access calls the dispatcher's checks (see SANITIZE_FLAGS); the same
@@ -258,7 +281,8 @@ def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         t = Path(tmp)
         (t / file_name).write_text(source)
-        inc = ["-include-pch", str(pch)] if pch else []
+        # the layer is always included (Metal needs no #include for its built-in names)
+        inc = ["-include-pch", str(pch)] if pch else ["-include", "metal_stdlib"]
         if opt:
             stage = [*SANITIZE_FLAGS, "-Xclang", "-disable-llvm-passes", "-emit-llvm"]
             obj = "k.bc"

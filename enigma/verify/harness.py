@@ -26,7 +26,14 @@ from enigma_runtime import binding, devices
 from enigma_runtime.kernel import Kernel
 
 from enigma.verify import clang as _clang
-from enigma.verify.msl import KernelSig, MslError, parse_kernel, threadgroup_param_vars
+from enigma.verify.msl import (
+    KernelSig,
+    MslError,
+    expand_macros,
+    parse_kernel,
+    remap_lines,
+    threadgroup_param_vars,
+)
 from enigma.verify.wrapper import ThreadgroupVar, entry_source, prepare_source
 
 SCHEDULES = {"forward": 0, "reverse": 1, "random": 2}
@@ -118,8 +125,11 @@ class MslProgram:
     def __init__(self, source: str, name: str | None = None, file: str = "kernel.metal",
                  function_constants: Mapping[Any, Any] | None = None) -> None:
         self.source, self.file = source, file
-        self.sig: KernelSig = parse_kernel(source, name, file)
-        prepared, self.threadgroup_vars = prepare_source(source, dict(function_constants or {}), file)
+        code = expand_macros(source, file)  # the source's own macros, if they write declarations
+        self.sig: KernelSig = parse_kernel(code, name, file)
+        prepared, self.threadgroup_vars = prepare_source(code, dict(function_constants or {}), file)
+        if code is not source:
+            self.sig, self.threadgroup_vars = remap_lines(self.sig, self.threadgroup_vars, code, file)
         self._tg_first = len(self.threadgroup_vars)  # [[threadgroup(i)]] parameters come after
         self.threadgroup_vars += threadgroup_param_vars(self.sig, self._tg_first)
         self._full = prepared + entry_source(self.sig, file)

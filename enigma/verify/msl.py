@@ -179,7 +179,7 @@ _KERNEL_DEF = re.compile(r"(?:\bkernel\b|\[\[\s*kernel\s*\]\])\s+void\s+(\w+)\s*
 # `template [[host_name("name")]] [[kernel]] void k<float>(params);`, MLX's
 # `template [[host_name("name")]] [[kernel]] decltype(k<float>) k<float>;` or ggml's
 # `template [[host_name("name")]] kernel kernel_t k<float>;` (kernel_t a typedef of decltype(k<...>))
-_INSTANTIATION = re.compile(r"\btemplate\s*\[\[\s*host_name\s*\(\s*(\"[^\"\n]*\")\s*\)\s*\]\]\s*"
+_INSTANTIATION = re.compile(r"\btemplate\s*\[\[\s*host_name\s*\(\s*((?:\"[^\"\n]*\"\s*)+)\)\s*\]\]\s*"
                             r"(?:\[\[\s*kernel\s*\]\]\s*|\bkernel\s+)?"
                             r"(?:void\s+(\w+)\s*<|decltype\s*\(\s*(\w+)\s*<|\w+\s+(\w+)\s*<)")
 
@@ -229,7 +229,7 @@ def _kernels(src: str, code: str) -> list[_Kernel]:
             continue
         out.append(_Kernel(m.group(1), m.group(1), "", m.start(), m.end(), line_of(code, m.start())))
     for m in _INSTANTIATION.finditer(code):
-        host = src[m.start(1) + 1:m.end(1) - 1]
+        host = "".join(re.findall(r'"([^"\n]*)"', src[m.start(1):m.end(1)]))  # "v_" "abs": adjacent literals
         func = m.group(2) or m.group(3) or m.group(4)
         lt = m.end() - 1
         gt = _skip_balanced(code, lt, "<", ">")
@@ -638,3 +638,54 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
         src = src[:a] + text + src[b:]
         code = code[:a] + text + code[b:]
     return rewrite_threadgroup_vars(src, code)
+
+
+# ---------------------------------------------------------------------------------------------------
+# sources whose kernels or threadgroup arrays are written by their own macros
+
+_MACRO_WITH_DECLS = re.compile(r"^[ \t]*#[ \t]*define[ \t]+\w+(?:\([^)]*\))?[^\n]*?"
+                               r"(?:\bthreadgroup\b|\bhost_name\b|\bkernel\b|\bfunction_constant\b)",
+                               re.M)
+_LINE_MARKER = re.compile(r'^#\s*(?:line\s+)?(\d+)\s+"([^"]*)"[^\n]*$', re.M)
+
+
+def expand_macros(src: str, file: str = "kernel.metal") -> str:
+    """`src` itself, or, when one of its own `#define`s writes kernels, instantiations, function
+    constants or threadgroup declarations (`#define instantiate_kernel(name, f, T) template
+    [[host_name(name)]] [[kernel]] decltype(f<T>) f<T>;`), `src` with its macros expanded by clang's
+    preprocessor, line markers kept (diagnostics and reports still name `file`'s lines)."""
+    if not _MACRO_WITH_DECLS.search(strip_comments(src).replace("\\\n", "  ")):  # continued lines joined
+        return src
+    from enigma.verify.clang import preprocess
+
+    return preprocess(src, file)
+
+
+def source_lines(code: str, file: str) -> list[int]:
+    """For each line of `code` (1-based; index 0 unused), the line of `file` it comes from according
+    to the preprocessor's line markers (0 for lines of other files); identity without markers."""
+    lines = code.split("\n")
+    if not _LINE_MARKER.search(code):
+        return list(range(len(lines) + 1))
+    out, cur, in_file = [0], 0, False
+    for ln in lines:
+        m = _LINE_MARKER.match(ln)
+        if m:
+            cur, in_file = int(m.group(1)), m.group(2) == file
+            out.append(0)
+            continue
+        out.append(cur if in_file else 0)
+        cur += 1
+    return out
+
+
+def remap_lines(sig: KernelSig, tvars: list[ThreadgroupVar], code: str, file: str
+                ) -> tuple[KernelSig, list[ThreadgroupVar]]:
+    """`sig` and `tvars` found in preprocessed `code`, with their lines in `file` (line markers)."""
+    m = source_lines(code, file)
+
+    def at(n: int) -> int:
+        return m[n] if 0 < n < len(m) else 0
+
+    params = tuple(replace(p, line=at(p.line)) for p in sig.params)
+    return (replace(sig, params=params, line=at(sig.line)), [replace(v, line=at(v.line)) for v in tvars])

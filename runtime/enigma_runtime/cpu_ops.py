@@ -106,7 +106,10 @@ def _simd(geo: Geo, name: str, v: Any, x: Any, mask: Any) -> np.ndarray:
                     first &= ~a
             r = np.where(first, np.zeros((), dt), r)
         else:
-            r = (np.max if name == "simd_max" else np.min)(vv, axis=2, keepdims=True)
+            # a NaN lane is ignored unless every active lane is NaN (Metal's fmax/fmin, as max/min do)
+            fn = (np.fmax if name == "simd_max" else np.fmin) if dt.kind == "f" else \
+                (np.maximum if name == "simd_max" else np.minimum)
+            r = fn.reduce(vv, axis=2, keepdims=True)
         return back(np.broadcast_to(r, vv.shape))
     lane = np.arange(32).reshape((1, 1, 32) + (1,) * len(tail))
     if name == "simd_broadcast":

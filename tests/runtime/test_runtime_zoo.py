@@ -135,3 +135,17 @@ def test_chunked_out_of_bounds_names_the_real_threadgroup(compiled, monkeypatch)
     groups = -(-len(a) // ck.signature["block"][0])
     with pytest.raises(enigma_runtime.OutOfBoundsError, match=rf"of threadgroup \({groups - 1}, 0, 0\)"):
         ck.kernel(a, b, c, n + 5, device="cpu")
+
+
+def test_signatures_record_the_simd_width_of_kernels_using_simd_ops(compiled):
+    def ops(body):
+        for op in body:
+            yield op["op"]
+            for r in op.get("regions", []):
+                yield from ops(r["body"])
+    seen = set()
+    for _, _, ck in compiled.values():
+        uses = any(o.startswith("simd_") for o in ops(ck.ir_json["body"]))
+        assert ck.signature.get("simd_width") == (32 if uses else None), ck.name
+        seen.add(uses)
+    assert seen == {True, False}

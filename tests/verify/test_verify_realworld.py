@@ -54,8 +54,14 @@ def test_parameters_without_buffer_attributes_get_indices_in_order():
         parse_kernel(H + "kernel void k(uint n) { }")
 
 
-def test_source_without_metal_stdlib_include():
-    src = """kernel void k(device float4* a [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+@pytest.mark.parametrize("pch", [True, False])
+def test_source_without_metal_stdlib_include(pch, monkeypatch):
+    from enigma.verify import clang
+
+    if not pch:  # without the precompiled header (e.g. the ziglang clang) the layer is still included
+        monkeypatch.setattr(clang, "_pch", lambda: None)
+    src = f"// pch={pch}\n" + """kernel void k(device float4* a [[buffer(0)]],
+              uint i [[thread_position_in_grid]]) {
     a[i] = metal::max(a[i], float4(0.0f)) + float4(1.0f, 2.0f, 3.0f, 4.0f);
 }
 """
@@ -145,6 +151,11 @@ def test_threadgroup_parameters_sized_at_dispatch():
     prog.run({0: x, 1: out, 2: np.uint32(1)}, grid=2, block=64, threadgroup_memory={0: 256})
     np.testing.assert_array_equal(out, [x[:64].sum(), x[64:].sum()])
     assert prog.threadgroup_memory == 256
+    prog.run({0: x, 1: out, 2: np.uint32(1)}, grid=2, block=32, threadgroup_memory={0: 256})
+    np.testing.assert_array_equal(out, [x[:32].sum(), x[32:64].sum()])  # the others are never read
+    poisoned = TG_PARAM.replace("for (uint k = 0; k < n; k++)", "for (uint k = 0; k < 64; k++)")
+    run_msl(poisoned, x, out, np.uint32(1), grid=2, block=32, threadgroup_memory={0: 256}, schedule="forward")
+    assert np.isnan(out).all()  # elements 32..63 were never written in this group: 0xFF bytes (NaN)
     prog.run({0: x, 1: out, 2: np.uint32(2)}, grid=2, block=64, threadgroup_memory={0: 512})  # other length
     np.testing.assert_array_equal(out, [x[:64].sum(), x[64:].sum()])
     with pytest.raises(KernelError, match=r"out-of-bounds write access to threadgroup array shared_mem"):
@@ -230,3 +241,33 @@ def test_ggml_style_typedef_instantiations_and_several_brace_initialised_vectors
     np.testing.assert_array_equal(out, 30 * x[:, None] + [1, 2, 0, 0])
     run_msl(GGML_STYLE, x, out, name="kernel_scale_2", grid=1, block=8)
     np.testing.assert_array_equal(out, 2 * x[:, None] + [1, 2, 0, 0])
+
+
+MLX_STYLE = H + """
+#define instantiate_kernel(name, func, ...) \\
+  template [[host_name(name)]] [[kernel]] decltype(func<__VA_ARGS__>) func<__VA_ARGS__>;
+#define instantiate_unary(op, tname, T) instantiate_kernel("v_" #op #tname, unary_v, T, op)
+
+struct Neg { template <typename T> T operator()(T x) { return -x; } };
+struct Sq { template <typename T> T operator()(T x) { return x * x; } };
+
+template <typename T, typename Op>
+[[kernel]] void unary_v(device const T* in, device T* out, uint index [[thread_position_in_grid]]) {
+  out[index] = Op()(in[index]);
+}
+
+instantiate_unary(Neg, float32, float)
+instantiate_unary(Sq, float16, half)
+"""
+
+
+def test_mlx_style_instantiations_written_by_macros():
+    x = np.arange(6, dtype=np.float32) - 2
+    out = np.zeros(6, np.float32)
+    run_msl(MLX_STYLE, x, out, name="v_Negfloat32", grid=1, block=6)
+    np.testing.assert_array_equal(out, -x)
+    xh, oh = x.astype(np.float16), np.zeros(6, np.float16)
+    run_msl(MLX_STYLE, xh, oh, name="v_Sqfloat16", grid=1, block=6)
+    np.testing.assert_array_equal(oh, xh * xh)
+    with pytest.raises(TypeError, match=r"kernel.metal:12: \[\[buffer\(0\)\]\] in is `device const half\*`"):
+        run_msl(MLX_STYLE, x, oh, name="v_Sqfloat16", grid=1, block=6)

@@ -75,3 +75,33 @@ def test_simd_sum_half_and_shuffle_down_past_the_end(device):
 
     want_b = np.concatenate([np.full(32, 288.0, np.float32), np.full(8, 8.0, np.float32)])
     np.testing.assert_array_equal(args[6], bf16_to_bits(want_b))
+
+
+@enigma.kernel
+def simd_nan(x: Tensor[float32], mx: Tensor[float32], mn: Tensor[float32]):
+    t = enigma.thread_idx().x
+    mx[t] = enigma.simd_max(x[t])
+    mn[t] = enigma.simd_min(x[t])
+
+
+@enigma.jit
+def launch_nan(x, mx, mn):
+    simd_nan(x, mx, mn).launch(grid=(1, 1, 1), block=(64, 1, 1))
+
+
+@pytest.mark.parametrize("device", ["cpu", "msl"])
+def test_simd_max_min_ignore_a_nan_lane(device):
+    x = np.arange(64, dtype=np.float32) - 10
+    x[3] = np.nan
+    x[32:] = np.nan  # a simdgroup of NaN only: NaN
+    args = [x, np.zeros(64, np.float32), np.zeros(64, np.float32)]
+    ck = enigma.compile(launch_nan, *args)
+    if device == "cpu":
+        import enigma_runtime
+
+        enigma_runtime.Kernel.from_spec(ck.signature, ck.ir_json, ck.metal_source)(*args, device="cpu")
+    else:
+        run_msl(ck, *args)
+    np.testing.assert_array_equal(args[1][:32], 21.0)
+    np.testing.assert_array_equal(args[2][:32], -10.0)
+    assert np.isnan(args[1][32:]).all() and np.isnan(args[2][32:]).all()

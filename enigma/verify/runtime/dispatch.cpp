@@ -264,6 +264,16 @@ int g_ntg;  // ids below this may be allocated
 unsigned long g_tg_bytes;
 
 bool g_race;  // race checking on (the kernel library is instrumented with -fsanitize=thread)
+// In-bounds data ranges seen recently (most accesses hit the same few arrays): an access inside one
+// needs no search. Only data ranges are cached, so an out-of-bounds access never hits; cleared
+// whenever buffers or threadgroup variables change and in race-checking runs (which record).
+struct Range { const char* lo; const char* hi; };
+constexpr int kRangeCache = 4;
+Range g_ok[kRangeCache];
+int g_ok_next;
+void ok_clear() { for (auto& r : g_ok) r = Range{nullptr, nullptr}; }
+void ok_add(const char* lo, size_t n) { g_ok[g_ok_next] = Range{lo, lo + n}; g_ok_next = (g_ok_next + 1) % kRangeCache; }
+
 uint32_t g_group;  // linear index of the running threadgroup
 uint32_t g_phase;  // barriers completed by the running threadgroup
 // Simd-group rendezvous since the last barrier, per simdgroup: lanes that met at a simd-group call
@@ -597,7 +607,13 @@ extern "C" uint32_t enigma_rt_lane() { return g_cur ? g_cur->ctx.tiisg : 0; }
 extern "C" void enigma_rt_error(const char* msg, int line) { kernel_error(line, "%s", msg); }
 
 extern "C" void* enigma_rt_tg_alloc(int id, unsigned long size, unsigned long align) {
-  if (id >= 0 && id < g_ntg && g_tg[id].data) return g_tg[id].data;
+  if (id >= 0 && id < g_ntg && g_tg[id].data) {
+    if (g_tg[id].size != size)  // one declaration, two sizes: e.g. two template instantiations
+      kernel_error(0, "threadgroup variable %d is declared with %lu and with %lu bytes (two instantiations "
+                   "of one template declaration?); the harness gives each declaration one size", id,
+                   (unsigned long)g_tg[id].size, size);
+    return g_tg[id].data;
+  }
   if (id < 0 || id >= kMaxTg) kernel_error(0, "more than %d threadgroup variables", kMaxTg);
   if (align < 16 || align > 4096 || (align & (align - 1))) align = align > 4096 ? 4096 : 16;
   const size_t padded = ((size ? size : 1) + align - 1) & ~(size_t)(align - 1);
@@ -649,6 +665,7 @@ extern "C" void* enigma_rt_tg_param(int index) {
     if (v.shadow) munmap(v.shadow, 8 * v.size);
     g_tg_bytes -= v.size;
     v = TgVar{};
+    ok_clear();
   }
   return enigma_rt_tg_alloc(id, g_tgp_len[index], 16);
 }
@@ -792,11 +809,15 @@ void tg_race_access(TgVar& v, int id, const char* a, size_t n, bool write, void*
 // bounds-checked only (atomics never race).
 inline void access(const void* p, size_t n, bool write, void* pc, bool atomic = false) {
   const char* a = (const char*)p;
+  if (!g_race)
+    for (const Range& r : g_ok)
+      if (a >= r.lo && a + n <= r.hi) return;
   for (int id = 0; id < g_ntg; id++) {
     TgVar& v = g_tg[id];
     if (!v.map || a < v.map || a >= v.map + v.map_len) continue;
     if (a < v.data || a + n > v.data + v.size) oob(-1, id, (int64_t)(a - v.data), write, pc);
     if (g_race && g_cur && v.shadow && !atomic) tg_race_access(v, id, a, n, write, pc);
+    else if (!g_race) ok_add(v.data, v.size);
     return;
   }
   for (int slot = 0; slot < g_nbufs; slot++) {
@@ -804,6 +825,7 @@ inline void access(const void* p, size_t n, bool write, void* pc, bool atomic = 
     if (!b.map || a < b.map || a >= b.map + b.map_len) continue;
     if (a < b.data || a + n > b.data + b.nbytes) oob(slot, -1, (int64_t)(a - b.data), write, pc);
     if (g_race && g_cur && !atomic) buf_access(a, n, write, pc);
+    else if (!g_race) ok_add(b.data, b.nbytes);
     return;
   }
 }
@@ -939,6 +961,7 @@ extern "C" int enigma_run(EntryFn entry, void* const* bufs, const uint32_t* grid
   shared_err->tg_var = -1;
   g_page = (size_t)sysconf(_SC_PAGESIZE);
   g_err = shared_err;
+  ok_clear();
   if (g_entry != entry || g_race != (race != 0)) tg_reset();  // another kernel: its own variables
   g_entry = entry;
   g_race = race != 0;
