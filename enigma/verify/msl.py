@@ -4,7 +4,9 @@ and whether the kernel synchronises (barriers, simd-group functions) and so must
 """
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 # builtin attributes of kernel parameters -> name of the field in the dispatcher's per-thread Ctx
@@ -649,16 +651,18 @@ _MACRO_WITH_DECLS = re.compile(r"^[ \t]*#[ \t]*define[ \t]+\w+(?:\([^)]*\))?[^\n
 _LINE_MARKER = re.compile(r'^#\s*(?:line\s+)?(\d+)\s+"([^"]*)"[^\n]*$', re.M)
 
 
-def expand_macros(src: str, file: str = "kernel.metal") -> str:
+def expand_macros(src: str, file: str = "kernel.metal",
+                  include_dirs: Sequence[str | os.PathLike] = ()) -> str:
     """`src` itself, or, when one of its own `#define`s writes kernels, instantiations, function
     constants or threadgroup declarations (`#define instantiate_kernel(name, f, T) template
     [[host_name(name)]] [[kernel]] decltype(f<T>) f<T>;`), `src` with its macros expanded by clang's
-    preprocessor, line markers kept (diagnostics and reports still name `file`'s lines)."""
-    if not _MACRO_WITH_DECLS.search(strip_comments(src).replace("\\\n", "  ")):  # continued lines joined
-        return src
+    preprocessor, line markers kept (diagnostics and reports still name `file`'s lines). With
+    `include_dirs` the source's own headers (`#include "utils.h"`) are inlined the same way."""
+    if not include_dirs and not _MACRO_WITH_DECLS.search(strip_comments(src).replace("\\\n", "  ")):
+        return src  # (continued #define lines joined above)
     from enigma.verify.clang import preprocess
 
-    return preprocess(src, file)
+    return preprocess(src, file, include_dirs)
 
 
 def source_lines(code: str, file: str) -> list[int]:
