@@ -371,7 +371,7 @@ def _symbolizer_argv(library: Path, offset: int) -> list[str] | None:
     return None
 
 
-_programs: dict[tuple[str, str | None, str, str], MslProgram] = {}
+_programs: dict[tuple[str, str | None, str, str, str], MslProgram] = {}
 
 
 def compile_msl(source: str, name: str | None = None, file: str = "kernel.metal",
