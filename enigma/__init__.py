@@ -74,6 +74,15 @@ __all__ = [
 
 __all__ += [n for n in _MATH if n not in dir(builtins)]  # exp, ...; not abs, pow (builtins)
 
+# fast kernels (issue 12): fragments, vectors, bit views, block reductions, simdgroup matrices
+from enigma.frontend.fragments import Fragment, copy, make_fragment  # noqa: E402
+from enigma.frontend.reductions import block_max, block_min, block_sum  # noqa: E402
+from enigma.frontend.simdgroup import simd_load, simd_matrix, simd_mma, simd_store  # noqa: E402
+from enigma.frontend.vectors import Vector, bitcast, dot, vec  # noqa: E402
+
+__all__ += ["Fragment", "Vector", "bitcast", "block_max", "block_min", "block_sum", "copy", "dot",
+            "make_fragment", "simd_load", "simd_matrix", "simd_mma", "simd_store", "vec"]
+
 from enigma.layout import *  # noqa: E402,F401,F403  (CuTe layouts: enigma.make_layout, local_tile, ...)
 from enigma.layout import __all__ as _layout_names  # noqa: E402
 

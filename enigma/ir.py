@@ -33,6 +33,15 @@ MEMORY = ops.group("memory")
 SIMD = ops.group("simd")
 CONTROL = ops.group("control")
 OTHER = ops.group("other")
+# fast-kernel ops (issue 12): extract (lane `lane` of a vector), pack (N scalars -> an N-lane vector),
+# bitcast (the same bits as another type of the same total size, Metal's as_type); load/store/vload/
+# vstore also take the attributes `view` (a dtype name: the tensor's bytes read as that type) and
+# `packed` (vload/vstore: aligned like one element, Metal's packed_<type>N)
+VECTOR = ops.group("vector")
+# simdgroup matrices (8x8, owned by the 32 lanes of a simdgroup; Type.matrix == 8): simd_fill {value};
+# simd_load(offset, elements_per_row) {tensor, origin, transpose}; simd_mma(a, b, c) = a @ b + c;
+# simd_store(m, offset, elements_per_row) {tensor, origin, transpose}
+SIMD_MATRIX = ops.group("simd_matrix")
 ALL_OPS = frozenset(ops.OPS)
 # ops with an effect besides their result: never removed or merged by passes
 SIDE_EFFECTS = frozenset(n for n, o in ops.OPS.items() if o.side_effect)
@@ -42,16 +51,22 @@ NOT_PURE = frozenset(n for n, o in ops.OPS.items() if not o.pure)
 
 @dataclass(frozen=True)
 class Type:
-    """A value's type: a scalar dtype, or a vector of `lanes` of it (lanes > 1 only after vectorising)."""
+    """A value's type: a scalar dtype, a vector of `lanes` of it (vectorising, `load_vec`), or (matrix=8)
+    an 8x8 simdgroup matrix of it, a value owned by the 32 lanes of a simdgroup together."""
 
     dtype: DType
     lanes: int = 1
+    matrix: int = 0
 
     @property
-    def name(self) -> str:  # "float32", "float32x4"
+    def name(self) -> str:  # "float32", "float32x4", "float32x8x8"
+        if self.matrix:
+            return f"{self.dtype.name}x{self.matrix}x{self.matrix}"
         return self.dtype.name if self.lanes == 1 else f"{self.dtype.name}x{self.lanes}"
 
     def __str__(self) -> str:
+        if self.matrix:
+            return f"!enigma.simdgroup_matrix<{self.matrix}x{self.matrix}x{self.dtype.short}>"
         return self.dtype.short if self.lanes == 1 else f"vector<{self.lanes}x{self.dtype.short}>"
 
 

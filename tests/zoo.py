@@ -232,6 +232,215 @@ def histogram_launch(x: Tensor[int32, ("n",)], hist: Tensor[int32, (64,)]):  # n
 
 
 # ---------------------------------------------------------------------------------------------------
+# fast kernels (issue 12): simdgroup matrices, register fragments, float4 loads, block reductions,
+# quantised blocks read in place. Sizes: the simdgroup matmul needs m, n multiples of 32 and k of 16.
+
+SM_BM, SM_BN, SM_BK = 32, 32, 16  # threadgroup tile; 4 simdgroups, each a 16x16 tile (2x2 accumulators)
+
+
+@enigma.func
+def _simd_matmul_body(a, b, c):
+    As = enigma.shared_tensor(a.dtype, (SM_BM, SM_BK), name="As")
+    Bs = enigma.shared_tensor(b.dtype, (SM_BK, SM_BN), name="Bs")
+    tx, ty = enigma.thread_idx().x, enigma.thread_idx().y  # block (16, 8): 4 simdgroups
+    sg = enigma.simd_group_id()
+    row0 = enigma.block_idx().y * SM_BM
+    col0 = enigma.block_idx().x * SM_BN
+    # this simdgroup's 16-row strip of As and 16-column strip of Bs (views: offsets computed once)
+    a_w = enigma.local_tile(As, (16, SM_BK), (sg // 2, 0))
+    b_w = enigma.local_tile(Bs, (SM_BK, 16), (0, sg % 2))
+    c00 = enigma.simd_matrix(enigma.float32)
+    c01 = enigma.simd_matrix(enigma.float32)
+    c10 = enigma.simd_matrix(enigma.float32)
+    c11 = enigma.simd_matrix(enigma.float32)
+    for k0 in range(0, a.shape[1], SM_BK):
+        for i in enigma.range_constexpr(0, SM_BM, 8):  # the 16 x 8 threads copy the tiles
+            As[ty + i, tx] = a[row0 + ty + i, k0 + tx]
+        for i in enigma.range_constexpr(0, SM_BK, 8):
+            for j in enigma.range_constexpr(0, SM_BN, 16):
+                Bs[ty + i, tx + j] = b[k0 + ty + i, col0 + tx + j]
+        enigma.barrier()
+        for kk in enigma.range_constexpr(0, SM_BK, 8):  # the inner loop: simdgroup loads and MMAs only
+            a0 = enigma.simd_load(a_w, 0, kk)
+            a1 = enigma.simd_load(a_w, 8, kk)
+            b0 = enigma.simd_load(b_w, kk, 0)
+            b1 = enigma.simd_load(b_w, kk, 8)
+            c00 = enigma.simd_mma(a0, b0, c00)
+            c01 = enigma.simd_mma(a0, b1, c01)
+            c10 = enigma.simd_mma(a1, b0, c10)
+            c11 = enigma.simd_mma(a1, b1, c11)
+        enigma.barrier()
+    tile = (enigma.block_idx().y * 2 + sg // 2, enigma.block_idx().x * 2 + sg % 2)
+    c_w = enigma.local_tile(c, (16, 16), tile)
+    enigma.simd_store(c00, c_w, 0, 0)
+    enigma.simd_store(c01, c_w, 0, 8)
+    enigma.simd_store(c10, c_w, 8, 0)
+    enigma.simd_store(c11, c_w, 8, 8)
+
+
+@enigma.kernel
+def simd_matmul(a: Tensor[float32, ("m", "k")], b: Tensor[float32, ("k", "n")],  # noqa: F821, UP037
+                c: Tensor[float32, ("m", "n")]):  # noqa: F821, UP037
+    _simd_matmul_body(a, b, c)
+
+
+@enigma.kernel
+def simd_matmul_f16(a: Tensor[enigma.float16, ("m", "k")],  # noqa: F821, UP037
+                    b: Tensor[enigma.float16, ("k", "n")],  # noqa: F821, UP037
+                    c: Tensor[float32, ("m", "n")]):  # noqa: F821, UP037
+    _simd_matmul_body(a, b, c)
+
+
+@enigma.jit
+def simd_matmul_launch(a: Tensor[float32, ("m", "k")], b: Tensor[float32, ("k", "n")],  # noqa: F821, UP037
+                       c: Tensor[float32, ("m", "n")]):  # noqa: F821, UP037
+    m, n = c.shape
+    simd_matmul(a, b, c).launch(grid=(n // SM_BN, m // SM_BM, 1), block=(16, 8, 1))
+
+
+@enigma.jit
+def simd_matmul_f16_launch(a: Tensor[enigma.float16, ("m", "k")],  # noqa: F821, UP037
+                           b: Tensor[enigma.float16, ("k", "n")],  # noqa: F821, UP037
+                           c: Tensor[float32, ("m", "n")]):  # noqa: F821, UP037
+    m, n = c.shape
+    simd_matmul_f16(a, b, c).launch(grid=(n // SM_BN, m // SM_BM, 1), block=(16, 8, 1))
+
+
+@enigma.kernel
+def reg_matmul(a: Tensor[float32, ("m", "k")], b: Tensor[float32, ("k", "n")],  # noqa: F821, UP037
+               c: Tensor[float32, ("m", "n")]):  # noqa: F821, UP037
+    """Each thread computes a 4x4 tile of c in a register fragment; rows of b are read as float4."""
+    r0 = (enigma.block_idx().y * enigma.block_dim().y + enigma.thread_idx().y) * 4
+    c0 = (enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x) * 4
+    acc = enigma.make_fragment((4, 4), float32)
+    acc.fill(0.0)
+    if r0 < c.shape[0] and c0 < c.shape[1]:  # m and n are multiples of 4
+        for k in range(a.shape[1]):
+            bv = b.load_vec((k, c0), 4)
+            for i in enigma.range_constexpr(4):
+                ai = a[r0 + i, k]
+                for j in enigma.range_constexpr(4):
+                    acc[i, j] = enigma.fma(ai, bv[j], acc[i, j])
+        for i in enigma.range_constexpr(4):
+            c.store_vec((r0 + i, c0), enigma.vec(acc[i, 0], acc[i, 1], acc[i, 2], acc[i, 3]))
+
+
+@enigma.jit
+def reg_matmul_launch(a: Tensor[float32, ("m", "k")], b: Tensor[float32, ("k", "n")],  # noqa: F821, UP037
+                      c: Tensor[float32, ("m", "n")]):  # noqa: F821, UP037
+    m, n = c.shape
+    reg_matmul(a, b, c).launch(grid=(enigma.ceil_div(n, 32), enigma.ceil_div(m, 32), 1), block=(8, 8, 1))
+
+
+Q4_BLOCK, Q4_BYTES = 32, 18  # llama.cpp block_q4_0: {half d; uint8 qs[16]}: 32 weights in 18 bytes
+BLOCK_Q4_0 = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
+
+
+@enigma.kernel
+def q4_0_matvec(wq: Tensor[enigma.uint8], x: Tensor[float32, ("k",)],  # noqa: F821, UP037
+                y: Tensor[float32, ("rows",)]):  # noqa: F821, UP037
+    """y = W @ x with W in llama.cpp's q4_0 format, read in place from one byte buffer: one simdgroup
+    per row; byte m of a block's qs holds weights m (low nibble) and m + 16 (high nibble), minus 8."""
+    row = enigma.block_idx().x
+    lane = enigma.simd_lane_id()
+    nb = x.shape[0] // Q4_BLOCK
+    halves = wq.view(enigma.float16)  # block i starts at half 9 * i (18 bytes)
+    words = wq.view(enigma.uint16)  # its qs are the uint16 words 9 * i + 1 .. 9 * i + 8
+    s = 0.0
+    for blk in range(lane, nb, 32):
+        i = row * nb + blk
+        d = halves[9 * i].to(float32)
+        base = blk * Q4_BLOCK
+        part = 0.0
+        for j in enigma.range_constexpr(8):
+            q = words[9 * i + 1 + j].to(enigma.int32)
+            lo, hi = q & 0xFF, q >> 8  # bytes 2j and 2j + 1 (little-endian)
+            part += ((lo & 15) - 8).to(float32) * x[base + 2 * j]
+            part += ((lo >> 4) - 8).to(float32) * x[base + 2 * j + 16]
+            part += ((hi & 15) - 8).to(float32) * x[base + 2 * j + 1]
+            part += ((hi >> 4) - 8).to(float32) * x[base + 2 * j + 17]
+        s += d * part
+    s = enigma.simd_sum(s)
+    if lane == 0:
+        y[row] = s
+
+
+@enigma.jit
+def q4_0_matvec_launch(wq: Tensor[enigma.uint8, ("bytes",)], x: Tensor[float32, ("k",)],  # noqa: F821, UP037
+                       y: Tensor[float32, ("rows",)]):  # noqa: F821, UP037
+    q4_0_matvec(wq, x, y).launch(grid=(y.shape[0], 1, 1), block=(32, 1, 1))
+
+
+LN_BLOCK = 128
+
+
+@enigma.kernel
+def layer_norm(x: Tensor[float32, ("rows", "cols")], w: Tensor[float32, ("cols",)],  # noqa: F821, UP037
+               b: Tensor[float32, ("cols",)], y: Tensor[float32, ("rows", "cols")],  # noqa: F821, UP037
+               eps: float32):
+    """Triton's layer-norm tutorial: one threadgroup per row, statistics with enigma.block_sum."""
+    row = enigma.block_idx().x
+    tid = enigma.thread_idx().x
+    cols = x.shape[1]
+    s = 0.0
+    for c in range(tid, cols, LN_BLOCK):
+        s += x[row, c]
+    mean = enigma.block_sum(s) / cols
+    v = 0.0
+    for c in range(tid, cols, LN_BLOCK):
+        d = x[row, c] - mean
+        v += d * d
+    rstd = enigma.rsqrt(enigma.block_sum(v) / cols + eps)
+    for c in range(tid, cols, LN_BLOCK):
+        y[row, c] = (x[row, c] - mean) * rstd * w[c] + b[c]
+
+
+@enigma.jit
+def layer_norm_launch(x: Tensor[float32, ("rows", "cols")], w: Tensor[float32, ("cols",)],  # noqa: F821, UP037
+                      b: Tensor[float32, ("cols",)], y: Tensor[float32, ("rows", "cols")],  # noqa: F821, UP037
+                      eps: float32):
+    layer_norm(x, w, b, y, eps).launch(grid=(x.shape[0], 1, 1), block=(LN_BLOCK, 1, 1))
+
+
+SM_BLOCK = 128
+
+
+@enigma.kernel
+def masked_softmax(x: Tensor[float32, ("rows", "cols")],  # noqa: F821, UP037
+                   mask: Tensor[float32, ("rows", "cols")] | None,  # noqa: F821, UP037
+                   y: Tensor[float32, ("rows", "cols")], scale: float32):  # noqa: F821, UP037
+    """llama.cpp's soft_max: y = softmax(x * scale + mask) per row, the mask optional (a None mask
+    selects the variant without it at compile time); one threadgroup per row, block reductions."""
+    row = enigma.block_idx().x
+    tid = enigma.thread_idx().x
+    cols = x.shape[1]
+    m = NEG_BIG
+    for c in range(tid, cols, SM_BLOCK):
+        v = x[row, c] * scale
+        if mask is not None:
+            v = v + mask[row, c]
+        m = enigma.maximum(m, v)
+    m = enigma.block_max(m)
+    s = 0.0
+    for c in range(tid, cols, SM_BLOCK):
+        v = x[row, c] * scale
+        if mask is not None:
+            v = v + mask[row, c]
+        e = enigma.exp(v - m)
+        y[row, c] = e
+        s += e
+    inv = 1.0 / enigma.block_sum(s)
+    for c in range(tid, cols, SM_BLOCK):
+        y[row, c] = y[row, c] * inv
+
+
+@enigma.jit
+def masked_softmax_launch(x: Tensor[float32, ("rows", "cols")],  # noqa: F821, UP037
+                          mask: Tensor[float32, ("rows", "cols")] | None,  # noqa: F821, UP037
+                          y: Tensor[float32, ("rows", "cols")], scale: float32):  # noqa: F821, UP037
+    masked_softmax(x, mask, y, scale).launch(grid=(x.shape[0], 1, 1), block=(SM_BLOCK, 1, 1))
+
+
 # two-pass sum: partial sums per threadgroup into a temporary, then one threadgroup adds them up; the jit
 # allocates the temporary and the result (enigma.empty) and returns the result
 
@@ -368,6 +577,84 @@ ZOO: list[ZooEntry] = [
              lambda t: (*t, t[0].shape[0])),
 ]
 
+
+def _mm_in(dtype):
+    def make(rng):
+        m, k, n = 64, 48, 96
+        return (rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype),
+                np.zeros((m, n), np.float32))
+    return make
+
+
+def _mm_ref(a, b, c):
+    return (a.astype(np.float32) @ b.astype(np.float32),)
+
+
+def _q4_in(rng):
+    rows, k = 6, 128
+    blocks = np.zeros(rows * k // Q4_BLOCK, BLOCK_Q4_0)
+    blocks["d"] = (rng.standard_normal(blocks.size) * 0.1).astype(np.float16)
+    blocks["qs"] = rng.integers(0, 256, (blocks.size, 16), dtype=np.uint8)
+    return (blocks.view(np.uint8).copy(), rng.standard_normal(k).astype(np.float32),
+            np.zeros(rows, np.float32))
+
+
+def q4_0_dequantize(wq: np.ndarray, rows: int) -> np.ndarray:
+    """llama.cpp's dequantize_row_q4_0 for the whole matrix (rows x k)."""
+    blocks = wq.view(BLOCK_Q4_0)
+    qs = blocks["qs"].astype(np.int32)
+    w = np.concatenate([(qs & 15) - 8, (qs >> 4) - 8], axis=1).astype(np.float32)
+    w *= blocks["d"].astype(np.float32)[:, None]
+    return w.reshape(rows, -1)
+
+
+def _ln_in(rng):
+    rows, cols = 5, 300
+    f32 = np.float32
+    return (rng.standard_normal((rows, cols)).astype(f32), rng.standard_normal(cols).astype(f32),
+            rng.standard_normal(cols).astype(f32), np.zeros((rows, cols), f32), f32(1e-5))
+
+
+def _ln_ref(x, w, b, y, eps):
+    mean = x.mean(axis=1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=1, keepdims=True)
+    return ((x - mean) / np.sqrt(var + eps) * w + b,)
+
+
+def _masked_softmax_in(mask: bool):
+    def make(rng):
+        rows, cols = 4, 300
+        x = rng.standard_normal((rows, cols)).astype(np.float32)
+        m = np.where(rng.random((rows, cols)) < 0.2, np.float32(NEG_BIG), np.float32(0)).astype(np.float32) \
+            if mask else None
+        return (x, m, np.zeros((rows, cols), np.float32), np.float32(0.5))
+    return make
+
+
+def _masked_softmax_ref(x, mask, y, scale):
+    v = x * scale + (0 if mask is None else mask)
+    e = np.exp(v - v.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True),)
+
+
+ZOO += [
+    ZooEntry("masked_softmax", masked_softmax, masked_softmax_launch, _masked_softmax_in(True),
+             _masked_softmax_ref, (2,), lambda t: t, rtol=1e-5, atol=1e-6),
+    ZooEntry("softmax_no_mask", masked_softmax, masked_softmax_launch, _masked_softmax_in(False),
+             _masked_softmax_ref, (2,), lambda t: t, rtol=1e-5, atol=1e-6),
+    ZooEntry("simd_matmul", simd_matmul, simd_matmul_launch, _mm_in(np.float32), _mm_ref, (2,), lambda t: t,
+             rtol=1e-4, atol=1e-4),
+    ZooEntry("simd_matmul_f16", simd_matmul_f16, simd_matmul_f16_launch, _mm_in(np.float16), _mm_ref, (2,),
+             lambda t: t, rtol=1e-3, atol=1e-3),
+    ZooEntry("reg_matmul", reg_matmul, reg_matmul_launch, _mm_in(np.float32), _mm_ref, (2,), lambda t: t,
+             rtol=1e-4, atol=1e-4),
+    ZooEntry("q4_0_matvec", q4_0_matvec, q4_0_matvec_launch, _q4_in,
+             lambda wq, x, y: (q4_0_dequantize(wq, y.shape[0]) @ x,), (2,), lambda t: t, rtol=1e-4,
+             atol=1e-4),
+    ZooEntry("layer_norm", layer_norm, layer_norm_launch, _ln_in, _ln_ref, (3,), lambda t: t,
+             rtol=1e-4, atol=1e-4),
+]
+
 BY_NAME = {e.name: e for e in ZOO}
 
 
@@ -412,7 +699,37 @@ _SIZED: dict[str, Callable[[np.random.Generator, int], tuple]] = {
     "histogram": lambda r, k: (r.integers(0, 64, _N[k], dtype=np.int32), np.zeros(64, np.int32)),
 }
 
-JITS: list[JitCase] = [_from_zoo(e, _SIZED[e.name]) for e in ZOO] + [
+def _mm_sized(dtype: Any, sizes: tuple) -> Callable[[np.random.Generator, int], tuple]:
+    def make(r: np.random.Generator, k: int) -> tuple:
+        m, kk, n = sizes[k]
+        return (r.standard_normal((m, kk)).astype(dtype), r.standard_normal((kk, n)).astype(dtype),
+                np.zeros((m, n), np.float32))
+    return make
+
+
+def _q4_sized(r: np.random.Generator, k: int) -> tuple:
+    rows, cols = [(1, 32), (6, 128), (9, 256)][k]
+    blocks = np.zeros(rows * cols // Q4_BLOCK, BLOCK_Q4_0)
+    blocks["d"] = (r.standard_normal(blocks.size) * 0.1).astype(np.float16)
+    blocks["qs"] = r.integers(0, 256, (blocks.size, 16), dtype=np.uint8)
+    return (blocks.view(np.uint8).copy(), _f32(r, cols), np.zeros(rows, np.float32))
+
+
+_SHAPES = [(1, 1), (5, 300), (3, 700)]
+_SIZED.update({  # the fast kernels (issue 12); the softmax without a mask is the same jit
+    "simd_matmul": _mm_sized(np.float32, [(32, 16, 32), (64, 48, 96), (96, 32, 64)]),
+    "simd_matmul_f16": _mm_sized(np.float16, [(32, 16, 32), (64, 48, 96), (96, 32, 64)]),
+    "reg_matmul": _mm_sized(np.float32, [(4, 1, 4), (64, 48, 96), (36, 10, 20)]),
+    "q4_0_matvec": _q4_sized,
+    "layer_norm": lambda r, k: (_f32(r, *_SHAPES[k]), _f32(r, _SHAPES[k][1]), _f32(r, _SHAPES[k][1]),
+                                np.zeros(_SHAPES[k], np.float32), np.float32(1e-5)),
+    "masked_softmax": lambda r, k: (_f32(r, *_SHAPES[k]),
+                                    np.where(r.random(_SHAPES[k]) < 0.2, np.float32(NEG_BIG),
+                                             np.float32(0)).astype(np.float32),
+                                    np.zeros(_SHAPES[k], np.float32), np.float32(0.5)),
+})
+
+JITS: list[JitCase] = [_from_zoo(e, _SIZED[e.name]) for e in ZOO if e.name in _SIZED] + [
     JitCase("two_pass_sum", two_pass_sum, lambda r, k: (_f32(r, (1, 1000, 9000)[k]),),
             lambda x: {"return": np.array([x.sum(dtype=np.float64)], np.float32)}, rtol=1e-4, atol=1e-4),
     JitCase("softmax_auto", softmax_auto,  # 10, 200 and 700 columns: blocks of 64, 256 and 1024 threads

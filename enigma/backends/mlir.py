@@ -46,6 +46,8 @@ def elem(dtype: Any) -> str:
 
 
 def mtype(t: ir.Type) -> str:
+    if t.matrix:  # an opaque type of the enigma dialect (mlir-opt --allow-unregistered-dialect)
+        return f"!enigma.simdgroup_matrix<{t.matrix}x{t.matrix}x{elem(t.dtype)}>"
     return elem(t.dtype) if t.lanes == 1 else f"vector<{t.lanes}x{elem(t.dtype)}>"
 
 
@@ -191,6 +193,8 @@ class _Printer:
             self.generic(op, depth, operands=[ssa], types=[ty])
         elif name in ir.BUILTIN or name == "barrier" or name in ir.SIMD:
             self.generic(op, depth)
+        elif name in ir.VECTOR or name in ir.SIMD_MATRIX:
+            self.fast(op, depth, x, rt)
         elif name in CMP:
             d = op.operands[0].dtype
             which = CMP[name][0 if d.is_float else 2 if d.kind in "ub" else 1]
@@ -239,6 +243,25 @@ class _Printer:
             return MLIR_FLOAT.get(op.name)
         pair = MLIR_INT.get(op.name)
         return None if pair is None else pair[0 if d.kind == "i" else 1]
+
+    # fast-kernel ops (issue 12) ----------------------------------------------------------------------
+    def fast(self, op: ir.Op, depth: int, x: list[str], rt: Any) -> None:
+        """vector.extract / vector.from_elements / arith.bitcast where MLIR has them; simdgroup matrix
+        ops (and bitcasts that change the lane count) as generic `enigma.*` ops on the memref."""
+        name, lhs = op.name, self.lhs(op)
+        src = op.operands[0].type if op.operands else None
+        if name == "extract":
+            self.emit(depth, f"{lhs}vector.extract {x[0]}[{op.attrs['lane']}] : {mtype(rt)} from "
+                             f"{mtype(src)}", op)  # type: ignore[arg-type]
+        elif name == "pack":
+            self.emit(depth, f"{lhs}vector.from_elements {', '.join(x)} : {mtype(rt)}", op)
+        elif name == "bitcast" and src is not None and src.lanes == rt.lanes:
+            self.emit(depth, f"{lhs}arith.bitcast {x[0]} : {mtype(src)} to {mtype(rt)}", op)
+        elif name in ("simd_load", "simd_store"):
+            ssa, ty = self.tensor(op)
+            self.generic(op, depth, operands=[ssa] + x, types=[ty] + [mtype(o.type) for o in op.operands])
+        else:
+            self.generic(op, depth)
 
     def cast(self, op: ir.Op, depth: int) -> None:
         src, dst = op.operands[0].type, op.result.type
@@ -360,6 +383,8 @@ class _Printer:
         taken: set[str] = set()
         params: list[str] = []
         for a in k.args:
+            if a.kind == "none":  # an optional tensor left out of this variant
+                continue
             ssa = f"%{a.name}" if _ID.match(a.name) and not re.match(r"^(v\d+|tmp\..*)$", a.name) else \
                 f"%arg.{len(params)}"
             while ssa in taken:

@@ -4,7 +4,8 @@ Conventions (docs/abi.md): bindings come from `portable.bindings` (FORMAT.md sec
 is a local `vN` (N = its id) assigned once, except the results of if/for/while, declared before the
 construct and assigned by its yields; constants, scalar parameters, sizes and builtins are inlined as
 atoms. Every statement ends with `// line N` (the kernel author's line). The output stays in a plain
-subset (no templates, lambdas or direct-initialisation) so a clang-based compatibility header compiles it.
+subset (no lambdas or direct-initialisation; template arguments only in Metal's `as_type<T>(x)` and
+`make_filled_simdgroup_matrix<T, 8, 8>(v)`) so a clang-based compatibility header compiles it.
 
 Elementwise ops are printed from spelling tables keyed by the op table's names (MSL_FLOAT, MSL_INT,
 MSL_BOOL); methods remain only for structure (constants, builtins, casts, memory, atomics, barriers,
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from enigma_runtime import ops
-from enigma_runtime.dtypes import DType, float32
+from enigma_runtime.dtypes import BY_NAME, DType, float32
 
 from enigma import ir, options
 from enigma.backends import portable
@@ -78,7 +79,7 @@ NATIVE_BFLOAT = frozenset(("add", "sub", "mul", "div", "neg", "lt", "le", "gt", 
 STRUCTURE = frozenset(("const", "param", "dim", "stride", "select", "cast", "broadcast", "load", "store",
                        "vload", "vstore", "atomic_add", "atomic_max", "atomic_min", "barrier", "simd_sum",
                        "simd_max", "simd_min", "simd_shuffle_down", "simd_broadcast", "if", "for", "while",
-                       "yield", "condition") + tuple(BUILTINS))
+                       "yield", "condition") + tuple(BUILTINS) + ir.VECTOR + ir.SIMD_MATRIX)  # + fast()
 # MSL versions the emitter can target, with the macOS release that introduced each: enigma.options
 # holds the one table (CompileOptions offers exactly these; xcrun spells them from it)
 MSL_VERSIONS = {v.version: str(v.macos[0]) for v in options.MSL_VERSIONS.values()}
@@ -101,6 +102,8 @@ RESERVED = frozenset("""
 
 
 def msl_type(t: ir.Type) -> str:
+    if t.matrix:
+        return f"simdgroup_{t.dtype.msl}{t.matrix}x{t.matrix}"
     return t.dtype.msl if t.lanes == 1 else f"{t.dtype.msl}{t.lanes}"
 
 
@@ -244,13 +247,14 @@ class _Emitter:
         elif name == "broadcast":
             self.define(depth, op, f"{msl_type(rt)}({a[0]})")
         elif name == "load":
-            self.define(depth, op, f"{self.tensor(op)}[{a[0]}]")
+            self.define(depth, op, f"{self.base(op)}[{a[0]}]")
         elif name == "store":
-            self.line(depth, f"{self.tensor(op)}[{a[0]}] = {a[1]};", op)
+            self.line(depth, f"{self.base(op)}[{a[0]}] = {a[1]};", op)
         elif name in ("vload", "vstore"):
             t, vt = op.attrs["tensor"], op.operands[1].type if name == "vstore" else rt
             const = " const" if name == "vload" and self.access.get(t) == "read" else ""
-            ptr = f"*(({self.space(t)}{const} {msl_type(vt)}*)({self.tensor(op)} + {a[0]}))"
+            packed = "packed_" if op.attrs.get("packed") else ""  # aligned like one element
+            ptr = f"*(({self.space(t)}{const} {packed}{msl_type(vt)}*)({self.base(op)} + {a[0]}))"
             if name == "vload":
                 self.define(depth, op, ptr)
             else:
@@ -273,12 +277,53 @@ class _Emitter:
             self.define(depth, op, f"{name}({a[0]})")
         elif name in ("simd_shuffle_down", "simd_broadcast"):
             self.define(depth, op, f"{name}({a[0]}, (ushort){a[1]})")
+        elif name in ir.VECTOR or name in ir.SIMD_MATRIX:
+            self.fast(op, depth, a, rt)
         elif name == "if":
             self.if_(op, depth)
         elif name == "for":
             self.for_(op, depth)
         elif name == "while":
             self.while_(op, depth)
+        else:
+            raise ValueError(f"{self.k.file}:{op.line}: the MSL printer does not know op {name!r}")
+
+    # fast-kernel ops (issue 12): vectors, bit casts, views, simdgroup matrices -------------------------
+    def base(self, op: ir.Op) -> str:
+        """The pointer a memory op indexes: the tensor, or `((device const half*)t)` for a view."""
+        view = op.attrs.get("view")
+        if view is None:
+            return self.tensor(op)
+        t = op.attrs["tensor"]
+        const = " const" if self.access.get(t) == "read" else ""
+        return f"(({self.space(t)}{const} {BY_NAME[view].msl}*)({self.tensor(op)}))"
+
+    def fast(self, op: ir.Op, depth: int, a: list[str], rt: Any) -> None:
+        name = op.name
+        if name == "extract":
+            self.define(depth, op, f"{a[0]}[{op.attrs['lane']}]")
+        elif name == "pack":
+            self.define(depth, op, f"{msl_type(rt)}({', '.join(a)})")
+        elif name == "bitcast":
+            self.define(depth, op, f"as_type<{msl_type(rt)}>({a[0]})")
+        elif name == "simd_fill":
+            d = rt.dtype
+            self.define(depth, op, f"make_filled_simdgroup_matrix<{d.msl}, {rt.matrix}, {rt.matrix}>("
+                                   f"{literal(op.attrs['value'], ir.Type(d))})")
+        elif name == "simd_mma":
+            self.line(depth, f"{msl_type(rt)} {self.v(op.result)};", op)
+            args = ", ".join([self.v(op.result)] + a)
+            self.line(depth, f"simdgroup_multiply_accumulate({args});", op)
+        elif name in ("simd_load", "simd_store"):
+            off, ld = (a[0], a[1]) if name == "simd_load" else (a[1], a[2])
+            origin = op.attrs.get("origin", 0)
+            ptr = f"{self.base(op)} + {off}" + (f" + {origin}" if origin else "")
+            args = f"{ptr}, (ulong){ld}, ulong2(0, 0), {'true' if op.attrs.get('transpose') else 'false'}"
+            if name == "simd_load":
+                self.line(depth, f"{msl_type(rt)} {self.v(op.result)};", op)
+                self.line(depth, f"simdgroup_load({self.v(op.result)}, {args});", op)
+            else:
+                self.line(depth, f"simdgroup_store({a[0]}, {args});", op)
         else:
             raise ValueError(f"{self.k.file}:{op.line}: the MSL printer does not know op {name!r}")
 
@@ -430,6 +475,8 @@ class _Emitter:
         params = []
         for b in self.binds:
             a, c = b.arg, self.names[b.arg.name]
+            if a.kind == "none":  # an optional tensor left out: no parameter (its buffer index stays free)
+                continue
             if a.kind == "tensor":
                 const = "const " if b.access == "read" else ""
                 params.append(f"{const}device {a.dtype.msl}* {c} [[buffer({b.buffer})]]")

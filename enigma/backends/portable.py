@@ -43,9 +43,9 @@ def tensor_access(kernel: ir.Kernel) -> dict[str, str]:
     writes: set[str] = set()
     for op in ir.walk(kernel.body):
         t = str(op.attrs.get("tensor"))
-        if op.name in ("load", "vload"):
+        if op.name in ("load", "vload", "simd_load"):
             reads.add(t)
-        elif op.name in ("store", "vstore"):
+        elif op.name in ("store", "vstore", "simd_store"):
             writes.add(t)
         elif op.name.startswith("atomic_"):
             reads.add(t)
@@ -120,9 +120,11 @@ def ir_to_json(kernel: ir.Kernel) -> dict[str, Any]:
 # JSON -> Kernel (the inverse, for round-trip tests and tools)
 
 def parse_type(name: str) -> ir.Type:
-    """`float32` or `float32x4` -> Type."""
+    """`float32`, `float32x4` or (a simdgroup matrix) `float32x8x8` -> Type."""
     if name in dtypes.BY_NAME:
         return ir.Type(dtypes.BY_NAME[name])
+    if name.endswith("x8x8") and name[:-4] in dtypes.BY_NAME:
+        return ir.Type(dtypes.BY_NAME[name[:-4]], 1, 8)
     base, sep, lanes = name.rpartition("x")
     if not sep or not lanes.isdigit():
         raise ValueError(f"bad IR type {name!r}")
@@ -211,8 +213,11 @@ def signature(kernel: ir.Kernel, *, block: Any, grid: Any, msl_source: str | Non
         block = [int(b) for b in block]
         if len(block) != 3:
             raise ValueError(f"block must have 3 entries (x, y, z), got {block!r}")
-    return {"name": kernel.name, "kernel_name": kernel.kernel_name, "file": kernel.file, "line": kernel.line,
-            "args": [_arg_json(b) for b in binds], "dims_buffer": dims_buffer, "block": block,
-            "grid": _grid_json(grid), "grid_unit": "threadgroups",
-            "threadgroup_memory": kernel.threadgroup_memory, "vec_width": kernel.vec_width,
-            "msl_version": msl_version, "source_hash": source_hash(msl_source, ir_json)}
+    sig = {"name": kernel.name, "kernel_name": kernel.kernel_name, "file": kernel.file, "line": kernel.line,
+           "args": [_arg_json(b) for b in binds], "dims_buffer": dims_buffer, "block": block,
+           "grid": _grid_json(grid), "grid_unit": "threadgroups",
+           "threadgroup_memory": kernel.threadgroup_memory, "vec_width": kernel.vec_width,
+           "msl_version": msl_version, "source_hash": source_hash(msl_source, ir_json)}
+    if any(op.name in ir.SIMD or op.name.startswith("simd_") for op in ir.walk(kernel.body)):
+        sig["simd_width"] = 32  # simd-group ops assume 32-wide SIMD groups (FORMAT.md section 3)
+    return sig

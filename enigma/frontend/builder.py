@@ -21,6 +21,7 @@ class Builder:
         self.access: dict[str, set[str]] = {}  # tensor argument -> {"r", "w"}
         self.home: dict[ir.Value, ir.Block] = {}  # defining block of each value of this trace
         self.arg_names: set[str] = set()
+        self.fragments: list[Any] = []  # register fragments (frontend/fragments.py), carried by control flow
 
     @staticmethod
     def line() -> int:
@@ -87,6 +88,12 @@ class Builder:
 
     def pop(self) -> ir.Block:
         return self.blocks.pop()
+
+    def live_fragments(self) -> list[Any]:
+        """The register fragments (frontend/fragments.py) whose block encloses the construct being traced
+        now: their cells can change in it and must be carried out of it (frontend/control.py)."""
+        stack = set(map(id, self.blocks))
+        return [f for f in self.fragments if id(f.block) in stack]
 
     def record(self, tensor: str, mode: str) -> None:
         self.access.setdefault(tensor, set()).add(mode)

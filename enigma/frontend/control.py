@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from enigma_runtime import dtypes as dt
-from enigma_runtime.dtypes import DType
 
 from enigma import ir
 from enigma.errors import EnigmaError, error_here, user_frame
@@ -22,6 +21,7 @@ from enigma.frontend.values import (
     join,
     to_bool,
     weak_join,
+    wrap,
 )
 
 
@@ -91,15 +91,41 @@ def _num(x: Any) -> bool:
     return isinstance(x, (Val, *PyNum))
 
 
-def _merge_type(xs: list[Any]) -> DType:
+def _merge_type(xs: list[Any]) -> ir.Type:
+    """The type an `if` result or loop variable gets from its values: scalars promote; vectors and
+    simdgroup matrices must agree exactly."""
     vals = [x for x in xs if isinstance(x, Val)]
+    wide = [v.v.type for v in vals if not _scalar(v.v.type)]
+    if wide:
+        if len(wide) != len(xs) or any(t != wide[0] for t in wide):
+            raise error_here(f"values of different kinds meet after run-time control flow: "
+                             f"{', '.join(describe(x) + ' ' + _tname(x) for x in xs)}",
+                             "give the variable the same vector (or matrix) type on every path")
+        return wide[0]
     d = vals[0].dtype if vals else None
     for v in vals[1:]:
         d = join(d, v.dtype)  # type: ignore[arg-type]
     for x in xs:
         if not isinstance(x, Val):
             d = default_dtype(x) if d is None else weak_join(d, x)
-    return d  # type: ignore[return-value]
+    return ir.Type(d)  # type: ignore[arg-type]
+
+
+def _scalar(t: ir.Type) -> bool:
+    return t.lanes == 1 and not t.matrix
+
+
+def _tname(x: Any) -> str:
+    return f"({x.v.type.name})" if isinstance(x, Val) else ""
+
+
+def coerce(x: Any, t: ir.Type) -> Val:
+    """`x` as a value of type `t` (scalars convert; vectors and matrices must already have it)."""
+    if _scalar(t):
+        return as_val(x, t.dtype)
+    if not isinstance(x, Val) or x.v.type != t:
+        raise error_here(f"expected a {t.name} value here, got {describe(x)} {_tname(x)}")
+    return x
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -108,29 +134,43 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and isinstance(a, PyNum) and a == b
 
 
-def _yield(block: ir.Block, values: list[Any], types: list[DType], op: str = "yield",
+def _yield(block: ir.Block, values: list[Any], types: list[ir.Type], op: str = "yield",
            lead: list[ir.Value] | None = None) -> None:
     b = current()
     b.push(block)
     try:
-        vs = [as_val(v, d).v for v, d in zip(values, types)]
+        vs = [coerce(v, t).v for v, t in zip(values, types)]
         b.emit(op, (lead or []) + vs)
     finally:
         b.pop()
 
 
+def _frag_state(frags: list[Any]) -> list[list[ir.Value]]:
+    return [list(f.cells) for f in frags]
+
+
+def _frag_set(frags: list[Any], state: list[list[ir.Value]]) -> None:
+    for f, cells in zip(frags, state):
+        f.cells = list(cells)
+
+
 def dyn_if(cond: Any, then_fn: Callable[..., tuple], else_fn: Callable[..., tuple] | None,
            names: tuple[str, ...], values: tuple[Any, ...]) -> tuple[Any, ...]:
-    """`if` on a traced condition: trace both branches into regions; merge what they assign."""
+    """`if` on a traced condition: trace both branches into regions; merge what they assign (and the
+    fragment elements they change)."""
     b = current()
     c = to_bool(cond)
-    blocks, outs = [ir.Block(), ir.Block()], []
+    frags = b.live_fragments()
+    before = _frag_state(frags)
+    blocks, outs, fouts = [ir.Block(), ir.Block()], [], []
     for blk, fn in zip(blocks, (then_fn, else_fn)):
+        _frag_set(frags, before)
         b.push(blk)
         try:
             outs.append(_traced("if", fn, *values) if fn is not None else values)
         finally:
             b.pop()
+        fouts.append(_frag_state(frags))
     t_out, e_out = outs
     merged: list[Any] = list(values)
     carried: list[int] = []
@@ -147,11 +187,18 @@ def dyn_if(cond: Any, then_fn: Callable[..., tuple], else_fn: Callable[..., tupl
             merged[k] = Undefined(names[k], f"the branches of the `if` on a traced condition assign it "
                                             f"different Python objects ({describe(t)}, {describe(e)})")
     types = [_merge_type([t_out[k], e_out[k]]) for k in carried]
-    _yield(blocks[0], [t_out[k] for k in carried], types)
-    _yield(blocks[1], [e_out[k] for k in carried], types)
-    op = b.emit("if", [c.v], [ir.Type(d) for d in types], regions=blocks)
+    # fragment cells that differ between the branches become results too
+    cells = [(i, j) for i, f in enumerate(frags) for j in range(len(f.cells))
+             if fouts[0][i][j] is not fouts[1][i][j]]
+    ctypes = [ir.Type(frags[i].dtype) for i, _ in cells]
+    _yield(blocks[0], [t_out[k] for k in carried] + [Val(fouts[0][i][j]) for i, j in cells], types + ctypes)
+    _yield(blocks[1], [e_out[k] for k in carried] + [Val(fouts[1][i][j]) for i, j in cells], types + ctypes)
+    op = b.emit("if", [c.v], types + ctypes, regions=blocks)
     for k, r in zip(carried, op.results):
-        merged[k] = Val(r)
+        merged[k] = wrap(r)
+    _frag_set(frags, fouts[0])
+    for (i, j), r in zip(cells, op.results[len(carried):]):
+        frags[i].cells[j] = r
     return tuple(merged)
 
 
@@ -210,26 +257,61 @@ def _carried(values: tuple[Any, ...]) -> list[int]:
     return [k for k, v in enumerate(values) if _num(v)]
 
 
+def _init_type(x: Any) -> ir.Type:
+    return x.v.type if isinstance(x, Val) else ir.Type(default_dtype(x))
+
+
+class _Frags:
+    """The fragments around a loop: every cell is carried while tracing; `prune` then drops the cells
+    the body does not change (their uses in the body read the value from before the loop)."""
+
+    def __init__(self) -> None:
+        self.frags = current().live_fragments()
+        self.before = _frag_state(self.frags)
+        self.slots = [(i, j) for i, f in enumerate(self.frags) for j in range(len(f.cells))]
+
+    def values(self) -> list[Val]:
+        return [Val(self.before[i][j]) for i, j in self.slots]
+
+    def types(self) -> list[ir.Type]:
+        return [ir.Type(self.frags[i].dtype) for i, _ in self.slots]
+
+    def enter(self, args: list[ir.Value]) -> None:
+        _frag_set(self.frags, self.before)
+        for (i, j), a in zip(self.slots, args):
+            self.frags[i].cells[j] = a
+
+    def outs(self) -> list[Val]:
+        return [Val(self.frags[i].cells[j]) for i, j in self.slots]
+
+    def leave(self, results: list[ir.Value]) -> None:
+        _frag_set(self.frags, self.before)
+        for (i, j), r in zip(self.slots, results):
+            self.frags[i].cells[j] = r
+
+
 def _loop(kind: str, names: tuple[str, ...], values: tuple[Any, ...],
-          build: Callable[[list[DType]], tuple[ir.Op, list[Any]]]) -> tuple[Any, ...]:
+          build: Callable[[list[ir.Type]], tuple[ir.Op, list[Any]]]) -> tuple[Any, ...]:
     """Trace a loop whose carried values are the numeric `values`; retrace once when a variable that
     started as a Python number (weak) gets a wider type in the body."""
     carried = _carried(values)
-    types = [values[k].dtype if isinstance(values[k], Val) else default_dtype(values[k]) for k in carried]
+    types = [_init_type(values[k]) for k in carried]
     for _attempt in range(3):
         op, outs = build(types)
         new_types = list(types)
         for j, k in enumerate(carried):
             o = outs[k]
-            if isinstance(o, Val) and o.dtype != types[j]:
-                if isinstance(values[k], Val) or join(types[j], o.dtype) != o.dtype:
+            if isinstance(o, Val) and o.v.type != types[j]:
+                ot = o.v.type
+                if not _scalar(ot) or not _scalar(types[j]) or isinstance(values[k], Val) \
+                        or join(types[j].dtype, o.dtype) != o.dtype:
                     raise error_here(f"variable {names[k]!r} changes type in the {kind} loop: it is "
-                                     f"{types[j].name} before the loop and {o.dtype.name} after the body",
+                                     f"{types[j].name} before the loop and {ot.name} after the body",
                                      f"give it its final type before the loop ({names[k]} = "
                                      f"{names[k]}.to(enigma.{o.dtype.name})) or cast the new value in the "
                                      "body "
-                                     f"with .to(enigma.{types[j].name})")
-                new_types[j] = o.dtype
+                                     f"with .to(enigma.{types[j].dtype.name})")
+                new_types[j] = ot
         if new_types == types:
             break
         types = new_types
@@ -237,7 +319,7 @@ def _loop(kind: str, names: tuple[str, ...], values: tuple[Any, ...],
         raise error_here(f"the types of the {kind} loop's variables do not settle")
     result: list[Any] = list(values)
     for j, k in enumerate(carried):
-        result[k] = Val(op.results[j])
+        result[k] = wrap(op.results[j])
     for k, (v, o) in enumerate(zip(values, outs)):
         if k in carried:
             continue
@@ -260,32 +342,69 @@ def dyn_for(bounds: tuple[Any, ...], body: Callable[..., tuple], names: tuple[st
         if isinstance(x, Undefined):
             x.fail()
         py_int = isinstance(x, int) and not isinstance(x, bool)
-        if not (isinstance(x, Val) and x.dtype.is_int) and not py_int:
+        if not (isinstance(x, Val) and x.dtype.is_int and _scalar(x.v.type)) and not py_int:
             raise error_here(f"range bounds must be integers, got {describe(x)}")
     if isinstance(step, int) and step == 0:
         raise error_here("range step must not be zero", "use a positive step to count up, a negative one "
                          "to count down")
     b = current()
     lbv, ubv, stv = (as_val(x, dt.int32) for x in (lb, ub, step))
+    fr = _Frags()
 
-    def build(types: list[DType]) -> tuple[ir.Op, list[Any]]:
+    def build(types: list[ir.Type]) -> tuple[ir.Op, list[Any]]:
         carried = _carried(values)
-        init = [as_val(values[k], d) for k, d in zip(carried, types)]
-        blk = ir.Block([ir.Value(ir.Type(dt.int32))] + [ir.Value(ir.Type(d)) for d in types])
+        init = [coerce(values[k], t) for k, t in zip(carried, types)] + fr.values()
+        all_types = types + fr.types()
+        blk = ir.Block([ir.Value(ir.Type(dt.int32))] + [ir.Value(t) for t in all_types])
         ins = list(values)
         for k, a in zip(carried, blk.args[1:]):
-            ins[k] = Val(a)
+            ins[k] = wrap(a)
+        fr.enter(blk.args[1 + len(carried):])
         b.push(blk)
         try:
             outs = list(_traced("for", body, Val(blk.args[0]), *ins))
         finally:
             b.pop()
-        _yield(blk, [outs[k] for k in carried], types)
-        op = ir.Op("for", [lbv.v, ubv.v, stv.v] + [v.v for v in init], [ir.Value(ir.Type(d)) for d in types],
-                   {}, [blk], b.line())
+        _yield(blk, [outs[k] for k in carried] + fr.outs(), all_types)
+        op = ir.Op("for", [lbv.v, ubv.v, stv.v] + [v.v for v in init],
+                   [ir.Value(t) for t in all_types], {}, [blk], b.line())
         return op, outs
 
-    return _finish(b, "`for`", names, values, build)
+    result = _finish(b, "`for`", names, values, build)
+    op = b.blocks[-1].ops[-1]
+    fr.leave(_prune_for(op, len(_carried(values)), len(fr.slots)))
+    return result
+
+
+def _prune_for(op: ir.Op, n_named: int, n_cells: int) -> list[ir.Value]:
+    """Drop the carried fragment cells a `for` body yields unchanged (uses of their region argument read
+    the initial value instead); returns the value of every cell after the loop."""
+    body = op.regions[0]
+    term = body.ops[-1]
+    after: list[ir.Value] = []
+    subst: dict[ir.Value, ir.Value] = {}
+    keep = [True] * (1 + n_named)  # region args: iv + named
+    keep_c = [True] * n_named  # carried values (results, init, yields)
+    for j in range(n_cells):
+        c = n_named + j
+        arg, init, res = body.args[1 + c], op.operands[3 + c], op.results[c]
+        if term.operands[c] is arg:
+            subst[arg] = init
+            keep.append(False)
+            keep_c.append(False)
+            after.append(init)
+        else:
+            keep.append(True)
+            keep_c.append(True)
+            after.append(res)
+    if subst:
+        for inner in ir.walk(body):
+            inner.operands = [subst.get(v, v) for v in inner.operands]
+        body.args = [a for a, k in zip(body.args, keep) if k]
+        term.operands = [v for v, k in zip(term.operands, keep_c) if k]
+        op.operands = op.operands[:3] + [v for v, k in zip(op.operands[3:], keep_c) if k]
+        op.results = [r for r, k in zip(op.results, keep_c) if k]
+    return after
 
 
 def loop_var_after(name: str) -> Undefined:
@@ -293,10 +412,10 @@ def loop_var_after(name: str) -> Undefined:
 
 
 def _finish(b: Any, kind: str, names: tuple[str, ...], values: tuple[Any, ...],
-            build: Callable[[list[DType]], tuple[ir.Op, list[Any]]]) -> tuple[Any, ...]:
+            build: Callable[[list[ir.Type]], tuple[ir.Op, list[Any]]]) -> tuple[Any, ...]:
     holder: list[ir.Op] = []
 
-    def build_and_keep(types: list[DType]) -> tuple[ir.Op, list[Any]]:
+    def build_and_keep(types: list[ir.Type]) -> tuple[ir.Op, list[Any]]:
         op, outs = build(types)
         holder[:] = [op]
         return op, outs
@@ -308,31 +427,40 @@ def _finish(b: Any, kind: str, names: tuple[str, ...], values: tuple[Any, ...],
 
 def dyn_while(cond: Callable[..., Any], body: Callable[..., tuple], names: tuple[str, ...],
               values: tuple[Any, ...]) -> tuple[Any, ...]:
-    """`while` on a traced condition: before-region computes the condition, after-region the body."""
+    """`while` on a traced condition: before-region computes the condition, after-region the body
+    (fragment cells are carried through both)."""
     b = current()
+    fr = _Frags()
 
-    def build(types: list[DType]) -> tuple[ir.Op, list[Any]]:
+    def build(types: list[ir.Type]) -> tuple[ir.Op, list[Any]]:
         carried = _carried(values)
-        init = [as_val(values[k], d) for k, d in zip(carried, types)]
-        before = ir.Block([ir.Value(ir.Type(d)) for d in types])
-        after = ir.Block([ir.Value(ir.Type(d)) for d in types])
+        n = len(carried)
+        init = [coerce(values[k], t) for k, t in zip(carried, types)] + fr.values()
+        all_types = types + fr.types()
+        before = ir.Block([ir.Value(t) for t in all_types])
+        after = ir.Block([ir.Value(t) for t in all_types])
         ins_b, ins_a = list(values), list(values)
         for k, x, y in zip(carried, before.args, after.args):
-            ins_b[k], ins_a[k] = Val(x), Val(y)
+            ins_b[k], ins_a[k] = wrap(x), wrap(y)
+        fr.enter(before.args[n:])
         b.push(before)
         try:
             c = to_bool(cond(*ins_b))
         finally:
             b.pop()
-        _yield(before, [ins_b[k] for k in carried], types, "condition", [c.v])
+        _yield(before, [ins_b[k] for k in carried] + fr.outs(), all_types, "condition", [c.v])
+        fr.enter(after.args[n:])
         b.push(after)
         try:
             outs = list(_traced("while", body, *ins_a))
         finally:
             b.pop()
-        _yield(after, [outs[k] for k in carried], types)
-        op = ir.Op("while", [v.v for v in init], [ir.Value(ir.Type(d)) for d in types], {}, [before, after],
+        _yield(after, [outs[k] for k in carried] + fr.outs(), all_types)
+        op = ir.Op("while", [v.v for v in init], [ir.Value(t) for t in all_types], {}, [before, after],
                    b.line())
         return op, outs
 
-    return _finish(b, "`while`", names, values, build)
+    result = _finish(b, "`while`", names, values, build)
+    op = b.blocks[-1].ops[-1]
+    fr.leave(op.results[len(_carried(values)):])
+    return result

@@ -218,6 +218,8 @@ def entry_of(fn: JitFunction, rec: Recording, params: list[tuple[str, Any]], arg
     def argument(launch: Launch, a: Any, at: int) -> Any:
         v = launch.bindings.get(a.name)
         where = f"argument {a.name!r} of kernel {launch.kernel.name!r}"
+        if a.kind == "none":  # an optional tensor left out (Tensor[...] | None): the kernel gets None
+            return {"const": None}
         if a.kind == "tensor":
             if isinstance(v, HostTensor) and id(v) in refs:
                 return {"tensor": refs[id(v)]}

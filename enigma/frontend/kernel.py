@@ -25,6 +25,7 @@ from enigma.frontend import control
 from enigma.frontend.builder import Builder, tracing
 from enigma.frontend.grid import Choice, Expr, and_condition, flatten_choices, substitute
 from enigma.frontend.rewrite import rewrite
+from enigma.frontend.simd_checks import check_block
 from enigma.frontend.tensors import TensorRef
 from enigma.frontend.types import ConstexprType, Shape, TensorSpec, TensorType
 from enigma.frontend.values import Val
@@ -199,8 +200,9 @@ def variant_name(values: dict[str, Any]) -> str:
     """A C-identifier suffix for a `specialize=` entry: its distinct values in parameter-name order
     (dtypes by their short names), e.g. {"a": float16, "b": float16} -> "f16"."""
     parts: list[str] = []
-    for _, v in sorted(values.items()):
-        part = v.short if isinstance(v, DType) else re.sub(r"[^0-9A-Za-z]", "_", str(v))
+    for k, v in sorted(values.items()):
+        part = f"no_{k}" if v is None else v.short if isinstance(v, DType) else \
+            re.sub(r"[^0-9A-Za-z]", "_", str(v))
         if part not in parts:
             parts.append(part)
     return "_".join(parts) or "v"
@@ -249,9 +251,16 @@ class KernelFunction:
 
     def variants(self) -> list[KernelFunction]:
         """This kernel once per `specialize=` entry (the annotations' own variant first). Each variant
-        has its own Metal function name: `enigma_kernel_vector_add_f16` for {"a": float16, ...}."""
+        has its own Metal function name: `enigma_kernel_vector_add_f16` for {"a": float16, ...}.
+        An optional tensor (`Tensor[...] | None`) doubles them: every variant also without it
+        (`{"mask": None}`, Metal name suffix `no_mask`)."""
         out, names = [self], {self.variant}
-        for s in self.specialize:
+        specs: list[dict[str, Any]] = list(self.specialize)
+        for p in self.params:
+            if p.kind == "tensor" and p.tensor is not None and p.tensor.optional:
+                base_specs: list[dict[str, Any]] = [{}] + specs
+                specs += [{**s, p.name: None} for s in base_specs]
+        for s in specs:
             name = base = variant_name(s)
             k = 1
             while name in names:
@@ -335,11 +344,6 @@ class KernelFunction:
         return params
 
     # -- calling from a @jit function
-    @staticmethod
-    def call_choice(choice: Any, args: tuple, kwargs: dict) -> KernelCall:
-        """`enigma.select(c, kernel_a, kernel_b)(args...)`: a launch of whichever kernel is chosen."""
-        return KernelCall(choice, args, kwargs)
-
     def __call__(self, *args: Any, **kwargs: Any) -> KernelCall:
         if not jit_state.stack:
             file, line = user_frame(2)
@@ -350,6 +354,14 @@ class KernelFunction:
                                    f"{self.name}(...).launch(grid=..., block=...)")
         self._bind(args, kwargs)  # argument errors at the call's line
         return KernelCall(self, args, kwargs)
+
+    def call_choice(self, choice: Choice, args: tuple, kwargs: dict[str, Any]) -> KernelCall:
+        """`enigma.select(c, k1, k2)(args...)`: the call of whichever kernel `choice` picks."""
+        if not jit_state.stack:
+            file, line = user_frame(3)
+            raise EnigmaError("a kernel chosen with enigma.select is launched inside an @enigma.jit function",
+                              file, line)
+        return KernelCall(choice, args, kwargs)
 
     def _bind(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
         names = [p.name for p in self.params]
@@ -387,7 +399,14 @@ class KernelFunction:
         scalars: list[tuple[int, ir.Arg]] = []
         for p in self.params:
             v = values.get(p.name, inspect.Parameter.empty)
-            if p.kind == "tensor":
+            if p.kind == "tensor" and v is None:  # an optional tensor left out: None in the body
+                assert p.tensor is not None
+                if not p.tensor.optional:
+                    raise self._here(f"parameter {p.name!r} of {self.name} is a tensor, got None",
+                                     "annotate it Tensor[...] | None to make it optional")
+                args.append(ir.Arg(p.name, "none", p.tensor.dtype or dt.uint8, (), "read", len(args)))
+                call.append(None)
+            elif p.kind == "tensor":
                 dtype, shape = self._tensor_binding(p, v, sizes)
                 args.append(ir.Arg(p.name, "tensor", dtype, shape, "read", len(args)))
                 call.append(TensorRef(p.name, dtype, shape, "arg"))
@@ -423,7 +442,10 @@ class KernelFunction:
                 modes = b.access.get(a.name, set())
                 access = "readwrite" if modes == {"r", "w"} else "write" if modes == {"w"} else "read"
                 args[k] = replace(a, access=access)
-        return ir.Kernel(self.name, args, b.body, b.shared, self.file, def_line, variant=self.variant)
+        # an optional tensor left out by the call (not by a variant's preset) names the Metal function too
+        absent = [f"no_{a.name}" for a in args if a.kind == "none" and self.preset.get(a.name, 0) is not None]
+        variant = "_".join([self.variant] + absent if self.variant else absent)
+        return ir.Kernel(self.name, args, b.body, b.shared, self.file, def_line, variant=variant)
 
     def _here(self, message: str, hint: str = "") -> EnigmaError:
         return _err(message, self.file, self.def_line, hint)
@@ -540,7 +562,9 @@ class KernelFunction:
         sym: list[Any] = []
         for p in self.params:
             v = bindings.get(p.name, self.preset.get(p.name, inspect.Parameter.empty))
-            if p.kind == "tensor":
+            if p.kind == "tensor" and kernel.arg(p.name).kind == "none":
+                v = None
+            elif p.kind == "tensor":
                 a = kernel.arg(p.name)
                 v = v if isinstance(v, HostTensor) else HostTensor(p.name, a.dtype, a.shape)
             elif p.kind == "scalar":
@@ -657,6 +681,7 @@ def make_launch(kernel: ir.Kernel, bindings: dict[str, Any], grid: Any, block: A
                               f"{ir.MAX_THREADS_PER_THREADGROUP} per threadgroup", file, line,
                               hint="use a smaller block and more threadgroups in the grid")
         blk = tuple(vals)
+        check_block(kernel, blk, file, line)  # block reductions and simdgroup matrices: whole simdgroups
     grid_json = None
     exprs = g
     if g is not None:

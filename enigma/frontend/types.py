@@ -23,17 +23,27 @@ def _check_shape(shape: Any, what: str) -> Shape:
 
 @dataclass(frozen=True)
 class TensorType:
-    """What `Tensor[...]` makes: element type (None = taken from the argument) and shape per axis."""
+    """What `Tensor[...]` makes: element type (None = taken from the argument) and shape per axis.
+    `Tensor[...] | None` is an optional tensor (`optional`): the argument may be None."""
 
     dtype: DType | None
     shape: Shape
+    optional: bool = False
 
     @property
     def rank(self) -> int:
         return len(self.shape)
 
+    def __or__(self, other: Any) -> TensorType:
+        if other is None or other is type(None):
+            return TensorType(self.dtype, self.shape, True)
+        return NotImplemented
+
+    __ror__ = __or__
+
     def __repr__(self) -> str:
-        return f"Tensor[{self.dtype.name if self.dtype else '?'}, {self.shape!r}]"
+        return f"Tensor[{self.dtype.name if self.dtype else '?'}, {self.shape!r}]" + \
+            (" | None" if self.optional else "")
 
 
 class _TensorFactory:

@@ -266,6 +266,10 @@ class Val:
         raise type_error(f"hash() of a {describe(self)} (a dict key or set member): its value is only known "
                          "at run time", "key dicts and sets by Python values, not traced ones")
 
+    def bitcast(self, d: DType) -> Val:
+        """The same bits read as dtype `d` (Metal's as_type; the sizes must match): frontend/vectors.py."""
+        return EXTENSIONS["bitcast"](self, d)  # type: ignore[no-any-return]
+
     # arithmetic
     def __add__(self, o: Any) -> Val: return binary("add", self, o, "+")
     def __radd__(self, o: Any) -> Val: return binary("add", o, self, "+")
@@ -339,6 +343,19 @@ class Val:
 
     def __iter__(self) -> Any:
         raise type_error(f"a {describe(self)} is a scalar and cannot be iterated")
+
+
+# Traced values that are not scalars, registered by their modules when imported (enigma imports both):
+# "vector" -> frontend/vectors.Vector, "matrix" -> frontend/simdgroup.SimdMatrix, and "bitcast" ->
+# frontend/vectors.bitcast (Val.bitcast). A registry, so that this module imports none of them.
+EXTENSIONS: dict[str, Any] = {}
+
+
+def wrap(v: ir.Value) -> Val:
+    """The traced value of the right class for an SSA value: Val (scalar), a vector or a simdgroup
+    matrix (what control flow rebuilds for its results and region arguments)."""
+    kind = "matrix" if v.type.matrix else "vector" if v.type.lanes > 1 else ""
+    return EXTENSIONS[kind](v) if kind else Val(v)  # type: ignore[no-any-return]
 
 
 class Undefined:

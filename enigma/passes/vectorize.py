@@ -36,6 +36,7 @@ _FORBIDDEN = {
     "atomic_add": "an atomic", "atomic_max": "an atomic", "atomic_min": "an atomic", "vload": "a vector load",
     "vstore": "a vector store", "broadcast": "a broadcast", "grid_dim": "grid_dim()",
     **{s: f"{s}()" for s in ir.SIMD},
+    **{s: f"a {s} op (vectors, bits, simdgroup matrices)" for s in ir.VECTOR + ir.SIMD_MATRIX},
 }
 _I32 = ir.Type(int32)
 _BOOL = ir.Type(bool_)

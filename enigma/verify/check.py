@@ -246,6 +246,9 @@ def make_inputs(spec: Mapping[str, Any], rng: np.random.Generator, sizes: Mappin
     out: list[Any] = []
     for a in spec["args"]:
         dt = from_name(a["dtype"])
+        if a["kind"] == "none":  # an optional tensor the specialisation leaves out
+            out.append(None)
+            continue
         if a["kind"] == "scalar":
             v = plan.scalars[a["name"]]
             if dt.kind == "b":

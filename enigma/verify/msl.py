@@ -35,7 +35,7 @@ OTHER_ATTRS = {
     "required_threads_per_threadgroup", "position", "flat", "center_perspective",
 }
 KNOWN_ATTRS = set(BUILTINS_VEC) | set(BUILTINS_SCALAR) | ZERO_BUILTINS | RESOURCE_ATTRS | OTHER_ATTRS
-SYNC_NAMES = re.compile(r"\b(threadgroup_barrier|simdgroup_barrier|simd_\w+|quad_\w+)\s*\(")
+SYNC_NAMES = re.compile(r"\b(threadgroup_barrier|simdgroup_\w+|simd_\w+|quad_\w+)\s*\(")
 
 
 class MslError(ValueError):

@@ -54,6 +54,15 @@ def test_matmul(m, k, n):
 def test_histogram():
     data = rng.integers(0, 10_000, 4097).astype(np.uint32)
     np.testing.assert_array_equal(example_pkg.histogram(data, 10), np.bincount(data % 10, minlength=10))
+    with pytest.raises(ValueError, match="bins must be at least 1"):
+        example_pkg.histogram(data, 0)
+
+
+def test_inputs_are_validated():
+    with pytest.raises(ValueError, match="do not chain"):
+        example_pkg.matmul(np.zeros((2, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="one length"):
+        example_pkg.vector_add(np.zeros(3), np.zeros(4))
 
 
 @pytest.mark.parametrize("n", [1, 256, 257, 100_000])

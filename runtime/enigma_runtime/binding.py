@@ -81,6 +81,10 @@ def matches(spec: dict, args: tuple, exact: bool = False) -> bool:
     if len(args) != len(spec["args"]):
         return False
     for a, v in zip(spec["args"], args):
+        if (a["kind"] == "none") != (v is None):  # an optional tensor left out: the argument is None
+            return False
+        if v is None:
+            continue
         dt = BY_NAME[a["dtype"]]
         if a["kind"] == "tensor":
             if not isinstance(v, np.ndarray) or v.dtype != dt.np:
@@ -127,6 +131,12 @@ def bind(spec: dict, args: tuple, where: str) -> Bound:
     scalars: dict[str, Any] = {}
     bound = Bound(spec, values, sizes, shapes, scalars)
     for a, v in zip(params, args):
+        if a["kind"] == "none":  # an optional tensor this specialisation leaves out
+            if v is not None:
+                raise TypeError(f"{where}: argument {a['name']!r} is left out of this specialisation: "
+                                f"pass None")
+            values.append(None)
+            continue
         if a["kind"] == "scalar":
             s = _scalar(a, v, where)
             values.append(s)
@@ -186,6 +196,8 @@ def metal_buffers(bound: Bound) -> dict[int, np.ndarray]:
     spec = bound.spec
     out: dict[int, np.ndarray] = {}
     for i, (a, v) in enumerate(zip(spec["args"], bound.values)):
+        if a["kind"] == "none":  # an optional tensor this specialisation leaves out: nothing bound
+            continue
         out[a.get("buffer", i)] = v if a["kind"] == "tensor" else scalar_bytes(a["dtype"], v)
     if spec.get("dims_buffer") is not None:
         out[spec["dims_buffer"]] = dims_array(spec, bound)

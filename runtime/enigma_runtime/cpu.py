@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from . import cpu_simdgroup
 from .cpu_dot import count_uses, fuse_dot_chains, loop_dot
 from .cpu_memory import Memory, _atomic, _load, _store
 from .cpu_ops import BINARY, CATALOGUE, UNARY, _simd, elementwise, outer_mul
@@ -37,7 +38,6 @@ from .cpu_space import (
     _value_dtype,
     _wrap32,
     bf16_round,
-    parse_type,
 )
 from .dtypes import BY_NAME, bool_
 from .errors import EnigmaRuntimeError, IRError, KernelExecutionError
@@ -56,6 +56,8 @@ class State:
         self.shapes: dict[str, tuple[int, ...]] = {}
         for a, v in zip(plan.args, values):
             dt = BY_NAME[a["dtype"]]
+            if a["kind"] == "none":  # an optional tensor left out
+                continue
             if a["kind"] == "tensor":
                 self.mem[a["name"]] = Memory(a["name"], v.reshape(-1), dt, v.size, False,
                                              a.get("access", "read") != "read")
@@ -167,7 +169,11 @@ class Plan:
     def _compile(self, op: dict, defined: set[int]) -> Callable:
         name, ins, outs = op["op"], list(op.get("in", [])), list(op.get("out", []))
         attrs, line = op.get("attrs", {}) or {}, op.get("line", 0)
-        types = [parse_type(t, f"kernel {self.name!r} line {line}") for t in op.get("types", [])]
+        fast = cpu_simdgroup.compile_op(self, op, name, ins, outs, attrs, line)  # vectors, views, matrices
+        if fast is not None:
+            return fast
+        where = f"kernel {self.name!r} line {line}"
+        types = [cpu_simdgroup.parse_type(t, where) for t in op.get("types", [])]
         if len(types) != len(outs):
             raise self._err(op, f"{len(outs)} results but {len(types)} types")
         self._defined = defined

@@ -96,11 +96,21 @@ class MetalDevice(Device):
     def run(self, handle: Any, bound: Any, grid: tuple[int, int, int], block: tuple[int, int, int],
             **options: Any) -> None:
         from . import metal
+        if handle.fallback:  # this Mac cannot run the kernel's library: the CPU, said once
+            metal.warn_once(f"{handle.fallback}: running it on the CPU executor instead of Metal")
+            cpu = get("cpu")
+            cpu.run(handle.sp.handle(cpu), bound, grid, block)
+            return
         metal.run(handle, bound, grid, block)
 
     def run_many(self, launches: list[tuple[Any, Any, tuple[int, int, int], tuple[int, int, int]]]) -> None:
-        """(handle, bound, grid, block) launches in order in one command buffer (a jit entry's)."""
+        """(handle, bound, grid, block) launches in order in one command buffer (a jit entry's); when
+        this Mac cannot run one of their libraries, each runs in order through `run` (the CPU)."""
         from . import metal
+        if any(h.fallback for h, _, _, _ in launches):
+            for handle, bound, grid, block in launches:
+                self.run(handle, bound, grid, block)
+            return
         metal.run_many(launches)
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from . import grid as _grid
-from .binding import bind, check_requires
 from .dtypes import BY_NAME
 from .errors import LaunchError, ManifestError
 
@@ -84,9 +83,9 @@ def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | N
         if kind == "tensor" or kind == "scalar":
             if names.get(value) != kind:
                 raise bad(f"{what}: {node!r} names no {kind} parameter or temporary")
-        elif kind == "const":
-            if not isinstance(value, (int, float, bool)):
-                raise bad(f"{what}: constant {value!r} is not a number or a bool")
+        elif kind == "const":  # None: an optional tensor the kernel's specialisation leaves out
+            if not isinstance(value, (int, float, bool)) and value is not None:
+                raise bad(f"{what}: constant {value!r} is not a number, a bool or null")
         else:
             expr(node, what)
 
@@ -222,9 +221,10 @@ class Entry:
                                  f"compiled, got {v!r}; compile it again for another value")
         return values, sizes, shapes, scalars, copy_back
 
-    def __call__(self, *args: Any, device: str | None = None) -> Any:
-        """Run every launch in order; returns what the jit returns, else the written arguments (one
-        array, a tuple in argument order, or None), like a kernel call."""
+    def __call__(self, *args: Any, device: Any = None) -> Any:
+        """Run every launch in order on `device` (a name or a device; default: the runtime's default
+        device); returns what the jit returns, else the written arguments (one array, a tuple in
+        argument order, or None), like a kernel call."""
         values, sizes, shapes, scalars, copy_back = self._bind(args)
         where = self.where
         ev = _grid.evaluate
@@ -239,9 +239,8 @@ class Entry:
             make = np.zeros if t.get("init") == "zeros" else np.empty
             values[t["name"]] = make(shape, BY_NAME[t["dtype"]].np)
             shapes[t["name"]] = shape
-        from . import devices
-        dev = devices.get(devices.default_device() if device is None else device)
-        batch = getattr(dev, "run_many", None)  # Metal: every launch in one command buffer
+        dev = None
+        batch = None
         queued = []
         written: dict[int, np.ndarray] = {}
         for i, cases in enumerate(self.launches):
@@ -259,11 +258,12 @@ class Entry:
                     kargs.append(a["const"])
                 else:
                     kargs.append(ev(a, sizes, shapes, scalars))
-            kwhere = f"{where}, launch {i} (kernel {k.name!r})"
-            bound = bind(sp.spec, tuple(kargs), kwhere)
-            check_requires(sp.spec, bound, kwhere)
+            if dev is None:
+                dev = k.device_for(device)
+                batch = getattr(dev, "run_many", None)  # Metal: every launch in one command buffer
             grid = tuple(ev(e, sizes, shapes, scalars) for e in case["grid"])
-            g, b = k.launch_dims(sp, bound, grid, case["block"])
+            bound, g, b = k.prepare_launch(sp, kargs, grid, case["block"],
+                                           f"{where}, launch {i} (kernel {k.name!r})")
             for v in bound.written:
                 written[id(v)] = v
             if batch is not None:

@@ -39,8 +39,11 @@ class Specialisation:
 
     def __init__(self, spec: dict, *, ir: Callable[[], dict], metal_source: Callable[[], str],
                  metallib: Callable[[], bytes | None], library_key: tuple, where: str,
-                 ir_where: str | None = None) -> None:
+                 ir_where: str | None = None, msl_version: str = "", macos_target: str = "") -> None:
         self.spec, self.where, self.library_key = spec, where, library_key
+        # the package's Metal language version and oldest macOS (manifest.json), for the metal device
+        self.msl_version = msl_version or spec.get("msl_version") or ""
+        self.macos_target = macos_target
         self.ir_where = ir_where or f"{where} IR"  # how errors about the IR name it (its file)
         self._loaders = {"ir": ir, "metal_source": metal_source, "metallib": metallib}
         self._cache: dict[Any, Any] = {}  # loader name, or ("handle", device name)
@@ -223,8 +226,7 @@ class Kernel:
         """`__call__` with device-specific launch `options` (e.g. msl-cpu's schedule, seed,
         race_check): pick the specialisation, check `requires`, compute launch dims, run."""
         args = tuple(args)
-        dev = device if isinstance(device, devices.Device) else \
-            devices.get(default_device() if device is None else device)
+        dev = self.device_for(device)
         unknown = set(options or ()) - dev.options
         if unknown:
             takes = ", ".join(sorted(dev.options)) or "none"
@@ -235,6 +237,23 @@ class Kernel:
         g, b = self.launch_dims(sp, bound, grid, block)
         dev.run(sp.handle(dev), bound, g, b, **(options or {}))
         return bound.finish()
+
+
+    @staticmethod
+    def device_for(device: str | devices.Device | None) -> devices.Device:
+        """The device a launch runs on: `device` (a name or a Device), else default_device()."""
+        if isinstance(device, devices.Device):
+            return device
+        return devices.get(default_device() if device is None else device)
+
+    def prepare_launch(self, sp: Specialisation, args: Sequence[Any], grid: Any, block: Any, where: str
+                       ) -> tuple[Bound, tuple[int, int, int], tuple[int, int, int]]:
+        """What a launch does before running, for the given specialisation (no choice by dtypes): bind
+        `args`, check `requires`, compute the launch dims. A jit entry's launches use it (entry.py)."""
+        bound = bind(sp.spec, tuple(args), where)
+        check_requires(sp.spec, bound, where)
+        g, b = self.launch_dims(sp, bound, grid, block)
+        return bound, g, b
 
 
 class Library:
@@ -319,7 +338,8 @@ class Library:
             specs.append(Specialisation(
                 spec, where=where, ir_where=str(man.dir / spec["ir"]),
                 library_key=("package", str(man.dir), man.files.get(man.metallib or "")),
-                ir=ir, metal_source=metal_source, metallib=metallib))
+                ir=ir, metal_source=metal_source, metallib=metallib, msl_version=man.msl_version,
+                macos_target=man.macos_target))
         with self._lock:
             return self._kernels.setdefault(name, Kernel(name, specs))
 

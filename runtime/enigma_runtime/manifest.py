@@ -142,7 +142,13 @@ def read_regular(path: Path, limit: int, roots: tuple[str, ...]) -> bytes:
     `limit` + 1 bytes are read."""
     import stat
     real = os.path.realpath(path)
-    if not any(os.path.commonpath([real, root]) == root for root in roots):
+
+    def inside(root: str) -> bool:
+        try:
+            return os.path.commonpath([real, root]) == root
+        except ValueError:  # another drive (Windows)
+            return False
+    if not any(inside(root) for root in roots):
         raise ManifestError(f"{path}: a symlink leaving the package (to {real}); refused: reinstall the "
                             f"package or rebuild it with enigma-build")
     try:
@@ -324,7 +330,7 @@ def _short(v: Any) -> str:
 
 ARG_KEYS: dict[str, Key] = {
     "name": Key(name_check, True),
-    "kind": Key(one_of("tensor", "scalar"), True),
+    "kind": Key(one_of("tensor", "scalar", "none"), True),  # none: an optional tensor left out
     "dtype": Key(dtype_check, True),
     "shape": Key(shape_check),
     "rank": Key(int_in(0, MAX_RANK)),
@@ -348,7 +354,7 @@ SPEC_KEYS: dict[str, Key] = {
     "requires": Key(list_of(1024)),
     "file": Key(optional(string())), "line": Key(int_in(0, MAX_INT)),
     "vec_width": Key(int_in(0, MAX_LANES)), "msl_version": Key(optional(string(16))),
-    "source_hash": Key(optional(string(128))),
+    "source_hash": Key(optional(string(128))), "simd_width": Key(optional(int_in(1, 128))),
 }
 MANIFEST_KEYS: dict[str, Key] = {  # "schema" is checked first, with its own message
     "files": Key(lambda v: None if isinstance(v, dict) else "must be an object mapping file names to "
@@ -483,13 +489,15 @@ def _types_check(v: Any) -> str | None:
         return f"must be a list of types, not {_short(v)}"
     for t in v:
         if not (isinstance(t, str) and _type_ok(t)):
-            return (f"holds an unknown type {_short(t)}; expected a dtype ({', '.join(BY_NAME)}) or "
-                    f"<dtype>x<lanes> with 2 to {MAX_LANES} lanes")
+            return (f"holds an unknown type {_short(t)}; expected a dtype ({', '.join(BY_NAME)}), "
+                    f"<dtype>x<lanes> with 2 to {MAX_LANES} lanes, or a simdgroup matrix <dtype>x8x8")
     return None
 
 
 def _type_ok(t: str) -> bool:
     if t in BY_NAME:
+        return True
+    if t.endswith("x8x8") and t[:-4] in ("float32", "float16", "bfloat16"):  # simdgroup matrices
         return True
     base, _, lanes = t.rpartition("x")
     return base in BY_NAME and lanes.isdigit() and len(lanes) <= 2 and 2 <= int(lanes) <= MAX_LANES
@@ -540,6 +548,10 @@ OP_KEYS: dict[str, Key] = {
     "op": Key(name_check, True), "in": Key(_ids_check), "out": Key(_ids_check), "types": Key(_types_check),
     "attrs": Key(_attrs_check), "regions": Key(list_of(8)), "line": Key(int_in(0, MAX_INT)),
 }
+ATTR_KEYS: dict[str, Key] = {  # the attributes the catalogue's ops read, wherever they appear
+    "name": Key(name_check), "tensor": Key(name_check), "axis": Key(int_in(0, MAX_RANK - 1)),
+    "dim": Key(int_in(0, 2)), "lanes": Key(int_in(1, MAX_LANES)),
+}
 REGION_KEYS: dict[str, Key] = {
     "args": Key(_ids_check), "types": Key(_types_check), "body": Key(list_of(MAX_IR_OPS), True),
 }
@@ -587,6 +599,8 @@ def read_ir(data: Any, where: str, *, envelope_only: bool = False) -> dict:
                 if v in defined:
                     raise IRError(f"{w}: value id %{v} is defined twice")
                 defined.add(v)
+            if op.get("attrs"):
+                check_keys(op["attrs"], ATTR_KEYS, f"{w}, 'attrs'", IRError)
             if op["op"] == "const":
                 try:
                     number_from_json((op.get("attrs") or {}).get("value"))

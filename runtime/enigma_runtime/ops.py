@@ -42,7 +42,8 @@ import numpy as np
 
 from .dtypes import DType
 
-GROUPS = ("binary", "compare", "unary", "ternary", "builtin", "memory", "simd", "control", "other")
+GROUPS = ("binary", "compare", "unary", "ternary", "builtin", "memory", "simd", "control", "other",
+          "vector", "simd_matrix")
 
 
 @dataclass(frozen=True)
@@ -415,6 +416,15 @@ def _structural() -> None:
     add("const param dim stride", "other", 0)
     add("broadcast", "other", 1)
     add("barrier", "other", 0, result="none", effect=True)
+    # fast kernels (issue 12; executed by cpu_simdgroup.py, FORMAT.md "Vectors, bit views and
+    # simdgroup matrices"): vector lanes, bit casts (a vector may change its lane count: not
+    # elementwise), simdgroup matrices (collective: never merged or folded)
+    add("extract bitcast", "vector", 1)
+    add("pack", "vector", -1)
+    add("simd_fill", "simd_matrix", 0, pure=False)
+    add("simd_load", "simd_matrix", 2, pure=False)
+    add("simd_mma", "simd_matrix", 3, pure=False)
+    add("simd_store", "simd_matrix", 3, result="none", effect=True)
 
 
 _elementwise()

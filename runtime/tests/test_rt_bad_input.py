@@ -207,6 +207,10 @@ def _const(value, t="float32"):
     (_const(1.5, "int32"), "is not an integer"),
     (lambda ir: ir["body"].insert(0, dict(ir["body"][0])), "is defined twice"),
     (lambda ir: ir["args"].reverse(), "disagree with the signature"),
+    (lambda ir: next(op for op in ir["body"] if op["op"] == "param")["attrs"].update(name=[1]),
+     "'attrs': 'name' must be a non-empty string"),  # found by scripts/fuzz_artifacts.py
+    (lambda ir: ir["body"].insert(0, {"op": "thread_idx", "out": [901], "types": ["int32"],
+                                      "attrs": {"dim": 7}}), "'dim' must be an int in"),
 ])
 def test_malformed_ir_is_an_ir_error_naming_the_file(make_package, mutate, problem):
     adir = make_package("pkg_ir")

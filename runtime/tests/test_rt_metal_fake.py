@@ -6,8 +6,12 @@ the fake buffers, so copy-back is checked too. Nothing here talks to a GPU.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
+import time
 import types
+import warnings
 
 import enigma_runtime
 import numpy as np
@@ -21,8 +25,9 @@ make_package = rt_fixtures.make_package  # the fixture
 
 
 class FakeBuffer:
-    def __init__(self, data: bytes) -> None:
-        self.data = bytearray(data)
+    def __init__(self, data) -> None:
+        # newBufferWithBytes copies; newBufferWithBytesNoCopy shares the caller's memory
+        self.data = data if isinstance(data, memoryview) else bytearray(data)
 
     def contents(self):
         buf = self.data
@@ -30,11 +35,14 @@ class FakeBuffer:
 
 
 class FakePipeline:
-    def __init__(self, fn: str, max_threads: int) -> None:
-        self.fn, self.max_threads = fn, max_threads
+    def __init__(self, fn: str, max_threads: int, simd_width: int = 32) -> None:
+        self.fn, self.max_threads, self.simd_width = fn, max_threads, simd_width
 
     def maxTotalThreadsPerThreadgroup(self) -> int:
         return self.max_threads
+
+    def threadExecutionWidth(self) -> int:
+        return self.simd_width
 
 
 class FakeLibrary:
@@ -46,6 +54,8 @@ class FakeLibrary:
 
 
 class FakeOptions:
+    """MTLCompileOptions before macOS 15 (fastMathEnabled only)."""
+
     def __init__(self) -> None:
         self.settings: dict = {}
 
@@ -58,6 +68,16 @@ class FakeOptions:
 
     def setLanguageVersion_(self, v) -> None:
         self.settings["languageVersion"] = v
+
+
+class FakeOptions15(FakeOptions):
+    """MTLCompileOptions of macOS 15+ (mathMode, mathFloatingPointFunctions)."""
+
+    def setMathMode_(self, v) -> None:
+        self.settings["mathMode"] = v
+
+    def setMathFloatingPointFunctions_(self, v) -> None:
+        self.settings["mathFloatingPointFunctions"] = v
 
 
 class FakeEncoder:
@@ -109,7 +129,11 @@ class FakeDevice:
         self.fake = fake
 
     def newCommandQueue(self):
-        return types.SimpleNamespace(commandBuffer=lambda: FakeCommandBuffer(self.fake))
+        def command_buffer():
+            objc = sys.modules["objc"]
+            assert objc.depth > 0, "a command buffer made outside an autorelease pool leaks"
+            return FakeCommandBuffer(self.fake)
+        return types.SimpleNamespace(commandBuffer=command_buffer)
 
     def newLibraryWithURL_error_(self, url, err):
         self.fake.log.append(("library_url", url))
@@ -119,15 +143,27 @@ class FakeDevice:
 
     def newLibraryWithSource_options_error_(self, source, opts, err):
         self.fake.log.append(("library_source", source, opts.settings))
+        if self.fake.compile_hook:
+            self.fake.compile_hook(source)
+        if self.fake.refuse_source:
+            return None, self.fake.refuse_source
         return FakeLibrary(self.fake.source_functions), None
 
     def newComputePipelineStateWithFunction_error_(self, fn, err):
         self.fake.log.append(("pipeline", fn))
-        return FakePipeline(fn, self.fake.max_threads), None
+        return FakePipeline(fn, self.fake.max_threads, self.fake.simd_width), None
 
     def newBufferWithBytes_length_options_(self, data, length, options):
         assert options == FakeMetal.MTLResourceStorageModeShared and len(data) == length
+        self.fake.copied += length
         return FakeBuffer(data)
+
+    def newBufferWithBytesNoCopy_length_options_deallocator_(self, data, length, options, deallocator):
+        assert options == FakeMetal.MTLResourceStorageModeShared and deallocator is None
+        view = memoryview(data)
+        assert view.nbytes == length and length % FakeMetal.PAGE == 0
+        self.fake.wrapped += length
+        return FakeBuffer(view.cast("B"))
 
     def maxThreadgroupMemoryLength(self) -> int:
         return 32768
@@ -137,8 +173,12 @@ class FakeMetal(types.ModuleType):
     """A fake of PyObjC's Metal module (only what enigma_runtime.metal calls)."""
 
     MTLResourceStorageModeShared = 0
+    MTLLanguageVersion3_0 = 196608
     MTLLanguageVersion3_1 = 196609
+    MTLMathModeSafe = 0  # the values of pyobjc-framework-Metal (test_rt_metal_pyobjc.py checks)
+    MTLMathFloatingPointFunctionsPrecise = 1
     MTLCompileOptions = FakeOptions
+    PAGE = rt_metal.PAGE
 
     def __init__(self) -> None:
         super().__init__("Metal")
@@ -147,16 +187,41 @@ class FakeMetal(types.ModuleType):
         self.emulate = None
         self.status = 4
         self.max_threads = 1024
+        self.simd_width = 32
         self.refuse_metallib = False
+        self.refuse_source = ""
+        self.compile_hook = None
+        self.devices_created = 0
+        self.no_device = False
+        self.copied = self.wrapped = 0
         self.metallib_functions = ["enigma_kernel_vector_add"]
         self.source_functions = ["enigma_kernel_vector_add"]
 
     def MTLCreateSystemDefaultDevice(self):
-        return FakeDevice(self)
+        self.devices_created += 1
+        return None if self.no_device else FakeDevice(self)
 
     @staticmethod
     def MTLSizeMake(x, y, z):
         return (x, y, z)
+
+
+class FakeObjc(types.ModuleType):
+    """A fake of PyObjC's objc module: autorelease_pool() counts the pools and checks that every
+    command buffer is made inside one."""
+
+    def __init__(self, fake: FakeMetal) -> None:
+        super().__init__("objc")
+        self.fake, self.depth, self.pools = fake, 0, 0
+
+    @contextlib.contextmanager
+    def autorelease_pool(self):
+        self.depth += 1
+        self.pools += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
 
 @pytest.fixture
@@ -166,6 +231,7 @@ def fake_metal(monkeypatch):
     foundation.NSURL = types.SimpleNamespace(fileURLWithPath_=lambda p: f"file://{p}")
     monkeypatch.setitem(sys.modules, "Metal", fake)
     monkeypatch.setitem(sys.modules, "Foundation", foundation)
+    monkeypatch.setitem(sys.modules, "objc", FakeObjc(fake))
     rt_metal.reset()
     yield fake
     rt_metal.reset()
@@ -272,6 +338,179 @@ def test_scalars_are_passed_as_their_dtype_bytes(fake_metal):
     (_, _, _, buffers, byts), = fake_metal.dispatches
     assert byts == {0: np.uint16(0x3FC0).tobytes(), 1: np.float16(0.25).tobytes(), 2: b"\x01", 3: b"\xc8"}
     assert sorted(buffers) == [4] and spec["dims_buffer"] is None
+
+
+# -- issue "wheels that run on every Mac": the Metal runtime -------------------------------------------
+
+def _va(fake, **spec_changes):
+    spec, ir = vector_add_kernel()
+    spec = dict(spec, **spec_changes)
+    fake.emulate = emulate_vector_add
+    return Kernel.from_spec(spec, ir, "kernel void enigma_kernel_vector_add();")
+
+
+def _inputs(n=100):
+    a, b = np.arange(n, dtype=np.float32), np.ones(n, np.float32)
+    return a, b, np.zeros(n, np.float32)
+
+
+def test_every_launch_runs_in_an_autorelease_pool(fake_metal):
+    k = _va(fake_metal)
+    for _ in range(3):
+        k(*_inputs(), 100, device="metal")
+    assert sys.modules["objc"].pools == 3  # FakeDevice refuses command buffers outside a pool
+
+
+def test_failed_device_creation_is_not_retried(fake_metal):
+    fake_metal.no_device = True
+    k = _va(fake_metal)
+    for _ in range(3):
+        with pytest.raises(MetalError, match="returned no device"):
+            k(*_inputs(), 100, device="metal")
+    assert not rt_metal.available()
+    assert fake_metal.devices_created == 1
+    rt_metal.reset()
+    fake_metal.no_device = False
+    k(*_inputs(), 100, device="metal")
+    assert fake_metal.devices_created == 2
+
+
+def test_source_is_compiled_with_the_manifests_msl_version(fake_metal, make_package):
+    adir = make_package("pkg_msl30")
+    import json
+    doc = json.loads((adir / "manifest.json").read_text())
+    doc["msl_version"] = "3.0"
+    (adir / "manifest.json").write_text(json.dumps(doc))
+    k = enigma_runtime.load("pkg_msl30", "vector_add")
+    fake_metal.emulate = emulate_vector_add
+    k(*_inputs(), 100, device="metal")
+    (settings,) = [e[2] for e in fake_metal.log if isinstance(e, tuple) and e[0] == "library_source"]
+    assert settings["languageVersion"] == FakeMetal.MTLLanguageVersion3_0
+
+
+def test_precise_math_on_macos_15(fake_metal, monkeypatch):
+    monkeypatch.setattr(FakeMetal, "MTLCompileOptions", FakeOptions15)
+    _va(fake_metal)(*_inputs(), 100, device="metal")
+    (settings,) = [e[2] for e in fake_metal.log if isinstance(e, tuple) and e[0] == "library_source"]
+    assert settings == {"mathMode": FakeMetal.MTLMathModeSafe,
+                        "mathFloatingPointFunctions": FakeMetal.MTLMathFloatingPointFunctionsPrecise,
+                        "languageVersion": FakeMetal.MTLLanguageVersion3_1}
+
+
+def _cpu_fallback(k, match):
+    a, b, c = _inputs()
+    with pytest.warns(RuntimeWarning, match=match):
+        k(a, b, c, 100, device="metal")
+    np.testing.assert_array_equal(c, a + b)  # computed by the CPU executor
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        k(a, b, c, 100, device="metal")
+
+
+def test_an_msl_version_this_os_does_not_know_runs_on_the_cpu(fake_metal):
+    k = _va(fake_metal, msl_version="4.0")
+    _cpu_fallback(k, r"needs Metal Shading Language 4.0, which this macOS does not know.*on the CPU executor")
+    assert fake_metal.dispatches == []
+
+
+def test_an_older_macos_than_the_target_runs_on_the_cpu(fake_metal, make_package, monkeypatch):
+    make_package("pkg_target")
+    monkeypatch.setattr(rt_metal, "macos_version", lambda: (13, 6))
+    k = enigma_runtime.load("pkg_target", "vector_add")  # macos_target 14.0
+    _cpu_fallback(k, r"built for macOS 14.0, and this is macOS 13.6: running it on the CPU executor")
+    assert fake_metal.dispatches == []
+    monkeypatch.setattr(rt_metal, "macos_version", lambda: (14, 2))
+    rt_metal.reset()
+    make_package("pkg_target2")
+    enigma_runtime.load("pkg_target2", "vector_add")(*_inputs(), 100, device="metal")
+    assert len(fake_metal.dispatches) == 1
+
+
+def test_a_library_the_os_refuses_is_a_clear_message_and_runs_on_the_cpu(fake_metal, make_package):
+    make_package("pkg_too_new", metallib=b"MTLB for macOS 26")
+    fake_metal.refuse_metallib = True
+    fake_metal.refuse_source = "program_source:1: error: unknown type name 'bfloat'"
+    k = enigma_runtime.load("pkg_too_new", "vector_add")
+    _cpu_fallback(k, r"the package's .metallib was refused by this OS \(language version 4.0 not supported"
+                     r".*and Metal refused the kernel's source.*on the CPU executor")
+
+
+def test_source_refused_without_a_metallib_is_an_error(fake_metal):
+    fake_metal.refuse_source = "program_source:3: error: oops"
+    with pytest.raises(MetalError, match="Metal refused the kernel's source: program_source:3"):
+        _va(fake_metal)(*_inputs(), 100, device="metal")
+
+
+def test_simd_width_other_than_32_is_refused(fake_metal):
+    fake_metal.simd_width = 64  # an AMD GPU of an Intel Mac
+    k = _va(fake_metal, simd_width=32)
+    with pytest.raises(MetalError, match="32-wide SIMD groups, but this GPU's threadExecutionWidth is 64"):
+        k(*_inputs(), 100, device="metal")
+    _va(fake_metal)(*_inputs(), 100, device="metal")  # no simd ops: no assumption
+
+
+def _page_aligned(n: int, dtype=np.float32) -> np.ndarray:
+    raw = np.zeros(n * np.dtype(dtype).itemsize + rt_metal.PAGE, np.uint8)
+    off = (-raw.ctypes.data) % rt_metal.PAGE
+    return raw[off:off + n * np.dtype(dtype).itemsize].view(dtype)
+
+
+def test_page_aligned_arrays_are_wrapped_without_copies(fake_metal):
+    n = rt_metal.PAGE // 4 * 2  # two pages of float32
+    a, b, c = _page_aligned(n), _page_aligned(n), _page_aligned(n)
+    a[:] = np.arange(n)
+    b[:] = 1
+    k = _va(fake_metal)
+    k(a, b, c, n, device="metal")
+    np.testing.assert_array_equal(c, a + 1)  # the (fake) GPU wrote the array itself
+    assert fake_metal.copied == 0 and fake_metal.wrapped == 3 * a.nbytes
+    # unaligned arrays are copied in, and written ones copied back
+    a2, b2, c2 = _inputs(n + 1)
+    k(a2, b2, c2, n + 1, device="metal")
+    np.testing.assert_array_equal(c2, a2 + b2)
+    assert fake_metal.copied >= 3 * a2.nbytes
+
+
+def test_the_same_array_twice_is_one_buffer(fake_metal):
+    k = _va(fake_metal)
+    x = np.arange(10, dtype=np.float32)
+    c = np.zeros(10, np.float32)
+    k(x, x, c, 10, device="metal")
+    (_, _, _, buffers, _), = fake_metal.dispatches
+    assert buffers[0] is buffers[1] and buffers[2] is not buffers[0]
+    np.testing.assert_array_equal(c, 2 * x)
+
+
+def test_first_launches_on_threads_compile_in_parallel(fake_metal):
+    """Two kernels' first launches on two threads: the second compile starts before the first ends
+    (no lock held across a whole compile)."""
+    running, overlap = [], []
+    lock = threading.Lock()
+
+    def compile_hook(source):
+        with lock:
+            running.append(source)
+            overlap.append(len(running))
+        time.sleep(0.3)
+        with lock:
+            running.remove(source)
+    fake_metal.compile_hook = compile_hook
+    specs = [vector_add_kernel(name=n) for n in ("va_one", "va_two")]
+    fake_metal.source_functions = [s["kernel_name"] for s, _ in specs]
+    kernels = [Kernel.from_spec(s, ir, f"// source of {s['name']}") for s, ir in specs]
+    errors = []
+
+    def launch(k):
+        try:
+            k(*_inputs(10), 10, device="metal")
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=launch, args=(k,)) for k in kernels]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and max(overlap) == 2
 
 
 def _two_adds_entry() -> dict:

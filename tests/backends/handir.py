@@ -2,7 +2,7 @@
 tests (tests/passes adds this folder to sys.path)."""
 from __future__ import annotations
 
-from enigma_runtime.dtypes import bfloat16, bool_, float16, float32, int32, uint32
+from enigma_runtime.dtypes import bfloat16, bool_, float16, float32, int32, uint8, uint16, uint32
 
 from enigma import ir
 from enigma.passes.opbuilder import OpBuilder, region
@@ -187,7 +187,41 @@ def every_op():
                                scalar("k")], body)
 
 
-ALL = [vector_add, saxpy, row_sum, histogram, every_op]
+def fast_ops():
+    """The fast-kernel ops (issue 12): extract, pack, bitcast, packed and view memory ops, and the
+    simdgroup matrix ops in a loop carrying the accumulator (block of 32 threads)."""
+    M = ir.Type(float32, 1, 8)
+
+    def body(b):
+        i = b.val("thread_idx", type=I32, dim=0)
+        four = b.val("mul", i, b.const(4, I32))
+        v = b.val("vload", four, type=ir.Type(float32, 4), tensor="a", packed=True)
+        x = b.val("extract", v, type=F32, lane=2)
+        y = b.val("extract", v, type=F32, lane=0)
+        p = b.val("pack", x, y, type=ir.Type(float32, 2))
+        h = b.val("load", i, type=ir.Type(float16), tensor="raw", view="float16")
+        bits = b.val("bitcast", h, type=ir.Type(uint16))
+        word = b.val("bitcast", p, type=ir.Type(uint32, 2))
+        b.op("vstore", [b.val("mul", i, b.const(2, I32)), word], attrs={"tensor": "bits", "packed": True})
+        b.op("store", [i, bits], attrs={"tensor": "raw", "view": "uint16"})
+        acc0 = b.val("simd_fill", type=M, value=0.0)
+        (acc,) = for_(b, b.const(0, I32), b.const(16, I32), b.const(8, I32), [acc0],
+                      lambda rb, k, c: [rb.val("simd_mma",
+                                               rb.val("simd_load", k, b.const(16, I32), type=M, tensor="m",
+                                                      origin=0, transpose=False),
+                                               rb.val("simd_load", k, b.const(16, I32), type=M, tensor="m",
+                                                      origin=8, transpose=True), c, type=M)])
+        b.op("simd_store", [acc, b.const(0, I32), b.const(16, I32)],
+             attrs={"tensor": "out", "origin": 128, "transpose": False})
+    return kernel("fast_ops", [tensor("a", shape=(128,)), tensor("raw", dtype=uint8, shape=(64,),
+                                                                 access="readwrite"),
+                               tensor("bits", dtype=uint32, shape=(64,), access="write"),
+                               tensor("m", shape=(16, 16)), tensor("out", shape=(16, 16), access="write")],
+                  body)
+
+
+
+ALL = [vector_add, saxpy, row_sum, histogram, every_op, fast_ops]
 
 
 def accepts(op: str, d) -> bool:

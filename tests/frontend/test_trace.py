@@ -254,7 +254,12 @@ def test_zoo_traces_with_expected_structure(entry):
     want = {"vector_add": {"load", "store", "if"}, "saxpy": {"param", "load", "store"},
             "softmax": {"for", "simd_max", "simd_sum", "barrier", "exp"},
             "sum_reduce": {"simd_sum", "atomic_add", "if"}, "matmul": {"for", "barrier", "fma"},
-            "transpose": {"barrier", "load", "store"}, "histogram": {"atomic_add", "for", "barrier"}}
+            "transpose": {"barrier", "load", "store"}, "histogram": {"atomic_add", "for", "barrier"},
+            "simd_matmul": {"simd_fill", "simd_load", "simd_mma", "simd_store", "for", "barrier"},
+            "simd_matmul_f16": {"simd_load", "simd_mma", "simd_store"},
+            "reg_matmul": {"vload", "vstore", "pack", "extract", "fma", "for"},
+            "q4_0_matvec": {"load", "simd_sum", "for"}, "layer_norm": {"simd_sum", "barrier", "rsqrt"},
+            "masked_softmax": {"simd_max", "simd_sum", "exp"}, "softmax_no_mask": {"simd_max", "exp"}}
     assert want[entry.name] <= names
     assert all(op.line for op in ops(k))
     outs = {k.args[i].name for i in entry.outputs}

@@ -164,82 +164,91 @@ def signature(o: Outcome) -> str:
     return f"{o.status}: {first.split(':')[0]}"
 
 
-def minimize(o: Outcome, directory: Path, verify: bool = True, budget: int = 150) -> Outcome:
-    """A smaller kernel failing the same way: drop statements (and branches) while the failure's
-    signature stays (greedy, at most `budget` runs)."""
+def _blocks(body: list[S]) -> list[list[S]]:
+    out = [body]
+    for s in body:
+        out += _blocks(s.body) + _blocks(s.orelse)
+    return out
+
+
+def _slots(body: list[S]) -> list[tuple[Any, str, int | None]]:
+    """(holder, attribute, index) of every expression slot, depth first."""
+    out: list[tuple[Any, str, int | None]] = []
+
+    def walk(holder: Any, attr: str, i: int | None) -> None:
+        e = getattr(holder, attr) if i is None else getattr(holder, attr)[i]
+        if e is None:
+            return
+        out.append((holder, attr, i))
+        for k in range(len(e.args)):
+            walk(e, "args", k)
+
+    for st in body:
+        walk(st, "e", None)
+        for sub in (st.body, st.orelse):
+            out.extend(_slots(sub))
+    return out
+
+
+def _get(holder: Any, attr: str, i: int | None) -> Any:
+    return getattr(holder, attr) if i is None else getattr(holder, attr)[i]
+
+
+def _put(holder: Any, attr: str, i: int | None, value: Any) -> None:
+    if i is None:
+        setattr(holder, attr, value)
+    else:
+        args = list(getattr(holder, attr))
+        args[i] = value
+        setattr(holder, attr, tuple(args))
+
+
+def minimize(o: Outcome, directory: Path, verify: bool = True, budget: int = 200) -> Outcome:
+    """A smaller kernel failing the same way (same `signature`), greedily, in at most `budget` runs:
+    drop statements (and branches), replace expressions by an operand of the same type, and repeat
+    while either shrinks the kernel."""
     import copy
 
     want = signature(o)
     best = generate(o.seed)
     runs = 0
 
-    def blocks(body: list[S]) -> list[list[S]]:
-        out = [body]
-        for s in body:
-            out += blocks(s.body) + blocks(s.orelse)
-        return out
+    def attempt(cand: Program) -> bool:
+        nonlocal runs, best, o
+        runs += 1
+        r = run_program(cand, directory, verify, tag=f"_m{runs}")
+        if signature(r) != want:
+            return False
+        best, o = cand, r
+        return True
 
     changed = True
     while changed and runs < budget:
         changed = False
-        for bi in range(len(blocks(best.body))):
+        for bi in range(len(_blocks(best.body))):  # statements
             k = 0
             while runs < budget:
                 cand = copy.deepcopy(best)
-                blk = blocks(cand.body)
+                blk = _blocks(cand.body)
                 if bi >= len(blk) or k >= len(blk[bi]):
                     break
                 del blk[bi][k]
-                runs += 1
-                r = run_program(cand, directory, verify, tag=f"_m{runs}")
-                if signature(r) == want:
-                    best, o, changed = cand, r, True
+                if attempt(cand):
+                    changed = True
                 else:
                     k += 1
-    # then expressions: replace a node by one of its operands of the same type
-    def exprs(body: list[S]) -> list[tuple[Any, str, int | None]]:
-        """(holder, attribute, index) of every expression slot, depth first."""
-        out: list[tuple[Any, str, int | None]] = []
-
-        def walk(holder: Any, attr: str, i: int | None) -> None:
-            e = getattr(holder, attr) if i is None else getattr(holder, attr)[i]
-            if e is None:
-                return
-            out.append((holder, attr, i))
-            for k in range(len(e.args)):
-                walk(e, "args", k)
-
-        for st in body:
-            walk(st, "e", None)
-            for sub in (st.body, st.orelse):
-                out.extend(exprs(sub))
-        return out
-
-    def put(holder: Any, attr: str, i: int | None, value: Any) -> None:
-        if i is None:
-            setattr(holder, attr, value)
-        else:
-            args = list(getattr(holder, attr))
-            args[i] = value
-            setattr(holder, attr, tuple(args))
-
-    slot = 0
-    while runs < budget:
-        cand = copy.deepcopy(best)
-        slots = exprs(cand.body)
-        if slot >= len(slots):
-            break
-        holder, attr, i = slots[slot]
-        e = getattr(holder, attr) if i is None else getattr(holder, attr)[i]
-        kids = [a for a in e.args if a.dtype == e.dtype]
-        if not kids:
-            slot += 1
-            continue
-        put(holder, attr, i, kids[0])
-        runs += 1
-        r = run_program(cand, directory, verify, tag=f"_m{runs}")
-        if signature(r) == want:
-            best, o = cand, r
-        else:
+        slot = 0
+        while runs < budget:  # expressions
+            cand = copy.deepcopy(best)
+            slots = _slots(cand.body)
+            if slot >= len(slots):
+                break
+            e = _get(*slots[slot])
+            kids = [x for x in e.args if x.dtype == e.dtype]
+            if kids:
+                _put(*slots[slot], kids[0])
+                if attempt(cand):
+                    changed = True
+                    continue
             slot += 1
     return o

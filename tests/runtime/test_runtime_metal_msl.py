@@ -4,6 +4,7 @@ the backend bound (tensor buffers, setBytes scalars, the dims buffer). Checks th
 FORMAT.md section 5 from the runtime's side against the generated Metal source."""
 from __future__ import annotations
 
+import contextlib
 import sys
 import types
 
@@ -20,8 +21,8 @@ pytestmark = [pytest.mark.needs_clang, pytest.mark.slow]
 
 
 class _Buf:
-    def __init__(self, data: bytes) -> None:
-        self.data = bytearray(data)
+    def __init__(self, data) -> None:  # a memoryview: newBufferWithBytesNoCopy shares the memory
+        self.data = data if isinstance(data, memoryview) else bytearray(data)
 
     def contents(self):
         return types.SimpleNamespace(as_buffer=lambda n: memoryview(self.data)[:n])
@@ -101,6 +102,9 @@ class FakeMetalRunningMSL(types.ModuleType):
             def newBufferWithBytes_length_options_(self, data, n, opts):
                 return _Buf(data)
 
+            def newBufferWithBytesNoCopy_length_options_deallocator_(self, data, n, opts, dealloc):
+                return _Buf(memoryview(data).cast("B"))
+
         return Device()
 
 
@@ -115,6 +119,9 @@ def msl_metal(monkeypatch):
     fake = FakeMetalRunningMSL()
     monkeypatch.setitem(sys.modules, "Metal", fake)
     monkeypatch.setitem(sys.modules, "Foundation", types.ModuleType("Foundation"))
+    objc = types.ModuleType("objc")  # fake PyObjC objc module: only the autorelease pool is used
+    objc.autorelease_pool = contextlib.nullcontext
+    monkeypatch.setitem(sys.modules, "objc", objc)
     rt_metal.reset()
     yield fake
     rt_metal.reset()

@@ -42,14 +42,16 @@ def zoo_package(compiled, tmp_path_factory):
 
 def test_package_lists_every_zoo_kernel(compiled, zoo_package):
     lib = enigma_runtime.load(zoo_package)
-    assert sorted(lib.names()) == sorted(ck.signature["name"] for _, _, ck in compiled.values())
+    assert sorted(lib.names()) == sorted({ck.signature["name"] for _, _, ck in compiled.values()})
 
 
 @pytest.mark.parametrize("name", [e.name for e in zoo.ZOO])
 def test_zoo_kernel_from_the_package_on_cpu(name, compiled, zoo_package):
     entry, ins, ck = compiled[name]
     k = enigma_runtime.load(zoo_package, ck.signature["name"])
-    assert k.kernel_name == ck.kernel_name and k.metal_source == ck.metal_source
+    # the specialisation compiled for this entry (a kernel may ship several: the optional mask)
+    sp = next(sp for sp in k.specs if sp.spec["kernel_name"] == ck.kernel_name)
+    assert sp.metal_source == ck.metal_source
     args = _copy(entry.kernel_args(ins))
     expected = entry.reference(*_copy(args))
     grid = None if ck.signature.get("grid") is not None else ck.grid
@@ -76,6 +78,9 @@ def test_msl_buffer_indices_match_the_binding_abi(name, compiled):
     _, _, ck = compiled[name]
     src, spec = ck.metal_source, ck.signature
     for a in spec["args"]:
+        if a["kind"] == "none":  # an optional tensor this specialisation leaves out: no parameter
+            assert not re.search(rf"\b{re.escape(a['name'])}\s*\[\[", src)
+            continue
         m = re.search(rf"\b{re.escape(a['name'])}\s*\[\[\s*buffer\(\s*(\d+)\s*\)\s*\]\]", src)
         assert m and int(m.group(1)) == a["buffer"], (a["name"], src[:2000])
     if spec.get("dims_buffer") is not None:
@@ -130,3 +135,17 @@ def test_chunked_out_of_bounds_names_the_real_threadgroup(compiled, monkeypatch)
     groups = -(-len(a) // ck.signature["block"][0])
     with pytest.raises(enigma_runtime.OutOfBoundsError, match=rf"of threadgroup \({groups - 1}, 0, 0\)"):
         ck.kernel(a, b, c, n + 5, device="cpu")
+
+
+def test_signatures_record_the_simd_width_of_kernels_using_simd_ops(compiled):
+    def ops(body):
+        for op in body:
+            yield op["op"]
+            for r in op.get("regions", []):
+                yield from ops(r["body"])
+    seen = set()
+    for _, _, ck in compiled.values():
+        uses = any(o.startswith("simd_") for o in ops(ck.ir_json["body"]))
+        assert ck.signature.get("simd_width") == (32 if uses else None), ck.name
+        seen.add(uses)
+    assert seen == {True, False}

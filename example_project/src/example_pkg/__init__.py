@@ -60,8 +60,10 @@ def matmul(a, b) -> np.ndarray:
 
 def histogram(data, bins: int) -> np.ndarray:
     """Counts of `data % bins` for non-negative integer data (uint32 counts)."""
+    if int(bins) < 1:
+        raise ValueError(f"histogram: bins must be at least 1, got {bins}")
     data = np.ascontiguousarray(data, dtype=np.uint32)
-    return kernels()["count_values"](data, np.zeros(bins, dtype=np.uint32))
+    return kernels()["count_values"](data, np.zeros(int(bins), dtype=np.uint32))
 
 
 def total(x) -> float:

@@ -1,0 +1,445 @@
+"""CPU executor: the fast-kernel ops (FORMAT.md "Vectors, bit views and simdgroup matrices").
+
+- `extract`, `pack`, `bitcast` on values (vectors are arrays with a trailing lanes axis);
+- loads and stores with the `view` attribute (a tensor's bytes read as another type: a numpy view of
+  the same memory) or `packed` (vectors aligned like one element: gathered lane by lane);
+- simdgroup matrices: `simd_fill`, `simd_load`, `simd_mma`, `simd_store`. A matrix value is a
+  `SimdMatrix`: one 8x8 array per simdgroup of the launch, shape (threadgroups, simdgroups, 8, 8), so
+  a simdgroup's lanes run each op together (in lockstep) and a matrix multiply-accumulate is one
+  batched numpy matmul. Every op checks that all 32 lanes of each simdgroup take part (no divergent
+  control flow) and that the threadgroup holds whole simdgroups.
+
+`compile_op` is the executor's hook (cpu.py calls it for every op before its own catalogue).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .cpu_space import Aff, bf16_from_bits, bf16_round, bf16_to_bits
+from .cpu_space import parse_type as parse_scalar_type
+from .dtypes import BY_NAME, DType
+from .errors import IRError, KernelExecutionError, OutOfBoundsError
+
+# the executor's Plan and State (cpu.py) are duck-typed here: cpu.py imports this module
+Plan = Any
+State = Any
+
+N = 8  # simdgroup matrices are 8x8
+SIMD = 32  # lanes of a simdgroup
+MATRIX_LANES = -1  # the `lanes` parse_type reports for a matrix type: not a vector, never merged
+OPS = ("extract", "pack", "bitcast", "simd_fill", "simd_load", "simd_mma", "simd_store")
+MATRIX_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def parse_type(t: Any, where: str) -> tuple[DType, int]:
+    """cpu_space.parse_type, plus simdgroup matrix types "<dtype>x8x8" -> (dtype, MATRIX_LANES)."""
+    if isinstance(t, str) and t.endswith(f"x{N}x{N}") and t[:-4] in MATRIX_DTYPES:
+        return BY_NAME[t[:-4]], MATRIX_LANES
+    return parse_scalar_type(t, where)
+
+
+def mat(v: Any) -> Any:
+    return v.array() if type(v) is Aff else v
+
+
+def _value_np(d: DType) -> np.dtype:
+    return np.dtype(np.float32) if d.name == "bfloat16" else d.np
+
+
+class SimdMatrix:
+    """The value of a simdgroup matrix: `a[g, s]` is the 8x8 matrix of simdgroup s of threadgroup g
+    (leading axes may be 1: broadcast, as for a filled matrix)."""
+
+    __slots__ = ("a",)
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a = a
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise KernelExecutionError("a simdgroup matrix is merged across divergent control flow (an `if` or "
+                                   "loop whose condition differs between the lanes of a simdgroup); "
+                                   "simdgroup matrix values need uniform control flow")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the hook
+
+def compile_op(plan: Plan, op: dict, name: str, ins: list, outs: list, attrs: dict, line: int
+               ) -> Callable | None:
+    """The step running `op`, when it is one of this module's ops (or a view/packed memory op)."""
+    memory = name in ("load", "store", "vload", "vstore") and (attrs.get("view") or attrs.get("packed"))
+    if name not in OPS and not memory:
+        return None
+    where = f"kernel {plan.name!r} line {line}"
+    types = [parse_type(t, where) for t in op.get("types", [])]
+    if len(types) != len(outs):
+        raise IRError(f"{where}: op {name!r} has {len(outs)} results but {len(types)} types")
+    if memory:
+        return _memory(plan, op, name, ins, outs, types, attrs, line)
+    return globals()["_op_" + name](plan, op, ins, outs, types, attrs, line)
+
+
+def _need(plan: Plan, op: dict, ins: list, n: int, outs: list, nout: int) -> None:
+    if len(ins) != n or len(outs) != nout:
+        raise IRError(f"kernel {plan.name!r} IR, op {op.get('op')!r} at line {op.get('line', 0)}: takes {n} "
+                      f"operands and {nout} results, got {len(ins)} and {len(outs)}")
+
+
+def _bad(plan: Plan, op: dict, msg: str) -> IRError:
+    return IRError(f"kernel {plan.name!r} IR, op {op.get('op')!r} at line {op.get('line', 0)}: {msg}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# vectors and bits
+
+def _scalar(x: Any) -> Any:
+    return x[()] if isinstance(x, np.ndarray) and x.ndim == 0 else x
+
+
+def _op_extract(plan, op, ins, outs, types, attrs, line):
+    _need(plan, op, ins, 1, outs, 1)
+    k, a_id, out = attrs.get("lane"), ins[0], outs[0]
+    if not isinstance(k, int) or k < 0:
+        raise _bad(plan, op, f"'lane' must be a lane number, not {k!r}")
+
+    def run(st, env, mask):
+        v = np.asarray(mat(env[a_id]))
+        if k >= v.shape[-1]:
+            raise KernelExecutionError(f"{st.where(line)}: extract of lane {k} from a {v.shape[-1]}-lane "
+                                       "vector")
+        env[out] = _scalar(v[..., k])
+    return run
+
+
+def _op_pack(plan, op, ins, outs, types, attrs, line):
+    _need(plan, op, ins, len(ins), outs, 1)
+    d, lanes = types[0]
+    if lanes != len(ins):
+        raise _bad(plan, op, f"packs {len(ins)} values into a {lanes}-lane vector")
+    want, out = _value_np(d), outs[0]
+
+    def run(st, env, mask):
+        parts = np.broadcast_arrays(*[np.asarray(mat(env[i])) for i in ins])
+        env[out] = np.stack(parts, axis=-1).astype(want)
+    return run
+
+
+def _bits(x: np.ndarray, d: DType) -> np.ndarray:
+    return bf16_to_bits(x) if d.name == "bfloat16" else np.asarray(x).astype(d.np)
+
+
+def _op_bitcast(plan, op, ins, outs, types, attrs, line):
+    _need(plan, op, ins, 1, outs, 1)
+    a_id, out = ins[0], outs[0]
+    d, lanes = types[0]
+    src = _defs(plan).get(a_id)
+    if src is None:
+        raise _bad(plan, op, f"the type of operand %{a_id} is unknown")
+    sd, slanes = src
+    if sd.itemsize * max(slanes, 1) != d.itemsize * max(lanes, 1) or MATRIX_LANES in (lanes, slanes):
+        raise _bad(plan, op, f"bitcast between types of different sizes ({sd.name} x{max(slanes, 1)} to "
+                             f"{d.name} x{max(lanes, 1)})")
+    target = np.dtype(np.uint16) if d.name == "bfloat16" else d.np
+
+    def run(st, env, mask):
+        raw = np.ascontiguousarray(_bits(np.asarray(mat(env[a_id])), sd))
+        if slanes <= 1:
+            raw = raw[..., None]
+        r = raw.view(target)
+        if d.name == "bfloat16":
+            r = bf16_from_bits(r)
+        env[out] = _scalar(r if lanes > 1 else r[..., 0])
+    return run
+
+
+def _defs(plan: Plan) -> dict[int, tuple[DType, int]]:
+    """Every value's type (built once per plan from the IR: bitcast needs its operand's type)."""
+    cache = plan.__dict__.get("fast_types")
+    if cache is None:
+        cache = {}
+
+        def walk(ops: list) -> None:
+            for o in ops:
+                for v, t in zip(o.get("out", []), o.get("types", [])):
+                    try:
+                        cache[v] = parse_type(t, "")
+                    except IRError:
+                        pass
+                for r in o.get("regions", []):
+                    for v, t in zip(r.get("args", []), r.get("types", [])):
+                        try:
+                            cache[v] = parse_type(t, "")
+                        except IRError:
+                            pass
+                    walk(r.get("body", []))
+        walk(plan.ir.get("body", []))
+        plan.__dict__["fast_types"] = cache
+    return cache
+
+
+# ---------------------------------------------------------------------------------------------------
+# memory: views and packed vectors
+
+def memory(st: State, name: str, view: str | None) -> Any:
+    """The tensor `name`, or a view of its bytes as dtype `view` (a numpy view: writes go through)."""
+    base = st.mem[name]
+    if view is None or view == base.dt.name:
+        return base
+    views = st.__dict__.setdefault("fast_views", {})
+    m = views.get((name, view))
+    if m is None:
+        d = BY_NAME[view]
+        raw = base.flat.view(np.uint8)
+        n = raw.size // d.itemsize
+        # a cpu_memory.Memory over the same bytes (built through the base's class: cpu_memory imports
+        # cpu.py, which imports this module)
+        m = views[(name, view)] = type(base)(name, raw[: n * d.itemsize].view(d.np), d, n, base.shared,
+                                             base.written)
+    return m
+
+
+def _index(st: State, m: Any, idx: Any, mask: Any, line: int, kind: str, extent: int) -> np.ndarray:
+    """`idx` as int64 lanes, each active one checked to address `extent` elements inside `m`."""
+    i = np.asarray(mat(idx), np.int64)
+    bad = (i < 0) | (i + extent > m.size)
+    if mask is not None:
+        bad = bad & mask
+    if np.any(bad):
+        geo = st.geo
+        full = np.broadcast_to(bad, geo.full).reshape(-1)
+        pos = int(np.flatnonzero(full)[0])
+        at = int(np.broadcast_to(i, geo.full).reshape(-1)[pos])
+        what = "threadgroup array" if m.shared else "tensor"
+        raise OutOfBoundsError(f"{st.where(line)}: out-of-bounds {kind} of {what} {m.name!r} "
+                               f"({m.size} elements of {m.dt.name}) at index {at}"
+                               f"{f' (.. {at + extent - 1})' if extent > 1 else ''} by {geo.lane(pos)}; "
+                               "check "
+                               f"the bounds test guarding the access at line {line}")
+    i = np.clip(i, 0, max(m.size - extent, 0))
+    if m.shared:
+        i = i + st.geo.gid * m.size
+    return i
+
+
+def _memory(plan, op, name, ins, outs, types, attrs, line):
+    t = attrs.get("tensor")
+    if not isinstance(t, str) or (t not in plan.shared_names and t not in plan.arg_names):
+        raise _bad(plan, op, f"'tensor' {t!r} is neither a tensor argument nor a shared array")
+    view = attrs.get("view")
+    if view is not None and view not in BY_NAME:
+        raise _bad(plan, op, f"'view' {view!r} is not a dtype")
+    load = name in ("load", "vload")
+    _need(plan, op, ins, 1 if load else 2, outs, 1 if load else 0)
+    lanes = types[0][1] if load and name == "vload" else 0
+    i_id = ins[0]
+
+    def run_load(st, env, mask):
+        m = memory(st, t, view)
+        width = max(lanes, 1)
+        i = _index(st, m, env[i_id], mask, line, name, width)
+        v = m.flat[i[..., None] + np.arange(width)] if lanes else m.flat[i]
+        env[out] = _scalar(bf16_from_bits(v) if m.dt.name == "bfloat16" else v)
+
+    def run_store(st, env, mask):
+        m = memory(st, t, view)
+        v = np.asarray(mat(env[ins[1]]))
+        width = v.shape[-1] if name == "vstore" else 1
+        i = _index(st, m, env[i_id], mask, line, name, width)
+        if name == "vstore":
+            i = i[..., None] + np.arange(width)
+        v = bf16_to_bits(v) if m.dt.name == "bfloat16" else v.astype(m.flat.dtype)
+        if not m.flat.flags.writeable:
+            raise KernelExecutionError(f"{st.where(line)}: {name} to tensor {m.name!r}, which is read-only")
+        m.before_write()
+        shape = np.broadcast_shapes(i.shape, v.shape, () if mask is None else
+                                    (np.shape(mask) + ((1,) if name == "vstore" else ())))
+        ib, vb = np.broadcast_to(i, shape), np.broadcast_to(v, shape)
+        if mask is None:
+            m.flat[ib.reshape(-1)] = vb.reshape(-1)
+        else:
+            sel = np.broadcast_to(mask[..., None] if name == "vstore" else mask, shape)
+            m.flat[ib[sel]] = vb[sel]
+
+    out = outs[0] if load else None
+    return run_load if load else run_store
+
+
+# ---------------------------------------------------------------------------------------------------
+# simdgroup matrices
+
+def _groups(st: State, line: int, what: str) -> tuple[int, int]:
+    geo = st.geo
+    if geo.tpg % SIMD:
+        raise KernelExecutionError(f"{st.where(line)}: {what} needs whole simdgroups, but the threadgroup "
+                                   "has "
+                                   f"{geo.tpg} threads (not a multiple of {SIMD})")
+    return geo.ngroups, geo.tpg // SIMD
+
+
+def _active(st: State, mask: Any, line: int, what: str) -> np.ndarray | None:
+    """Per simdgroup (G, S): whether it runs the op; None when all do. Partial simdgroups: an error."""
+    if mask is None:
+        return None
+    G, S = _groups(st, line, what)
+    m = np.broadcast_to(mask, st.geo.full).reshape(G, S, SIMD)
+    every, some = m.all(-1), m.any(-1)
+    partial = some & ~every
+    if partial.any():
+        g, s = (int(x[0]) for x in np.nonzero(partial))
+        raise KernelExecutionError(f"{st.where(line)}: {what} reached by {int(m[g, s].sum())} of the 32 "
+                                   f"lanes of simdgroup {s} of threadgroup {g} (divergent control flow): "
+                                   "every lane "
+                                   "of a simdgroup must take part in simdgroup matrix operations; make the "
+                                   "condition the same for the whole simdgroup")
+    return np.asarray(every)
+
+
+def _per_simdgroup(st: State, x: Any, active: np.ndarray | None, line: int, what: str) -> np.ndarray:
+    """A per-thread int value as one value per simdgroup (G, S); it must agree across the lanes."""
+    G, S = _groups(st, line, what)
+    if np.ndim(x) == 0 and type(x) is not Aff:  # uniform
+        return np.full((G, S), int(x), np.int64)
+    a = np.broadcast_to(np.asarray(mat(x), np.int64), st.geo.full).reshape(G, S, SIMD)
+    first = a[..., 0]
+    differ = (a != first[..., None]).any(-1)
+    if active is not None:
+        differ &= active
+    if differ.any():
+        g, s = (int(v[0]) for v in np.nonzero(differ))
+        raise KernelExecutionError(f"{st.where(line)}: {what}: the lanes of simdgroup {s} of threadgroup {g} "
+                                   "pass different positions (a simdgroup matrix op takes one block for the "
+                                   "whole simdgroup)")
+    return first
+
+
+_R = np.arange(N, dtype=np.int64)
+
+
+def _block_index(st: State, m: Any, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
+                 line: int, what: str, key: Any) -> np.ndarray:
+    """The (G, S, 8, 8) element indices of every simdgroup's block, checked. Memoised per op while its
+    operands are the same objects (a loop-invariant position: each iteration of a k loop reloads the
+    same threadgroup tile positions)."""
+    memo = st.memo.get(key) if active is None else None
+    if memo is not None and memo[0] is off and memo[1] is ld and memo[2] is m:
+        return memo[3]
+    idx = _block_index_new(st, m, off, ld, origin, transpose, active, line, what)
+    if active is None:
+        st.memo[key] = (off, ld, m, idx)
+    return idx
+
+
+def _block_index_new(st: State, m: Any, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
+                     line: int, what: str) -> np.ndarray:
+    base = _per_simdgroup(st, off, active, line, what) + origin
+    stride = _per_simdgroup(st, ld, active, line, what)
+    rows, cols = (_R[None, :], _R[:, None]) if transpose else (_R[:, None], _R[None, :])
+    idx = base[..., None, None] + rows * stride[..., None, None] + cols  # (G, S, 8, 8)
+    lo, hi = idx.min(axis=(-1, -2)), idx.max(axis=(-1, -2))
+    bad = (lo < 0) | (hi >= m.size)
+    if active is not None:
+        bad &= active
+    if bad.any():
+        g, s = (int(v[0]) for v in np.nonzero(bad))
+        what_t = "threadgroup array" if m.shared else "tensor"
+        raise OutOfBoundsError(f"{st.where(line)}: out-of-bounds {what} of {what_t} {m.name!r} ({m.size} "
+                               f"elements): the 8x8 block of simdgroup {s} of threadgroup {g} spans elements "
+                               f"{int(lo[g, s])} .. {int(hi[g, s])}; check the bounds test at line {line}")
+    idx = np.clip(idx, 0, max(m.size - 1, 0))
+    if m.shared:
+        idx = idx + (np.arange(idx.shape[0], dtype=np.int64) * m.size)[:, None, None, None]
+    return idx
+
+
+def _check_matrix_op(plan, op, attrs, what):
+    t = attrs.get("tensor")
+    if not isinstance(t, str) or (t not in plan.shared_names and t not in plan.arg_names):
+        raise _bad(plan, op, f"'tensor' {t!r} is neither a tensor argument nor a shared array")
+    origin, tr = attrs.get("origin", 0), attrs.get("transpose", False)
+    if not isinstance(origin, int) or isinstance(origin, bool) or not isinstance(tr, bool):
+        raise _bad(plan, op, f"{what} needs an int 'origin' and a bool 'transpose'")
+    return t, origin, tr
+
+
+def _op_simd_fill(plan, op, ins, outs, types, attrs, line):
+    _need(plan, op, ins, 0, outs, 1)
+    d, lanes = types[0]
+    value = attrs.get("value")
+    if lanes != MATRIX_LANES or isinstance(value, (str, type(None))):
+        raise _bad(plan, op, "simd_fill makes a matrix type from a number 'value'")
+    a = np.full((1, 1, N, N), value, _value_np(d))
+    if d.name == "bfloat16":
+        a = bf16_round(a)
+    out = outs[0]
+
+    def run(st, env, mask):
+        _active(st, mask, line, "simd_fill")
+        env[out] = SimdMatrix(a)
+    return run
+
+
+def _op_simd_load(plan, op, ins, outs, types, attrs, line):
+    _need(plan, op, ins, 2, outs, 1)
+    t, origin, tr = _check_matrix_op(plan, op, attrs, "simd_load")
+    view, out = attrs.get("view"), outs[0]
+    off_id, ld_id = ins
+    key = ("simd_load", out)
+
+    def run(st, env, mask):
+        active = _active(st, mask, line, "simd_load")
+        m = memory(st, t, view)
+        idx = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_load", key)
+        v = np.take(m.flat, idx)
+        env[out] = SimdMatrix(bf16_from_bits(v) if m.dt.name == "bfloat16" else v)
+    return run
+
+
+def _op_simd_mma(plan, op, ins, outs, types, attrs, line):
+    _need(plan, op, ins, 3, outs, 1)
+    d, _ = types[0]
+    a_id, b_id, c_id = ins
+    out, want = outs[0], _value_np(d)
+
+    def run(st, env, mask):
+        _active(st, mask, line, "simd_mma")
+        a, b, c = (env[i] for i in (a_id, b_id, c_id))
+        if not all(type(x) is SimdMatrix for x in (a, b, c)):
+            raise KernelExecutionError(f"{st.where(line)}: simd_mma of values that are not simdgroup "
+                                       "matrices")
+        f32 = np.float32
+        r = np.matmul(a.a.astype(f32, copy=False), b.a.astype(f32, copy=False))
+        r += c.a
+        r = r.astype(want, copy=False)
+        env[out] = SimdMatrix(bf16_round(r) if d.name == "bfloat16" else r)
+    return run
+
+
+def _op_simd_store(plan, op, ins, outs, types, attrs, line):
+    _need(plan, op, ins, 3, outs, 0)
+    t, origin, tr = _check_matrix_op(plan, op, attrs, "simd_store")
+    view = attrs.get("view")
+    v_id, off_id, ld_id = ins
+    key = ("simd_store", id(op))
+
+    def run(st, env, mask):
+        active = _active(st, mask, line, "simd_store")
+        mv = env[v_id]
+        if type(mv) is not SimdMatrix:
+            raise KernelExecutionError(f"{st.where(line)}: simd_store of a value that is not a simdgroup "
+                                       "matrix")
+        m = memory(st, t, view)
+        if not m.flat.flags.writeable:
+            raise KernelExecutionError(f"{st.where(line)}: simd_store to tensor {m.name!r}, which is "
+                                       "read-only")
+        idx = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_store", key)
+        vals = np.broadcast_to(mv.a, idx.shape)
+        vals = bf16_to_bits(vals) if m.dt.name == "bfloat16" else vals.astype(m.flat.dtype)
+        m.before_write()
+        if active is None:
+            m.flat[idx.reshape(-1)] = vals.reshape(-1)
+        else:
+            m.flat[idx[active].reshape(-1)] = vals[active].reshape(-1)
+    return run
