@@ -301,3 +301,20 @@ def test_own_headers_from_include_dirs(tmp_path):
 
     with pytest.raises(CompileError, match="'ops.h' file not found"):
         run_msl(ok, b, grid=1, block=4)
+
+
+def test_c_style_vector_conversions():
+    src = H + """float4 widen(half4 v) { return (float4) v; }
+kernel void k(device const half4* h [[buffer(0)]], device float4* out [[buffer(1)]],
+              uint i [[thread_position_in_grid]]) {
+  float4 a = widen(h[i]);
+  float4 b = (float4)(h[i] * (half)2.0h) + (float4) 1.0f;
+  int4 c = (int4) a;
+  out[i] = a + b + (float4) c.xyzw * 0.0f + dot((float4) h[i], (float4) h[i]) * 0.0f
+      + (float4) 2.5e-1f * 0.0f + (float)(sizeof(float4)) * 0.0f;
+}
+"""
+    h = (np.arange(8, dtype=np.float16) / 4).reshape(2, 4)
+    out = np.zeros((2, 4), np.float32)
+    run_msl(src, h, out, grid=1, block=2)
+    np.testing.assert_array_equal(out, 3 * h.astype(np.float32) + 1)
