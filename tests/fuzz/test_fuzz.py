@@ -44,7 +44,7 @@ def test_cpu_verify_and_model_agree(seed, workdir):
 
 def test_generator_is_seeded_and_covers_the_language():
     assert render(generate(7)) == render(generate(7))
-    text = "".join(render(generate(s)) for s in SEEDS)
+    text = "".join(render(generate(s)) for s in range(2000))  # generating is cheap: wider than SEEDS
     for needle in ("if ", "else:", "for ", "while ", "shared_tensor", "barrier()", "simd_sum", "simd_max",
                    "simd_min", "simd_shuffle_down", "simd_broadcast", "atomic_add", "atomic_max",
                    "atomic_min", "enigma.fma", "enigma.where", "<<", ">>", " // ", " % ", " / ", "~",
