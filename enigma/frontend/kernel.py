@@ -344,6 +344,11 @@ class KernelFunction:
         return params
 
     # -- calling from a @jit function
+    @staticmethod
+    def call_choice(choice: Any, args: tuple, kwargs: dict) -> KernelCall:
+        """`enigma.select(c, kernel_a, kernel_b)(args...)`: a launch of whichever kernel is chosen."""
+        return KernelCall(choice, args, kwargs)
+
     def __call__(self, *args: Any, **kwargs: Any) -> KernelCall:
         if not jit_state.stack:
             file, line = user_frame(2)
