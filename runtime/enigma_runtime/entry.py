@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from . import grid as _grid
-from .binding import bind, check_requires
 from .dtypes import BY_NAME
 from .errors import LaunchError, ManifestError
 
@@ -45,6 +44,9 @@ def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | N
     params = entry.get("params")
     if not isinstance(params, list):
         raise bad("'params' must be a list")
+    for key in ("temps", "requires"):
+        if not isinstance(entry.get(key, []), list):
+            raise bad(f"{key!r} must be a list")
     names: dict[str, str] = {}
     for i, p in enumerate(params):
         if not isinstance(p, dict) or not isinstance(p.get("name"), str) or p["name"] in names:
@@ -52,7 +54,7 @@ def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | N
         kind = p.get("kind")
         if kind not in ("tensor", "scalar", "const"):
             raise bad(f"parameter {p['name']!r}: 'kind' must be tensor, scalar or const, not {kind!r}")
-        if kind != "const" and p.get("dtype") not in BY_NAME:
+        if kind != "const" and not (isinstance(p.get("dtype"), str) and p["dtype"] in BY_NAME):
             raise bad(f"parameter {p['name']!r}: unknown dtype {p.get('dtype')!r}")
         if kind == "tensor":
             shape = p.get("shape")
@@ -64,7 +66,8 @@ def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | N
     for t in entry.get("temps", []):
         if not isinstance(t, dict) or not isinstance(t.get("name"), str) or t["name"] in names:
             raise bad(f"temporary {t!r} must be an object with a 'name' no parameter has")
-        if t.get("dtype") not in BY_NAME or t.get("init", "empty") not in ("empty", "zeros"):
+        if not (isinstance(t.get("dtype"), str) and t["dtype"] in BY_NAME) \
+                or t.get("init", "empty") not in ("empty", "zeros"):
             raise bad(f"temporary {t['name']!r}: bad 'dtype' {t.get('dtype')!r} or 'init' {t.get('init')!r}")
         if not isinstance(t.get("shape"), list):
             raise bad(f"temporary {t['name']!r}: 'shape' must be a list of expressions")
@@ -82,7 +85,7 @@ def validate_entry(entry: Any, where: str, kernels: Mapping[str, list[dict]] | N
             return
         (kind, value), = node.items()
         if kind == "tensor" or kind == "scalar":
-            if names.get(value) != kind:
+            if not isinstance(value, str) or names.get(value) != kind:
                 raise bad(f"{what}: {node!r} names no {kind} parameter or temporary")
         elif kind == "const":  # None: an optional tensor the kernel's specialisation leaves out
             if not isinstance(value, (int, float, bool)) and value is not None:
@@ -222,9 +225,10 @@ class Entry:
                                  f"compiled, got {v!r}; compile it again for another value")
         return values, sizes, shapes, scalars, copy_back
 
-    def __call__(self, *args: Any, device: str | None = None) -> Any:
-        """Run every launch in order; returns what the jit returns, else the written arguments (one
-        array, a tuple in argument order, or None), like a kernel call."""
+    def __call__(self, *args: Any, device: Any = None) -> Any:
+        """Run every launch in order on `device` (a name or a device; default: the runtime's default
+        device); returns what the jit returns, else the written arguments (one array, a tuple in
+        argument order, or None), like a kernel call."""
         values, sizes, shapes, scalars, copy_back = self._bind(args)
         where = self.where
         ev = _grid.evaluate
@@ -239,9 +243,8 @@ class Entry:
             make = np.zeros if t.get("init") == "zeros" else np.empty
             values[t["name"]] = make(shape, BY_NAME[t["dtype"]].np)
             shapes[t["name"]] = shape
-        from . import devices
-        dev = devices.get(devices.default_device() if device is None else device)
-        batch = getattr(dev, "run_many", None)  # Metal: every launch in one command buffer
+        dev = None
+        batch = None
         queued = []
         written: dict[int, np.ndarray] = {}
         for i, cases in enumerate(self.launches):
@@ -259,11 +262,12 @@ class Entry:
                     kargs.append(a["const"])
                 else:
                     kargs.append(ev(a, sizes, shapes, scalars))
-            kwhere = f"{where}, launch {i} (kernel {k.name!r})"
-            bound = bind(sp.spec, tuple(kargs), kwhere)
-            check_requires(sp.spec, bound, kwhere)
+            if dev is None:
+                dev = k.device_for(device)
+                batch = getattr(dev, "run_many", None)  # Metal: every launch in one command buffer
             grid = tuple(ev(e, sizes, shapes, scalars) for e in case["grid"])
-            g, b = k.launch_dims(sp, bound, grid, case["block"])
+            bound, g, b = k.prepare_launch(sp, kargs, grid, case["block"],
+                                           f"{where}, launch {i} (kernel {k.name!r})")
             for v in bound.written:
                 written[id(v)] = v
             if batch is not None:

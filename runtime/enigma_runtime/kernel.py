@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import devices, stale
+from . import devices
 from . import grid as _grid
 from .binding import Bound, bind, check_requires, describe_signature, describe_value, matches
 from .devices import default_device
@@ -226,8 +226,7 @@ class Kernel:
         """`__call__` with device-specific launch `options` (e.g. msl-cpu's schedule, seed,
         race_check): pick the specialisation, check `requires`, compute launch dims, run."""
         args = tuple(args)
-        dev = device if isinstance(device, devices.Device) else \
-            devices.get(default_device() if device is None else device)
+        dev = self.device_for(device)
         unknown = set(options or ()) - dev.options
         if unknown:
             takes = ", ".join(sorted(dev.options)) or "none"
@@ -238,6 +237,23 @@ class Kernel:
         g, b = self.launch_dims(sp, bound, grid, block)
         dev.run(sp.handle(dev), bound, g, b, **(options or {}))
         return bound.finish()
+
+
+    @staticmethod
+    def device_for(device: str | devices.Device | None) -> devices.Device:
+        """The device a launch runs on: `device` (a name or a Device), else default_device()."""
+        if isinstance(device, devices.Device):
+            return device
+        return devices.get(default_device() if device is None else device)
+
+    def prepare_launch(self, sp: Specialisation, args: Sequence[Any], grid: Any, block: Any, where: str
+                       ) -> tuple[Bound, tuple[int, int, int], tuple[int, int, int]]:
+        """What a launch does before running, for the given specialisation (no choice by dtypes): bind
+        `args`, check `requires`, compute the launch dims. A jit entry's launches use it (entry.py)."""
+        bound = bind(sp.spec, tuple(args), where)
+        check_requires(sp.spec, bound, where)
+        g, b = self.launch_dims(sp, bound, grid, block)
+        return bound, g, b
 
 
 class Library:
@@ -364,6 +380,7 @@ def load(package: str | os.PathLike, name: str | None = None) -> Any:
         hit = _libraries.get(adir)
         if hit is None or hit[0] is not man:
             hit = _libraries[adir] = (man, Library(man))
+            from . import stale  # on first load (hashlib): `import enigma_runtime` stays cheap
             stale.check(man)  # an editable install whose kernel modules changed: warn once
     lib = hit[1]
     return lib if name is None else lib[name]
