@@ -197,6 +197,7 @@ class _Emitter:
         self.builtins: set[str] = set()
         self.version = "3.1"
         self.helpers: dict[tuple[str, str], DType] = {}  # (helper, dtype name) -> dtype, in first-use order
+        self.consts: dict[int, Any] = {}  # value id -> constant value
         self.out: list[str] = []
 
     # values ----------------------------------------------------------------------------------------
@@ -226,6 +227,7 @@ class _Emitter:
         rt: Any = op.results[0].type if op.results else None  # None: ops without results
         if name == "const":
             self.atoms[op.result.id] = literal(op.attrs["value"], rt)
+            self.consts[op.result.id] = op.attrs["value"]
         elif name == "param":
             self.atoms[op.result.id] = self.names[op.attrs["name"]]
         elif name in ("dim", "stride"):
@@ -438,11 +440,28 @@ class _Emitter:
         else:
             cond = f"({s} > 0 ? {self.v(iv)} < {self.v(ub)} : {self.v(iv)} > {self.v(ub)})"
         i = self.v(iv)
-        self.line(depth, f"for ({msl_type(iv.type)} {i} = {self.v(lb)}; {cond}; {i} += {s}) {{", op)
+        inc = self.step(iv, ub, step)
+        self.line(depth, f"for ({msl_type(iv.type)} {i} = {self.v(lb)}; {cond}; {inc}) {{", op)
         for c, r in zip(carried, op.results):
             self.line(depth + 1, f"{msl_type(c.type)} {self.v(c)} = {self.v(r)};", op)
         self.block(body, depth + 1, lambda y, d: self.assign(op.results, y.operands, d, y))
         self.line(depth, "}")
+
+    def step(self, iv: ir.Value, ub: ir.Value, step: ir.Value) -> str:
+        """The loop increment, without signed overflow: `i += s` when `i + s` cannot pass the type's
+        range (constant step and bound), else `i = <s would reach ub> ? ub : i + s`, the distance to
+        `ub` measured in unsigned arithmetic (the loop ends at ub exactly as range() would)."""
+        i, u, s = self.v(iv), self.v(ub), self.v(step)
+        d = iv.dtype
+        cs, cu = self.consts.get(step.id), self.consts.get(ub.id)
+        if d.kind != "i" or isinstance(cs, int) and isinstance(cu, int) and (
+                cs > 0 and cu <= d.max - cs + 1 or cs < 0 and cu >= d.min - cs - 1):
+            return f"{i} += {s}"
+        up = f"uint({u}) - uint({i}) <= uint({s})"
+        down = f"uint({i}) - uint({u}) <= 0u - uint({s})"
+        near = up if isinstance(cs, int) and cs > 0 else down if isinstance(cs, int) else \
+            f"({s} > 0 ? {up} : {down})"
+        return f"{i} = {near} ? {u} : {d.msl}({i} + {s})"
 
     def while_(self, op: ir.Op, depth: int) -> None:
         before, after = op.regions

@@ -204,9 +204,9 @@ class Choice:
         raise self._refuse("using as an int")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """`enigma.select(c, kernel_a, kernel_b)(args...)`: a launch of whichever kernel is chosen
-        (kernels make the call: KernelFunction.call_choice)."""
-        if not all(hasattr(v, "call_choice") for _, v in self.cases):
+        """`enigma.select(c, kernel_a, kernel_b)(args...)`: a launch of whichever kernel is chosen."""
+        # kernels are told apart by their `call_choice` (enigma.frontend.kernel imports this module)
+        if not all(callable(getattr(v, "call_choice", None)) for _, v in self.cases):
             raise self._refuse("calling")
         return self.cases[0][1].call_choice(self, args, kwargs)
 

@@ -344,6 +344,11 @@ class KernelFunction:
         return params
 
     # -- calling from a @jit function
+    @staticmethod
+    def call_choice(choice: Any, args: tuple, kwargs: dict) -> KernelCall:
+        """`enigma.select(c, kernel_a, kernel_b)(args...)`: a launch of whichever kernel is chosen."""
+        return KernelCall(choice, args, kwargs)
+
     def __call__(self, *args: Any, **kwargs: Any) -> KernelCall:
         if not jit_state.stack:
             file, line = user_frame(2)
@@ -354,14 +359,6 @@ class KernelFunction:
                                    f"{self.name}(...).launch(grid=..., block=...)")
         self._bind(args, kwargs)  # argument errors at the call's line
         return KernelCall(self, args, kwargs)
-
-    def call_choice(self, choice: Choice, args: tuple, kwargs: dict[str, Any]) -> KernelCall:
-        """`enigma.select(c, k1, k2)(args...)`: the call of whichever kernel `choice` picks."""
-        if not jit_state.stack:
-            file, line = user_frame(3)
-            raise EnigmaError("a kernel chosen with enigma.select is launched inside an @enigma.jit function",
-                              file, line)
-        return KernelCall(choice, args, kwargs)
 
     def _bind(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
         names = [p.name for p in self.params]

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,25 +241,32 @@ def _pch() -> Path | None:
     return out
 
 
-def preprocess(source: str, file_name: str = "kernel.metal") -> str:
-    """`source` with its own macros expanded (`clang -E`; line markers kept, so later diagnostics still
-    name `file_name`'s lines). The compatibility layer defines only its version macros here
-    (`__ENIGMA_PREPROCESS__`): nothing of it is expanded into the result. Cached by content."""
+def preprocess(source: str, file_name: str = "kernel.metal", include_dirs: Sequence[str | os.PathLike] = ()
+               ) -> str:
+    """`source` with its own macros expanded and its own headers (`#include "utils.h"`, found in
+    `include_dirs`) inlined (`clang -E`; line markers kept, so later diagnostics still name
+    `file_name`'s and the headers' lines). The compatibility layer defines only its version macros
+    here (`__ENIGMA_PREPROCESS__`): nothing of it is expanded into the result. Cached by content
+    when there are no include directories (with them the headers' contents are part of the result,
+    which the compile cache keys on)."""
     clang = find_clang()
+    dirs = [str(Path(d).resolve()) for d in include_dirs]
     key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS), file_name, "pp")
     out = cache_dir() / f"pp_{key}.metal"
-    if out.exists():
+    if out.exists() and not dirs:
         return out.read_text()
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         t = Path(tmp)
         (t / file_name).write_text(source)
-        cmd = [*clang.argv, *MSL_FLAGS, "-E", "-D__ENIGMA_PREPROCESS__", "-I", str(include_dir()), file_name,
-               "-o", "pp.metal"]
+        cmd = [*clang.argv, *MSL_FLAGS, "-E", "-D__ENIGMA_PREPROCESS__", "-I", str(include_dir()),
+               *(x for d in dirs for x in ("-I", d)), file_name, "-o", "pp.metal"]
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=t, timeout=COMPILE_TIMEOUT)
         if r.returncode != 0:
             raise CompileError(f"clang could not preprocess the Metal source:\n{r.stderr.strip()}", r.stderr)
-        _atomic_move(t / "pp.metal", out)
-    return out.read_text()
+        text = (t / "pp.metal").read_text()
+        if not dirs:
+            _atomic_move(t / "pp.metal", out)
+    return text
 
 
 def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race: bool = False) -> Path:

@@ -123,9 +123,11 @@ class MslProgram:
     """One Metal kernel compiled for the CPU and loaded (keep it to run the kernel many times)."""
 
     def __init__(self, source: str, name: str | None = None, file: str = "kernel.metal",
-                 function_constants: Mapping[Any, Any] | None = None) -> None:
+                 function_constants: Mapping[Any, Any] | None = None,
+                 include_dirs: Sequence[str | os.PathLike] = ()) -> None:
         self.source, self.file = source, file
-        code = expand_macros(source, file)  # the source's own macros, if they write declarations
+        # the source's own macros (if they write declarations) and headers (`#include "x.h"`)
+        code = expand_macros(source, file, include_dirs)
         self.sig: KernelSig = parse_kernel(code, name, file)
         prepared, self.threadgroup_vars = prepare_source(code, dict(function_constants or {}), file)
         if code is not source:
@@ -369,19 +371,32 @@ def _symbolizer_argv(library: Path, offset: int) -> list[str] | None:
     return None
 
 
-_programs: dict[tuple[str, str | None, str, str], MslProgram] = {}
+_programs: dict[tuple[str, str | None, str, str, str], MslProgram] = {}
 
 
 def compile_msl(source: str, name: str | None = None, file: str = "kernel.metal",
-                function_constants: Mapping[Any, Any] | None = None) -> MslProgram:
+                function_constants: Mapping[Any, Any] | None = None,
+                include_dirs: Sequence[str | os.PathLike] = ()) -> MslProgram:
     """Compile (cached on disk by content) and load kernel `name` of `source` (a template kernel by the
     host_name of its instantiation); `function_constants` ({index or name: value}) gives the values
-    of `[[function_constant(i)]]` declarations."""
-    key = (source, name, file, repr(sorted((str(k), repr(v)) for k, v in (function_constants or {}).items())))
+    of `[[function_constant(i)]]` declarations; `include_dirs` are searched for the source's own
+    `#include "..."` headers (an edited header is noticed: its size and mtime are part of the key)."""
+    key = (source, name, file, repr(sorted((str(k), repr(v)) for k, v in (function_constants or {}).items())),
+           _headers_fingerprint(include_dirs))
     with _lock:
         if key not in _programs:
-            _programs[key] = MslProgram(source, name, file, function_constants)
+            _programs[key] = MslProgram(source, name, file, function_constants, include_dirs)
         return _programs[key]
+
+
+def _headers_fingerprint(include_dirs: Sequence[str | os.PathLike]) -> str:
+    out = []
+    for d in include_dirs:
+        for p in sorted(Path(d).rglob("*")):
+            if p.is_file():
+                st = p.stat()
+                out.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -471,7 +486,8 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
             name: str | None = None, buffers: Mapping[int, Any] | None = None, isolate: bool = True,
             timeout: float = 60.0, race_check: bool = False,
             function_constants: Mapping[Any, Any] | None = None,
-            threadgroup_memory: Mapping[int, int] | None = None) -> None:
+            threadgroup_memory: Mapping[int, int] | None = None,
+            include_dirs: Sequence[str | os.PathLike] = ()) -> None:
     """Run a Metal kernel on the CPU; written arrays are updated in place.
 
     `kernel` is a CompiledKernel (anything with `.metal_source` and `.signature`, or an
@@ -482,10 +498,11 @@ def run_msl(kernel: Any, *arrays: Any, grid: Sequence[int] | int | None = None,
     the groups): "forward", "reverse" or "random" (seeded by `seed`). `isolate` runs the launch in a
     forked child process so that a crash is reported, never fatal. `race_check` reports threads of a
     group racing on threadgroup memory (a missing barrier). Raw source only: `function_constants`
-    ({index or name: value}) and `threadgroup_memory` ({i: bytes} for [[threadgroup(i)]] parameters).
+    ({index or name: value}), `threadgroup_memory` ({i: bytes} for [[threadgroup(i)]] parameters)
+    and `include_dirs` (for the source's own `#include "..."` headers).
     """
     if isinstance(kernel, str):
-        prog = compile_msl(kernel, name, function_constants=function_constants)
+        prog = compile_msl(kernel, name, function_constants=function_constants, include_dirs=include_dirs)
         if buffers is None:
             idx = prog.sig.buffer_indices
             if len(arrays) != len(idx):

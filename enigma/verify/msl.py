@@ -4,7 +4,9 @@ and whether the kernel synchronises (barriers, simd-group functions) and so must
 """
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 # builtin attributes of kernel parameters -> name of the field in the dispatcher's per-thread Ctx
@@ -243,6 +245,59 @@ def _kernels(src: str, code: str) -> list[_Kernel]:
             params_at = gt + code[gt:].index("(") + 1
         out.append(_Kernel(host, func, targs, d.start(), params_at, line_of(code, m.start())))
     return out
+
+
+_VECTOR_CAST = re.compile(r"\(\s*((?:metal::)?(?:float|half|bfloat|int|uint|short|ushort|char|uchar|"
+                          r"long|ulong)[234])\s*\)[ \t]*")
+
+
+def _operand_end(code: str, i: int) -> int:
+    """End of the postfix expression starting at code[i] (a name or parenthesised expression followed
+    by `.x`, `[i]`, `(args)`, `->m`), or -1 if it starts otherwise."""
+    num = re.match(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[fFhHuUlL]*", code[i:])
+    if num:
+        return i + num.end()
+    m = re.match(r"\w+", code[i:])
+    if m:
+        j = i + m.end()
+    elif code.startswith("(", i):
+        j = _skip_balanced(code, i, "(", ")")
+    else:
+        return -1
+    while True:
+        k = len(code[j:]) - len(code[j:].lstrip(" \t"))
+        c = code[j + k:j + k + 2]
+        if c.startswith("."):
+            m = re.match(r"\.\s*\w+", code[j + k:])
+            if not m:
+                return j
+            j += k + m.end()
+        elif c == "->":
+            m = re.match(r"->\s*\w+", code[j + k:])
+            if not m:
+                return j
+            j += k + m.end()
+        elif c.startswith("["):
+            j = _skip_balanced(code, j + k, "[", "]")
+        elif c.startswith("(") and re.match(r"\w", code[j - 1]):
+            j = _skip_balanced(code, j + k, "(", ")")
+        else:
+            return j
+
+
+def _vector_cast_edits(src: str, code: str) -> list[tuple[int, int, str]]:
+    """`(float4) h` converts lane by lane in Metal (a C-style cast between vector types of other
+    sizes is a bitcast error in clang): written as the converting constructor `float4(h)`."""
+    edits = []
+    for m in _VECTOR_CAST.finditer(code):
+        before = code[:m.start()].rstrip()
+        if before and (before[-1] in ")]" or (re.search(r"\w$", before)
+                                               and not re.search(r"\b(?:return|else|case|do)$", before))):
+            continue  # `f(float4)`, `sizeof(float4)`: a call or declaration, not a cast
+        end = _operand_end(code, m.end())
+        if end > m.end():
+            edits.append((m.start(), end, f"{m.group(1)}({src[m.end():end]})"))
+    return edits
 
 
 def _template_edits(code: str) -> list[tuple[int, int, str]]:
@@ -634,6 +689,7 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
         if 0 <= eq < semi and "[" in code[m.end():eq]:
             edits.append((m.start(), m.end(), "constant".ljust(m.end() - m.start())))
     edits += _template_edits(code)
+    edits += _vector_cast_edits(src, code)
     for a, b, text in sorted(edits, reverse=True):
         src = src[:a] + text + src[b:]
         code = code[:a] + text + code[b:]
@@ -649,16 +705,18 @@ _MACRO_WITH_DECLS = re.compile(r"^[ \t]*#[ \t]*define[ \t]+\w+(?:\([^)]*\))?[^\n
 _LINE_MARKER = re.compile(r'^#\s*(?:line\s+)?(\d+)\s+"([^"]*)"[^\n]*$', re.M)
 
 
-def expand_macros(src: str, file: str = "kernel.metal") -> str:
+def expand_macros(src: str, file: str = "kernel.metal",
+                  include_dirs: Sequence[str | os.PathLike] = ()) -> str:
     """`src` itself, or, when one of its own `#define`s writes kernels, instantiations, function
     constants or threadgroup declarations (`#define instantiate_kernel(name, f, T) template
     [[host_name(name)]] [[kernel]] decltype(f<T>) f<T>;`), `src` with its macros expanded by clang's
-    preprocessor, line markers kept (diagnostics and reports still name `file`'s lines)."""
-    if not _MACRO_WITH_DECLS.search(strip_comments(src).replace("\\\n", "  ")):  # continued lines joined
-        return src
+    preprocessor, line markers kept (diagnostics and reports still name `file`'s lines). With
+    `include_dirs` the source's own headers (`#include "utils.h"`) are inlined the same way."""
+    if not include_dirs and not _MACRO_WITH_DECLS.search(strip_comments(src).replace("\\\n", "  ")):
+        return src  # (continued #define lines joined above)
     from enigma.verify.clang import preprocess
 
-    return preprocess(src, file)
+    return preprocess(src, file, include_dirs)
 
 
 def source_lines(code: str, file: str) -> list[int]:

@@ -604,18 +604,21 @@ def _for_divergent(st: State, body: Region, env: dict, mask: Any, bounds: list, 
     lb, ub, step = bounds
     if np.any(np.asarray(step) == 0):
         raise KernelExecutionError(f"{st.where(int(where.split()[-1]))}: for loop with step 0 never ends")
-    iv = np.asarray(lb).astype(np.int32)
+    # the induction variable counts in int64: range(lb, ub, step) ends at ub even where iv + step would
+    # pass the int32 range (wrapping there would never end the loop)
+    iv = np.asarray(lb).astype(np.int64)
+    ub, step = np.asarray(ub, np.int64), np.asarray(step, np.int64)
     while True:
         go = np.where(step > 0, iv < ub, iv > ub)
         active, anyone = _narrow(mask, go)
         if not anyone:
             return carried
-        new = _run_region(st, body, env, active, (iv, *carried))
+        new = _run_region(st, body, env, active, (iv.astype(np.int32), *carried))
         if active is mask:
             carried = new
         else:
             carried = [_merge(active, n, c, v) for n, c, v in zip(new, carried, vec)]
-        iv = (iv + step).astype(np.int32)
+        iv = iv + step
 
 
 def _same_trip_count(lb: Any, ub: Any, step: int) -> int | None:

@@ -311,3 +311,24 @@ def test_fragments_in_while_loops_with_divergent_trip_counts():
     want = np.stack([trips.astype(np.float32), a * 2.0 ** trips], axis=1)
     np.testing.assert_array_equal(cpu[1], want)
     np.testing.assert_array_equal(ver[1], want)
+
+
+@enigma.kernel(block=(3, 1, 1), grid=(1, 1, 1))
+def view_vectors(raw: Tensor[uint8, (18,)], out: Tensor[float32, (9,)]):
+    t = enigma.thread_idx().x
+    h = raw.view(float16).load_vec(3 * t, 3)  # half3 read from a byte buffer (6-byte steps)
+    out.store_vec(3 * t, h.to(float32) * 2.0)
+    raw.view(enigma.uint16).store_vec(3 * t, enigma.vec(h[0].bitcast(enigma.uint16), 7, 9))
+
+
+def test_packed_vectors_through_a_view():
+    ck = enigma.compile(view_vectors)
+    halves = np.arange(9, dtype=np.float16) - 4
+    raw = halves.view(np.uint8).copy()
+    cpu, ver = _run_both(ck, raw, np.zeros(9, np.float32))
+    want = raw.view(np.uint16).copy().reshape(3, 3)
+    want[:, 1:] = (7, 9)
+    for got in (cpu, ver):
+        np.testing.assert_array_equal(got[1], halves.astype(np.float32) * 2)
+        np.testing.assert_array_equal(got[0].view(np.uint16).reshape(3, 3), want)
+    assert "packed_half3*)(((device half*)(raw)) + " in ck.metal_source

@@ -13,9 +13,9 @@ from fuzz.run import differences, minimize, run_seed
 
 SEEDS = range(300)
 VERIFY_EVERY = 5
-_SIMD_NAN = ("the CPU executor's simd_max/simd_min return NaN when a lane holds NaN; enigma.verify and the "
-             "op table's max/min give the other operands (FORMAT.md does not say which)")
-KNOWN: dict[int, str] = {20: _SIMD_NAN, 105: _SIMD_NAN}
+# seed -> why it fails, for a disagreement whose cause lives in code owned elsewhere (none today; the
+# CPU executor's simd_max/simd_min propagating NaN, seeds 20 and 105, was fixed on main)
+KNOWN: dict[int, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -23,28 +23,28 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz")
 
 
-def _check(seed: int, workdir, verify: bool) -> None:
-    if seed in KNOWN:
-        pytest.xfail(KNOWN[seed])
+def _check(seed: int, workdir, verify: bool, request) -> None:
+    if seed in KNOWN:  # still run: an XPASS says the entry can go
+        request.applymarker(pytest.mark.xfail(reason=KNOWN[seed], strict=False))
     o = run_seed(seed, workdir, verify=verify)
     assert o.status == "ok", o.report()
 
 
 @pytest.mark.parametrize("seed", [s for s in SEEDS if s % VERIFY_EVERY])
-def test_cpu_agrees_with_the_model(seed, workdir):
-    _check(seed, workdir, verify=False)
+def test_cpu_agrees_with_the_model(seed, workdir, request):
+    _check(seed, workdir, False, request)
 
 
 @pytest.mark.needs_clang
 @pytest.mark.parametrize("seed", [s for s in SEEDS if s % VERIFY_EVERY == 0])
-def test_cpu_verify_and_model_agree(seed, workdir):
+def test_cpu_verify_and_model_agree(seed, workdir, request):
     need_tool("clang++-22", "clang++-19", "clang++")
-    _check(seed, workdir, verify=True)
+    _check(seed, workdir, True, request)
 
 
 def test_generator_is_seeded_and_covers_the_language():
     assert render(generate(7)) == render(generate(7))
-    text = "".join(render(generate(s)) for s in SEEDS)
+    text = "".join(render(generate(s)) for s in range(2000))  # generating is cheap: wider than SEEDS
     for needle in ("if ", "else:", "for ", "while ", "shared_tensor", "barrier()", "simd_sum", "simd_max",
                    "simd_min", "simd_shuffle_down", "simd_broadcast", "atomic_add", "atomic_max",
                    "atomic_min", "enigma.fma", "enigma.where", "<<", ">>", " // ", " % ", " / ", "~",

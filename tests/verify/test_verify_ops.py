@@ -377,3 +377,23 @@ def test_verify_runtime_bfloat_rounding_is_the_op_tables():
     np.testing.assert_array_equal(cpu[1][~nan], want[~nan])
     m = metal[1][nan]
     assert nan.any() and (((m & 0x7F80) == 0x7F80) & ((m & 0x7F) != 0)).all()  # every NaN stays a NaN
+
+
+@enigma.kernel
+def long_loop(start: Tensor[int32], out: Tensor[int32], n: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    if i < n:
+        count = 0
+        for _ in range(start[i], 2147483647, 4):  # the last j + 4 would pass INT_MAX
+            count += 1
+        for _ in range(start[i] - 2147483647, start[i] - 2147483647 - 10, -3):  # and below INT_MIN
+            count += 100
+        out[i] = count
+
+
+def test_loop_increment_near_the_int_range_is_defined():
+    start = np.array([2147483640, 2147483646, 2147483600], np.int32)
+    cpu, metal, src = _both(long_loop, start, np.zeros(3, np.int32))
+    _same(cpu, metal)
+    assert list(cpu[1]) == [2 + 400, 1 + 400, 12 + 400]
+    assert "uint(2147483647) - uint(" in src  # the guarded increment

@@ -271,3 +271,50 @@ def test_mlx_style_instantiations_written_by_macros():
     np.testing.assert_array_equal(oh, xh * xh)
     with pytest.raises(TypeError, match=r"kernel.metal:12: \[\[buffer\(0\)\]\] in is `device const half\*`"):
         run_msl(MLX_STYLE, x, oh, name="v_Sqfloat16", grid=1, block=6)
+
+
+def test_own_headers_from_include_dirs(tmp_path):
+    (tmp_path / "ops.h").write_text("#pragma once\n#define SCALE 3.0f\n"
+                                    "inline float op(float x) { return x * SCALE; }\n")
+    src = H + '#include "ops.h"\n' + """kernel void k(device float* a [[buffer(0)]],
+              uint i [[thread_position_in_grid]]) {
+  a[i] = op(a[i]);
+  a[i + 4] = 1.0f;
+}
+"""
+    a = np.arange(4, dtype=np.float32)
+    with pytest.raises(KernelError, match=r"kernel.metal:7: out-of-bounds write access to "
+                       r"\[\[buffer\(0\)\]\] a"):
+        run_msl(src, a.copy(), grid=1, block=4, include_dirs=[tmp_path])  # lines are the source's
+    ok = src.replace("  a[i + 4] = 1.0f;\n", "")
+    run_msl(ok, a, grid=1, block=4, include_dirs=[tmp_path])
+    np.testing.assert_array_equal(a, np.arange(4) * 3)
+    import os
+    import time
+
+    (tmp_path / "ops.h").write_text((tmp_path / "ops.h").read_text().replace("3.0f", "5.0f"))
+    os.utime(tmp_path / "ops.h", ns=(time.time_ns() + 10**9,) * 2)  # an edited header is noticed
+    b = np.arange(4, dtype=np.float32)
+    run_msl(ok, b, grid=1, block=4, include_dirs=[tmp_path])
+    np.testing.assert_array_equal(b, np.arange(4) * 5)
+    from enigma.verify import CompileError
+
+    with pytest.raises(CompileError, match="'ops.h' file not found"):
+        run_msl(ok, b, grid=1, block=4)
+
+
+def test_c_style_vector_conversions():
+    src = H + """float4 widen(half4 v) { return (float4) v; }
+kernel void k(device const half4* h [[buffer(0)]], device float4* out [[buffer(1)]],
+              uint i [[thread_position_in_grid]]) {
+  float4 a = widen(h[i]);
+  float4 b = (float4)(h[i] * (half)2.0h) + (float4) 1.0f;
+  int4 c = (int4) a;
+  out[i] = a + b + (float4) c.xyzw * 0.0f + dot((float4) h[i], (float4) h[i]) * 0.0f
+      + (float4) 2.5e-1f * 0.0f + (float)(sizeof(float4)) * 0.0f;
+}
+"""
+    h = (np.arange(8, dtype=np.float16) / 4).reshape(2, 4)
+    out = np.zeros((2, 4), np.float32)
+    run_msl(src, h, out, grid=1, block=2)
+    np.testing.assert_array_equal(out, 3 * h.astype(np.float32) + 1)
