@@ -129,7 +129,7 @@ class Arg:
     shape entries: int (static), str (symbolic size shared by name across arguments) or None
     (dynamic, unnamed). Scalars have rank 0 and shape (). access: "read", "write", "readwrite" for
     tensors (derived from the body), "read" for scalars. `buffer` is informational: the binding ABI
-    is computed in one place, `enigma.backends.portable.bindings`, which every printer uses.
+    is computed in one place, `enigma.backends.abi.bindings`, which every printer uses.
     """
 
     name: str

@@ -1,6 +1,6 @@
 """IR -> Metal Shading Language source (MSL 3.1 by default), one `kernel void` per Kernel.
 
-Conventions (docs/abi.md): bindings come from `portable.bindings` (FORMAT.md section 5); every SSA value
+Conventions (docs/abi.md): bindings come from `abi.bindings` (FORMAT.md section 5); every SSA value
 is a local `vN` (N = its id) assigned once, except the results of if/for/while, declared before the
 construct and assigned by its yields; constants, scalar parameters, sizes and builtins are inlined as
 atoms. Every statement ends with `// line N` (the kernel author's line). The output stays in a plain
@@ -25,7 +25,7 @@ from enigma_runtime import ops
 from enigma_runtime.dtypes import BY_NAME, DType, float32
 
 from enigma import ir, options
-from enigma.backends import portable
+from enigma.backends import abi
 from enigma.errors import EnigmaError
 from enigma.version import __version__
 
@@ -188,7 +188,7 @@ def c_names(kernel: ir.Kernel) -> dict[str, str]:
 class _Emitter:
     def __init__(self, kernel: ir.Kernel):
         self.k = kernel
-        self.binds, self.dims_buffer = portable.bindings(kernel)
+        self.binds, self.dims_buffer = abi.bindings(kernel)
         self.names = c_names(kernel)
         self.bind = {b.arg.name: b for b in self.binds}
         self.access = {b.arg.name: b.access for b in self.binds}

@@ -158,7 +158,7 @@ def simd_load(t: Any, row: Any, col: Any, transpose: bool = False) -> SimdMatrix
     """The 8x8 block of the 2-D tensor `t` whose top-left element is t[row, col] (Metal's
     simdgroup_load; with transpose=True the block's transpose)."""
     blk = _Block(t, row, col, transpose, "enigma.simd_load")
-    blk.ref._record("r")
+    blk.ref.record_access("r")
     return SimdMatrix(current().emit("simd_load", [blk.off.v, blk.ld.v], [matrix_type(blk.ref.dtype)],
                                      blk.attrs()).result)
 
@@ -172,7 +172,7 @@ def simd_store(m: Any, t: Any, row: Any, col: Any, transpose: bool = False) -> N
         raise type_error(f"enigma.simd_store of a {m.dtype.name} matrix into {blk.ref.name} "
                          f"({blk.ref.dtype.name})", f"accumulate in a simd_matrix({blk.ref.dtype.name}) or "
                          f"store into a {m.dtype.name} tensor")
-    blk.ref._record("w")
+    blk.ref.record_access("w")
     current().emit("simd_store", [m.v, blk.off.v, blk.ld.v], [], blk.attrs())
 
 

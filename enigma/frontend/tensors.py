@@ -134,13 +134,13 @@ class TensorRef:
             off = _add(off, _mul(i, self.stride(axis)))
         return as_val(off, dt.int32)
 
-    def _record(self, mode: str) -> None:
+    def record_access(self, mode: str) -> None:
         if self.kind == "arg":
             current().record(self.name, mode)
 
     def __getitem__(self, index: Any) -> Val:
         off = self.offset(index)
-        self._record("r")
+        self.record_access("r")
         return Val(current().emit("load", [off.v], [ir.Type(self.dtype)], self.attrs()).result)
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -153,7 +153,7 @@ class TensorRef:
             raise type_error(f"cannot store a vector into one element of {self.name}",
                              f"use {self.name}.store_vec(index, v)")
         v = as_val(value, self.dtype)  # stores convert to the tensor's element type
-        self._record("w")
+        self.record_access("w")
         current().emit("store", [off.v, v.v], [], self.attrs())
 
     # -- vectors and views (enigma/frontend/vectors.py) ----------------------------------------------
@@ -174,7 +174,7 @@ class TensorRef:
         (any index: the access is aligned like one element, through Metal's packed vector types)."""
         from enigma.frontend.vectors import Vector
         off = self._vec_offset(index, width, "load_vec")
-        self._record("r")
+        self.record_access("r")
         attrs = {**self.attrs(), "packed": True}
         return Vector(current().emit("vload", [off.v], [ir.Type(self.dtype, width)], attrs).result)
 
@@ -188,7 +188,7 @@ class TensorRef:
             raise type_error(f"{self.name}.store_vec stores a vector, got {describe(value)}",
                              f"build one with enigma.vec(...) or {self.name}[i] = x for one element")
         off = self._vec_offset(index, value.lanes, "store_vec")
-        self._record("w")
+        self.record_access("w")
         v = value.to(self.dtype)
         current().emit("vstore", [off.v, v.v], [], {**self.attrs(), "packed": True})
 

@@ -59,7 +59,7 @@ class CoordVec:
     @staticmethod
     def unit(shape: IntTuple) -> IntTuple:
         """Strides congruent to `shape` whose leaf i is the unit vector e_i (e_i has `shape`'s profile)."""
-        zero = _zeros(shape)
+        zero = zeros_of(shape)
         out = []
 
         def go(s: Any, path: tuple) -> Any:
@@ -92,8 +92,8 @@ class CoordVec:
         return f"E{self.t}"
 
 
-def _zeros(s: Any) -> Any:
-    return tuple(_zeros(x) for x in s) if isinstance(s, tuple) else 0
+def zeros_of(s: Any) -> Any:
+    return tuple(zeros_of(x) for x in s) if isinstance(s, tuple) else 0
 
 
 def _set(t: Any, path: tuple, v: Any) -> Any:

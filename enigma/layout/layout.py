@@ -37,9 +37,9 @@ from enigma.layout.int_tuple import (
 from enigma.layout.int_tuple import depth as _tuple_depth
 
 
-def _fmt(t: Any) -> str:
+def fmt(t: Any) -> str:
     if isinstance(t, tuple):
-        return "(" + ",".join(_fmt(e) for e in t) + ("," if len(t) == 1 else "") + ")"
+        return "(" + ",".join(fmt(e) for e in t) + ("," if len(t) == 1 else "") + ")"
     return str(t) if isinstance(t, (int, CoordVec)) else "?"  # "?" : a dynamic (traced) value
 
 
@@ -57,7 +57,7 @@ class Layout:
         if stride is None:
             stride = prefix_product(shape)
         elif not congruent(shape, stride):
-            raise LayoutError(f"shape {_fmt(shape)} and stride {_fmt(stride)} are not congruent")
+            raise LayoutError(f"shape {fmt(shape)} and stride {fmt(stride)} are not congruent")
         self.shape = shape
         self.stride = stride
 
@@ -85,10 +85,10 @@ class Layout:
                 and _same(self.stride, other.stride))
 
     def __hash__(self) -> int:
-        return hash((_fmt(self.shape), _fmt(self.stride)))
+        return hash((fmt(self.shape), fmt(self.stride)))
 
     def __repr__(self) -> str:
-        return f"{_fmt(self.shape)}:{_fmt(self.stride)}"
+        return f"{fmt(self.shape)}:{fmt(self.stride)}"
 
     def size(self) -> Any:
         return product(self.shape)
@@ -107,7 +107,7 @@ def _same(a: Any, b: Any) -> bool:
     return not isinstance(b, tuple) and bool(static_eq(a, b))
 
 
-def _unwrap1(t: tuple) -> Any:
+def unwrap1(t: tuple) -> Any:
     return t[0] if len(t) == 1 else t
 
 
@@ -152,7 +152,7 @@ def _shape_at(a: Any, mode: Any) -> Any:
         if isinstance(shape, tuple):
             shape = shape[m]
         elif m not in (0, -1):
-            raise IndexError(f"mode {m} of the rank-1 shape {_fmt(shape)}")
+            raise IndexError(f"mode {m} of the rank-1 shape {fmt(shape)}")
     return shape
 
 
@@ -179,7 +179,7 @@ def cosize(a: Any) -> Any:
 
 def flatten_layout(layout: Layout) -> Layout:
     s, d = flatten(layout.shape), flatten(layout.stride)
-    return Layout(_unwrap1(s), _unwrap1(d))
+    return Layout(unwrap1(s), unwrap1(d))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def coalesce(layout: Layout, target_profile: IntTuple | None = None) -> Layout:
         else:
             rs.append(s)
             rd.append(d)
-    return Layout(_unwrap1(tuple(rs)), _unwrap1(tuple(rd)))
+    return Layout(unwrap1(tuple(rs)), unwrap1(tuple(rd)))
 
 
 def filter(layout: Layout, target_profile: IntTuple | None = None) -> Layout:  # noqa: A001 (CuTe name)
@@ -217,16 +217,16 @@ def filter(layout: Layout, target_profile: IntTuple | None = None) -> Layout:  #
 
 def _by_mode(layout: Layout, tiler: tuple, fn: Any) -> Layout:
     if len(tiler) > len(layout):
-        raise LayoutError(f"{fn.__name__}: tiler {_fmt_tiler(tiler)} has more modes than layout {layout}")
+        raise LayoutError(f"{fn.__name__}: tiler {fmt_tiler(tiler)} has more modes than layout {layout}")
     modes = [fn(layout[i], t) for i, t in enumerate(tiler)]
     modes += [layout[i] for i in range(len(tiler), len(layout))]
     return make_layout(*modes)
 
 
-def _fmt_tiler(t: Any) -> str:
+def fmt_tiler(t: Any) -> str:
     if isinstance(t, tuple):
-        return "(" + ",".join(_fmt_tiler(e) for e in t) + ")"
-    return "None" if t is None else repr(t) if isinstance(t, Layout) else _fmt(t)
+        return "(" + ",".join(fmt_tiler(e) for e in t) + ")"
+    return "None" if t is None else repr(t) if isinstance(t, Layout) else fmt(t)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -257,18 +257,18 @@ def _compose_mode(lhs: Layout, rest_shape: Any, rest_stride: Any) -> Layout:
         if isinstance(curr_shape, int) and isinstance(rest_stride, int) and isinstance(rest_shape, int):
             if curr_shape % rest_stride and rest_stride % curr_shape:
                 raise LayoutError(f"composition: stride divisibility condition fails: {lhs} o "
-                                  f"{_fmt(rest_shape)}:{_fmt(rest_stride)} (stride {rest_stride} vs "
+                                  f"{fmt(rest_shape)}:{fmt(rest_stride)} (stride {rest_stride} vs "
                                   f"shape {curr_shape})")
             new_shape = min(max(1, curr_shape // rest_stride), rest_shape)
             if rest_shape % new_shape:
                 raise LayoutError(f"composition: shape divisibility condition fails: {lhs} o "
-                                  f"{_fmt(rest_shape)}:{_fmt(rest_stride)} ({rest_shape} by {new_shape})")
+                                  f"{fmt(rest_shape)}:{fmt(rest_stride)} ({rest_shape} by {new_shape})")
         else:
             require(_either_divides(curr_shape, rest_stride),
-                    f"composition: {_fmt(curr_shape)} and {_fmt(rest_stride)} divide one another")
+                    f"composition: {fmt(curr_shape)} and {fmt(rest_stride)} divide one another")
             new_shape = minimum(maximum(1, floordiv(curr_shape, rest_stride)), rest_shape)
             require(_divides(new_shape, rest_shape),
-                    f"composition: {_fmt(new_shape)} divides {_fmt(rest_shape)}")
+                    f"composition: {fmt(new_shape)} divides {fmt(rest_shape)}")
         if not is_const(new_shape, 1):
             rs.append(new_shape)
             rd.append(mul(rest_stride, curr_stride))
@@ -278,7 +278,7 @@ def _compose_mode(lhs: Layout, rest_shape: Any, rest_stride: Any) -> Layout:
     if not is_const(rest_shape, 1) or not rs:
         rs.append(rest_shape)
         rd.append(mul(rest_stride, strides[-1]))
-    return Layout(_unwrap1(tuple(rs)), _unwrap1(tuple(rd)))
+    return Layout(unwrap1(tuple(rs)), unwrap1(tuple(rd)))
 
 
 def _either_divides(a: Any, b: Any) -> Any:
@@ -392,7 +392,7 @@ def _unzip(split: Any, layout: Layout, tiler: Any) -> Layout:
         return make_layout(Layout(1, 0), layout)
     if isinstance(tiler, tuple):
         if len(tiler) > len(layout):
-            raise LayoutError(f"tiler {_fmt_tiler(tiler)} has more modes than layout {layout}")
+            raise LayoutError(f"tiler {fmt_tiler(tiler)} has more modes than layout {layout}")
         parts = [_unzip(split, layout[i], t) for i, t in enumerate(tiler)]
         first = make_layout(*(p[0] for p in parts))
         rest = [p[1] for p in parts] + [layout[i] for i in range(len(tiler), len(layout))]
@@ -470,8 +470,8 @@ def make_ordered_layout(shape: IntTuple, order: IntTuple) -> Layout:
     def strides(s: Any, o: Any) -> Any:
         if isinstance(o, tuple):
             if not isinstance(s, tuple) or len(s) != len(o):
-                raise LayoutError(f"make_ordered_layout: order {_fmt(order)} does not match shape "
-                                  f"{_fmt(shape)}")
+                raise LayoutError(f"make_ordered_layout: order {fmt(order)} does not match shape "
+                                  f"{fmt(shape)}")
             return tuple(strides(x, y) for x, y in zip(s, o))
         start: Any = 1
         for rs, ro in zip(ref_shape, flat_order):

@@ -26,15 +26,15 @@ from enigma.layout.checks import require
 from enigma.layout.int_tuple import (
     CoordVec,
     IntTuple,
-    _zeros,
     add,
     crd2idx,
     dice,
     has_none,
     idx2crd,
     product,
+    zeros_of,
 )
-from enigma.layout.layout import Layout, _fmt, _fmt_tiler, _unwrap1, make_layout
+from enigma.layout.layout import Layout, fmt, fmt_tiler, make_layout, unwrap1
 
 
 class LayoutTensor:
@@ -74,14 +74,14 @@ class LayoutTensor:
         if isinstance(crd, int):
             n = product(shape)
             if isinstance(n, int) and not 0 <= crd < n:
-                raise error_here(f"index {crd} is out of bounds for a tensor of shape {_fmt(shape)} "
+                raise error_here(f"index {crd} is out of bounds for a tensor of shape {fmt(shape)} "
                                  f"(size {n})", "layout tensors are not wrapped like Python sequences")
         elif isinstance(crd, tuple) and isinstance(shape, tuple) and len(crd) == len(shape):
             for i, (c, s) in enumerate(zip(crd, shape)):
                 n = product(s)
                 if isinstance(c, int) and isinstance(n, int) and not 0 <= c < n:
                     raise error_here(f"coordinate {c} is out of bounds for mode {i} (size {n}) of a "
-                                     f"tensor of shape {_fmt(shape)}")
+                                     f"tensor of shape {fmt(shape)}")
 
     def __getitem__(self, crd: Any) -> Any:
         self._check_bounds(crd)
@@ -108,12 +108,12 @@ class _Identity:
     name = "identity"
 
     def __init__(self, shape: IntTuple) -> None:
-        self.zero = _zeros(shape)
+        self.zero = zeros_of(shape)
 
 
 def _load(engine: Any, off: Any) -> Any:
     o = as_val(off, dt.int32)
-    engine._record("r")
+    engine.record_access("r")
     return Val(current().emit("load", [o.v], [ir.Type(engine.dtype)], {"tensor": engine.name}).result)
 
 
@@ -121,7 +121,7 @@ def _store(engine: Any, off: Any, value: Any) -> None:
     if not isinstance(value, (Val, *PyNum)):
         raise type_error(f"cannot store a {describe(value)} into {engine.name} ({engine.dtype.name})")
     o, v = as_val(off, dt.int32), as_val(value, engine.dtype)
-    engine._record("w")
+    engine.record_access("w")
     current().emit("store", [o.v, v.v], [], {"tensor": engine.name})
 
 
@@ -129,7 +129,7 @@ def natural_layout(t: Any) -> Layout:
     """The layout of a tensor argument or threadgroup array as the tracer indexes it: its shape with
     row-major strides (static where the sizes are, `stride` values of the dims buffer otherwise)."""
     shape = tuple(t.shape)
-    return Layout(_unwrap1(shape), _unwrap1(tuple(t.stride(a) for a in range(len(shape)))))
+    return Layout(unwrap1(shape), unwrap1(tuple(t.stride(a) for a in range(len(shape)))))
 
 
 def make_tensor(engine: Any, layout: Any = None) -> LayoutTensor:
@@ -184,13 +184,13 @@ def _check(layout: Layout, t: Any, whole: Any, path: tuple, full: Layout) -> Non
     mode = "mode " + ".".join(map(str, path)) if path else "the whole tensor"
     if isinstance(need, int) and isinstance(have, int):
         if need > have:
-            raise error_here(f"tiler exceeds tensor: {mode} of the tiler ({_fmt_tiler(t)}, extent {need}) "
+            raise error_here(f"tiler exceeds tensor: {mode} of the tiler ({fmt_tiler(t)}, extent {need}) "
                              f"is larger than that mode of the tensor (size {have}); tiler "
-                             f"{_fmt_tiler(whole)}, tensor shape {_fmt(full.shape)}", _HINT)
+                             f"{fmt_tiler(whole)}, tensor shape {fmt(full.shape)}", _HINT)
         return
-    require(have >= need, f"the tiler fits the tensor: {mode} of the tiler ({_fmt_tiler(t)}, extent "
-                          f"{_fmt(need)}) is at most that mode of the tensor (else: tiler exceeds tensor); "
-                          f"tiler {_fmt_tiler(whole)}, tensor shape {_fmt(full.shape)}")
+    require(have >= need, f"the tiler fits the tensor: {mode} of the tiler ({fmt_tiler(t)}, extent "
+                          f"{fmt(need)}) is at most that mode of the tensor (else: tiler exceeds tensor); "
+                          f"tiler {fmt_tiler(whole)}, tensor shape {fmt(full.shape)}")
 
 
 _HINT = ("tiles may not be larger than the tensor. For partial tiles, round the tensor's shape up to whole "
@@ -237,7 +237,7 @@ def local_tile(tensor: Any, tiler: Any, coord: Any, proj: Any = None) -> LayoutT
     local_tile(A, (BM, BK), (bm, None)) has shape (BM, BK, k_tiles)). `proj` (a tuple with None at
     the modes to drop) selects modes of tiler and coord, as CuTe DSL's proj."""
     if proj is not None:
-        tiler, coord = _unwrap1(dice(proj, tiler)), _unwrap1(dice(proj, coord))
+        tiler, coord = unwrap1(dice(proj, tiler)), unwrap1(dice(proj, coord))
     t = zipped_divide(_as_layout_tensor(tensor), tiler)
     r1 = _rank_of(t.layout[1])
     if isinstance(coord, tuple) and len(coord) < r1:
@@ -254,7 +254,7 @@ def local_partition(tensor: Any, thr_layout: Any, index: Any, proj: Any = None) 
     if not isinstance(thr_layout, Layout):
         thr_layout = make_layout(thr_layout)
     if proj is not None:
-        thr_layout = Layout(_unwrap1(dice(proj, thr_layout.shape)), _unwrap1(dice(proj, thr_layout.stride)))
+        thr_layout = Layout(unwrap1(dice(proj, thr_layout.shape)), unwrap1(dice(proj, thr_layout.stride)))
     shape = thr_layout.shape
     tiler = tuple(product(s) for s in shape) if isinstance(shape, tuple) else product(shape)
     if isinstance(index, tuple):

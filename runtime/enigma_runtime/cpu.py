@@ -24,20 +24,20 @@ import numpy as np
 
 from . import cpu_simdgroup
 from .cpu_dot import count_uses, fuse_dot_chains, loop_dot
-from .cpu_memory import Memory, _atomic, _load, _store
-from .cpu_ops import BINARY, CATALOGUE, UNARY, _simd, elementwise, outer_mul
+from .cpu_memory import Memory, atomic_op, load_op, store_op
+from .cpu_ops import BINARY, CATALOGUE, UNARY, elementwise, outer_mul, simd_op
 from .cpu_space import (
-    _CMP,
-    _I32,
+    AFF_CMP,
+    I32,
     Aff,
     Geo,
-    _aff_binary,
-    _mat,
-    _mk_aff,
-    _uniform_int,
-    _value_dtype,
-    _wrap32,
+    aff_binary,
+    as_matrix,
     bf16_round,
+    mk_aff,
+    uniform_int,
+    value_dtype,
+    wrap32,
 )
 from .dtypes import BY_NAME, bool_
 from .errors import EnigmaRuntimeError, IRError, KernelExecutionError
@@ -99,7 +99,7 @@ def _narrow(mask: Any, cond: Any) -> tuple[Any, bool]:
 def _merge(cond: Any, a: Any, b: Any, vector: bool) -> Any:
     if a is b:
         return a
-    a, b = _mat(a), _mat(b)
+    a, b = as_matrix(a), as_matrix(b)
     c = cond[..., None] if vector and np.ndim(cond) else cond
     return np.where(c, a, b)
 
@@ -163,7 +163,7 @@ class Plan:
             defined.update(op.get("out", []))
         if term is not None and (not ops or ops[-1].get("op") != term):
             raise IRError(f"kernel {self.name!r} IR: a region must end in {term!r}")
-        return Region(args, fuse_dot_chains(steps, self.uses, _mat), term_ids)
+        return Region(args, fuse_dot_chains(steps, self.uses, as_matrix), term_ids)
 
     # -- compile one op -----------------------------------------------------------------------------
     def _compile(self, op: dict, defined: set[int]) -> Callable:
@@ -203,7 +203,7 @@ class Plan:
             value = number_from_json(attrs.get("value"))
         except ValueError as e:
             raise self._err(op, f"'value' {e}") from None
-        vd = _value_dtype(dt)
+        vd = value_dtype(dt)
         if dt.is_int and not isinstance(value, bool):
             if isinstance(value, float) and not value.is_integer():
                 raise self._err(op, f"'value' {value!r} of an integer constant is not an integer")
@@ -259,10 +259,10 @@ class Plan:
             geo = st.geo
             if axis is not None:  # a chunk of the grid starts at threadgroup geo.origin
                 c = geo.origin[d] if name == "block_idx" else 0
-                v = _mk_aff(c, tuple(int(i == axis and geo.full[i] > 1) for i in range(6)), geo)
+                v = mk_aff(c, tuple(int(i == axis and geo.full[i] > 1) for i in range(6)), geo)
             else:
                 v = np.int32((geo.block if name == "block_dim" else geo.grid)[d])
-            env[out] = v if want == _I32 else _mat(v).astype(want)
+            env[out] = v if want == I32 else as_matrix(v).astype(want)
         return run
 
     _op_block_idx = _op_block_dim = _op_grid_dim = _op_thread_idx
@@ -282,7 +282,7 @@ class Plan:
         self._need(op, ins, 2, outs)
         a_id, b_id, out = ins[0], ins[1], outs[0]
         dt, lanes = types[0]
-        cmp = name in _CMP
+        cmp = name in AFF_CMP
         if not cmp:
             self._check_operands(op, name, dt)
         aff = name in ("add", "sub", "mul") and dt.name == "int32" and not lanes
@@ -300,10 +300,10 @@ class Plan:
 
         def _binary(a, b):
             if type(a) is Aff or type(b) is Aff:
-                r = _aff_binary(name, a, b, (a if type(a) is Aff else b).geo) if aff or cmp else None
+                r = aff_binary(name, a, b, (a if type(a) is Aff else b).geo) if aff or cmp else None
                 if r is not None:
                     return r
-                a, b = _mat(a), _mat(b)
+                a, b = as_matrix(a), as_matrix(b)
             if fast_mul and (r := outer_mul(a, b)) is not None:
                 return r
             if src[0] is None:
@@ -341,7 +341,7 @@ class Plan:
             a = env[a_id]
             if type(a) is Aff:
                 if is_neg:
-                    env[out] = _mk_aff(-a.c, tuple(-k for k in a.k), a.geo)
+                    env[out] = mk_aff(-a.c, tuple(-k for k in a.k), a.geo)
                     return
                 a = a.array()
             env[out] = elementwise(name, dt, dt, a)
@@ -354,7 +354,8 @@ class Plan:
         dt, _ = types[0]
 
         def run(st, env, mask):  # one rounding (ops.py): the product and the sum in float64
-            env[out] = elementwise("fma", dt, dt, _mat(env[a_id]), _mat(env[b_id]), _mat(env[c_id]))
+            env[out] = elementwise("fma", dt, dt, as_matrix(env[a_id]), as_matrix(env[b_id]),
+                                   as_matrix(env[c_id]))
         return run
 
     def _op_select(self, op, name, ins, outs, types, attrs, line):
@@ -368,7 +369,7 @@ class Plan:
             if np.ndim(c) == 0 or np.size(c) == 1 and type(c) is not Aff:
                 env[out] = env[a_id] if bool(np.reshape(c, -1)[0]) else env[b_id]
                 return
-            env[out] = _merge(_mat(c), env[a_id], env[b_id], bool(lanes) and np.ndim(c) == 6)
+            env[out] = _merge(as_matrix(c), env[a_id], env[b_id], bool(lanes) and np.ndim(c) == 6)
         return run
 
     def _op_cast(self, op, name, ins, outs, types, attrs, line):
@@ -378,7 +379,7 @@ class Plan:
         src: list = [None]
 
         def run(st, env, mask):
-            a = _mat(env[a_id])
+            a = as_matrix(env[a_id])
             if src[0] is None:  # the operand's type is not written in the IR: bfloat16 values are float32
                 src[0] = self._operand_type(op, a)
             env[out] = elementwise("cast", src[0], dt, a)
@@ -392,7 +393,7 @@ class Plan:
             raise self._err(op, f"'lanes' must be a positive int, not {lanes!r}")
 
         def run(st, env, mask):
-            a = np.asarray(_mat(env[a_id]))
+            a = np.asarray(as_matrix(env[a_id]))
             env[out] = np.broadcast_to(a[..., None], a.shape + (lanes,))
         return run
 
@@ -405,7 +406,7 @@ class Plan:
             raise self._err(op, f"'lanes' must be a positive int, not {lanes!r}")
 
         def run(st, env, mask):
-            env[out] = _load(st, st.mem[t], env[i_id], mask, lanes, line, name)
+            env[out] = load_op(st, st.mem[t], env[i_id], mask, lanes, line, name)
         return run
 
     _op_vload = _op_load
@@ -416,9 +417,9 @@ class Plan:
         vec = name == "vstore"
 
         def run(st, env, mask):
-            v = _mat(env[v_id])
+            v = as_matrix(env[v_id])
             lanes = np.shape(v)[-1] if vec else 0
-            _store(st, st.mem[t], env[i_id], v, mask, lanes, line, name)
+            store_op(st, st.mem[t], env[i_id], v, mask, lanes, line, name)
         return run
 
     _op_vstore = _op_store
@@ -433,7 +434,7 @@ class Plan:
         ufunc = {"atomic_add": np.add, "atomic_max": np.maximum, "atomic_min": np.minimum}[name]
 
         def run(st, env, mask):
-            env[out] = _atomic(st, st.mem[t], env[i_id], _mat(env[v_id]), mask, ufunc, line, name)
+            env[out] = atomic_op(st, st.mem[t], env[i_id], as_matrix(env[v_id]), mask, ufunc, line, name)
         return run
 
     _op_atomic_max = _op_atomic_min = _op_atomic_add
@@ -465,7 +466,8 @@ class Plan:
         bf16 = dt.name == "bfloat16"
 
         def run(st, env, mask):
-            r = _simd(st.geo, name, _mat(env[v_id]), None if x_id is None else _mat(env[x_id]), mask)
+            x = None if x_id is None else as_matrix(env[x_id])
+            r = simd_op(st.geo, name, as_matrix(env[v_id]), x, mask)
             env[out] = bf16_round(r) if bf16 and name == "simd_sum" else r
         return run
 
@@ -489,7 +491,7 @@ class Plan:
         c_id, vec = ins[0], [bool(t[1]) for t in types]
 
         def run(st, env, mask):
-            c = _mat(env[c_id])
+            c = as_matrix(env[c_id])
             if np.ndim(c) == 0 or np.size(c) == 1:
                 vals = _run_region(st, then if bool(np.reshape(c, -1)[0]) else other, env, mask, ())
                 env.update(zip(outs, vals))
@@ -527,25 +529,26 @@ class Plan:
 
         def run(st, env, mask):
             lbv = env[lb_id]
-            lb, ub, step = _uniform_int(lbv), _uniform_int(env[ub_id]), _uniform_int(env[st_id])
+            lb, ub, step = uniform_int(lbv), uniform_int(env[ub_id]), uniform_int(env[st_id])
             carried = [env[i] for i in init]
             if step == 0:
                 raise KernelExecutionError(f"{st.where(line)}: for loop with step 0 never ends")
             if dot is not None and lb is not None and ub is not None and step is not None:
                 ivs = [ivt.type(i) for i in range(lb, ub, step)]
                 carried = [dot.run(st, env, mask, ivs, carried[0],
-                                   lambda iv: _run_region(st, dot_rest, env, mask, (iv,)), _mat)]
+                                   lambda iv: _run_region(st, dot_rest, env, mask, (iv,)), as_matrix)]
             elif lb is not None and ub is not None and step is not None:
                 for i in range(lb, ub, step):
                     carried = _run_region(st, body, env, mask, (ivt.type(i), *carried))
             elif step is not None and (trips := _same_trip_count(lbv, env[ub_id], step)) is not None:
                 # per-thread start, same trip count everywhere (a strided loop): no masks needed
                 for k in range(trips):
-                    iv = _aff_binary("add", lbv, np.int32(_wrap32(k * step)), st.geo) if type(lbv) is Aff \
+                    iv = aff_binary("add", lbv, np.int32(wrap32(k * step)), st.geo) if type(lbv) is Aff \
                         else (np.asarray(lbv, np.int64) + k * step).astype(ivt)
                     carried = _run_region(st, body, env, mask, (iv, *carried))
             else:
-                carried = _for_divergent(st, body, env, mask, [_mat(env[i]) for i in (lb_id, ub_id, st_id)],
+                bounds = [as_matrix(env[i]) for i in (lb_id, ub_id, st_id)]
+                carried = _for_divergent(st, body, env, mask, bounds,
                                          carried, vec, where)
             env.update(zip(outs, carried))
             for i in inner:  # values of the loop body are dead now; views they hold are released
@@ -625,8 +628,8 @@ def _same_trip_count(lb: Any, ub: Any, step: int) -> int | None:
     """The trip count of range(lb, ub, step) when it is the same for every thread, else None."""
     if type(lb) is Aff and not lb.exact() or type(ub) is Aff and not ub.exact():
         return None
-    lo = np.asarray(_mat(lb), np.int64)
-    hi = np.asarray(_mat(ub), np.int64)
+    lo = np.asarray(as_matrix(lb), np.int64)
+    hi = np.asarray(as_matrix(ub), np.int64)
     span = hi - lo if step > 0 else lo - hi
     trips = np.maximum((span + abs(step) - 1) // abs(step), 0)
     t0 = int(trips.reshape(-1)[0])
@@ -638,7 +641,7 @@ def _while(st: State, before: Region, after: Region, env: dict, mask: Any, carri
     active, result = mask, None
     while True:
         cond, *vals = _run_region(st, before, env, active, tuple(carried))
-        cond = _mat(cond)
+        cond = as_matrix(cond)
         if np.ndim(cond) == 0 or np.size(cond) == 1:
             if bool(np.reshape(cond, -1)[0]):
                 carried = _run_region(st, after, env, active, tuple(vals))

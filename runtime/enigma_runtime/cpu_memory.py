@@ -4,16 +4,22 @@ OutOfBoundsError naming the kernel, the tensor, the index, the thread and the li
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from .cpu_space import Aff, _mat, _value_dtype, bf16_from_bits, bf16_to_bits
+from .cpu_space import Aff, Geo, as_matrix, bf16_from_bits, bf16_to_bits, value_dtype
 from .dtypes import DType
 from .errors import KernelExecutionError, OutOfBoundsError
 
-if TYPE_CHECKING:
-    from .cpu import State
+
+class State(Protocol):
+    """What memory access needs of a launch's state (enigma_runtime.cpu.State): its thread space and
+    how to name a line in errors."""
+
+    geo: Geo
+
+    def where(self, line: int) -> str: ...
 
 # ---------------------------------------------------------------------------------------------------
 # threadgroup memory and tensor arguments
@@ -82,7 +88,7 @@ def _aff_view(st: State, m: Memory, idx: Aff, lanes: int) -> np.ndarray | None:
 
 def _checked_index(st: State, m: Memory, idx: Any, mask: Any, kind: str, line: int, lanes: int) -> Any:
     """The index as an array, every active lane checked; inactive lanes clamped into bounds."""
-    idx = _mat(idx)
+    idx = as_matrix(idx)
     if lanes and np.any(np.asarray(idx) % lanes):
         bad = (np.asarray(idx) % lanes != 0) if mask is None else (np.asarray(idx) % lanes != 0) & mask
         if np.any(bad):
@@ -106,7 +112,7 @@ def _checked_index(st: State, m: Memory, idx: Any, mask: Any, kind: str, line: i
     return idx
 
 
-def _load(st: State, m: Memory, idx: Any, mask: Any, lanes: int, line: int, kind: str) -> Any:
+def load_op(st: State, m: Memory, idx: Any, mask: Any, lanes: int, line: int, kind: str) -> Any:
     if type(idx) is Aff:
         v = _aff_view(st, m, idx, lanes)
         if v is not None:
@@ -118,12 +124,12 @@ def _load(st: State, m: Memory, idx: Any, mask: Any, lanes: int, line: int, kind
             return v.copy() if m.written else v
     i = _checked_index(st, m, idx, mask, kind, line, lanes)
     if m.size == 0:
-        return np.zeros(np.shape(i), _value_dtype(m.dt))
+        return np.zeros(np.shape(i), value_dtype(m.dt))
     v = m.flat[i]
     return bf16_from_bits(v) if m.dt.name == "bfloat16" else v
 
 
-def _store(st: State, m: Memory, idx: Any, v: Any, mask: Any, lanes: int, line: int, kind: str) -> None:
+def store_op(st: State, m: Memory, idx: Any, v: Any, mask: Any, lanes: int, line: int, kind: str) -> None:
     if m.dt.name == "bfloat16":
         v = bf16_to_bits(v)
     elif np.asarray(v).dtype != m.flat.dtype:
@@ -149,7 +155,8 @@ def _store(st: State, m: Memory, idx: Any, v: Any, mask: Any, lanes: int, line: 
         m.flat[ib[sel]] = vb[sel]
 
 
-def _atomic(st: State, m: Memory, idx: Any, v: Any, mask: Any, ufunc: np.ufunc, line: int, kind: str) -> Any:
+def atomic_op(st: State, m: Memory, idx: Any, v: Any, mask: Any, ufunc: np.ufunc, line: int,
+              kind: str) -> Any:
     """Atomic read-modify-write applied in thread order; each thread gets the value before its own
     update (a segmented scan over the threads that hit the same element)."""
     geo = st.geo

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cpu_space import _uniform_int
+from .cpu_space import uniform_int
 from .dtypes import DType
 from .ops import OPS
 
@@ -61,7 +61,7 @@ def outer_mul(a: Any, b: Any) -> np.ndarray | None:
 # ---------------------------------------------------------------------------------------------------
 # simd-group ops: groups of 32 consecutive linear thread ids of each threadgroup
 
-def _simd(geo: Geo, name: str, v: Any, x: Any, mask: Any) -> np.ndarray:
+def simd_op(geo: Geo, name: str, v: Any, x: Any, mask: Any) -> np.ndarray:
     tail = np.shape(v)[6:] if np.ndim(v) > 6 else (np.shape(v) if 0 < np.ndim(v) < 6 else ())
     if np.ndim(v) and np.ndim(v) < 6:  # a vector that does not depend on the thread (lanes only)
         v = np.asarray(v).reshape((1,) * 6 + tail)
@@ -113,7 +113,7 @@ def _simd(geo: Geo, name: str, v: Any, x: Any, mask: Any) -> np.ndarray:
         return back(np.broadcast_to(r, vv.shape))
     lane = np.arange(32).reshape((1, 1, 32) + (1,) * len(tail))
     if name == "simd_broadcast":
-        src = _uniform_int(x)
+        src = uniform_int(x)
         if src is None:
             xs = groups(x, 0).reshape((geo.ngroups, nsg, 32))
             src_arr = xs[..., :1] if not tail else xs[..., :1, None]

@@ -16,10 +16,10 @@ from .dtypes import bf16_round as bf16_round
 from .dtypes import bf16_to_bits as bf16_to_bits
 from .errors import IRError
 
-_I32 = np.dtype(np.int32)
+I32 = np.dtype(np.int32)
 
 
-def _wrap32(x: int) -> int:
+def wrap32(x: int) -> int:
     return int32.wrap(x)
 
 
@@ -35,7 +35,7 @@ def parse_type(t: Any, where: str) -> tuple[DType, int]:
     raise IRError(f"{where}: unknown type {t!r}; expected a dtype ({', '.join(BY_NAME)}) or <dtype>x<lanes>")
 
 
-def _value_dtype(dt: DType) -> np.dtype:
+def value_dtype(dt: DType) -> np.dtype:
     """The numpy dtype a value of `dt` is computed in (bfloat16 in float32)."""
     return dt.value_np
 
@@ -100,26 +100,26 @@ class Aff:
                 if ki and n > 1:
                     term = self.geo.ar[ax] * ki
                     acc = term if acc is None else acc + term
-            self._arr = np.int32(_wrap32(self.c)) if acc is None else (acc + self.c).astype(np.int32)
+            self._arr = np.int32(wrap32(self.c)) if acc is None else (acc + self.c).astype(np.int32)
         return self._arr
 
 
-def _mk_aff(c: int, k: tuple[int, ...], geo: Geo) -> Any:
+def mk_aff(c: int, k: tuple[int, ...], geo: Geo) -> Any:
     """An Aff, or a uniform int32 when no coefficient is left; k is 0 on axes of length 1."""
     if not any(k):
-        return np.int32(_wrap32(c))
+        return np.int32(wrap32(c))
     if max(k) >= 2**31 or min(k) < -(2**31):
-        k = tuple(_wrap32(x) for x in k)
+        k = tuple(wrap32(x) for x in k)
         if not any(k):
-            return np.int32(_wrap32(c))
-    return Aff(c if -(2**31) <= c < 2**31 else _wrap32(c), k, geo)
+            return np.int32(wrap32(c))
+    return Aff(c if -(2**31) <= c < 2**31 else wrap32(c), k, geo)
 
 
-def _mat(v: Any) -> Any:
+def as_matrix(v: Any) -> Any:
     return v.array() if type(v) is Aff else v
 
 
-def _uniform_int(v: Any) -> int | None:
+def uniform_int(v: Any) -> int | None:
     t = type(v)
     if t is Aff:
         return None
@@ -133,39 +133,39 @@ def _uniform_int(v: Any) -> int | None:
 # ---------------------------------------------------------------------------------------------------
 # affine index arithmetic
 
-_CMP = {"lt": lambda lo, hi, u: (hi < u, lo >= u), "le": lambda lo, hi, u: (hi <= u, lo > u),
+AFF_CMP = {"lt": lambda lo, hi, u: (hi < u, lo >= u), "le": lambda lo, hi, u: (hi <= u, lo > u),
         "gt": lambda lo, hi, u: (lo > u, hi <= u), "ge": lambda lo, hi, u: (lo >= u, hi < u),
         "eq": lambda lo, hi, u: (lo == hi == u, u < lo or u > hi),
         "ne": lambda lo, hi, u: (u < lo or u > hi, lo == hi == u)}
 _SWAP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}
 
 
-def _aff_binary(name: str, a: Any, b: Any, geo: Geo) -> Any:
+def aff_binary(name: str, a: Any, b: Any, geo: Geo) -> Any:
     """add/sub/mul/compare with an Aff operand, kept symbolic when possible (None: materialise)."""
-    if name in _CMP:
+    if name in AFF_CMP:
         if type(a) is not Aff:
             a, b, name = b, a, _SWAP[name]
-        u = _uniform_int(b)
+        u = uniform_int(b)
         if u is None or not a.exact():
             return None
         lo, hi = a.range()
-        yes, no = _CMP[name](lo, hi, u)
+        yes, no = AFF_CMP[name](lo, hi, u)
         return np.bool_(True) if yes else np.bool_(False) if no else None
-    ua, ub = _uniform_int(a), _uniform_int(b)
+    ua, ub = uniform_int(a), uniform_int(b)
     if name == "mul":
         if type(a) is Aff and ub is not None:
-            return _mk_aff(a.c * ub, tuple(k * ub for k in a.k), geo)
+            return mk_aff(a.c * ub, tuple(k * ub for k in a.k), geo)
         if type(b) is Aff and ua is not None:
-            return _mk_aff(b.c * ua, tuple(k * ua for k in b.k), geo)
+            return mk_aff(b.c * ua, tuple(k * ua for k in b.k), geo)
         return None
     sign = -1 if name == "sub" else 1
     if type(a) is Aff and type(b) is Aff:
-        return _mk_aff(a.c + sign * b.c, tuple(x + sign * y for x, y in zip(a.k, b.k)), geo)
+        return mk_aff(a.c + sign * b.c, tuple(x + sign * y for x, y in zip(a.k, b.k)), geo)
     if type(a) is Aff and ub is not None:  # the common `index + uniform`: coefficients unchanged
         c = a.c + sign * ub
-        return Aff(c if -(2**31) <= c < 2**31 else _wrap32(c), a.k, geo)
+        return Aff(c if -(2**31) <= c < 2**31 else wrap32(c), a.k, geo)
     if type(b) is Aff and ua is not None:
-        return _mk_aff(ua + sign * b.c, tuple(sign * k for k in b.k), geo)
+        return mk_aff(ua + sign * b.c, tuple(sign * k for k in b.k), geo)
     return None
 
 
