@@ -570,3 +570,13 @@ def test_precompiled_header_survives_a_fresh_checkout_of_the_headers(tmp_path, m
         os.utime(p, (1, 1))
     run_msl(VECTOR_ADD.replace("a[v3] + b[v3]", "a[v3] - b[v3]"), a, a, c, 8, grid=1, block=8)
     assert c.tolist() == [0.0] * 8
+
+
+def test_erf_is_not_in_the_compatibility_header_as_it_is_not_in_metal():
+    # Metal's standard library has no erf: a hand-written kernel calling it must fail here as it
+    # would under Apple's compiler (enigma.erf is emitted as its own helper, enigma_erf)
+    src = H + "kernel void k(device float* a [[buffer(0)]], uint t [[thread_position_in_grid]]) {\n" \
+              "    a[t] = erf(a[t]);\n}\n"
+    with pytest.raises(CompileError) as e:
+        compile_msl(src)
+    assert "erf" in str(e.value)
