@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from enigma_runtime.jsonnum import number_to_json
+
 
 def tensor(name: str, dtype: str, shape: list, access: str = "read") -> dict:
     return {"name": name, "kind": "tensor", "dtype": dtype, "rank": len(shape), "shape": list(shape),
@@ -43,7 +45,7 @@ class B:
         return self.op(opname, *ins, types=(t,), attrs=attrs or None, line=line)[0]
 
     def c(self, value: Any, t: str = "int32") -> int:
-        return self.v("const", t=t, value=value)
+        return self.v("const", t=t, value=number_to_json(value))  # FORMAT.md: {"float": "-inf"} etc.
 
     def region(self, types: list[str], fn: Callable, term: str = "yield") -> dict:
         args = [self.new() for _ in types]
