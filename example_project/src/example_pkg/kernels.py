@@ -94,39 +94,25 @@ def histogram(data: Tensor[uint32], hist: Tensor[uint32], n: int32, bins: uint32
 @enigma.kernel(block=(BLOCK, 1, 1), grid=lambda x, partial, n: (enigma.ceil_div(n, BLOCK), 1, 1))
 def block_sums(x: Tensor[float32], partial: Tensor[float32], n: int32):
     """partial[g] = the sum of threadgroup g's BLOCK elements of x (first pass of a two-pass sum)."""
-    lanes = enigma.shared_tensor(float32, (BLOCK // 32,))
     tid = enigma.thread_idx().x
     i = enigma.block_idx().x * BLOCK + tid
     v = 0.0
     if i < n:
         v = x[i]
-    v = enigma.simd_sum(v)
-    if enigma.simd_lane_id() == 0:
-        lanes[enigma.simd_group_id()] = v
-    enigma.barrier()
+    total = enigma.block_sum(v)  # simd sums, threadgroup memory and a barrier: every thread gets it
     if tid == 0:
-        total = 0.0
-        for w in enigma.range_constexpr(BLOCK // 32):
-            total = total + lanes[w]
         partial[enigma.block_idx().x] = total
 
 
 @enigma.kernel(block=(BLOCK, 1, 1), grid=(1, 1, 1))
 def sum_all(partial: Tensor[float32], out: Tensor[float32], groups: int32):
     """out[0] = the sum of partial (second pass: one threadgroup)."""
-    lanes = enigma.shared_tensor(float32, (BLOCK // 32,))
     tid = enigma.thread_idx().x
     v = 0.0
     for g in range(tid, groups, BLOCK):
         v = v + partial[g]
-    v = enigma.simd_sum(v)
-    if enigma.simd_lane_id() == 0:
-        lanes[enigma.simd_group_id()] = v
-    enigma.barrier()
+    total = enigma.block_sum(v)
     if tid == 0:
-        total = 0.0
-        for w in enigma.range_constexpr(BLOCK // 32):
-            total = total + lanes[w]
         out[0] = total
 
 
