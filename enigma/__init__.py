@@ -55,6 +55,7 @@ from enigma.frontend.language import (
     where,
 )
 from enigma.frontend.types import Constexpr, Tensor, TensorSpec
+from enigma.layout.checks import require_sizes as require
 from enigma.options import CompileOptions  # noqa: F401  (enigma.CompileOptions, for enigma.compile)
 from enigma.version import __version__ as __version__
 
@@ -67,7 +68,7 @@ __all__ = [
     "atomic_add", "atomic_max", "atomic_min", "barrier", "bfloat16", "block_dim", "block_idx", "bool_",
     "ceil_div", "CompiledKernel", "const_expr", "Constexpr", "DType", "EnigmaError", "empty",
     "float16", "float32", "fma", "func", "grid_dim", "int16", "int32", "int8", "jit", "kernel", "maximum",
-    "minimum", "range_constexpr", "select", "shared_tensor", "simd_broadcast", "simd_group_id",
+    "minimum", "range_constexpr", "require", "select", "shared_tensor", "simd_broadcast", "simd_group_id",
     "simd_lane_id", "simd_max", "simd_min", "simd_shuffle_down", "simd_sum", "Tensor", "TensorSpec",
     "thread_idx", "uint16", "uint32", "uint8", "where", "zeros",
 ]

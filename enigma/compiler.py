@@ -153,10 +153,11 @@ def requirements(launch: Launch) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for c in kernel_conditions(launch.kernel):
         if c.expr is None:
-            raise EnigmaError(f"a layout condition depends on run-time values other than argument sizes "
-                              f"and scalars, so no launch can check it: {c.text or '?'} ({c.message})",
-                              c.file, c.line, hint="build the layout from static sizes or from the "
-                              "tensor's shape (t.shape[i]) and scalar arguments")
+            raise EnigmaError(f"a required condition (enigma.require, or a layout's) depends on run-time "
+                              f"values other than argument sizes and scalars, so no launch can check it: "
+                              f"{c.text or '?'} ({c.message})",
+                              c.file, c.line, hint="state it over tensor shapes (t.shape[i]) and scalar "
+                              "arguments, and build layouts from those or from static sizes")
         if all(r["expr"] != c.expr for r in out):  # one check per condition, at its first line
             out.append({"expr": c.expr, "text": c.text, "message": c.message, "line": c.line})
     return out

@@ -240,6 +240,9 @@ SM_BM, SM_BN, SM_BK = 32, 32, 16  # threadgroup tile; 4 simdgroups, each a 16x16
 
 @enigma.func
 def _simd_matmul_body(a, b, c):
+    enigma.require(c.shape[0] % SM_BM == 0, "m is a multiple of the 32-row tile")
+    enigma.require(c.shape[1] % SM_BN == 0, "n is a multiple of the 32-column tile")
+    enigma.require(a.shape[1] % SM_BK == 0, "k is a multiple of the 16-deep tile")
     As = enigma.shared_tensor(a.dtype, (SM_BM, SM_BK), name="As")
     Bs = enigma.shared_tensor(b.dtype, (SM_BK, SM_BN), name="Bs")
     tx, ty = enigma.thread_idx().x, enigma.thread_idx().y  # block (16, 8): 4 simdgroups
@@ -314,7 +317,9 @@ def reg_matmul(a: Tensor[float32, ("m", "k")], b: Tensor[float32, ("k", "n")],  
     c0 = (enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x) * 4
     acc = enigma.make_fragment((4, 4), float32)
     acc.fill(0.0)
-    if r0 < c.shape[0] and c0 < c.shape[1]:  # m and n are multiples of 4
+    enigma.require(c.shape[0] % 4 == 0, "m is a multiple of 4 (4x4 tiles per thread)")
+    enigma.require(c.shape[1] % 4 == 0, "n is a multiple of 4 (rows of b are read as float4)")
+    if r0 < c.shape[0] and c0 < c.shape[1]:
         for k in range(a.shape[1]):
             bv = b.load_vec((k, c0), 4)
             for i in enigma.range_constexpr(4):
@@ -341,6 +346,9 @@ def q4_0_matvec(wq: Tensor[enigma.uint8], x: Tensor[float32, ("k",)],  # noqa: F
                 y: Tensor[float32, ("rows",)]):  # noqa: F821, UP037
     """y = W @ x with W in llama.cpp's q4_0 format, read in place from one byte buffer: one simdgroup
     per row; byte m of a block's qs holds weights m (low nibble) and m + 16 (high nibble), minus 8."""
+    enigma.require(x.shape[0] % Q4_BLOCK == 0, "k is a whole number of 32-weight blocks")
+    enigma.require(wq.shape[0] == y.shape[0] * (x.shape[0] // Q4_BLOCK) * 18,
+                   "wq holds rows x k/32 blocks of 18 bytes")
     row = enigma.block_idx().x
     lane = enigma.simd_lane_id()
     nb = x.shape[0] // Q4_BLOCK

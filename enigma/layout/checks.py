@@ -109,6 +109,29 @@ def require(cond: Any, message: str) -> None:
     _store().append(Condition(cond, message, file, line, text, expr))
 
 
+def require_sizes(cond: Any, message: str = "") -> None:
+    """`enigma.require(cond, message)`: a condition on the kernel's argument sizes and scalars that the
+    kernel relies on (`enigma.require(k % 32 == 0, "k is whole blocks")`). A Python bool is checked
+    now (False: an EnigmaError at this line); a traced one goes into the signature's `requires`, which
+    the runtime checks before every launch and `enigma-build check` satisfies when it picks inputs.
+    A condition on anything else (thread indices, loaded values) is an EnigmaError at compile time."""
+    if isinstance(cond, bool) or type(cond).__module__ == "numpy":
+        if not bool(cond):
+            file, line = user_frame(2)
+            raise EnigmaError(f"enigma.require fails: {message or 'condition is False'}", file, line)
+        return
+    if not hasattr(cond, "v"):
+        file, line = user_frame(2)
+        raise EnigmaError(f"enigma.require takes a condition on sizes or scalars, got "
+                          f"{type(cond).__name__}", file, line)
+    file, line = user_frame(2)
+    from enigma.frontend.builder import active
+
+    b = active()
+    text, expr = read_value(cond, b.body) if b is not None else ("", None)
+    _store().append(Condition(cond, message or text, file, line, text, expr))
+
+
 def conditions() -> list[Condition]:
     """The run-time conditions recorded so far while tracing the current kernel."""
     return list(_store())
