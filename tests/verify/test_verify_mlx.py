@@ -43,7 +43,6 @@ def _pos(x: np.ndarray) -> np.ndarray:
 UNARY: dict[str, tuple[str, Any, Any, Callable[..., Any] | None, Callable[..., Any] | None, float]] = {
     "Abs": ("float", F32, F32, np.abs, None, 0),
     "Negative": ("float", F32, F32, np.negative, None, 0),
-    "Square": ("float", F32, F32, np.square, None, 1e-6),
     "Exp": ("float", F32, F32, np.exp, None, 1e-5),
     "Expm1": ("float", F32, F32, np.expm1, None, 1e-5),
     "Log": ("float", F32, F32, np.log, _pos, 1e-5),
@@ -51,12 +50,10 @@ UNARY: dict[str, tuple[str, Any, Any, Callable[..., Any] | None, Callable[..., A
     "Sqrt": ("float", F32, F32, np.sqrt, _pos, 1e-6),
     "Rsqrt": ("float", F32, F32, lambda x: 1 / np.sqrt(x), _pos, 1e-5),
     "Sin": ("float", F32, F32, np.sin, None, 1e-5),
-    "Cos": ("float", F32, F32, np.cos, None, 1e-5),
     "Tanh": ("float", F32, F32, np.tanh, None, 1e-5),
     "ArcTan": ("float", F32, F32, np.arctan, None, 1e-5),
     "Sigmoid": ("float", F32, F32, lambda x: 1 / (1 + np.exp(-x)), None, 1e-5),
     "Floor": ("float", F32, F32, np.floor, None, 0),
-    "Ceil": ("float", F32, F32, np.ceil, None, 0),
     "Sign": ("float", F32, F32, np.sign, None, 0),
     "Erf": ("float", F32, F32, None, None, 1e-5),  # reference: math.erf, below
     "Abs_half": ("half", F16, F16, np.abs, None, 0),
@@ -67,11 +64,9 @@ UNARY: dict[str, tuple[str, Any, Any, Callable[..., Any] | None, Callable[..., A
 # op[_variant] -> (input dtype, output dtype, numpy reference, rtol)
 BINARY: dict[str, tuple[Any, Any, Callable[..., Any] | None, float]] = {
     "Add": (F32, F32, np.add, 1e-6),
-    "Subtract": (F32, F32, np.subtract, 1e-6),
     "Multiply": (F32, F32, np.multiply, 1e-6),
     "Divide": (F32, F32, np.divide, 1e-6),
     "Maximum": (F32, F32, np.maximum, 0),
-    "Minimum": (F32, F32, np.minimum, 0),
     "LogAddExp": (F32, F32, np.logaddexp, 1e-5),
     "ArcTan2": (F32, F32, np.arctan2, 1e-5),
     "Greater": (F32, bool, np.greater, 0),
@@ -129,9 +124,9 @@ def test_mlx_unary_v(case, mlx):
     np.testing.assert_allclose(out.astype(np.float64), np.asarray(want, np.float64), rtol=rtol, atol=rtol)
 
 
-# every op as vector-vector; the scalar forms (a or b of one element) for three of them
-BINARY_RUNS = [(c, "vv") for c in sorted(BINARY)] + [(c, f) for c in ("Add", "Divide", "Maximum")
-                                                      for f in ("sv", "vs", "ss")]
+# every op as vector-vector; the scalar forms (a or b of one element) for Add, and Divide's vs
+BINARY_RUNS = [(c, "vv") for c in sorted(BINARY)] + [("Add", "sv"), ("Add", "vs"), ("Add", "ss"),
+                                                     ("Divide", "vs")]
 
 
 @pytest.mark.parametrize("case,form", BINARY_RUNS)
