@@ -615,6 +615,9 @@ _VEC_NAMES = "float|half|bfloat|int|uint|short|ushort|char|uchar|long|ulong"
 _BRACE_INIT = re.compile(r"\b((?:metal::)?(?:" + _VEC_NAMES + r")[234])\s+(\w+)\s*=\s*\{")
 _FUNCTION_CONSTANT = re.compile(r"\bconstant\s+([\w:]+(?:\s*<[^;{}]*?>)?)\s+(\w+)\s*"
                                 r"\[\[\s*function_constant\s*\(")
+_BFLOAT_ALIAS = re.compile(r"\btypedef\s+(?:metal::)?bfloat\s+(\w+)\s*;"
+                           r"|\busing\s+(\w+)\s*=\s*(?:metal::)?bfloat\s*;")
+_THREAD_CTOR = re.compile(r"\)\s*(thread)\s*(?=:[^:])")
 _CONSTEXPR_CONSTANT = re.compile(r"\b(?:constexpr\s+constant|constant\s+constexpr)\b")
 
 
@@ -654,7 +657,15 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
     - `float4 v = {0.f};` fills the lanes in order and zeroes the rest, as in Metal (C++ for OpenCL
       wants every lane);
     - `constexpr constant T table[N] = {...};`: Metal's constant address space is read-only anyway, so
-      the table converts to a `constant T*` parameter (OpenCL keeps the `const` and refuses).
+      the table converts to a `constant T*` parameter (OpenCL keeps the `const` and refuses);
+    - `constant char*` reads `constant const char*`: string literals bind to it, as in Metal (where
+      the constant address space is read-only anyway; MLX's os_log fallback takes its format so);
+    - `static_cast<bfloat>(x)` (or through a typedef of bfloat) calls metal::enigma_bfloat_cast: Metal
+      converts half to bfloat explicitly, clang refuses (__bf16 from _Float16), so half goes via float;
+    - constructors qualified `thread` (with an initialiser list: `complex_t(T r, T i) thread : ...`,
+      MLX) lose the qualifier:
+      in Metal they also serve temporaries (`return {re, im};`), which clang's `__private` method
+      cannot construct; unqualified (generic) they serve every object in thread memory.
     """
     fc_values = dict(fc_values or {})
     code = strip_comments(src)
@@ -688,6 +699,14 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
         semi = code.find(";", m.end())
         if 0 <= eq < semi and "[" in code[m.end():eq]:
             edits.append((m.start(), m.end(), "constant".ljust(m.end() - m.start())))
+    aliases = [a or b for a, b in _BFLOAT_ALIAS.findall(code)]
+    bfloat_names = "|".join(["bfloat", *map(re.escape, aliases)])
+    for m in re.finditer(r"\bstatic_cast\s*<\s*(?:metal::)?(?:" + bfloat_names + r")\s*>\s*\(", code):
+        edits.append((m.start(), m.end(), "metal::enigma_bfloat_cast("))
+    for m in re.finditer(r"\bconstant\s+(char\s*\*)", code):  # a string literal binds to it, as in Metal
+        edits.append((m.start(1), m.start(1), "const "))
+    for m in _THREAD_CTOR.finditer(code):
+        edits.append((m.start(1), m.end(1), " " * len(m.group(1))))
     edits += _template_edits(code)
     edits += _vector_cast_edits(src, code)
     for a, b, text in sorted(edits, reverse=True):

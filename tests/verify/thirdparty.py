@@ -2,6 +2,8 @@
 pinned by version and sha256 and cached in enigma.verify's cache directory; never stored in the
 repository. Under CI=true a failed download fails the test; elsewhere it skips.
 
+mlx-metal: its macOS wheel carries MLX's kernel headers; `mlx_include()` extracts them.
+
 tinygrad: its MetalRenderer renders Metal on Linux (the renderer only: no Metal device or compiler
 is needed). `render_tinygrad()` runs tinygrad_render.py in a subprocess with the pinned wheel on its
 path and returns, per case, the kernels tinygrad wrote (source exactly as rendered), their launch and
@@ -27,6 +29,11 @@ HERE = Path(__file__).resolve().parent
 # (package, version, file name, sha256)
 TINYGRAD = ("tinygrad", "0.11.0", "tinygrad-0.11.0-py3-none-any.whl",
             "b901d98880f04ad9f796734a013151ba851dbb9a340f1a516099adcd6fd3b3e3")
+# MLX's Metal kernel headers (the macOS wheel; the headers hold the kernel templates, the
+# instantiations are in MLX's .metal files, which the wheel does not carry: the tests write them)
+MLX_METAL = ("mlx-metal", "0.32.4", "mlx_metal-0.32.4-py3-none-macosx_14_0_arm64.whl",
+             "8019b2db622599267d66cc168b2f0dbf5af929790a6c3b3913e00eabc42a7947")
+MLX_KERNELS = "mlx/backend/metal/kernels"
 
 
 def corpus_dir() -> Path:
@@ -43,8 +50,9 @@ def _unavailable(msg: str) -> None:
     pytest.skip(msg)
 
 
-def fetch(pin: tuple[str, str, str, str]) -> Path:
-    """The pinned file from the registry (`pip download`), checked against its sha256, cached."""
+def fetch(pin: tuple[str, str, str, str], platform: str | None = None) -> Path:
+    """The pinned file from the registry (`pip download`), checked against its sha256, cached
+    (`platform`: the wheel of that platform, e.g. macosx_14_0_arm64, whatever this machine is)."""
     package, version, filename, sha = pin
     out = corpus_dir() / sha[:16] / filename
     if out.is_file():
@@ -54,6 +62,8 @@ def fetch(pin: tuple[str, str, str, str]) -> Path:
                "-d", tmp, f"{package}=={version}"]
         if filename.endswith(".whl"):
             cmd += ["--only-binary=:all:"]
+        if platform:
+            cmd += ["--platform", platform]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -67,6 +77,25 @@ def fetch(pin: tuple[str, str, str, str]) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(got, out)
     return out
+
+
+def mlx_include() -> Path:
+    """The include directory of the pinned mlx-metal wheel's kernel headers (extracted once):
+    `#include "mlx/backend/metal/kernels/utils.h"` resolves against it."""
+    whl = fetch(MLX_METAL, platform="macosx_14_0_arm64")
+    d = whl.parent / "include"
+    if not (d / MLX_KERNELS / "utils.h").is_file():
+        with tempfile.TemporaryDirectory(dir=whl.parent) as tmp:
+            with zipfile.ZipFile(whl) as z:
+                for n in z.namelist():
+                    if n.startswith("mlx/include/" + MLX_KERNELS + "/"):
+                        z.extract(n, tmp)
+            try:
+                os.replace(Path(tmp) / "mlx" / "include", d)
+            except OSError:  # another process extracted it first
+                if not d.is_dir():
+                    raise
+    return d
 
 
 def tinygrad_path() -> Path:
