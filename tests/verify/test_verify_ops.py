@@ -276,6 +276,25 @@ def test_vec_width_4_over_bool_values_agrees():
     assert "bool4" in src and "select(" not in src.replace("select(v", "")  # no select of bool4 values
 
 
+@enigma.kernel
+def widened_select(c: Tensor[int32], x: Tensor[enigma.int16], out: Tensor[float32], n: int32):
+    i = enigma.block_idx().x * enigma.block_dim().x + enigma.thread_idx().x
+    if i < n:
+        out[i] = enigma.where(c[i].to(enigma.bool_), x[i].to(uint32).to(float32), 1.5)
+
+
+def test_a_vector_select_of_sign_extended_values_agrees():
+    """Fuzzer seed 101945: with vec_width=2, `select` of float2(uint2(short2)) gave the zero-extended
+    value through enigma.verify (35536 for -30000): the layer's vector select built its result from
+    an uninitialised vector, which clang's optimiser mishandled; it now starts from `a`."""
+    c = np.array([1, 1, 1, 0] * 16, np.int32)
+    x = np.array([-30000, 5, -1, 7] * 16, np.int16)
+    cpu, metal, src = _both(widened_select, c, x, np.zeros(64, np.float32), vec_width=2)
+    assert "select(" in src
+    _same(cpu, metal)
+    np.testing.assert_array_equal(cpu[2], np.where(c != 0, x.astype(np.uint32).astype(np.float32), 1.5))
+
+
 # ---------------------------------------------------------------------------------------------------
 # math added through the op table: its row, its Metal spelling, the compatibility header, docs, tests
 
