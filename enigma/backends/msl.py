@@ -154,6 +154,12 @@ def helper(name: str, d: DType) -> str:
         pick = "signbit(a) ? a : b" if name == "enigma_min" else "signbit(a) ? b : a"
         fn = "fmin" if name == "enigma_min" else "fmax"
         return f"inline {t} {name}({t} a, {t} b) {{ return a == b ? ({pick}) : {fn}(a, b); }}"
+    if name in ("enigma_simd_min", "enigma_simd_max"):  # which zero a zero result is: -0 < +0
+        red = name[len("enigma_"):]
+        has = "signbit(x)" if red == "simd_min" else "!signbit(x)"
+        z, other = ("-0.0f", "0.0f") if red == "simd_min" else ("0.0f", "-0.0f")
+        return (f"inline {t} {name}({t} x) {{ {t} r = {red}(x); return r == {t}(0.0f) ? "
+                f"(simd_any(x == {t}(0.0f) && {has}) ? {t}({z}) : {t}({other})) : r; }}")
     if name == "enigma_erf":  # the op table's erf (enigma_runtime.ops.ERF_SMALL), step by step
         f = lambda c: f"{np.float32(c)}f"  # noqa: E731  (shortest digits of the float32 constant)
         small = "".join(f"p = fma(p, s, {f(c)}); " for c in ops.ERF_SMALL[-2::-1])
@@ -275,6 +281,10 @@ class _Emitter:
                 self.line(depth, f"{call};", op)
         elif name == "barrier":
             self.line(depth, "threadgroup_barrier(mem_flags::mem_threadgroup | mem_flags::mem_device);", op)
+        elif name in ("simd_max", "simd_min") and op.results[0].type.dtype.is_float:
+            d = op.results[0].type.dtype  # a zero result is -0 or +0 by the rule of min/max (-0 < +0)
+            self.helpers.setdefault((f"enigma_{name}", d.name), d)
+            self.define(depth, op, f"enigma_{name}({a[0]})")
         elif name in ("simd_sum", "simd_max", "simd_min"):
             self.define(depth, op, f"{name}({a[0]})")
         elif name in ("simd_shuffle_down", "simd_broadcast"):

@@ -110,6 +110,13 @@ def simd_op(geo: Geo, name: str, v: Any, x: Any, mask: Any) -> np.ndarray:
             fn = (np.fmax if name == "simd_max" else np.fmin) if dt.kind == "f" else \
                 (np.maximum if name == "simd_max" else np.minimum)
             r = fn.reduce(vv, axis=2, keepdims=True)
+            if dt.kind == "f":  # a zero result is -0 or +0 by the rule of min/max (-0 < +0)
+                zero = (vv == 0) & act
+                neg = np.signbit(vv)
+                want = (zero & neg) if name == "simd_min" else (zero & ~neg)
+                pick = np.any(want, axis=2, keepdims=True)
+                z = np.array(-0.0 if name == "simd_min" else 0.0, dt)
+                r = np.where(r == 0, np.where(pick, z, -z), r)
         return back(np.broadcast_to(r, vv.shape))
     lane = np.arange(32).reshape((1, 1, 32) + (1,) * len(tail))
     if name == "simd_broadcast":

@@ -105,3 +105,44 @@ def test_simd_max_min_ignore_a_nan_lane(device):
     np.testing.assert_array_equal(args[1][:32], 21.0)
     np.testing.assert_array_equal(args[2][:32], -10.0)
     assert np.isnan(args[1][32:]).all() and np.isnan(args[2][32:]).all()
+
+
+@enigma.kernel
+def simd_zeros(x: Tensor[float32], mx: Tensor[float32], mn: Tensor[float32],
+               hx: Tensor[enigma.float16], hmn: Tensor[enigma.float16]):
+    t = enigma.thread_idx().x
+    mx[t] = enigma.simd_max(x[t])
+    mn[t] = enigma.simd_min(x[t])
+    hmn[t] = enigma.simd_min(hx[t])
+
+
+@enigma.jit
+def launch_zeros(x, mx, mn, hx, hmn):
+    simd_zeros(x, mx, mn, hx, hmn).launch(grid=(1, 1, 1), block=(96, 1, 1))
+
+
+@pytest.mark.parametrize("device", ["cpu", "msl"])
+def test_simd_max_min_of_signed_zeros_follow_the_min_max_rule(device):
+    """simd_min/simd_max pick their zero as min/max do (-0 < +0), whatever the hardware's reduction
+    gives (fuzzer seeds 101426, 101824): the emitted Metal fixes a zero result up with simd_any."""
+    x = np.zeros(96, np.float32)
+    x[0:32:2] = -0.0          # simdgroup 0: +0 and -0 -> min -0, max +0
+    x[32:64] = -0.0           # simdgroup 1: -0 only -> min -0, max -0
+    x[64:96] = 1.0            # simdgroup 2: +0 and 1 -> min +0
+    x[70] = 0.0
+    hx = x.astype(np.float16)
+    args = [x, np.ones(96, np.float32), np.ones(96, np.float32), hx, np.ones(96, np.float16)]
+    ck = enigma.compile(launch_zeros, *args)
+    assert "enigma_simd_min" in ck.metal_source and "simd_any" in ck.metal_source
+    if device == "cpu":
+        import enigma_runtime
+
+        enigma_runtime.Kernel.from_spec(ck.signature, ck.ir_json, ck.metal_source)(*args, device="cpu")
+    else:
+        run_msl(ck, *args)
+    mx, mn, hmn = args[1], args[2], args[4]
+    assert (mn[:64] == 0).all() and np.signbit(mn[:64]).all()
+    assert (mx[:32] == 0).all() and not np.signbit(mx[:32]).any()
+    assert (mx[32:64] == 0).all() and np.signbit(mx[32:64]).all()
+    assert (mn[64:] == 0).all() and not np.signbit(mn[64:]).any() and (mx[64:] == 1).all()
+    assert np.signbit(hmn[:64]).all() and not np.signbit(hmn[64:]).any()
