@@ -453,6 +453,20 @@ def masked_softmax_launch(x: Tensor[float32, ("rows", "cols")],  # noqa: F821, U
 # allocates the temporary and the result (enigma.empty) and returns the result
 
 
+@enigma.func
+def _group_sum(v, lanes):
+    """The sum of v over the 256 threads (written by hand: simd sums, one slot per simdgroup, a
+    barrier; enigma.block_sum does the same); every thread gets it."""
+    v = enigma.simd_sum(v)
+    if enigma.simd_lane_id() == 0:
+        lanes[enigma.simd_group_id()] = v
+    enigma.barrier()
+    total = 0.0
+    for k in enigma.range_constexpr(8):
+        total += lanes[k]
+    return total
+
+
 @enigma.kernel
 def partial_sums(x: Tensor[float32], partial: Tensor[float32], n: int32):
     lanes = enigma.shared_tensor(float32, (8,), name="lanes")  # one slot per simdgroup of 256 threads
@@ -461,14 +475,8 @@ def partial_sums(x: Tensor[float32], partial: Tensor[float32], n: int32):
     v = 0.0
     if i < n:
         v = x[i]
-    v = enigma.simd_sum(v)
-    if enigma.simd_lane_id() == 0:
-        lanes[enigma.simd_group_id()] = v
-    enigma.barrier()
+    total = _group_sum(v, lanes)
     if tid == 0:
-        total = 0.0
-        for k in enigma.range_constexpr(8):
-            total += lanes[k]
         partial[enigma.block_idx().x] = total
 
 
@@ -479,14 +487,8 @@ def final_sum(partial: Tensor[float32], out: Tensor[float32], groups: int32):
     v = 0.0
     for k in range(tid, groups, 256):
         v += partial[k]
-    v = enigma.simd_sum(v)
-    if enigma.simd_lane_id() == 0:
-        lanes[enigma.simd_group_id()] = v
-    enigma.barrier()
+    total = _group_sum(v, lanes)
     if tid == 0:
-        total = 0.0
-        for k in enigma.range_constexpr(8):
-            total += lanes[k]
         out[0] = total
 
 
