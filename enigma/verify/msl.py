@@ -315,6 +315,68 @@ def _template_edits(code: str) -> list[tuple[int, int, str]]:
     return edits
 
 
+_FN_PTR_PARAM = re.compile(r"([A-Za-z_][\w:]*(?:\s+[A-Za-z_][\w:]*)*)\s*\(\s*\*\s*(\w+)\s*\)\s*"
+                           r"\(([^()]*)\)\s*$")
+
+
+def _template_header_end(code: str, lt: int) -> int:
+    """The index after the `>` closing the template parameter list opened at code[lt] ('<'), or -1
+    (angle brackets counted outside parentheses: `void (*f)(...)` holds none of its own)."""
+    depth = paren = 0
+    for i in range(lt, len(code)):
+        c = code[i]
+        if c == "(":
+            paren += 1
+        elif c == ")":
+            paren -= 1
+        elif paren == 0 and c == "<":
+            depth += 1
+        elif paren == 0 and c == ">":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        elif c in ";{":
+            return -1
+    return -1
+
+
+def _function_pointer_param_edits(code: str) -> list[tuple[int, int, str]]:
+    """A function-pointer template parameter `void (*deq)(device const q_t*, short, thread float4&)`
+    is spelled `typename metal::enigma_fn_ptr<void (...)>::type deq`: the same type, which clang's C++
+    for OpenCL accepts a function (or function template) name for (see enigma_fn_ptr in the layer)."""
+    edits = []
+    for m in re.finditer(r"\btemplate\s*<", code):
+        end = _template_header_end(code, m.end() - 1)
+        if end < 0:
+            continue
+        start = m.end()
+        for part_start, part in _split_params(code, start, end - 1):
+            fm = _FN_PTR_PARAM.fullmatch(part.strip())
+            if not fm:
+                continue
+            a = part_start + len(part) - len(part.lstrip())
+            b = part_start + len(part.rstrip())
+            text = f"typename metal::enigma_fn_ptr<{fm.group(1)} ({fm.group(3)})>::type {fm.group(2)}"
+            edits.append((a, b, text + "\n" * code.count("\n", a, b)))
+    return edits
+
+
+def _split_params(code: str, start: int, end: int) -> list[tuple[int, str]]:
+    """code[start:end] split at its top-level commas: (offset, text) pairs."""
+    out, depth, last = [], 0, start
+    for i in range(start, end):
+        c = code[i]
+        if c in "([{<":
+            depth += 1
+        elif c in ")]}>":
+            depth -= 1
+        elif c == "," and depth == 0:
+            out.append((last, code[last:i]))
+            last = i + 1
+    out.append((last, code[last:end]))
+    return out
+
+
 def _substitute(text: str, names: dict[str, str]) -> str:
     if not names:
         return text
@@ -662,6 +724,9 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
       the constant address space is read-only anyway; MLX's os_log fallback takes its format so);
     - `static_cast<bfloat>(x)` (or through a typedef of bfloat) calls metal::enigma_bfloat_cast: Metal
       converts half to bfloat explicitly, clang refuses (__bf16 from _Float16), so half goes via float;
+    - a function-pointer template parameter `void (*f)(ARGS)` reads
+      `typename metal::enigma_fn_ptr<void (ARGS)>::type f` (clang refuses every argument of the
+      spelled type in C++ for OpenCL; ggml's quantized kernels take their dequantizers so);
     - constructors qualified `thread` (with an initialiser list: `complex_t(T r, T i) thread : ...`,
       MLX) lose the qualifier:
       in Metal they also serve temporaries (`return {re, im};`), which clang's `__private` method
@@ -708,6 +773,7 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
     for m in _THREAD_CTOR.finditer(code):
         edits.append((m.start(1), m.end(1), " " * len(m.group(1))))
     edits += _template_edits(code)
+    edits += _function_pointer_param_edits(code)
     edits += _vector_cast_edits(src, code)
     for a, b, text in sorted(edits, reverse=True):
         src = src[:a] + text + src[b:]

@@ -318,3 +318,54 @@ kernel void k(device const half4* h [[buffer(0)]], device float4* out [[buffer(1
     out = np.zeros((2, 4), np.float32)
     run_msl(src, h, out, grid=1, block=2)
     np.testing.assert_array_equal(out, 3 * h.astype(np.float32) + 1)
+
+
+GGML_DEQUANT = H + """
+typedef struct { half d; uchar qs[4]; } block_t;
+template <typename type4> void dequant(device const block_t* b, short il, thread type4& reg) {
+  for (int i = 0; i < 4; i++) reg[i] = (float)b->d * (b->qs[i] - 8) + il;
+}
+void dequant_plain(device const block_t* b, short il, thread float4& reg) { reg = float4(il); }
+template <typename q_t, short il,
+          void (*deq)(device const q_t *, short, thread float4 &)>
+kernel void get_rows(device const q_t* src, device float4* dst, uint i [[thread_position_in_grid]]) {
+  float4 r; deq(src + i, il, r); dst[i] = r;
+}
+typedef decltype(get_rows<block_t, 1, dequant>) get_rows_t;
+template [[host_name("get_rows_q")]] kernel get_rows_t get_rows<block_t, 1, dequant>;
+template [[host_name("get_rows_plain")]] kernel get_rows_t get_rows<block_t, 2, dequant_plain>;
+
+kernel void misc(device const float4x4* m, device half4x4* h, device int* sel, device float* diag,
+                 device float* filled, uint l [[thread_index_in_simdgroup]]) {
+  if (l == 0) { *h = (half4x4)(*m); }
+  sel[l] = select(1, -1, (int)(l & 2));
+  simdgroup_float8x8 d(2.0f);
+  simdgroup_store(d, diag, 8);
+  simdgroup_float8x8 f = make_filled_simdgroup_matrix<float, 8>(3.0f);
+  simdgroup_store(f, filled, 8);
+}
+"""
+
+
+def test_function_pointer_template_parameters_and_ggml_matrix_forms():
+    """ggml passes its dequantizers as `void (*deq)(...)` template arguments (function templates and
+    plain functions), builds diagonal simdgroup matrices with `simdgroup_float8x8 t(1.0f)`, fills with
+    `make_filled_simdgroup_matrix<float, 8>`, converts `(half4x4) float4x4`, and selects on an int."""
+    blocks = np.zeros(3, np.dtype([("d", np.float16), ("qs", np.uint8, 4)]))
+    blocks["d"] = [1, 2, 0.5]
+    blocks["qs"] = np.arange(12).reshape(3, 4)
+    out = np.zeros((3, 4), np.float32)
+    run_msl(GGML_DEQUANT, blocks.view(np.uint8), out, name="get_rows_q", grid=1, block=3)
+    want = blocks["d"].astype(np.float32)[:, None] * (blocks["qs"].astype(np.float32) - 8) + 1
+    np.testing.assert_array_equal(out, want)
+    run_msl(GGML_DEQUANT, blocks.view(np.uint8), out, name="get_rows_plain", grid=1, block=3)
+    np.testing.assert_array_equal(out, np.full((3, 4), 2, np.float32))
+    m = np.arange(16, dtype=np.float32).reshape(4, 4) + 0.25
+    h = np.zeros((4, 4), np.float16)
+    sel = np.zeros(32, np.int32)
+    diag, filled = np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32)
+    run_msl(GGML_DEQUANT, m, h, sel, diag, filled, name="misc", grid=1, block=32)
+    np.testing.assert_array_equal(h, m.astype(np.float16))
+    np.testing.assert_array_equal(sel, np.where(np.arange(32) & 2, -1, 1))
+    np.testing.assert_array_equal(diag, 2 * np.eye(8, dtype=np.float32))
+    np.testing.assert_array_equal(filled, np.full((8, 8), 3, np.float32))
