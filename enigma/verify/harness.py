@@ -29,6 +29,7 @@ from enigma.verify import clang as _clang
 from enigma.verify.msl import (
     KernelSig,
     MslError,
+    absent_params,
     expand_macros,
     parse_kernel,
     remap_lines,
@@ -129,6 +130,8 @@ class MslProgram:
         # the source's own macros (if they write declarations) and headers (`#include "x.h"`)
         code = expand_macros(source, file, include_dirs)
         self.sig: KernelSig = parse_kernel(code, name, file)
+        # [[buffer(i), function_constant(c)]] parameters absent for these values (need no data)
+        self.absent_buffers = absent_params(self.sig, code, dict(function_constants or {}), file)
         prepared, self.threadgroup_vars = prepare_source(code, dict(function_constants or {}), file)
         if code is not source:
             self.sig, self.threadgroup_vars = remap_lines(self.sig, self.threadgroup_vars, code, file)
@@ -171,7 +174,7 @@ class MslProgram:
         if extra:
             raise ValueError(f"kernel {self.name} has no [[buffer({min(extra)})]]; its buffers are "
                              f"{sorted(wanted)}")
-        missing = wanted - set(buffers)
+        missing = wanted - set(buffers) - self.absent_buffers
         if missing:
             p = self.sig.buffer(min(missing))
             raise ValueError(f"no data for [[buffer({p.index})]] ({p.name}) of kernel {self.name}")
@@ -222,7 +225,7 @@ class MslProgram:
                     race_check):
         rt = self._rt
         library, entry = self._race_entry() if race_check else (self.library, self._entry)
-        nbuf = max(arrays, default=-1) + 1
+        nbuf = max([*arrays, *self.sig.buffer_indices], default=-1) + 1  # an absent buffer reads null
         ptrs = (ctypes.c_void_p * max(nbuf, 1))()
         bufs: list[_Buffer] = []
         try:

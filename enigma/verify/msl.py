@@ -89,6 +89,9 @@ class Param:
     attr: str
     index: int | None
     line: int
+    # `[[buffer(2), function_constant(use_c)]]`: the parameter exists only when the bool function
+    # constant `use_c` is true (MLX's steel GEMM); "" for an unconditional parameter
+    condition: str = ""
 
     @property
     def is_buffer(self) -> bool:
@@ -177,7 +180,8 @@ def _closest(word: str) -> str | None:
     return hit[0] if hit else None
 
 
-_KERNEL_DEF = re.compile(r"(?:\bkernel\b|\[\[\s*kernel\s*\]\])\s+void\s+(\w+)\s*\(")
+# `[[kernel, max_total_threads_per_threadgroup(N)]]` too (MLX's sort.h)
+_KERNEL_DEF = re.compile(r"(?:\bkernel\b|\[\[\s*kernel\s*(?:,[^\]\[]*)?\]\])\s+void\s+(\w+)\s*\(")
 # `template [[host_name("name")]] [[kernel]] void k<float>(params);`, MLX's
 # `template [[host_name("name")]] [[kernel]] decltype(k<float>) k<float>;` or ggml's
 # `template [[host_name("name")]] kernel kernel_t k<float>;` (kernel_t a typedef of decltype(k<...>))
@@ -297,6 +301,57 @@ def _vector_cast_edits(src: str, code: str) -> list[tuple[int, int, str]]:
         end = _operand_end(code, m.end())
         if end > m.end():
             edits.append((m.start(), end, f"{m.group(1)}({src[m.end():end]})"))
+    return edits
+
+
+_VECTOR_DIRECT_INIT = re.compile(r"(?<![\w:.>])((?:metal::)?(?:float|half|bfloat|int|uint|short|ushort|char|"
+                                 r"uchar|long|ulong)[234])\s+(\w+)\s*\(")
+_DECL_PIECE = re.compile(r"^\s*(?:(?:const|volatile|device|thread|threadgroup|constant)\s+)*[A-Za-z_][\w:]*"
+                         r"(?:\s*<[^()]*>)?\s+[A-Za-z_]\w*\s*$|^\s*(?:const\s+)?(?:bool|float|half|bfloat|int|uint|"
+                         r"short|ushort|char|uchar|long|ulong|size_t|void)[234]?\s*[&*]*\s*$")
+_NOT_A_BODY = re.compile(r"(?:\b(?:struct|class|union|enum|namespace)\b[^;{}()]*|=\s*|\bextern\s*\"C\"\s*)$")
+
+
+def _vector_direct_init_edits(code: str) -> list[tuple[int, int, str]]:
+    """`short2 offset(a, b);` in a function body (a vector declared with its constructor's
+    arguments: MLX's reduce_col.h) reads `short2 offset = short2(a, b);`: Metal's vector types have
+    constructors, clang's ext_vector types do not (`excess elements in scalar initializer`).
+    Prototypes (`float4 f(float a);`, `float4 g(float);`) and declarations outside a function body
+    are left alone."""
+    matches = list(_VECTOR_DIRECT_INIT.finditer(code))
+    if not matches:
+        return []
+    opens: list[int] = []  # innermost unclosed `{` at each match
+    inner_brace: list[int] = []
+    braces = iter(re.finditer(r"[{}]", code))
+    b = next(braces, None)
+    for m in matches:
+        while b is not None and b.start() < m.start():
+            if b.group() == "{":
+                opens.append(b.start())
+            elif opens:
+                opens.pop()
+            b = next(braces, None)
+        inner_brace.append(opens[-1] if opens else -1)
+    edits = []
+    for m, brace in zip(matches, inner_brace):
+        if brace < 0 or _NOT_A_BODY.search(code[max(0, brace - 200):brace]):
+            continue
+        close = _skip_balanced(code, m.end() - 1, "(", ")")
+        if not re.match(r"\s*;", code[close:]) or m.group(2) in ("operator", "return"):
+            continue
+        inner = code[m.end():close - 1]
+        pieces, depth, start = [], 0, 0
+        for i, ch in enumerate(inner):
+            depth += ch in "([{"
+            depth -= ch in ")]}"
+            if ch == "," and depth == 0:
+                pieces.append(inner[start:i])
+                start = i + 1
+        pieces.append(inner[start:])
+        if not inner.strip() or any(_DECL_PIECE.match(p) for p in pieces):
+            continue
+        edits.append((m.end(2), m.end(2), f" = {m.group(1)}"))
     return edits
 
 
@@ -470,6 +525,11 @@ def _param(text: str, line: int, file: str) -> Param:
                        "a kernel parameter is a device/constant pointer or reference (a buffer), or needs "
                        "a builtin attribute such as [[thread_position_in_grid]]")
     attr = m.group(1).strip()
+    cond = re.fullmatch(r"(.*?)\s*,\s*function_constant\s*\(\s*(\w+)\s*\)|function_constant\s*\(\s*(\w+)\s*\)"
+                        r"\s*,\s*(.*)", attr, re.S)
+    condition = ""
+    if cond:  # present only when the function constant is true
+        attr, condition = (cond.group(1), cond.group(2)) if cond.group(2) else (cond.group(4), cond.group(3))
     am = re.fullmatch(r"(\w+)\s*(?:\(\s*(\d+)\s*\))?", attr)
     if not am:
         raise MslError(f"cannot read the attribute [[{attr}]]", file, line)
@@ -480,7 +540,7 @@ def _param(text: str, line: int, file: str) -> Param:
     if word not in ("buffer", "threadgroup") and word not in BUILTINS_VEC and word not in BUILTINS_SCALAR \
             and word not in ZERO_BUILTINS:
         raise MslError(f"[[{attr}]] is not a kernel parameter attribute", file, line)
-    return Param(type_text, nm.group(1), word, int(idx) if idx is not None else None, line)
+    return Param(type_text, nm.group(1), word, int(idx) if idx is not None else None, line, condition)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -680,6 +740,13 @@ _FUNCTION_CONSTANT = re.compile(r"\bconstant\s+([\w:]+(?:\s*<[^;{}]*?>)?)\s+(\w+
 _BFLOAT_ALIAS = re.compile(r"\btypedef\s+(?:metal::)?bfloat\s+(\w+)\s*;"
                            r"|\busing\s+(\w+)\s*=\s*(?:metal::)?bfloat\s*;")
 _THREAD_CTOR = re.compile(r"\)\s*(thread)\s*(?=:[^:])")
+_THREAD_CONVERSION = re.compile(r"\boperator\b[^;{}()]*\(\s*\)\s*(?:const\s+)?(thread)\s*(?=\{)")
+# a constructor (no return type: after METAL_FUNC/constexpr/inline/explicit or a new member) with a body
+_THREAD_CTOR_BODY = re.compile(r"(?:[;{}:]|\b(?:METAL_FUNC|constexpr|inline|explicit))\s*"
+                               r"(?!(?:if|for|while|switch|return)\b)\w+\s*"
+                               r"\([^;{}()]*(?:\([^;{}()]*\)[^;{}()]*)*\)\s*(thread)\s*(?=\{)")
+_THREAD_CONST_REF = re.compile(r"\b(thread)\s+const\s+[\w:]+(?:\s*<[^;{}()]*?>)?\s*&(?!&)"
+                               r"|\bconst\s+(thread)\s+[\w:]+(?:\s*<[^;{}()]*?>)?\s*&(?!&)")
 _CONSTEXPR_CONSTANT = re.compile(r"\b(?:constexpr\s+constant|constant\s+constexpr)\b")
 
 
@@ -710,6 +777,28 @@ def function_constants(code: str) -> list[tuple[str, str, str, int, int]]:
     return out
 
 
+def absent_params(sig: KernelSig, code: str, fc_values: dict[object, object] | None = None,
+                  file: str = "kernel.metal") -> set[int]:
+    """Buffer indices of `sig`'s conditional parameters (`[[buffer(i), function_constant(c)]]`) that do
+    not exist for these function constant values: `c` false or not given (as in Metal, a launch
+    need not bind them)."""
+    fc_values = dict(fc_values or {})
+    declared = {name: index for _, name, index, _, _ in function_constants(strip_comments(code))}
+    out = set()
+    for p in sig.params:
+        if not p.condition or p.index is None or not p.is_buffer:
+            continue
+        if p.condition not in declared:
+            raise MslError(f"[[buffer({p.index}), function_constant({p.condition})]]: {p.condition} is not a "
+                           f"function constant of the source", file, p.line)
+        index = declared[p.condition]
+        keys = (p.condition, index, int(index) if index.isdigit() else None)
+        value = next((fc_values[k] for k in keys if k is not None and k in fc_values), False)
+        if not bool(value):
+            out.add(p.index)
+    return out
+
+
 def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
                    file: str = "kernel.metal") -> tuple[str, list[ThreadgroupVar]]:
     """`src` as clang compiles it, and its threadgroup variables (see rewrite_threadgroup_vars):
@@ -730,7 +819,14 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
     - constructors qualified `thread` (with an initialiser list: `complex_t(T r, T i) thread : ...`,
       MLX) lose the qualifier:
       in Metal they also serve temporaries (`return {re, im};`), which clang's `__private` method
-      cannot construct; unqualified (generic) they serve every object in thread memory.
+      cannot construct; unqualified (generic) they serve every object in thread memory; so do
+      constructors without an initialiser list (`MMATile() thread {}`, MLX's steel GEMM: a member
+      default-constructed), conversion operators qualified `thread` (`operator U() const thread`,
+      complex.h: a `static_cast<float>` of a returned complex64_t converts a temporary) and
+      `thread const T&` references (a temporary binds to them in Metal: `f(short(i))` for a
+      `thread const short&` parameter); overloads qualified `device`/`threadgroup`/`constant` still
+      serve objects there;
+    - `short2 v(a, b);` reads `short2 v = short2(a, b);` (clang's vectors have no constructors).
     """
     fc_values = dict(fc_values or {})
     code = strip_comments(src)
@@ -770,11 +866,15 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
         edits.append((m.start(), m.end(), "metal::enigma_bfloat_cast("))
     for m in re.finditer(r"\bconstant\s+(char\s*\*)", code):  # a string literal binds to it, as in Metal
         edits.append((m.start(1), m.start(1), "const "))
-    for m in _THREAD_CTOR.finditer(code):
-        edits.append((m.start(1), m.end(1), " " * len(m.group(1))))
+    spans = {m.span(1) for m in [*_THREAD_CTOR.finditer(code), *_THREAD_CONVERSION.finditer(code),
+                                 *_THREAD_CTOR_BODY.finditer(code)]}
+    spans |= {m.span(1) if m.group(1) else m.span(2) for m in _THREAD_CONST_REF.finditer(code)}
+    for a, b in spans:
+        edits.append((a, b, " " * (b - a)))
     edits += _template_edits(code)
     edits += _function_pointer_param_edits(code)
     edits += _vector_cast_edits(src, code)
+    edits += _vector_direct_init_edits(code)
     for a, b, text in sorted(edits, reverse=True):
         src = src[:a] + text + src[b:]
         code = code[:a] + text + code[b:]

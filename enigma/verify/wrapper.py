@@ -41,8 +41,10 @@ def prepare_source(src: str, function_constants: dict[object, object] | None = N
     """
     code = strip_comments(src)
     # `[[kernel]] void f(...)` is Metal's attribute spelling of `kernel`: OpenCL needs the keyword
-    # (threadgroup variables are only allowed in kernels); same length, so columns stay.
-    for m in reversed(list(re.finditer(r"\[\[\s*kernel\s*\]\]", code))):
+    # (threadgroup variables are only allowed in kernels); same length, so columns stay. Attributes
+    # listed with it (`[[kernel, max_total_threads_per_threadgroup(256)]]`, a hint to Metal's
+    # compiler) go with it.
+    for m in reversed(list(re.finditer(r"\[\[\s*kernel\s*(?:,[^\]\[]*)?\]\]", code))):
         word = "kernel".ljust(m.end() - m.start())
         src = src[:m.start()] + word + src[m.end():]
         code = code[:m.start()] + word + code[m.end():]

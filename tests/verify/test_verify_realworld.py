@@ -303,6 +303,134 @@ def test_own_headers_from_include_dirs(tmp_path):
         run_msl(ok, b, grid=1, block=4)
 
 
+MLX_REDUCE_FORMS = H + """
+#pragma METAL internals : enable
+template <typename T>
+constexpr constant bool is_atomic_type = _disjunction<is_same<T, int>, is_same<T, float>>::value;
+#pragma METAL internals : disable
+template <typename T>
+constexpr constant bool both = _conjunction<is_same<T, T>, _negation<is_same<T, int>>>::value;
+union bool4_or_uint { bool4 b; uint i; };
+struct cplx {
+  float re, im;
+  cplx(float r, float i) thread : re(r), im(i) {}
+  operator float() const thread { return re; }
+  operator float() const device { return re + 1000.0f; }
+};
+cplx make(float x) { return cplx(x, -x); }
+float2 proto(float a);
+float2 proto2(float);
+float2 proto(float a) { return float2(a, 2.0f * a); }
+kernel void k(device const float* x [[buffer(0)]], device uint* flags [[buffer(1)]],
+              device short2* offs [[buffer(2)]], device float* conv [[buffer(3)]],
+              device const cplx* dc [[buffer(4)]], uint i [[thread_position_in_grid]]) {
+  bool4_or_uint u;
+  u.b = {true, true, true, true};
+  u.b[i % 4] = false;
+  flags[i] = u.i | (is_atomic_type<float> ? 0x100u : 0u) | (is_atomic_type<half> ? 0x200u : 0u)
+      | (both<float> ? 0x400u : 0u) | (both<int> ? 0x800u : 0u);
+  short2 off(i * 3 % 5, i / 2);
+  offs[i] = off;
+  conv[3 * i] = static_cast<float>(make(x[i]));  // a temporary: the thread conversion serves it
+  conv[3 * i + 1] = proto(x[i]).y;
+  conv[3 * i + 2] = static_cast<float>(dc[i]);  // the device one for device memory
+}
+"""
+
+
+def test_forms_of_mlx_reduction_headers():
+    """What MLX's reduction headers (atomic.h, reduction/ops.h, reduce_col.h) and complex.h write:
+    Apple's `_disjunction`/`_conjunction`/`_negation` (after `#pragma METAL internals`); a bool4
+    assigned a braced list and written through `b[i]` (its bytes read back through a union); a vector
+    declared with its constructor's arguments, `short2 off(a * b, c);` (prototypes stay prototypes);
+    a conversion operator qualified `thread` converting a temporary."""
+    x = np.array([1.5, -2.0, 3.25, 0.5, 7.0], np.float32)
+    flags = np.zeros(5, np.uint32)
+    offs = np.zeros((5, 2), np.int16)
+    conv = np.zeros((5, 3), np.float32)
+    dc = np.stack([x, -x], 1).astype(np.float32)
+    run_msl(MLX_REDUCE_FORMS, x, flags, offs, conv, dc, grid=1, block=5)
+    lanes = np.array([0x01010100, 0x01010001, 0x01000101, 0x00010101], np.uint32)
+    np.testing.assert_array_equal(flags, lanes[np.arange(5) % 4] | 0x100 | 0x400)
+    np.testing.assert_array_equal(offs, np.stack([np.arange(5) * 3 % 5, np.arange(5) // 2], 1))
+    np.testing.assert_array_equal(conv, np.stack([x, 2 * x, x + 1000], 1))
+
+
+def test_kernel_attribute_listing_a_thread_limit():
+    """`[[kernel, max_total_threads_per_threadgroup(N)]]` (MLX's sort.h) marks a kernel, plain and as
+    a template instantiated by host_name."""
+    src = H + """[[kernel, max_total_threads_per_threadgroup(64)]] void twice(device float* x [[buffer(0)]],
+    uint i [[thread_position_in_grid]]) { x[i] *= 2.0f; }
+template <typename T, short N>
+[[kernel, max_total_threads_per_threadgroup(N)]] void add_n(device T* x [[buffer(0)]],
+    uint i [[thread_position_in_grid]]) { x[i] += T(N); }
+template [[host_name("add_n_8")]] [[kernel]] decltype(add_n<float, 8>) add_n<float, 8>;
+"""
+    x = np.arange(4, dtype=np.float32)
+    run_msl(src, x, name="twice", grid=1, block=4)
+    run_msl(src, x, name="add_n_8", grid=1, block=4)
+    np.testing.assert_array_equal(x, 2 * np.arange(4) + 8)
+
+
+MLX_STEEL_FORMS = """#include <metal_stdlib>
+#include <metal_simdgroup_matrix>
+using namespace metal;
+#define instantiate(name, T) template [[host_name(name)]] [[kernel]] decltype(steel<T>) steel<T>;
+struct Tile {
+  float v[2] = {1.0f, 2.0f};
+  METAL_FUNC Tile() thread {}
+};
+struct Block {
+  Tile t;
+  short s;
+  Block(short s) thread : s(s) {}
+};
+float twice(thread const short& x) { return 2.0f * x; }
+template <typename T> struct is_f : metal::bool_constant<is_same_v<metal::remove_addrspace_t<T>, float>> {};
+constant bool use_c [[function_constant(3)]];
+template <typename T>
+[[kernel]] void steel(device const T* a, device T* out, device const T* c [[buffer(2), function_constant(use_c)]],
+                      uint l [[thread_index_in_simdgroup]]) {
+  const int k = 7;
+  Block b(5);
+  simdgroup_matrix<T, 8, 8> m(T(3));
+  reinterpret_cast<thread vec<T, 2>&>(m.thread_elements()) = float2(a[2 * l], a[2 * l + 1]);
+  simdgroup_store(m, out, 8);
+  if (l == 0) {
+    out[64] = b.t.v[1] + twice(k) + (is_f<device T>::value ? 100.0f : 0.0f) + (use_c ? c[0] : T(0));
+  }
+}
+instantiate("steel_f32", float)
+"""
+
+
+@pytest.mark.parametrize("use_c", [False, True])
+def test_forms_of_mlx_steel_headers(use_c):
+    """What MLX's steel GEMM headers write: `#include <metal_simdgroup_matrix>` in a source whose own
+    macros are expanded first; a member default-constructed by a `thread` constructor without an
+    initialiser list; an int temporary bound to a `thread const short&` parameter;
+    `metal::bool_constant` and `metal::remove_addrspace_t`; a local simdgroup matrix's
+    `thread_elements()` as a `thread` reference; a buffer that exists only when a function constant
+    is true (`[[buffer(2), function_constant(use_c)]]`: not bound when false)."""
+    a = np.arange(64, dtype=np.float32)
+    out = np.zeros(65, np.float32)
+    prog = compile_msl(MLX_STEEL_FORMS, "steel_f32", function_constants={"use_c": use_c})
+    bufs = {0: a, 1: out}
+    if use_c:
+        bufs[2] = np.array([1000.0], np.float32)
+    prog.run(bufs, grid=1, block=32)
+    lane = np.arange(32)
+    row, col = ((lane // 4) & 4) + (lane // 2) % 4, ((lane // 4) & 2) * 2 + (lane % 2) * 2  # the layout
+    want = np.zeros(64, np.float32)
+    want[row * 8 + col], want[row * 8 + col + 1] = a[2 * lane], a[2 * lane + 1]
+    np.testing.assert_array_equal(out[:64], want)  # each lane's two elements where the lane holds them
+    assert out[64] == 2 + 14 + 100 + (1000 if use_c else 0)
+    if not use_c:
+        with pytest.raises(ValueError, match=r"no data for \[\[buffer\(2\)\]\] \(c\)"):
+            compile_msl(MLX_STEEL_FORMS, "steel_f32", function_constants={"use_c": True}).run(
+                bufs, grid=1, block=32)
+
+
 def test_c_style_vector_conversions():
     src = H + """float4 widen(half4 v) { return (float4) v; }
 kernel void k(device const half4* h [[buffer(0)]], device float4* out [[buffer(1)]],
