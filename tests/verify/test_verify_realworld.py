@@ -389,7 +389,8 @@ float twice(thread const short& x) { return 2.0f * x; }
 template <typename T> struct is_f : metal::bool_constant<is_same_v<metal::remove_addrspace_t<T>, float>> {};
 constant bool use_c [[function_constant(3)]];
 template <typename T>
-[[kernel]] void steel(device const T* a, device T* out, device const T* c [[buffer(2), function_constant(use_c)]],
+[[kernel]] void steel(device const T* a, device T* out,
+                      device const T* c [[buffer(2), function_constant(use_c)]],
                       uint l [[thread_index_in_simdgroup]]) {
   const int k = 7;
   Block b(5);
