@@ -763,6 +763,84 @@ def test_mlx_steel_gemm(case, mlx):
     np.testing.assert_allclose(_val(t, d), want, rtol=tol, atol=tol * max(1.0, float(np.abs(want).max())))
 
 
+
+# ---------------------------------------------------------------------------------------------------
+# affine quantization (quantized.h with quantized_utils.h and steel/gemm/gemm.h, as MLX's
+# quantized.metal includes them): w holds `bits`-bit values packed little-endian into uint32
+# (value i of a word at bit bits * i), one scale and bias per group of `group_size` along K:
+# W = scale * q + bias. qmv/qmm_t take W as (N, K), qvm/qmm_n as (K, N) (packed along N).
+
+HEADERS["quantized"] = ("utils.h", "steel/gemm/gemm.h", "quantized_utils.h", "quantized.h")
+# case -> (kernel, T, group_size, bits, M, N, K, extra template arguments)
+QUANT = {
+    "qmv_fast_f32_b4": ("affine_qmv_fast", "float", 64, 4, 3, 16, 1024, ("false",)),
+    "qmv_fast_f16_b8": ("affine_qmv_fast", "half", 32, 8, 2, 24, 512, ("false",)),
+    "qmv_fast_bf16_b4_partial": ("affine_qmv_fast", "bfloat16_t", 128, 4, 2, 20, 512, ("false", "true")),
+    "qmv_f32_b4": ("affine_qmv", "float", 64, 4, 3, 20, 320, ("false",)),
+    "qmv_f16_b2": ("affine_qmv", "half", 32, 2, 2, 12, 160, ("false",)),
+    "qvm_f32_b4": ("affine_qvm", "float", 64, 4, 3, 128, 96, ("false",)),
+    "qmm_t_f32_b4": ("affine_qmm_t", "float", 64, 4, 40, 48, 256, ("false", "false")),
+    "qmm_t_f16_b8_aligned": ("affine_qmm_t", "half", 64, 8, 33, 64, 128, ("true", "false")),
+    "qmm_n_f32_b4": ("affine_qmm_n", "float", 64, 4, 40, 128, 96, ("false",)),
+    "dequantize_f32_b4": ("affine_dequantize", "float", 64, 4, 0, 8, 256, ()),
+    "dequantize_f16_b8": ("affine_dequantize", "half", 32, 8, 0, 6, 128, ()),
+}
+
+
+def _quantize(rng: np.random.Generator, rows: int, cols: int, bits: int, gs: int, t: str
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(packed uint32 (rows, cols * bits / 32), scales, biases (rows, cols / gs) in T, and the
+    dequantized matrix in float64 from the values T holds)."""
+    q = rng.integers(0, 2 ** bits, (rows, cols)).astype(np.uint32)
+    scales = _to(t, rng.random((rows, cols // gs)) * 0.1 + 0.01)
+    biases = _to(t, rng.standard_normal((rows, cols // gs)) * 0.1)
+    per = 32 // bits
+    packed = np.zeros((rows, cols // per), np.uint32)
+    for i in range(per):
+        packed |= q[:, i::per] << np.uint32(bits * i)
+    deq = np.repeat(_val(t, scales), gs, 1) * q + np.repeat(_val(t, biases), gs, 1)
+    return packed, scales, biases, deq
+
+
+@pytest.mark.parametrize("case", sorted(QUANT))
+def test_mlx_quantized(case, mlx):
+    """Launched as MLX does: qmv and qmv_fast 2 simdgroups of 4 rows each per group, grid (M, N / 8);
+    qvm 2 simdgroups of 32 columns, grid (M, N / 64); qmm_t and qmm_n 32 x 2 x 2 threads per 32 x 32
+    tile of y; dequantize a thread per byte of w."""
+    from enigma.verify import compile_msl
+
+    kernel, t, gs, bits, m, n, k, extra = QUANT[case]
+    host = f"{case}_gs{gs}"
+    src = _source("quantized", host, kernel, t, str(gs), str(bits), *extra)
+    prog = compile_msl(src, host, include_dirs=[mlx])
+    rng = _rng(case)
+    transposed = kernel in ("affine_qmv_fast", "affine_qmv", "affine_qmm_t", "affine_dequantize")
+    w, scales, biases, deq = _quantize(rng, n, k, bits, gs, t) if transposed else \
+        _quantize(rng, k, n, bits, gs, t)
+    if kernel == "affine_dequantize":
+        out = np.zeros((n, k), scales.dtype)
+        nbytes = w.nbytes
+        prog.run({0: w.view(np.uint8), 1: scales, 2: biases, 3: out}, grid=(nbytes // 32, 1, 1),
+                 block=(32, 1, 1))
+        tol = {"float": 1e-6, "half": 1e-3}[t]
+        np.testing.assert_allclose(_val(t, out), deq, rtol=tol, atol=tol)
+        return
+    x = _to(t, rng.standard_normal((m, k)))
+    y = np.zeros((m, n), x.dtype)
+    i32, i64 = np.zeros(1, np.int32), np.zeros(1, np.int64)
+    batch = [np.int32(0), i32, i64, np.int32(0), i32, i64, i64, i64]  # not batched
+    if kernel in ("affine_qmm_t", "affine_qmm_n"):
+        bufs = dict(enumerate([w, scales, biases, x, y, np.int32(k), np.int32(n), np.int32(m), *batch]))
+        launch = dict(grid=(-(-n // 32), -(-m // 32), 1), block=(32, 2, 2))
+    else:
+        bufs = dict(enumerate([w, scales, biases, x, y, np.int32(k), np.int32(n), *batch]))
+        per_group = 64 if kernel == "affine_qvm" else 8
+        launch = dict(grid=(m, -(-n // per_group), 1), block=(32, 2, 1))
+    prog.run(bufs, **launch)
+    want = _val(t, x) @ (deq.T if transposed else deq)
+    tol = {"float": 2e-5, "half": 2e-3, "bfloat16_t": 1e-2}[t]
+    np.testing.assert_allclose(_val(t, y), want, rtol=tol, atol=tol * float(np.abs(want).max()))
+
 def test_mlx_return_before_barrier_is_reported(mlx):
     """col_reduce_small launched with more column-threads than columns (not MLX's launch): the
     threads past the last column return before the kernel's threadgroup_barrier, which is reported
