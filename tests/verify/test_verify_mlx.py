@@ -841,6 +841,67 @@ def test_mlx_quantized(case, mlx):
     tol = {"float": 2e-5, "half": 2e-3, "bfloat16_t": 1e-2}[t]
     np.testing.assert_allclose(_val(t, y), want, rtol=tol, atol=tol * float(np.abs(want).max()))
 
+
+# ---------------------------------------------------------------------------------------------------
+# gemv.h: gemv (out = mat @ vec, mat (out, in)) and gemv_t (out = vec @ mat, mat (in, out)),
+# `instantiate_kernel(name, gemv, T, BM, BN, SM, SN, TM, TN, kDoNCBatch, kDoAxpby)`; a group of
+# 32 x BN x BM threads per block of outputs along x (MLX's launch)
+
+HEADERS["gemv"] = ("utils.h", "gemv.h")
+# case -> (kernel, T, (BM, BN, SM, SN, TM, TN), axpby, out size, in size)
+GEMVS = {
+    "gemv_f32": ("gemv", "float", (4, 1, 1, 32, 4, 4), False, 77, 130),
+    "gemv_f32_axpby": ("gemv", "float", (4, 1, 1, 32, 4, 4), True, 77, 130),
+    "gemv_f16_sm8": ("gemv", "half", (1, 1, 8, 4, 4, 4), False, 70, 96),
+    "gemv_f32_bn8": ("gemv", "float", (1, 8, 1, 32, 4, 4), False, 77, 130),  # KNOWN_FAILURES
+    "gemv_t_f32": ("gemv_t", "float", (1, 1, 8, 4, 4, 4), False, 77, 130),
+    "gemv_t_f32_axpby_bn2": ("gemv_t", "float", (1, 2, 8, 4, 4, 1), True, 80, 130),
+    "gemv_t_f32_bn2_partial": ("gemv_t", "float", (1, 2, 8, 4, 4, 1), False, 77, 130),  # KNOWN_FAILURES
+    "gemv_t_bf16_bm4": ("gemv_t", "bfloat16_t", (4, 1, 1, 32, 1, 4), False, 256, 100),
+}
+KNOWN_FAILURES["gemv[gemv_f32_bn8]"] = (
+    r"threadgroup_barrier at line \d+ is not reached by every thread of the threadgroup",
+    "gemv with BN > 1 (several simdgroups across the input) combines them with a "
+    "threadgroup_barrier inside `if (thrN == 0)` (gemv.h, GEMVKernel::run): only lane 0 of each "
+    "simdgroup reaches it, which Metal's rule for barriers forbids (every thread of the group "
+    "must reach it, or none)")
+KNOWN_FAILURES["gemv[gemv_t_f32_bn2_partial]"] = (
+    r"threadgroup_barrier at line \d+ is not reached by every thread of the threadgroup",
+    "gemv_t's main loop has a threadgroup_barrier inside `if (out_col < out_vec_size)` "
+    "(GEMVTKernel::run): when the output size is not a multiple of the block (TN = 1: 77 of 80 "
+    "columns), the threads of the columns past the end skip every barrier of the loop")
+
+
+@pytest.mark.parametrize("case", sorted(GEMVS))
+def test_mlx_gemv(case, mlx):
+    from enigma.verify import KernelError, compile_msl
+
+    kernel, t, (bm, bn, sm, sn, tm, tn), axpby, n_out, n_in = GEMVS[case]
+    host = f"{case}_{bm}_{bn}_{sm}_{sn}_{tm}_{tn}"
+    src = _source("gemv", host, kernel, t, *map(str, (bm, bn, sm, sn, tm, tn)), "false", str(axpby).lower())
+    prog = compile_msl(src, host, include_dirs=[mlx])
+    rng = _rng(case)
+    mat = _to(t, rng.standard_normal((n_out, n_in) if kernel == "gemv" else (n_in, n_out)))
+    vec, bias = _to(t, rng.standard_normal(n_in)), _to(t, rng.standard_normal(n_out))
+    out = np.zeros(n_out, vec.dtype)
+    i64 = np.zeros(1, np.int64)
+    bufs = dict(enumerate([mat, vec, bias, out, np.int32(n_in), np.int32(n_out),
+                           np.int32(n_in if kernel == "gemv" else n_out), np.float32(0.5), np.float32(-2.0),
+                           np.int32(1), np.array([1], np.int32), i64, i64, i64, np.int32(1)]))
+    block = bm * sm * tm if kernel == "gemv" else bn * sn * tn  # outputs per group
+    launch = dict(grid=(-(-n_out // block), 1, 1), block=(32, bn, bm))
+    known = KNOWN_FAILURES.get(f"gemv[{case}]")
+    if known:
+        with pytest.raises(KernelError, match=known[0]):
+            prog.run(bufs, **launch)
+        return
+    prog.run(bufs, **launch)
+    want = _val(t, mat) @ _val(t, vec) if kernel == "gemv" else _val(t, vec) @ _val(t, mat)
+    if axpby:
+        want = 0.5 * want - 2.0 * _val(t, bias)
+    tol = {"float": 2e-5, "half": 2e-3, "bfloat16_t": 1e-2}[t]
+    np.testing.assert_allclose(_val(t, out), want, rtol=tol, atol=tol * float(np.abs(want).max()))
+
 def test_mlx_return_before_barrier_is_reported(mlx):
     """col_reduce_small launched with more column-threads than columns (not MLX's launch): the
     threads past the last column return before the kernel's threadgroup_barrier, which is reported

@@ -432,6 +432,25 @@ def test_forms_of_mlx_steel_headers(use_c):
                 bufs, grid=1, block=32)
 
 
+def test_uniform_values():
+    """Metal's `uniform<T>` and `make_uniform` (MLX's gemv.h): a value promised equal in every thread,
+    with T's arithmetic and conversions."""
+    src = H + """kernel void k(device int* out [[buffer(0)]], constant int& n [[buffer(1)]],
+                  uint i [[thread_position_in_grid]]) {
+  constexpr const uniform<int> stride = make_uniform(4);
+  const uniform<int> size = make_uniform(n);
+  const uniform<int> iters = size / stride;
+  const uniform<int> rest = size - stride * iters;
+  int acc = 0;
+  for (int j = 0; j < iters; ++j) acc += j;
+  out[i] = acc * 100 + rest + int(i);
+}
+"""
+    out = np.zeros(3, np.int32)
+    run_msl(src, out, np.int32(23), grid=1, block=3)
+    np.testing.assert_array_equal(out, (0 + 1 + 2 + 3 + 4) * 100 + 3 + np.arange(3))
+
+
 def test_c_style_vector_conversions():
     src = H + """float4 widen(half4 v) { return (float4) v; }
 kernel void k(device const half4* h [[buffer(0)]], device float4* out [[buffer(1)]],
