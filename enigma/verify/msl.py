@@ -355,6 +355,48 @@ def _vector_direct_init_edits(code: str) -> list[tuple[int, int, str]]:
     return edits
 
 
+def _innermost_open(code: str, i: int) -> str:
+    """The innermost bracket (`(`, `[`, `{`) still open at code[i] ("" at file scope; looks back at
+    most 2,000 characters)."""
+    depth = {")": 0, "]": 0, "}": 0}
+    pairs = {"(": ")", "[": "]", "{": "}"}
+    for j in range(i - 1, max(-1, i - 2000), -1):
+        ch = code[j]
+        if ch in depth:
+            depth[ch] += 1
+        elif ch in pairs:
+            if depth[pairs[ch]]:
+                depth[pairs[ch]] -= 1
+            else:
+                return ch
+    return ""
+
+
+def _braced_argument_edits(code: str) -> list[tuple[int, int, str]]:
+    """`f({x, y, z}, ...)`: a braced list of 2 to 4 values passed as a call argument (MLX's
+    `elem_to_loc<IdxT>({N * index.x, index.y, index.z}, ...)` for a uint3 parameter) reads
+    `f(metal::enigma_list(x, y, z), ...)`, which converts to a vector of as many lanes or to any type
+    built as T{x, y, z} (C++ for OpenCL cannot list-initialise a vector parameter)."""
+    edits = []
+    for m in re.finditer(r"[(,]\s*(\{)", code):
+        open_at = m.start(1)
+        close = _skip_balanced(code, open_at, "{", "}")
+        inner = code[open_at + 1:close - 1]
+        if "{" in inner or ";" in inner or not re.match(r"\s*[,)]", code[close:]):
+            continue
+        if _innermost_open(code, open_at) != "(":
+            continue
+        depth, commas = 0, 0
+        for ch in inner:
+            depth += ch in "(["
+            depth -= ch in ")]"
+            commas += ch == "," and depth == 0
+        if not 1 <= commas <= 3 or not inner.strip():
+            continue
+        edits.append((open_at, close, f"metal::enigma_list({inner})"))
+    return edits
+
+
 def _template_edits(code: str) -> list[tuple[int, int, str]]:
     """C++ for OpenCL has no template kernels: a template kernel definition becomes a plain function
     template (the entry point calls `f<T>(...)`, which instantiates it) and its `[[host_name]]`
@@ -510,6 +552,11 @@ def _assign_indices(params: list[Param]) -> list[Param]:
 def _param(text: str, line: int, file: str) -> Param:
     m = re.search(r"\[\[(.*?)\]\]", text, re.S)
     decl = (text[:m.start()] if m else text).strip()
+    arr = re.fullmatch(r"(.*?\w)\s*\[\s*\w*\s*\]", decl, re.S)
+    if arr:  # `constant const int64_t strides[3]` (MLX's binary_g_nd3): an array parameter is a pointer
+        head = re.fullmatch(r"(.*?)(\w+)", arr.group(1), re.S)
+        if head:
+            decl = f"{head.group(1).rstrip()}* {head.group(2)}"
     nm = re.search(r"(\w+)\s*$", decl)
     if not nm:
         raise MslError(f"cannot read the parameter `{decl}`", file, line)
@@ -827,6 +874,8 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
       `thread const short&` parameter); overloads qualified `device`/`threadgroup`/`constant` still
       serve objects there;
     - `short2 v(a, b);` reads `short2 v = short2(a, b);` (clang's vectors have no constructors).
+    - `f({x, y, z})` (a braced list of 2 to 4 values as a call argument) reads
+      `f(metal::enigma_list(x, y, z))`, which converts to a vector parameter too.
     """
     fc_values = dict(fc_values or {})
     code = strip_comments(src)
@@ -875,6 +924,7 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
     edits += _function_pointer_param_edits(code)
     edits += _vector_cast_edits(src, code)
     edits += _vector_direct_init_edits(code)
+    edits += _braced_argument_edits(code)
     for a, b, text in sorted(edits, reverse=True):
         src = src[:a] + text + src[b:]
         code = code[:a] + text + code[b:]

@@ -902,6 +902,119 @@ def test_mlx_gemv(case, mlx):
     tol = {"float": 2e-5, "half": 2e-3, "bfloat16_t": 1e-2}[t]
     np.testing.assert_allclose(_val(t, out), want, rtol=tol, atol=tol * float(np.abs(want).max()))
 
+
+# ---------------------------------------------------------------------------------------------------
+# general-stride forms (unary_g, binary_g(_nd2/_nd3), copy_g(_nd3), copy_gg, ternary_g): strided views
+# of a larger buffer (transposed, broadcast), shapes and strides in elements as extra buffers; a
+# thread per N elements of the last axis, grid (ceil(last / N), shape[-2], rest), as MLX launches
+
+def _strided_view(name: str, dt: Any, shape: tuple[int, ...], perm: tuple[int, ...]
+                  ) -> tuple[np.ndarray, ...]:
+    """A contiguous base array and its transposed view of `shape`: (base, view, strides in elements)."""
+    base_shape = tuple(shape[perm.index(i)] for i in range(len(shape)))
+    rng = _rng(name)
+    base = rng.integers(-50, 50, base_shape).astype(dt) if np.dtype(dt).kind == "i" else \
+        rng.standard_normal(base_shape).astype(dt)
+    view = base.transpose(perm)
+    return base, view, np.array(view.strides, np.int64) // base.itemsize
+
+
+SHAPE3 = (4, 5, 7)
+
+
+def _g_launch(shape: tuple[int, ...], n: int) -> dict[str, Any]:
+    return dict(grid=(1, shape[-2], int(np.prod(shape[:-2]))), block=(-(-shape[-1] // n), 1, 1))
+
+
+@pytest.mark.parametrize("op,dt,n", [("Exp", F32, 1), ("Abs", I32, 4), ("Sqrt", F16, 2)])
+def test_mlx_unary_g(op, dt, n, mlx):
+    from enigma.verify import compile_msl
+
+    t = MSL[np.dtype(dt)]
+    host = f"g{n}_{op}{t}"
+    src = _source("unary", host, "unary_g", t, t, op, str(n))
+    base, view, strides = _strided_view(host, dt, SHAPE3, (2, 0, 1))
+    base = np.abs(base) if op == "Sqrt" else base
+    view = base.transpose((2, 0, 1))
+    out = np.zeros(SHAPE3, dt)
+    bufs = {0: base, 1: out, 2: np.array(SHAPE3, np.int32), 3: strides, 4: np.int32(3)}
+    compile_msl(src, host, include_dirs=[mlx]).run(bufs, **_g_launch(SHAPE3, n))
+    want = {"Exp": np.exp, "Abs": np.abs, "Sqrt": np.sqrt}[op](view.astype(dt if dt is I32 else np.float64))
+    np.testing.assert_allclose(out.astype(np.float64), want, rtol=1e-3 if dt is F16 else 1e-6)
+
+
+@pytest.mark.parametrize("kernel,op,n", [("binary_g", "Add", 1), ("binary_g", "Multiply", 4),
+                                         ("binary_g_nd3", "Subtract", 1), ("binary_g_nd2", "Maximum", 1)])
+def test_mlx_binary_g(kernel, op, n, mlx):
+    """a transposed, b broadcast along the middle axis (stride 0); binary_g_nd2 on 2-D views."""
+    from enigma.verify import compile_msl
+
+    host = f"{kernel}{n}_{op}float32"
+    extra = [str(n)] if kernel == "binary_g" else []
+    src = _source("binary", host, kernel, "float", "float", op, *extra)
+    shape = SHAPE3 if kernel != "binary_g_nd2" else SHAPE3[1:]
+    perm = (2, 0, 1) if len(shape) == 3 else (1, 0)
+    a_base, a, a_strides = _strided_view(host + "a", F32, shape, perm)
+    b_base = _rng(host + "b").standard_normal(shape[:-2] + (1,) + shape[-1:]).astype(F32)
+    b = np.broadcast_to(b_base, shape)
+    b_strides = np.array(b.strides, np.int64) // 4
+    out = np.zeros(shape, F32)
+    bufs: dict[int, Any] = {0: a_base, 1: b_base, 2: out}
+    if kernel == "binary_g":
+        bufs.update({3: np.array(shape, np.int32), 4: a_strides, 5: b_strides, 6: np.int32(len(shape))})
+    else:
+        bufs.update({3: a_strides, 4: b_strides})
+    launch = _g_launch(shape, n) if len(shape) == 3 else dict(grid=(1, shape[0], 1), block=(shape[1], 1, 1))
+    compile_msl(src, host, include_dirs=[mlx]).run(bufs, **launch)
+    want = {"Add": np.add, "Multiply": np.multiply, "Subtract": np.subtract, "Maximum": np.maximum}[op](a, b)
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kernel,dt_in,dt_out,n", [("copy_g", F32, F16, 1), ("copy_g", I32, F32, 4),
+                                                   ("copy_g_nd3", F32, F32, 1), ("copy_gg", F32, F32, 1)])
+def test_mlx_copy_g(kernel, dt_in, dt_out, n, mlx):
+    """A transposed view copied to a contiguous array (copy_gg: into a transposed destination)."""
+    from enigma.verify import compile_msl
+
+    t_in, t_out = MSL[np.dtype(dt_in)], MSL[np.dtype(dt_out)]
+    host = f"{kernel}{n}_{t_in}{t_out}"
+    extra = [str(n)] if kernel == "copy_g" else []
+    src = _source("copy", host, kernel, t_in, t_out, *extra)
+    base, view, strides = _strided_view(host, dt_in, SHAPE3, (2, 0, 1))
+    if kernel == "copy_gg":
+        dst_base = np.zeros((SHAPE3[2], SHAPE3[1], SHAPE3[0]), dt_out)  # the destination is (2, 1, 0)
+        dst_view = dst_base.transpose((2, 1, 0))
+        bufs = {0: base, 1: dst_base, 2: np.array(SHAPE3, np.int32), 3: strides,
+                4: np.array(dst_view.strides, np.int64) // dst_base.itemsize, 5: np.int32(3)}
+        compile_msl(src, host, include_dirs=[mlx]).run(bufs, **_g_launch(SHAPE3, 1))
+        np.testing.assert_array_equal(dst_view, view.astype(dt_out))
+        return
+    out = np.zeros(SHAPE3, dt_out)
+    if kernel == "copy_g":
+        bufs = {0: base, 1: out, 2: np.array(SHAPE3, np.int32), 3: strides, 5: np.int32(3)}
+    else:
+        bufs = {0: base, 1: out, 3: strides}
+    compile_msl(src, host, include_dirs=[mlx]).run(bufs, **_g_launch(SHAPE3, n))
+    np.testing.assert_array_equal(out, view.astype(dt_out))
+
+
+def test_mlx_ternary_g(mlx):
+    """Select with a transposed condition, a broadcast b and a contiguous c, 2 elements per thread."""
+    from enigma.verify import compile_msl
+
+    host = "g2_Selectfloat32"
+    src = _source("ternary", host, "ternary_g", "float", "Select", "2")
+    cond_base, cond, c_strides = _strided_view(host, np.int32, SHAPE3, (1, 2, 0))
+    cond_base = (cond_base > 0)
+    cond = cond_base.transpose((1, 2, 0))
+    b_base = _rng(host + "b").standard_normal(SHAPE3[-1]).astype(F32)
+    c = _rng(host + "c").standard_normal(SHAPE3).astype(F32)
+    out = np.zeros(SHAPE3, F32)
+    bufs = {0: cond_base, 1: b_base, 2: c, 3: out, 4: np.array(SHAPE3, np.int32), 5: c_strides,
+            6: np.array([0, 0, 1], np.int64), 7: np.array(c.strides, np.int64) // 4, 8: np.int32(3)}
+    compile_msl(src, host, include_dirs=[mlx]).run(bufs, **_g_launch(SHAPE3, 2))
+    np.testing.assert_array_equal(out, np.where(cond, np.broadcast_to(b_base, SHAPE3), c))
+
 def test_mlx_return_before_barrier_is_reported(mlx):
     """col_reduce_small launched with more column-threads than columns (not MLX's launch): the
     threads past the last column return before the kernel's threadgroup_barrier, which is reported

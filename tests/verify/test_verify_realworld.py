@@ -451,6 +451,27 @@ def test_uniform_values():
     np.testing.assert_array_equal(out, (0 + 1 + 2 + 3 + 4) * 100 + 3 + np.arange(3))
 
 
+def test_braced_list_arguments_and_array_parameters():
+    """MLX's general-stride kernels pass `{N * index.x, index.y, index.z}` for a uint3 parameter
+    (a braced list as a call argument: to a vector of as many lanes, or a struct) and declare
+    `constant const int64_t strides[3]` parameters (an array parameter is a pointer, bound in order)."""
+    src = H + """struct pair_t { int a; float b; };
+int pick(uint3 e, int k) { return int(e[k]); }
+float both(pair_t p) { return float(p.a) + p.b; }
+float2 twice(float2 v) { return 2.0f * v; }
+kernel void k(device float* out, constant const int64_t strides[3], uint3 i [[thread_position_in_grid]]) {
+  out[4 * i.x] = float(pick({2 * i.x, i.y + 7u, 9u}, 0) + pick({i.x, 5u, 9u}, 1));
+  out[4 * i.x + 1] = both({int(i.x), 0.5f});
+  out[4 * i.x + 2] = twice({1.0f, float(i.x)}).y;
+  out[4 * i.x + 3] = float(strides[0] + strides[2]);
+}
+"""
+    out = np.zeros((3, 4), np.float32)
+    run_msl(src, out, np.array([10, 20, 30], np.int64), grid=1, block=3)
+    i = np.arange(3, dtype=np.float32)
+    np.testing.assert_array_equal(out, np.stack([2 * i + 5, i + 0.5, 2 * i, np.full(3, 40.0)], 1))
+
+
 def test_c_style_vector_conversions():
     src = H + """float4 widen(half4 v) { return (float4) v; }
 kernel void k(device const half4* h [[buffer(0)]], device float4* out [[buffer(1)]],
