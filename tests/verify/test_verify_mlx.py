@@ -1015,6 +1015,103 @@ def test_mlx_ternary_g(mlx):
     compile_msl(src, host, include_dirs=[mlx]).run(bufs, **_g_launch(SHAPE3, 2))
     np.testing.assert_array_equal(out, np.where(cond, np.broadcast_to(b_base, SHAPE3), c))
 
+
+# ---------------------------------------------------------------------------------------------------
+# logsumexp.h (launched as softmax) and binary_two.h (DivMod: two outputs, metal::array results)
+
+HEADERS["logsumexp"] = ("utils.h", "logsumexp.h")
+HEADERS["binary_two"] = ("utils.h", "binary_ops.h", "binary_two.h")
+
+
+@pytest.mark.parametrize("kernel,t,axis", [("logsumexp", "float", 203), ("logsumexp", "half", 130),
+                                           ("logsumexp_looped", "float", 4500)])
+def test_mlx_logsumexp(kernel, t, axis, mlx):
+    from enigma.verify import compile_msl
+
+    host = f"{kernel}_{t}"
+    src = _source("logsumexp", host, kernel, t, "float")
+    x = _to(t, _rng(host).standard_normal((3, axis)) * 3)
+    out = np.zeros(3, x.dtype)
+    threads = 1024 if kernel == "logsumexp_looped" else -(-axis // 128) * 32
+    compile_msl(src, host, include_dirs=[mlx]).run({0: x, 1: out, 2: np.int32(axis)}, grid=(3, 1, 1),
+                                                   block=(threads, 1, 1))
+    xv = _val(t, x)
+    want = xv.max(1) + np.log(np.exp(xv - xv.max(1, keepdims=True)).sum(1))
+    np.testing.assert_allclose(_val(t, out), want, rtol=1e-3 if t == "half" else 1e-5)
+
+
+@pytest.mark.parametrize("dt,form", [(I32, "vv"), (F32, "vv"), (I32, "sv")])
+def test_mlx_binary_two_divmod(dt, form, mlx):
+    """DivMod writes the floor quotient and the remainder (numpy's divmod) to two outputs."""
+    from enigma.verify import compile_msl
+
+    t = MSL[np.dtype(dt)]
+    host = f"{form}_DivMod{t}"
+    src = _source("binary_two", host, f"binary_{form}", t, t, "DivMod")
+    rng = _rng(host)
+    a = (rng.integers(-50, 50, N) if dt is I32 else rng.standard_normal(N) * 20).astype(dt)
+    b = rng.integers(1, 9, N) * rng.choice([-1, 1], N) if dt is I32 else rng.standard_normal(N) * 3
+    b = b.astype(dt)
+    if form == "sv":
+        a = a[:1].copy()
+    q, r = np.zeros(N, dt), np.zeros(N, dt)
+    compile_msl(src, host, include_dirs=[mlx]).run({0: a, 1: b, 2: q, 3: r, 4: np.uint32(N)}, grid=(1, 1, 1),
+                                                   block=(_threads(N, dt), 1, 1))
+    wq, wr = np.divmod(np.broadcast_to(a, (N,)).astype(np.float64 if dt is F32 else dt), b)
+    if dt is I32:
+        np.testing.assert_array_equal(q, wq)
+        np.testing.assert_array_equal(r, wr)
+    else:  # MLX: trunc(a / b) adjusted, fmod-based remainder: equal to numpy's up to rounding
+        np.testing.assert_allclose(q, wq, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(r, wr, rtol=1e-5, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------
+# sdpa_vector.h: attention for a few queries (decoding), one group of 32 simdgroups x 32 lanes per
+# (query head, query position), each simdgroup a key out of every 32; grouped-query heads; masks
+# and causality by function constant (as MLX's scaled_dot_product_attention.metal instantiates it)
+
+HEADERS["sdpa"] = ("utils.h", "sdpa_vector.h")
+# case -> (T, D, query heads, kv heads, keys, queries, mask: None / "causal" / "bool")
+SDPAS = {
+    "f32_d64_gqa2": ("float", 64, 4, 2, 45, 1, None),
+    "f16_d128_causal": ("half", 128, 2, 1, 40, 3, "causal"),
+    "f32_d64_bool_mask": ("float", 64, 2, 2, 37, 2, "bool"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SDPAS))
+def test_mlx_sdpa_vector(case, mlx):
+    from enigma.verify import compile_msl
+
+    t, d, hq, hkv, n, lq, mask = SDPAS[case]
+    host = f"sdpa_vector_{t}_{d}_{d}"
+    src = _source("sdpa", host, "sdpa_vector", t, str(d), str(d))
+    fc = {"has_mask": mask == "bool", "bool_mask": mask == "bool", "do_causal": mask == "causal",
+          "query_transposed": False, "float_mask": False, "has_sinks": False}
+    prog = compile_msl(src, host, include_dirs=[mlx], function_constants=fc)
+    rng = _rng(case)
+    q, k, v = (_to(t, rng.standard_normal(shape)) for shape in ((hq, lq, d), (hkv, n, d), (hkv, n, d)))
+    out = np.zeros((hq, lq, d), q.dtype)
+    scale = 1 / np.sqrt(d)
+    bufs: dict[int, Any] = dict(enumerate([q, k, v, out, np.int32(hq // hkv), np.int32(n), np.uint64(n * d),
+                                           np.uint64(d), np.uint64(n * d), np.uint64(d), np.float32(scale)]))
+    keep = np.ones((hq, lq, n), bool)
+    if mask == "bool":
+        keep = rng.random((hq, lq, n)) < 0.7
+        keep[..., 0] = True
+        bufs.update({11: keep, 13: np.int32(1), 14: np.int32(n), 15: np.int32(lq * n)})
+    elif mask == "causal":
+        keep = np.arange(n)[None, None, :] <= (n - lq + np.arange(lq))[None, :, None]
+    prog.run(bufs, grid=(hq, lq, 1), block=(1024, 1, 1))
+    kv = np.repeat(np.arange(hkv), hq // hkv)
+    scores = np.einsum("hqd,hkd->hqk", _val(t, q), _val(t, k)[kv]) * scale
+    scores = np.where(keep, scores, -np.inf)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    want = np.einsum("hqk,hkd->hqd", p / p.sum(-1, keepdims=True), _val(t, v)[kv])
+    tol = {"float": 2e-5, "half": 2e-3}[t]
+    np.testing.assert_allclose(_val(t, out), want, rtol=tol, atol=tol)
+
 def test_mlx_return_before_barrier_is_reported(mlx):
     """col_reduce_small launched with more column-threads than columns (not MLX's launch): the
     threads past the last column return before the kernel's threadgroup_barrier, which is reported
