@@ -246,14 +246,16 @@ def preprocess(source: str, file_name: str = "kernel.metal", include_dirs: Seque
     """`source` with its own macros expanded and its own headers (`#include "utils.h"`, found in
     `include_dirs`) inlined (`clang -E`; line markers kept, so later diagnostics still name
     `file_name`'s and the headers' lines). The compatibility layer defines only its version macros
-    here (`__ENIGMA_PREPROCESS__`): nothing of it is expanded into the result. Cached by content
-    when there are no include directories (with them the headers' contents are part of the result,
-    which the compile cache keys on)."""
+    here (`__ENIGMA_PREPROCESS__`): nothing of it is expanded into the result. Cached by content,
+    the include directories' files (paths and contents, up to PP_HASH_LIMIT bytes) included, so an
+    edited header is never stale."""
     clang = find_clang()
     dirs = [str(Path(d).resolve()) for d in include_dirs]
-    key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS), file_name, "pp")
+    headers = _dirs_digest(dirs) if dirs else ""  # None: too large to hash on every call
+    key = _key(source, shim_digest(), clang.version, " ".join(MSL_FLAGS), file_name, "pp", *dirs,
+               headers or "")
     out = cache_dir() / f"pp_{key}.metal"
-    if out.exists() and not dirs:
+    if out.exists() and headers is not None:
         return out.read_text()
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         t = Path(tmp)
@@ -264,9 +266,28 @@ def preprocess(source: str, file_name: str = "kernel.metal", include_dirs: Seque
         if r.returncode != 0:
             raise CompileError(f"clang could not preprocess the Metal source:\n{r.stderr.strip()}", r.stderr)
         text = (t / "pp.metal").read_text()
-        if not dirs:
+        if headers is not None:
             _atomic_move(t / "pp.metal", out)
     return text
+
+
+PP_HASH_LIMIT = 64 << 20  # bytes of include directories hashed to reuse a preprocessed source
+
+
+def _dirs_digest(dirs: Sequence[str]) -> str | None:
+    """sha256 of every file (path and content) under `dirs`, or None past PP_HASH_LIMIT bytes (such a
+    source is preprocessed on every compile instead)."""
+    h, total = hashlib.sha256(), 0
+    for d in dirs:
+        for p in sorted(Path(d).rglob("*")):
+            if p.is_file():
+                data = p.read_bytes()
+                total += len(data)
+                if total > PP_HASH_LIMIT:
+                    return None
+                h.update(f"{p}\0{len(data)}\0".encode())
+                h.update(data)
+    return h.hexdigest()
 
 
 def compile_kernel_library(source: str, *, file_name: str = "kernel.metal", race: bool = False) -> Path:

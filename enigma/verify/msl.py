@@ -47,32 +47,34 @@ class MslError(ValueError):
         super().__init__(loc + message + (f"\n  hint: {hint}" if hint else ""))
 
 
+_COMMENT_OR_LITERAL = re.compile(r"//[^\n]*|/\*.*?(?:\*/|\Z)"
+                                 r"|\"(?:\\.|[^\"\\\n])*(?:\\\Z)?(?:[\"\n]|\Z)"
+                                 r"|'(?:\\.|[^'\\\n])*(?:\\\Z)?(?:['\n]|\Z)", re.S)
+
+
+def _blank(m: re.Match[str]) -> str:
+    text = m.group()
+    if text.startswith("//"):
+        return " " * len(text)
+    if text.startswith("/*"):
+        return re.sub(r"[^\n]", " ", text)
+    q = text[0]  # a literal: its quotes kept (one that ends at a newline closes there), contents blank
+    if len(text) > 1 and text[-1] in (q, "\n") and not _escaped_end(text):
+        return q + " " * (len(text) - 2) + q
+    return q + " " * (len(text) - 1)
+
+
+def _escaped_end(text: str) -> bool:
+    """Whether the last character of a literal's match is escaped (odd run of backslashes before it)."""
+    k = len(text) - 2
+    while k >= 1 and text[k] == "\\":
+        k -= 1
+    return (len(text) - 2 - k) % 2 == 1
+
+
 def strip_comments(src: str) -> str:
     """`src` with comments and string literals blanked out (newlines kept, so lines still match)."""
-    out = []
-    i, n = 0, len(src)
-    while i < n:
-        c = src[i]
-        if src.startswith("//", i):
-            j = src.find("\n", i)
-            j = n if j < 0 else j
-            out.append(" " * (j - i))
-            i = j
-        elif src.startswith("/*", i):
-            j = src.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            out.append(re.sub(r"[^\n]", " ", src[i:j]))
-            i = j
-        elif c in "\"'":
-            j = i + 1
-            while j < n and src[j] != c and src[j] != "\n":
-                j += 2 if src[j] == "\\" else 1
-            out.append(c + " " * (min(j, n) - i - 1) + (c if j < n else ""))
-            i = j + 1
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
+    return _COMMENT_OR_LITERAL.sub(_blank, src)
 
 
 def line_of(src: str, pos: int) -> int:

@@ -472,6 +472,24 @@ kernel void k(device float* out, constant const int64_t strides[3], uint3 i [[th
     np.testing.assert_array_equal(out, np.stack([2 * i + 5, i + 0.5, 2 * i, np.full(3, 40.0)], 1))
 
 
+@pytest.mark.parametrize("src,want", [
+    ('a // c "x"\nb', "a" + " " * 9 + "\nb"),
+    ("a /* x\ny */ b", "a     \n     b"),
+    ('s = "a\\"b // c";', 's = "         ";'),
+    ("c = '\\''; d", "c = '  '; d"),
+    ('u = "abc\nv', 'u = "   "v'),  # an unterminated literal closes at the newline (kept as before)
+    ('w = "ab\\\nc" x', 'w = "     " x'),  # an escaped newline is inside the literal
+    ("/* open", "       "),
+    ('"', '"'),
+])
+def test_strip_comments(src, want):
+    """Comments and literals blanked (newlines kept), as the scanner did before it became one regex
+    (MLX's preprocessed headers are ~1 MB: the rewrite passes scan them several times per build)."""
+    from enigma.verify.msl import strip_comments
+
+    assert strip_comments(src) == want
+
+
 def test_c_style_vector_conversions():
     src = H + """float4 widen(half4 v) { return (float4) v; }
 kernel void k(device const half4* h [[buffer(0)]], device float4* out [[buffer(1)]],
