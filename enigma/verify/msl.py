@@ -915,6 +915,8 @@ def rewrite_source(src: str, fc_values: dict[object, object] | None = None,
     bfloat_names = "|".join(["bfloat", *map(re.escape, aliases)])
     for m in re.finditer(r"\bstatic_cast\s*<\s*(?:metal::)?(?:" + bfloat_names + r")\s*>\s*\(", code):
         edits.append((m.start(), m.end(), "metal::enigma_bfloat_cast("))
+    for m in re.finditer(r"\b(?:metal::)?vec\s*<\s*bool\s*,", code):  # OpenCL has no bool vectors: boolN
+        edits.append((m.start(), m.end(), "metal::enigma_bool_vec<"))
     for m in re.finditer(r"\bconstant\s+(char\s*\*)", code):  # a string literal binds to it, as in Metal
         edits.append((m.start(1), m.start(1), "const "))
     spans = {m.span(1) for m in [*_THREAD_CTOR.finditer(code), *_THREAD_CONVERSION.finditer(code),

@@ -490,6 +490,33 @@ def test_strip_comments(src, want):
     assert strip_comments(src) == want
 
 
+def test_forms_of_mlx_steel_attention_headers():
+    """What MLX's steel attention headers write: a parameter `thread vec<U, 2>&` whose U is deduced
+    (vec<T, N> is the vector type itself); pointer arithmetic with a class converting to int through
+    a `const thread noexcept` operator (`src += Int<1>{}`); a literal `vec<bool, N>` in a template
+    still reads boolN."""
+    src = H + """template <typename T, T v> struct ic {
+  static constexpr constant T value = v;
+  constexpr operator T() const thread noexcept { return value; }
+};
+template <typename U> U first(thread vec<U, 2>& x) { return x[0]; }
+template <int N> vec<bool, N> flip(vec<bool, N> b) { return !b; }
+kernel void k(device const float* a [[buffer(0)]], device float* out [[buffer(1)]],
+              uint i [[thread_position_in_grid]]) {
+  const device float* src = a;
+  src += ic<int, 2>{};
+  src = src - ic<int, 1>{};
+  float2 v = float2(src[i], 0.0f);
+  bool2 b = flip<2>(bool2(true, false));
+  out[i] = first(v) + (b.y ? 100.0f : 0.0f) + float(static_cast<int>(ic<int, 3>{}));  // a temporary
+}
+"""
+    a = np.arange(6, dtype=np.float32)
+    out = np.zeros(4, np.float32)
+    run_msl(src, a, out, grid=1, block=4)
+    np.testing.assert_array_equal(out, a[1:5] + 103)
+
+
 def test_c_style_vector_conversions():
     src = H + """float4 widen(half4 v) { return (float4) v; }
 kernel void k(device const half4* h [[buffer(0)]], device float4* out [[buffer(1)]],
