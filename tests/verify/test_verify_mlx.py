@@ -1113,6 +1113,40 @@ def test_mlx_sdpa_vector(case, mlx):
     np.testing.assert_allclose(_val(t, out), want, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("t,d,hq,hkv,n,lq", [("float", 64, 4, 2, 200, 1), ("half", 128, 2, 1, 150, 2)])
+def test_mlx_sdpa_vector_2pass(t, d, hq, hkv, n, lq, mlx):
+    """The two-pass form for long key sequences: pass 1 (a group of 32 x gqa x queries per kv head
+    and block of keys; `blocks` = 32 by function constant) writes each block's partial output, sum
+    and max; pass 2 (32 simdgroups per query) combines the 32 blocks."""
+    from enigma.verify import compile_msl
+
+    blocks = 32
+    fc = {"has_mask": False, "bool_mask": False, "float_mask": False, "do_causal": False,
+          "query_transposed": False, "has_sinks": False, "blocks": blocks}
+    progs = []
+    for kernel, extra in (("sdpa_vector_2pass_1", (str(d), str(d))), ("sdpa_vector_2pass_2", (str(d),))):
+        host = f"{kernel}_{t}_{d}"
+        progs.append(compile_msl(_source("sdpa", host, kernel, t, *extra), host, include_dirs=[mlx],
+                                 function_constants=fc))
+    rng = _rng(f"2pass{t}{d}")
+    q, k, v = (_to(t, rng.standard_normal(shape)) for shape in ((hq, lq, d), (hkv, n, d), (hkv, n, d)))
+    partials = np.zeros((hq, lq, blocks, d), q.dtype)
+    sums, maxs = np.zeros((hq, lq, blocks), F32), np.zeros((hq, lq, blocks), F32)
+    scale = 1 / np.sqrt(d)
+    progs[0].run({0: q, 1: k, 2: v, 3: partials, 4: sums, 5: maxs, 7: np.int32(n), 8: np.uint64(n * d),
+                  9: np.uint64(d), 10: np.uint64(n * d), 11: np.uint64(d), 12: np.float32(scale)},
+                 grid=(hkv, 1, blocks), block=(32, hq // hkv, lq))
+    out = np.zeros((hq, lq, d), q.dtype)
+    progs[1].run({0: partials, 1: sums, 2: maxs, 3: out, 4: np.int32(blocks)}, grid=(hq, lq, 1),
+                 block=(1024, 1, 1))
+    kv = np.repeat(np.arange(hkv), hq // hkv)
+    scores = np.einsum("hqd,hkd->hqk", _val(t, q), _val(t, k)[kv]) * scale
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    want = np.einsum("hqk,hkd->hqd", p / p.sum(-1, keepdims=True), _val(t, v)[kv])
+    tol = {"float": 2e-5, "half": 3e-3}[t]
+    np.testing.assert_allclose(_val(t, out), want, rtol=tol, atol=tol)
+
+
 # ---------------------------------------------------------------------------------------------------
 # steel attention (steel/attn/kernels/steel_attention.h with attn.h, mma.h, loader.h): the fused
 # attention of MLX's scaled_dot_product_attention for longer queries,
