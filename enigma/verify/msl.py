@@ -395,7 +395,8 @@ def _braced_argument_edits(code: str) -> list[tuple[int, int, str]]:
             commas += ch == "," and depth == 0
         if not 1 <= commas <= 3 or not inner.strip():
             continue
-        edits.append((open_at, close, f"metal::enigma_list({inner})"))
+        # two point edits, so that edits inside the list still apply
+        edits += [(open_at, open_at + 1, "metal::enigma_list("), (close - 1, close, ")")]
     return edits
 
 
