@@ -1218,6 +1218,67 @@ def test_mlx_steel_attention(case, mlx):
     tol = {"float": 2e-5, "half": 3e-3}[t]
     np.testing.assert_allclose(_val(t, o), want, rtol=tol, atol=tol)
 
+
+# ---------------------------------------------------------------------------------------------------
+# steel conv (steel/conv/kernels/steel_conv.h with conv.h and its channel-last loaders): 2-D
+# convolution as an implicit GEMM over NHWC inputs and OHWI weights (M = N * oH * oW, N = O,
+# K = kH * kW * C), `instantiate_kernel(name, implicit_gemm_conv_2d, T, BM, BN, BK, WM, WN, 0,
+# false)`; MLX's parameters: the loaders step the input pointer by inp_jump_w along a kernel row,
+# inp_jump_h to the next row and inp_jump_c to the next BK channels
+
+HEADERS["conv"] = ("utils.h", "steel/gemm/mma.h", "steel/conv/conv.h", "steel/conv/params.h", "steel/utils.h",
+                   "steel/conv/kernels/steel_conv.h")
+CONV_PARAMS = np.dtype([(n, "i4") for n in ("N", "C", "O")]
+                       + [(n, "i4", (2,)) for n in ("iS", "wS", "oS", "str", "pad", "kdil", "idil")]
+                       + [(n, "i8", (4,)) for n in ("in_strides", "wt_strides", "out_strides")]
+                       + [("groups", "i4"), ("flip", "?")], align=True)
+# case -> (T, (BM, BN, BK, WM, WN), (N, H, W, C), (O, kH, kW), stride, padding, dilation)
+CONVS = {
+    "f32_3x3": ("float", (32, 32, 16, 2, 2), (2, 9, 8, 32), (64, 3, 3), (1, 1), (1, 1), (1, 1)),
+    "f32_bn8_stride2": ("float", (32, 8, 16, 4, 1), (1, 7, 6, 16), (12, 3, 2), (2, 1), (1, 0), (1, 1)),
+    "f16_dilated": ("half", (64, 32, 16, 2, 2), (1, 10, 9, 16), (32, 3, 3), (1, 2), (2, 1), (2, 1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONVS))
+def test_mlx_steel_conv2d(case, mlx):
+    from enigma.verify import compile_msl
+
+    t, (bm, bn, bk, wm, wn), (nb, h, w, c), (o, kh, kw), st, pad, dil = CONVS[case]
+    host = f"implicit_gemm_conv_2d_{t}_bm{bm}_bn{bn}_bk{bk}_wm{wm}_wn{wn}"
+    src = _source("conv", host, "implicit_gemm_conv_2d", t, str(bm), str(bn), str(bk), str(wm), str(wn), "0",
+                  "false")
+    prog = compile_msl(src, host, include_dirs=[mlx])
+    oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) // st[0] + 1
+    ow = (w + 2 * pad[1] - dil[1] * (kw - 1) - 1) // st[1] + 1
+    rng = _rng(case)
+    x, wt = _to(t, rng.standard_normal((nb, h, w, c))), _to(t, rng.standard_normal((o, kh, kw, c)) * 0.2)
+    y = np.zeros((nb, oh, ow, o), x.dtype)
+
+    def el(a: np.ndarray) -> list[int]:
+        return [s // a.itemsize for s in a.strides]
+
+    ins = el(x)
+    params = np.array([(nb, c, o, [h, w], [kh, kw], [oh, ow], st, pad, dil, [1, 1], ins, el(wt), el(y), 1,
+                        False)], CONV_PARAMS)
+    m_, n_, k_ = nb * oh * ow, o, kh * kw * c
+    jump_w = dil[1] * ins[2]
+    jump_h = dil[0] * ins[1] - (kw - 1) * dil[1] * ins[2]
+    jump_c = bk - (kh - 1) * dil[0] * ins[1] - (kw - 1) * dil[1] * ins[2]
+    tiles_n, tiles_m = -(-n_ // bn), -(-m_ // bm)
+    gemm = np.array([m_, n_, k_, k_ // bk, jump_w, jump_h, jump_c, tiles_n, tiles_m, 0], np.int32)
+    prog.run({0: x, 1: wt, 2: y, 3: params.view(np.uint8), 4: gemm}, grid=(tiles_n, tiles_m, 1),
+             block=(32, wn, wm))
+    xp = np.pad(_val(t, x), ((0, 0), (pad[0], pad[0]), (pad[1], pad[1]), (0, 0)))
+    want = np.zeros((nb, oh, ow, o))
+    for i in range(kh):
+        for j in range(kw):
+            win = xp[:, i * dil[0]:i * dil[0] + (oh - 1) * st[0] + 1:st[0],
+                     j * dil[1]:j * dil[1] + (ow - 1) * st[1] + 1:st[1], :]
+            want += np.einsum("nhwc,oc->nhwo", win, _val(t, wt)[:, i, j, :])
+    tol = {"float": 2e-5, "half": 3e-3}[t]
+    np.testing.assert_allclose(_val(t, y), want, rtol=tol, atol=tol * float(np.abs(want).max()))
+
 def test_mlx_return_before_barrier_is_reported(mlx):
     """col_reduce_small launched with more column-threads than columns (not MLX's launch): the
     threads past the last column return before the kernel's threadgroup_barrier, which is reported
