@@ -1279,6 +1279,35 @@ def test_mlx_steel_conv2d(case, mlx):
     tol = {"float": 2e-5, "half": 3e-3}[t]
     np.testing.assert_allclose(_val(t, y), want, rtol=tol, atol=tol * float(np.abs(want).max()))
 
+
+# ---------------------------------------------------------------------------------------------------
+# hadamard.h: the Walsh-Hadamard transform of rows of N = 2^k in threadgroup memory (radix steps and
+# a final smaller radix), `instantiate_kernel(name, hadamard_n, T, N, max_radix, read_width)`; a
+# group of N / max_radix threads per row
+
+HEADERS["hadamard"] = ("utils.h", "hadamard.h")
+
+
+@pytest.mark.parametrize("t,n,radix,width", [("float", 512, 16, 4), ("half", 64, 8, 2),
+                                             ("float", 256, 16, 4)])
+def test_mlx_hadamard_n(t, n, radix, width, mlx):
+    from enigma.verify import compile_msl
+
+    host = f"hadamard_n_{t}_{n}"
+    src = _source("hadamard", host, "hadamard_n", t, str(n), str(radix), str(width))
+    rows = 3
+    x = _to(t, _rng(host).standard_normal((rows, n)))
+    out = np.zeros_like(x)
+    scale = 1 / np.sqrt(n)
+    compile_msl(src, host, include_dirs=[mlx]).run({0: x, 1: out, 2: np.float32(scale)}, grid=(1, rows, 1),
+                                                   block=(n // radix, 1, 1))
+    had = np.ones((1, 1))
+    while had.shape[0] < n:  # Sylvester's construction: natural (Walsh-Hadamard) order
+        had = np.block([[had, had], [had, -had]])
+    want = _val(t, x) @ had * scale
+    tol = {"float": 1e-5, "half": 3e-3}[t]
+    np.testing.assert_allclose(_val(t, out), want, rtol=tol, atol=tol * float(np.abs(want).max()))
+
 def test_mlx_return_before_barrier_is_reported(mlx):
     """col_reduce_small launched with more column-threads than columns (not MLX's launch): the
     threads past the last column return before the kernel's threadgroup_barrier, which is reported
