@@ -804,6 +804,44 @@ def _quantize(rng: np.random.Generator, rows: int, cols: int, bits: int, gs: int
     return packed, scales, biases, deq
 
 
+def _round_away(x: np.ndarray) -> np.ndarray:
+    """Metal's round: halfway cases away from zero."""
+    return (np.sign(x) * np.floor(np.abs(x) + np.float32(0.5))).astype(x.dtype)
+
+
+@pytest.mark.parametrize("gs,bits", [(64, 4), (32, 8), (128, 2)])
+def test_mlx_affine_quantize(gs, bits, mlx):
+    """affine_quantize (a simdgroup per group of gs values: min and max by simd_min/simd_max, the
+    packed values gathered by simd_shuffle_down) against the same arithmetic in numpy float32:
+    the scale snapped so that the larger-magnitude edge is exactly representable."""
+    from enigma.verify import compile_msl
+
+    host = f"affine_quantize_float_gs{gs}_b{bits}"
+    src = _source("quantized", host, "affine_quantize", "float", str(gs), str(bits))
+    rows, cols = 6, 256
+    w = _rng(host).standard_normal((rows, cols)).astype(F32)
+    packed = np.zeros(rows * cols * bits // 8, np.uint8)
+    scales, biases = np.zeros((rows, cols // gs), F32), np.zeros((rows, cols // gs), F32)
+    threads = rows * cols // (gs // 32)  # each thread reduces gs / 32 values
+    compile_msl(src, host, include_dirs=[mlx]).run({0: w, 1: packed, 2: scales, 3: biases},
+                                                   grid=(threads // 64, 1, 1), block=(64, 1, 1))
+    g = w.reshape(rows, cols // gs, gs)
+    n_bins = np.float32(2 ** bits - 1)
+    lo, hi = g.min(-1), g.max(-1)
+    scale = np.maximum((hi - lo) / n_bins, np.float32(1e-7))
+    side = np.abs(lo) > np.abs(hi)
+    scale = np.where(side, scale, -scale)
+    edge = np.where(side, lo, hi)
+    q0 = _round_away(edge / scale)
+    scale = np.where(q0 == 0, scale, edge / np.where(q0 == 0, 1, q0)).astype(F32)
+    bias = np.where(q0 == 0, 0, edge).astype(F32)
+    np.testing.assert_array_equal(scales, scale)
+    np.testing.assert_array_equal(biases, bias)
+    q = np.minimum(_round_away((g - bias[..., None]) / scale[..., None]), n_bins).astype(np.uint32)
+    per = 8 // bits
+    got = np.stack([(packed >> np.uint8(bits * i)) & np.uint8(2 ** bits - 1) for i in range(per)], -1)
+    np.testing.assert_array_equal(got.reshape(rows, cols), q.reshape(rows, cols))
+
 @pytest.mark.parametrize("case", sorted(QUANT))
 def test_mlx_quantized(case, mlx):
     """Launched as MLX does: qmv and qmv_fast 2 simdgroups of 4 rows each per group, grid (M, N / 8);
