@@ -1348,6 +1348,73 @@ def test_mlx_hadamard_n(t, n, radix, width, mlx):
     tol = {"float": 1e-5, "half": 3e-3}[t]
     np.testing.assert_allclose(_val(t, out), want, rtol=tol, atol=tol * float(np.abs(want).max()))
 
+
+# ---------------------------------------------------------------------------------------------------
+# indexing/gather_axis.h and scatter_axis.h (take_along_axis / put_along_axis): a thread per
+# (post, index along the axis, pre) element; negative indices count from the end; scatter through
+# MLX's atomics (mlx_atomic<T>, reduction/ops.h's None and Sum)
+
+HEADERS["gather_axis"] = ("utils.h", "indexing/gather_axis.h")
+HEADERS["scatter_axis"] = ("utils.h", "reduce_utils.h", "indexing/scatter_axis.h")
+PRE, AXIS, POST, IDX_AXIS = 3, 7, 5, 4
+
+
+@pytest.mark.parametrize("dt,src_c", [(F32, True), (I32, False)])
+def test_mlx_gather_axis(dt, src_c, mlx):
+    """take_along_axis over axis 1 of (3, 7, 5) with int32 indices (some negative); the strided form
+    (SrcC false) reads a transposed source through its strides."""
+    from enigma.verify import compile_msl
+
+    t = MSL[np.dtype(dt)]
+    host = f"gather_axis_{t}_int32_{int(src_c)}"
+    src = _source("gather_axis", host, "gather_axis", t, "int32_t", "int64_t", str(src_c).lower(), "true")
+    rng = _rng(host)
+    base = (rng.standard_normal((POST, AXIS, PRE)) * 10).astype(dt)  # x = base.transpose(2, 1, 0)
+    x = np.ascontiguousarray(base.transpose(2, 1, 0)) if src_c else base.transpose(2, 1, 0)
+    idx = rng.integers(-AXIS, AXIS, (PRE, IDX_AXIS, POST)).astype(np.int32)
+    out = np.zeros((PRE, IDX_AXIS, POST), dt)
+    shape = np.array([PRE, POST], np.int32)  # MLX's shape and strides without the axis
+    bufs = {0: x if src_c else base, 1: idx, 2: out, 3: shape,
+            4: np.array(x.strides, np.int64)[[0, 2]] // x.itemsize,
+            5: np.array(idx.strides, np.int64)[[0, 2]] // 4, 6: np.uint64(2), 7: np.int32(1),
+            8: np.int32(AXIS), 9: np.uint64(x.strides[1] // x.itemsize), 10: np.uint64(POST)}
+    compile_msl(src, host, include_dirs=[mlx]).run(bufs, grid=(1, IDX_AXIS, PRE), block=(POST, 1, 1))
+    np.testing.assert_array_equal(out, np.take_along_axis(x, np.where(idx < 0, idx + AXIS, idx), 1))
+
+
+@pytest.mark.parametrize("op,dt", [("Sum", F32), ("None", I32)])
+def test_mlx_scatter_axis(op, dt, mlx):
+    """put_along_axis over axis 1: Sum adds every update with an atomic (indices repeat); None stores
+    (indices distinct along the axis, so the result does not depend on the order)."""
+    from enigma.verify import compile_msl
+
+    t = MSL[np.dtype(dt)]
+    host = f"scatter_axis_{op}_{t}"
+    op_t = "None" if op == "None" else f"Sum<{t}>"
+    src = _source("scatter_axis", host, "scatter_axis", t, "int32_t", "int64_t", op_t, "true", "true")
+    rng = _rng(host)
+    upd = (rng.standard_normal((PRE, IDX_AXIS, POST)) * 10).astype(dt)
+    if op == "None":
+        idx = np.argsort(rng.random((PRE, AXIS, POST)), axis=1)[:, :IDX_AXIS, :].astype(np.int32) - AXIS
+    else:
+        idx = rng.integers(-AXIS, AXIS, (PRE, IDX_AXIS, POST)).astype(np.int32)
+    out = (rng.standard_normal((PRE, AXIS, POST)) * 10).astype(dt)
+    want = out.copy()
+    pos = np.where(idx < 0, idx + AXIS, idx)
+    if op == "None":
+        np.put_along_axis(want, pos, upd, 1)
+    else:
+        for p_ in range(PRE):
+            for i in range(IDX_AXIS):
+                for q in range(POST):
+                    want[p_, pos[p_, i, q], q] += upd[p_, i, q]
+    bufs = {0: upd, 1: idx, 2: out, 3: np.array([PRE, POST], np.int32),
+            4: np.array(upd.strides, np.int64)[[0, 2]] // upd.itemsize,
+            5: np.array(idx.strides, np.int64)[[0, 2]] // 4, 6: np.uint64(2), 7: np.int32(1),
+            8: np.int32(AXIS), 9: np.uint64(POST), 10: np.uint64(POST)}
+    compile_msl(src, host, include_dirs=[mlx]).run(bufs, grid=(1, IDX_AXIS, PRE), block=(POST, 1, 1))
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-5)
+
 def test_mlx_return_before_barrier_is_reported(mlx):
     """col_reduce_small launched with more column-threads than columns (not MLX's launch): the
     threads past the last column return before the kernel's threadgroup_barrier, which is reported
