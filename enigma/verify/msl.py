@@ -785,8 +785,9 @@ def threadgroup_param_vars(sig: KernelSig, first_id: int) -> list[ThreadgroupVar
 
 _VEC_NAMES = "float|half|bfloat|int|uint|short|ushort|char|uchar|long|ulong"
 _BRACE_INIT = re.compile(r"\b((?:metal::)?(?:" + _VEC_NAMES + r")[234])\s+(\w+)\s*=\s*\{")
-_FUNCTION_CONSTANT = re.compile(r"\bconstant\s+([\w:]+(?:\s*<[^;{}]*?>)?)\s+(\w+)\s*"
-                                r"\[\[\s*function_constant\s*\(")
+# (MLX's STEEL_CONST spells `static constant constexpr const bool name [[function_constant(i)]];`)
+_FUNCTION_CONSTANT = re.compile(r"\bconstant\s+(?:(?:constexpr|const)\s+)*([\w:]+(?:\s*<[^;{}]*?>)?)\s+(\w+)"
+                                r"\s*\[\[\s*function_constant\s*\(")
 _BFLOAT_ALIAS = re.compile(r"\btypedef\s+(?:metal::)?bfloat\s+(\w+)\s*;"
                            r"|\busing\s+(\w+)\s*=\s*(?:metal::)?bfloat\s*;")
 _THREAD_CTOR = re.compile(r"\)\s*(thread)\s*(?=:[^:])")

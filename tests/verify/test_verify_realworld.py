@@ -517,6 +517,20 @@ kernel void k(device const float* a [[buffer(0)]], device float* out [[buffer(1)
     np.testing.assert_array_equal(out, a[1:5] + 103)
 
 
+def test_function_constants_declared_static_constexpr():
+    """MLX's fft.h declares its function constants through its STEEL_CONST macro, which reads
+    `static constant constexpr const int name [[function_constant(i)]];`."""
+    src = H + """static constant constexpr const int steps_ [[function_constant(4)]];
+static constant constexpr const bool inv_ [[function_constant(0)]];
+kernel void k(device int* out [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+  out[i] = steps_ * 10 + (inv_ ? 1 : 0);
+}
+"""
+    out = np.zeros(2, np.int32)
+    run_msl(src, out, grid=1, block=2, function_constants={"steps_": 3, 0: True})
+    np.testing.assert_array_equal(out, [31, 31])
+
+
 def test_c_style_vector_conversions():
     src = H + """float4 widen(half4 v) { return (float4) v; }
 kernel void k(device const half4* h [[buffer(0)]], device float4* out [[buffer(1)]],
