@@ -1415,6 +1415,61 @@ def test_mlx_scatter_axis(op, dt, mlx):
     compile_msl(src, host, include_dirs=[mlx]).run(bufs, grid=(1, IDX_AXIS, PRE), block=(POST, 1, 1))
     np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-5)
 
+
+# ---------------------------------------------------------------------------------------------------
+# cross_entropy.h (loss and its gradient, a group per row) and searchsorted.h
+
+HEADERS["cross_entropy"] = ("utils.h", "cross_entropy.h")
+HEADERS["searchsorted"] = ("utils.h", "sort.h", "searchsorted.h")  # LessThan (NaN last) is sort.h's
+
+
+@pytest.mark.parametrize("t,axis", [("float", 1000), ("half", 77)])
+def test_mlx_cross_entropy(t, axis, mlx):
+    """Loss = logsumexp(x) - x[target] (targets negative too), then cross_entropy_vjp's gradient
+    cotan * (softmax(x) - onehot(target)) from that loss; 128 threads per row, 4 reads each."""
+    from enigma.verify import compile_msl
+
+    rows = 3
+    rng = _rng(f"ce{t}{axis}")
+    x = _to(t, rng.standard_normal((rows, axis)) * 2)
+    target = rng.integers(-axis, axis, rows).astype(np.int32)
+    loss = np.zeros(rows, F32)
+    host = f"cross_entropy_{t}"
+    compile_msl(_source("cross_entropy", host, "cross_entropy", t, "float"), host, include_dirs=[mlx]).run(
+        {0: x, 1: target, 2: loss, 3: np.int32(axis)}, grid=(rows, 1, 1), block=(128, 1, 1))
+    xv, tgt = _val(t, x), np.where(target < 0, target + axis, target)
+    lse = xv.max(1) + np.log(np.exp(xv - xv.max(1, keepdims=True)).sum(1))
+    np.testing.assert_allclose(loss, lse - xv[np.arange(rows), tgt], rtol=1e-5, atol=1e-5)
+    cotan = rng.standard_normal(rows).astype(F32)
+    grad = np.zeros_like(x)
+    host = f"cross_entropy_vjp_{t}"
+    compile_msl(_source("cross_entropy", host, "cross_entropy_vjp", t, "float"), host,
+                include_dirs=[mlx]).run({0: x, 1: target, 2: loss, 3: cotan, 4: grad, 5: np.int32(axis)},
+                                        grid=(rows, 1, 1), block=(128, 1, 1))
+    want = np.exp(xv - lse[:, None])
+    want[np.arange(rows), tgt] -= 1
+    tol = {"float": 1e-5, "half": 2e-3}[t]
+    np.testing.assert_allclose(_val(t, grad), want * cotan[:, None], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dt,right", [(F32, False), (F32, True), (I32, False)])
+def test_mlx_searchsorted(dt, right, mlx):
+    """Insertion points of 64 values into a sorted array read with stride 2 (ties included)."""
+    from enigma.verify import compile_msl
+
+    t = MSL[np.dtype(dt)]
+    host = f"searchsorted_{t}_{int(right)}"
+    src = _source("searchsorted", host, "searchsorted", t, str(right).lower())
+    rng = _rng(host)
+    a = np.sort(rng.integers(-20, 20, 50)).astype(dt)
+    strided = np.zeros(100, dt)
+    strided[::2] = a
+    v = np.concatenate([a[::5], rng.integers(-25, 25, 54)]).astype(dt)
+    out = np.zeros(v.size, np.uint32)
+    compile_msl(src, host, include_dirs=[mlx]).run({0: strided, 1: v, 2: out, 3: np.uint32(a.size),
+                                                    4: np.int64(2)}, grid=(1, 1, 1), block=(v.size, 1, 1))
+    np.testing.assert_array_equal(out, np.searchsorted(a, v, side="right" if right else "left"))
+
 def test_mlx_return_before_barrier_is_reported(mlx):
     """col_reduce_small launched with more column-threads than columns (not MLX's launch): the
     threads past the last column return before the kernel's threadgroup_barrier, which is reported
