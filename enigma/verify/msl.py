@@ -792,8 +792,9 @@ _BFLOAT_ALIAS = re.compile(r"\btypedef\s+(?:metal::)?bfloat\s+(\w+)\s*;"
                            r"|\busing\s+(\w+)\s*=\s*(?:metal::)?bfloat\s*;")
 _THREAD_CTOR = re.compile(r"\)\s*(thread)\s*(?=:[^:])")
 _THREAD_CONVERSION = re.compile(r"\boperator\b[^;{}()]*\(\s*\)\s*(?:const\s+)?(thread)\s*(?=\{)")
-# a constructor (no return type: after METAL_FUNC/constexpr/inline/explicit or a new member) with a body
-_THREAD_CTOR_BODY = re.compile(r"(?:[;{}:]|\b(?:METAL_FUNC|constexpr|inline|explicit))\s*"
+# a constructor (no return type: after METAL_FUNC/constexpr/inline/explicit, a template header or a
+# new member) with a body
+_THREAD_CTOR_BODY = re.compile(r"(?:[;{}:>]|\b(?:METAL_FUNC|constexpr|inline|explicit))\s*"
                                r"(?!(?:if|for|while|switch|return)\b)\w+\s*"
                                r"\([^;{}()]*(?:\([^;{}()]*\)[^;{}()]*)*\)\s*(thread)\s*(?=\{)")
 _THREAD_CONST_REF = re.compile(r"\b(thread)\s+const\s+[\w:]+(?:\s*<[^;{}()]*?>)?\s*&(?!&)"

@@ -842,6 +842,51 @@ def test_mlx_affine_quantize(gs, bits, mlx):
     got = np.stack([(packed >> np.uint8(bits * i)) & np.uint8(2 ** bits - 1) for i in range(per)], -1)
     np.testing.assert_array_equal(got.reshape(rows, cols), q.reshape(rows, cols))
 
+HEADERS["fp_quantized"] = ("utils.h", "steel/gemm/gemm.h", "quantized_utils.h", "fp_quantized.h")
+FP4 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6])
+
+
+def _e4m3(b: np.ndarray) -> np.ndarray:
+    """fp8 e4m3 bytes (no NaNs among them) as float64."""
+    b = b.astype(np.int64)
+    e, m = (b >> 3) & 15, b & 7
+    v = np.where(e == 0, m / 8 * 2.0 ** -6, (1 + m / 8) * 2.0 ** (e - 7))
+    return np.where(b & 0x80, -v, v)
+
+
+@pytest.mark.parametrize("kernel,t,gs,n,k", [("fp_qmv_fast", "float", 32, 16, 512),
+                                             ("fp_qmv_fast", "half", 16, 24, 512),
+                                             ("fp_qmv", "float", 32, 20, 320)])
+def test_mlx_fp4_qmv(kernel, t, gs, n, k, mlx):
+    """fp_quantized.h: fp4 (e2m1) weights, 8 per uint32, with a power-of-two e8m0 scale per 32
+    (mxfp4) or an fp8 e4m3 scale per 16 (nvfp4), against numpy with the same values decoded."""
+    from enigma.verify import compile_msl
+
+    host = f"{kernel}_{t}_gs{gs}_b4"
+    src = _source("fp_quantized", host, kernel, t, str(gs), "4", "false")
+    prog = compile_msl(src, host, include_dirs=[mlx])
+    rng = _rng(host)
+    m = 3
+    q = rng.integers(0, 16, (n, k)).astype(np.uint32)
+    w = np.zeros((n, k // 8), np.uint32)
+    for i in range(8):
+        w |= q[:, i::8] << np.uint32(4 * i)
+    if gs == 32:
+        s = rng.integers(122, 130, (n, k // gs)).astype(np.uint8)  # 2^(s - 127)
+        scale = 2.0 ** (s.astype(np.float64) - 127)
+    else:
+        s = rng.integers(0x28, 0x48, (n, k // gs)).astype(np.uint8)  # e4m3 of about 1/8 to 2
+        scale = _e4m3(s)
+    x = _to(t, rng.standard_normal((m, k)))
+    y = np.zeros((m, n), x.dtype)
+    i32, i64 = np.zeros(1, np.int32), np.zeros(1, np.int64)
+    bufs = dict(enumerate([w, s, np.ones(1, F32), x, y, np.int32(k), np.int32(n), np.int32(0), i32, i64,
+                           np.int32(0), i32, i64, i64]))
+    prog.run(bufs, grid=(m, -(-n // 8), 1), block=(32, 2, 1))
+    want = _val(t, x) @ (FP4[q] * np.repeat(scale, gs, 1)).T
+    tol = {"float": 2e-5, "half": 2e-3}[t]
+    np.testing.assert_allclose(_val(t, y), want, rtol=tol, atol=tol * float(np.abs(want).max()))
+
 @pytest.mark.parametrize("case", sorted(QUANT))
 def test_mlx_quantized(case, mlx):
     """Launched as MLX does: qmv and qmv_fast 2 simdgroups of 4 rows each per group, grid (M, N / 8);

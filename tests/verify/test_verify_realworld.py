@@ -494,12 +494,17 @@ def test_forms_of_mlx_steel_attention_headers():
     """What MLX's steel attention headers write: a parameter `thread vec<U, 2>&` whose U is deduced
     (vec<T, N> is the vector type itself); pointer arithmetic with a class converting to int through
     a `const thread noexcept` operator (`src += Int<1>{}`); a literal `vec<bool, N>` in a template
-    still reads boolN."""
+    still reads boolN; a template constructor qualified `thread` (MLX's fp8.h) building a temporary."""
     src = H + """template <typename T, T v> struct ic {
   static constexpr constant T value = v;
   constexpr operator T() const thread noexcept { return value; }
 };
 template <typename U> U first(thread vec<U, 2>& x) { return x[0]; }
+struct fp8_like {  // MLX's fp8.h: a template constructor qualified thread, building a temporary
+  uchar bits;
+  template <typename T>
+  fp8_like(T f) thread { bits = uchar(int(f) + 1); }
+};
 template <int N> vec<bool, N> flip(vec<bool, N> b) { return !b; }
 kernel void k(device const float* a [[buffer(0)]], device float* out [[buffer(1)]],
               uint i [[thread_position_in_grid]]) {
@@ -508,13 +513,14 @@ kernel void k(device const float* a [[buffer(0)]], device float* out [[buffer(1)
   src = src - ic<int, 1>{};
   float2 v = float2(src[i], 0.0f);
   bool2 b = flip<2>(bool2(true, false));
-  out[i] = first(v) + (b.y ? 100.0f : 0.0f) + float(static_cast<int>(ic<int, 3>{}));  // a temporary
+  out[i] = first(v) + (b.y ? 100.0f : 0.0f) + float(static_cast<int>(ic<int, 3>{}))  // a temporary
+      + float(fp8_like(1000.0f).bits);
 }
 """
     a = np.arange(6, dtype=np.float32)
     out = np.zeros(4, np.float32)
     run_msl(src, a, out, grid=1, block=4)
-    np.testing.assert_array_equal(out, a[1:5] + 103)
+    np.testing.assert_array_equal(out, a[1:5] + 103 + (1001 % 256))
 
 
 def test_function_constants_declared_static_constexpr():
