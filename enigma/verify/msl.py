@@ -386,9 +386,19 @@ def _substitute(text: str, names: dict[str, str]) -> str:
 def parse_kernel(src: str, name: str | None = None, file: str = "kernel.metal") -> KernelSig:
     """The signature of kernel `name` (or of the only kernel) in `src`: a plain kernel by its function
     name, a template kernel by the `host_name` of its instantiation."""
+    return parse_kernels(src, [name], file)[0]
+
+
+def parse_kernels(src: str, names: Sequence[str | None], file: str = "kernel.metal") -> list[KernelSig]:
+    """parse_kernel for several kernels of one source (the source is scanned once)."""
     check_attributes(src, file)
     code = strip_comments(src)
     found = _kernels(src, code)
+    uses_sync = bool(SYNC_NAMES.search(code))
+    return [_signature(code, found, name, file, uses_sync) for name in names]
+
+
+def _signature(code: str, found: list[_Kernel], name: str | None, file: str, uses_sync: bool) -> KernelSig:
     if not found:
         raise MslError("no `kernel void <name>(...)` function (or [[host_name]] instantiation of a template "
                        "kernel) in the source", file)
@@ -434,7 +444,7 @@ def parse_kernel(src: str, name: str | None = None, file: str = "kernel.metal") 
                                f"{p.name})", file, p.line)
             seen[p.attr, p.index] = p
     callee = f"{k.func}<{k.targs}>" if k.targs else k.func
-    return KernelSig(k.name, tuple(params), k.line, bool(SYNC_NAMES.search(code)), callee)
+    return KernelSig(k.name, tuple(params), k.line, uses_sync, callee)
 
 
 def _assign_indices(params: list[Param]) -> list[Param]:

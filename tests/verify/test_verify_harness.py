@@ -580,3 +580,52 @@ def test_erf_is_not_in_the_compatibility_header_as_it_is_not_in_metal():
     with pytest.raises(CompileError) as e:
         compile_msl(src)
     assert "erf" in str(e.value)
+
+
+TWO_KERNELS = """#include <metal_stdlib>
+using namespace metal;
+kernel void twice(device const float* a [[buffer(0)]], device float* out [[buffer(1)]],
+                  uint i [[thread_position_in_grid]]) { out[i] = 2 * a[i]; }
+kernel void same(device const float* a [[buffer(0)]], device const float* b [[buffer(1)]],
+                 device int* out [[buffer(2)]], uint i [[thread_position_in_grid]]) { out[i] = a == b; }
+kernel void shift(device const float* a [[buffer(0)]], device float* out [[buffer(1)]],
+                  uint i [[thread_position_in_grid]]) {
+  device float4* o = (device float4*)(out + 1);  // misaligned for float4 (Metal: undefined)
+  o[i] = float4(a[i]);
+}
+"""
+
+
+def test_kernels_compiled_together_share_one_library():
+    together = ["same", "shift"]
+    p = compile_msl(TWO_KERNELS, "twice", together=together)
+    q = compile_msl(TWO_KERNELS, "same", together=["twice", "shift"])
+    assert p.library == q.library and p.name == "twice" and q.name == "same"
+    a = np.arange(8, dtype=np.float32)
+    out = np.zeros(8, np.float32)
+    p.run({0: a, 1: out}, grid=1, block=8)
+    np.testing.assert_array_equal(out, 2 * a)
+    with pytest.raises(MslError, match="no kernel named 'nope'"):
+        compile_msl(TWO_KERNELS, "twice", together=["nope"])
+
+
+def test_one_array_at_two_indices_is_one_buffer():
+    """Metal binds one MTLBuffer at several indices with one address (ggml passes src0 again for an
+    absent mask and compares the pointers)."""
+    prog = compile_msl(TWO_KERNELS, "same")
+    a, b = np.zeros(4, np.float32), np.zeros(4, np.float32)
+    out = np.zeros(4, np.int32)
+    prog.run({0: a, 1: a, 2: out}, grid=1, block=4)
+    assert out.tolist() == [1, 1, 1, 1]
+    prog.run({0: a, 1: b, 2: out}, grid=1, block=4)
+    assert out.tolist() == [0, 0, 0, 0]
+
+
+def test_misaligned_vector_access_is_named():
+    """A float4 store at an address that is not a multiple of 16: on x86 the aligned vector move
+    faults without an address; the report names the access, the buffer and the offset."""
+    a = np.zeros(4, np.float32)
+    out = np.zeros(32, np.float32)
+    with pytest.raises(KernelError, match=r"kernel.metal:10: misaligned 16-byte write of "
+                       r"\[\[buffer\(1\)\]\] out \(`device float\*`\) at byte offset 4: Metal requires"):
+        run_msl(TWO_KERNELS, a, out, name="shift", grid=1, block=4)
