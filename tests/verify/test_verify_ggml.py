@@ -367,6 +367,130 @@ def get_rows(g: Ggml, name: str) -> Launch:
     return Launch({0: args, 1: src0, 2: idx, 3: out}, (4, 1, 1), (32,), out, vals[idx[0]][None])
 
 
+def rope(g: Ggml, name: str) -> Launch:
+    """RoPE over (tokens, heads, head_dim) with positions (src1) and, for neox, per-pair frequency
+    factors (src2; for norm ggml binds src0 there); YaRN off (ext_factor 0), dims past n_dims copied.
+    (ne01, ne02, ne03) groups of min(1024, ne00) threads."""
+    rng = _rng(name)
+    tokens, heads, dim, n_dims, base = 3, 2, 24, 16, 10000.0
+    x = rng.standard_normal((1, tokens, heads, dim)).astype(F32)
+    pos = np.array([0, 5, 37], I32)
+    out = np.zeros_like(x)
+    neox = "neox" in name
+    ff = rng.uniform(1, 2, n_dims // 2).astype(F32)
+    args = g.kargs("ggml_metal_kargs_rope", tensor(x, "0"), tensor(out, ""), n_past=0, n_dims=n_dims,
+                   n_ctx_orig=4096, freq_base=base, freq_scale=1.0, ext_factor=0.0, attn_factor=1.0,
+                   beta_fast=32.0, beta_slow=1.0, sect_0=0, sect_1=0, sect_2=0, sect_3=0)
+    y = x.astype(np.float64)
+    want = y.copy()
+    ic = np.arange(n_dims // 2)
+    # (1, tokens, 1, pairs)
+    theta = pos[None, :, None, None].astype(np.float64) * base ** (-2.0 * ic / n_dims)
+    if neox:
+        theta = theta / ff
+        i0, i1 = ic, ic + n_dims // 2
+    else:
+        i0, i1 = 2 * ic, 2 * ic + 1
+    c, s_ = np.cos(theta), np.sin(theta)
+    want[..., i0] = y[..., i0] * c - y[..., i1] * s_
+    want[..., i1] = y[..., i0] * s_ + y[..., i1] * c
+    return Launch({0: args, 1: x, 2: pos, 3: ff if neox else x, 4: out}, (heads, tokens, 1), (dim,), out,
+                  want, rtol=1e-4, atol=3e-5)
+
+
+def cpy(g: Ggml, name: str) -> Launch:
+    """Convert a (2, 3, 40) tensor, src0 a transposed view (non-contiguous rows); ggml's launch packs
+    rows into 64 threads: nth = 40, nrptg = 2."""
+    src_t, dst_t = {"kernel_cpy_f32_f16": (F32, F16), "kernel_cpy_f16_f32": (F16, F32),
+                    "kernel_cpy_f32_f32": (F32, F32)}[name]
+    base = _rng(name).standard_normal((2, 40, 3)).astype(src_t)
+    x = base.transpose(0, 2, 1)  # (2, 3, 40) with nb00 = 3 elements
+    out = np.zeros((2, 3, 40), dst_t)
+    t0 = tensor(np.ascontiguousarray(x), "0")
+    t0.update(nb00=base.strides[2] * 3, nb01=base.strides[2], nb02=base.strides[0])
+    args = g.kargs("ggml_metal_kargs_cpy", t0, tensor(out, ""))
+    return Launch({0: args, 1: base, 2: out}, (2, 2, 1), (40, 2), out, x.astype(dst_t), rtol=0, atol=0)
+
+
+def argsort(g: Ggml, name: str) -> Launch:
+    """Bitonic sort of each row in one threadgroup of the row padded to a power of two."""
+    x = _rng(name).permutation(5 * 24).astype(F32).reshape(5, 24)  # distinct keys: one right answer
+    out = np.zeros((5, 24), I32)
+    args = g.kargs("ggml_metal_kargs_argsort", ncols=24, ncols_pad=32)
+    want = np.argsort(x, -1) if name.endswith("asc") else np.argsort(-x, -1)
+    return Launch({0: x, 1: out, 2: args}, (1, 5, 1), (32,), out, want, rtol=0, atol=0,
+                  threadgroup_memory={0: 32 * 4})
+
+
+def arange(g: Ggml, name: str) -> Launch:
+    out = np.zeros(50, F32)
+    args = g.kargs("ggml_metal_kargs_arange", ne0=50, start=-2.0, step=0.25)
+    return Launch({0: out, 1: args}, (1,), (50,), out, -2.0 + 0.25 * np.arange(50), rtol=0, atol=0)
+
+
+def concat(g: Ggml, name: str) -> Launch:
+    rng = _rng(name)
+    a = rng.standard_normal((1, 2, 3, 20)).astype(F32)
+    b = rng.standard_normal((1, 2, 4, 20)).astype(F32)
+    out = np.zeros((1, 2, 7, 20), F32)
+    args = g.kargs("ggml_metal_kargs_concat", tensor(a, "0"), tensor(b, "1"), tensor(out, ""), dim=1)
+    return Launch({0: args, 1: a, 2: b, 3: out}, (7, 2, 1), (20,), out, np.concatenate([a, b], axis=2),
+                  rtol=0, atol=0)
+
+
+def l2_norm(g: Ggml, name: str) -> Launch:
+    x = _rng(name).standard_normal((4, 64)).astype(F32)
+    out = np.zeros_like(x)
+    args = g.kargs("ggml_metal_kargs_l2_norm", ne00=64, ne00_4=16, nb01=256, eps=1e-6)
+    y = x.astype(np.float64)
+    want = y / np.maximum(np.sqrt((y * y).sum(-1, keepdims=True)), 1e-6)
+    return Launch({0: args, 1: x, 2: out}, (4,), (16,), out, want, threadgroup_memory={0: 32 * 4})
+
+
+def group_norm(g: Ggml, name: str) -> Launch:
+    """4 groups over 8 channels of 5 x 6: each threadgroup normalises 2 channels."""
+    x = _rng(name).standard_normal((8, 5, 6)).astype(F32) * 2 + 1
+    out = np.zeros_like(x)
+    args = g.kargs("ggml_metal_kargs_group_norm", ne00=6, ne01=5, ne02=8, nb00=4, nb01=24, nb02=120,
+                   n_groups=4, eps=1e-6)
+    y = x.astype(np.float64).reshape(4, -1)
+    y = y - y.mean(-1, keepdims=True)
+    want = (y / np.sqrt((y * y).mean(-1, keepdims=True) + 1e-6)).reshape(x.shape)
+    return Launch({0: x, 1: out, 2: args}, (4,), (32,), out, want, rtol=1e-4, atol=1e-5,
+                  threadgroup_memory={0: 32 * 4})
+
+
+def pad(g: Ggml, name: str) -> Launch:
+    x = _rng(name).standard_normal((2, 3, 10)).astype(F32)
+    out = np.full((3, 4, 13), 7, F32)
+    args = g.kargs("ggml_metal_kargs_pad", tensor(x, "0"), tensor(out, ""))
+    want = np.zeros_like(out)
+    want[:2, :3, :10] = x
+    return Launch({0: x, 1: out, 2: args}, (4, 3, 1), (13,), out, want, rtol=0, atol=0)
+
+
+def upscale(g: Ggml, name: str) -> Launch:
+    """Nearest-neighbour upscale by 2 in dimensions 0 and 1 (scale factors ne_dst / ne_src)."""
+    x = _rng(name).standard_normal((2, 3, 5)).astype(F32)
+    out = np.zeros((2, 6, 10), F32)
+    args = g.kargs("ggml_metal_kargs_upscale", tensor(x, "0"), tensor(out, ""), sf0=2.0, sf1=2.0, sf2=1.0,
+                   sf3=1.0)
+    return Launch({0: x, 1: out, 2: args}, (6, 2, 1), (10,), out, x.repeat(2, axis=1).repeat(2, axis=2),
+                  rtol=0, atol=0)
+
+
+def timestep_embedding(g: Ggml, name: str) -> Launch:
+    t = np.array([0.0, 1.0, 17.5, 900.0], F32)
+    dim, period = 32, 10000
+    out = np.zeros((4, dim), F32)
+    args = g.kargs("ggml_metal_kargs_timestep_embedding", nb1=dim * 4, dim=dim, max_period=period)
+    half = dim // 2
+    freq = np.exp(-np.log(period) * np.arange(half) / half)
+    arg = t.astype(np.float64)[:, None] * freq
+    return Launch({0: t, 1: out, 2: args}, (4,), (half,), out, np.concatenate([np.cos(arg), np.sin(arg)], -1),
+                  rtol=1e-4, atol=2e-4)
+
+
 CASES: dict[str, Callable[[Ggml, str], Launch]] = {
     **{k: unary for k in UNARY},
     "kernel_scale": scale, "kernel_scale_4": scale, "kernel_clamp": clamp,
@@ -382,6 +506,12 @@ CASES: dict[str, Callable[[Ggml, str], Launch]] = {
     "kernel_mul_mm_f32_f32": mul_mm, "kernel_mul_mm_f16_f32": mul_mm, "kernel_mul_mm_q4_0_f32": mul_mm,
     "kernel_mul_mm_q8_0_f32": mul_mm,
     "kernel_get_rows_f32": get_rows, "kernel_get_rows_q4_0": get_rows, "kernel_get_rows_q8_0": get_rows,
+    "kernel_rope_norm_f32": rope, "kernel_rope_neox_f32": rope,
+    "kernel_cpy_f32_f16": cpy, "kernel_cpy_f16_f32": cpy, "kernel_cpy_f32_f32": cpy,
+    "kernel_argsort_f32_i32_asc": argsort, "kernel_argsort_f32_i32_desc": argsort,
+    "kernel_arange_f32": arange, "kernel_concat": concat, "kernel_l2_norm": l2_norm,
+    "kernel_group_norm": group_norm, "kernel_pad_f32": pad, "kernel_upscale_f32": upscale,
+    "kernel_timestep_embedding_f32": timestep_embedding,
 }
 
 
