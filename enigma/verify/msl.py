@@ -287,16 +287,26 @@ def _operand_end(code: str, i: int) -> int:
 
 def _vector_cast_edits(src: str, code: str) -> list[tuple[int, int, str]]:
     """`(float4) h` converts lane by lane in Metal (a C-style cast between vector types of other
-    sizes is a bitcast error in clang): written as the converting constructor `float4(h)`."""
+    sizes is a bitcast error in clang): written as the converting constructor `float4(h)`. A cast
+    to a template's type parameter (`(q4_t) x`, ggml: a vector type in some instantiations, a scalar
+    in others) is written `metal::enigma_cast<q4_t>(x)`: lane by lane between vectors, `(T) x`
+    otherwise."""
     edits = []
-    for m in _VECTOR_CAST.finditer(code):
-        before = code[:m.start()].rstrip()
-        if before and (before[-1] in ")]" or (re.search(r"\w$", before)
-                                               and not re.search(r"\b(?:return|else|case|do)$", before))):
-            continue  # `f(float4)`, `sizeof(float4)`: a call or declaration, not a cast
-        end = _operand_end(code, m.end())
-        if end > m.end():
-            edits.append((m.start(), end, f"{m.group(1)}({src[m.end():end]})"))
+    tparams = set(re.findall(r"\btemplate\s*<[^;{]*?\b(?:typename|class)\s+(\w+)", code))
+    tparams |= set(re.findall(r"(?:[<,]\s*)(?:typename|class)\s+(\w+)\s*(?=[,>=])", code))
+    pats = [_VECTOR_CAST]
+    if tparams:
+        pats.append(re.compile(r"\(\s*(" + "|".join(sorted(map(re.escape, tparams))) + r")\s*\)[ \t]*"))
+    for k, pat in enumerate(pats):
+        for m in pat.finditer(code):
+            before = code[:m.start()].rstrip()
+            if before and (before[-1] in ")]" or (re.search(r"\w$", before)
+                                                   and not re.search(r"\b(?:return|else|case|do)$", before))):
+                continue  # `f(float4)`, `sizeof(float4)`: a call or declaration, not a cast
+            end = _operand_end(code, m.end())
+            if end > m.end():
+                head = f"{m.group(1)}(" if k == 0 else f"metal::enigma_cast<{m.group(1)}>("
+                edits.append((m.start(), end, f"{head}{src[m.end():end]})"))
     return edits
 
 

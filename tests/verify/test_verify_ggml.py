@@ -491,6 +491,45 @@ def timestep_embedding(g: Ggml, name: str) -> Launch:
                   rtol=1e-4, atol=2e-4)
 
 
+def flash_attn(g: Ggml, name: str) -> Launch:
+    """Attention of 3 queries over 96 cached keys/values (f16) for 4 heads sharing 2 KV heads, with a
+    mask (f16, rows padded to 64 as ggml requires; one whole 32-key block masked for every query,
+    which the kernels skip) and no sinks (ggml binds Q there). The vec kernel: one query per
+    threadgroup of (32, 2) threads; the other: 8 queries per threadgroup of (32, 4), simdgroup
+    matrices (ggml-metal.m's FATTN_SMEM sizes)."""
+    rng = _rng(name)
+    nq, nkv, heads, kv_heads, d = 3, 96, 4, 2, 64
+    q = rng.standard_normal((1, heads, nq, d)).astype(F32)
+    k = rng.standard_normal((1, kv_heads, nkv, d)).astype(F16)
+    v = rng.standard_normal((1, kv_heads, nkv, d)).astype(F16)
+    mask = np.zeros((1, 1, 64, nkv), F16)
+    mask[..., 32:64] = -np.inf
+    mask[0, 0, :nq, 70:75] = -np.inf
+    mask[0, 0, :nq, 3] = -1.5
+    out = np.zeros((1, nq, heads, d), F32)
+    scale = 1 / 8
+    args = g.kargs("ggml_metal_kargs_flash_attn_ext", ne01=nq, ne02=heads, ne03=1, nb01=q.strides[2],
+                   nb02=q.strides[1], nb03=q.strides[0], ne11=nkv, ne_12_2=kv_heads, ne_12_3=1,
+                   nb11=k.strides[2], nb12=k.strides[1], nb13=k.strides[0], nb21=v.strides[2],
+                   nb22=v.strides[1], nb23=v.strides[0], ne32=1, ne33=1, nb31=mask.strides[2],
+                   nb32=mask.strides[1], nb33=mask.strides[0], ne1=heads, ne2=nq, scale=scale, max_bias=0.0,
+                   m0=1.0, m1=1.0, n_head_log2=4, logit_softcap=0.0)
+    qh = q[0].astype(F16).astype(np.float64)                  # both kernels stage Q as half
+    kk = np.repeat(k[0].astype(np.float64), heads // kv_heads, axis=0)
+    vv = np.repeat(v[0].astype(np.float64), heads // kv_heads, axis=0)
+    sc = qh @ kk.transpose(0, 2, 1) * scale + mask[0, 0, :nq].astype(np.float64)  # (heads, nq, nkv)
+    w = np.exp(sc - sc.max(-1, keepdims=True))
+    want = (w / w.sum(-1, keepdims=True)) @ vv                 # (heads, nq, d)
+    bufs = {0: args, 1: q, 2: k, 3: v, 4: mask, 5: q, 6: out}
+    if "_vec_" in name:
+        smem = ((128 + 4 * 32 * 2) + 2 * d * 2) * 2
+        return Launch(bufs, (nq, heads, 1), (32, 2), out, want.transpose(1, 0, 2)[None], rtol=2e-3, atol=2e-3,
+                      threadgroup_memory={0: smem})
+    smem = (8 * (2 * d + 2 * (2 * 32 + 8) * 4)) * 2
+    return Launch(bufs, (1, heads, 1), (32, 4), out, want.transpose(1, 0, 2)[None], rtol=1e-2, atol=1e-2,
+                  threadgroup_memory={0: smem})
+
+
 CASES: dict[str, Callable[[Ggml, str], Launch]] = {
     **{k: unary for k in UNARY},
     "kernel_scale": scale, "kernel_scale_4": scale, "kernel_clamp": clamp,
@@ -512,6 +551,7 @@ CASES: dict[str, Callable[[Ggml, str], Launch]] = {
     "kernel_arange_f32": arange, "kernel_concat": concat, "kernel_l2_norm": l2_norm,
     "kernel_group_norm": group_norm, "kernel_pad_f32": pad, "kernel_upscale_f32": upscale,
     "kernel_timestep_embedding_f32": timestep_embedding,
+    "kernel_flash_attn_ext_vec_f16_h64": flash_attn, "kernel_flash_attn_ext_f16_h64": flash_attn,
 }
 
 

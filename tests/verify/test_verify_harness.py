@@ -629,3 +629,33 @@ def test_misaligned_vector_access_is_named():
     with pytest.raises(KernelError, match=r"kernel.metal:10: misaligned 16-byte write of "
                        r"\[\[buffer\(1\)\]\] out \(`device float\*`\) at byte offset 4: Metal requires"):
         run_msl(TWO_KERNELS, a, out, name="shift", grid=1, block=4)
+
+
+WARP_SYNCHRONOUS = """#include <metal_stdlib>
+using namespace metal;
+kernel void k(device const float* x [[buffer(0)]], device float* out [[buffer(1)]],
+              ushort l [[thread_index_in_simdgroup]]) {
+  threadgroup float sr[16];
+  float v = x[l];
+  v += simd_shuffle_down(v, 16);
+  v += simd_shuffle_down(v, 8);
+  v += simd_shuffle_down(v, 4);  // lanes 0-3 hold the sums of the lanes l % 4 == lane
+  for (short i = l; i < 16; i += 4) sr[i] = v;   // lanes 4-15 write partial sums first, then
+  threadgroup_barrier(mem_flags::mem_threadgroup);  // lanes 0-3 overwrite them a round later
+  if (l < 16) out[l] = sr[l];
+}
+"""
+
+
+@pytest.mark.parametrize("schedule", ["forward", "reverse", "random"])
+def test_threadgroup_accesses_run_in_lockstep(schedule):
+    """ggml's flash attention stores a reduction from several lanes to one threadgroup address in
+    successive iterations of one loop and relies on the GPU running a simdgroup's lanes in step (the
+    last iteration's lane wins). Threads yield at every threadgroup access, so the k-th access of
+    every thread comes before any thread's (k+1)-th, whatever the schedule."""
+    x = np.arange(32, dtype=np.float32)
+    out = np.zeros(16, np.float32)
+    run_msl(WARP_SYNCHRONOUS, x, out, grid=1, block=32, schedule=schedule)
+    np.testing.assert_array_equal(out, np.tile(x.reshape(8, 4).sum(0), 4))
+    with pytest.raises(KernelError, match=r"kernel.metal:10: data race on threadgroup memory sr\["):
+        run_msl(WARP_SYNCHRONOUS, x, out, grid=1, block=32, race_check=True)
