@@ -100,13 +100,14 @@ def _fetch_sdist(pin: tuple[str, str, str, str], out: Path) -> Path:
     package, version, filename, sha = pin
     index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
     name = re.sub(r"[-_.]+", "-", package).lower()
+    page_url = f"{index}/{name}/" + ("index.html" if index.startswith("file:") else "")  # a local index
     try:
-        page = urllib.request.urlopen(f"{index}/{name}/", timeout=60).read().decode()
+        page = urllib.request.urlopen(page_url, timeout=60).read().decode()
         href = next((h for h in re.findall(r'href="([^"]+)"', page)
                      if urllib.parse.urlsplit(h).path.endswith("/" + filename)), None)
         if href is None:
             _unavailable(f"{filename} is not on {index}/{name}/")
-        data = urllib.request.urlopen(urllib.parse.urljoin(f"{index}/{name}/", href), timeout=300).read()
+        data = urllib.request.urlopen(urllib.parse.urljoin(page_url, href), timeout=300).read()
     except OSError as e:
         _unavailable(f"cannot download {package}=={version} ({filename}): {e}")
     digest = hashlib.sha256(data).hexdigest()
