@@ -9,7 +9,7 @@ the cases that cannot run as written, each checked to fail with its report (docs
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -96,10 +96,63 @@ def mlx():
     return str(thirdparty.mlx_include())
 
 
-def _run(src: str, host: str, inc: str, *arrays: Any, threads: int) -> None:
-    from enigma.verify import run_msl
+def _run(src: str, host: str, inc: str, *arrays: Any, threads: int, together: Sequence[str] = ()) -> None:
+    from enigma.verify import compile_msl
 
-    run_msl(src, *arrays, grid=1, block=threads, name=host, include_dirs=[inc])
+    prog = compile_msl(src, host, include_dirs=[inc], together=together)
+    prog.run(dict(enumerate(arrays)), grid=(1, 1, 1), block=(threads, 1, 1))
+
+
+# Groups of instantiations compiled into one library (compile_msl's `together`: one clang run for a
+# family's cases instead of one per case, which is most of a cold run's time): group -> {host_name:
+# (family, template, template arguments)}, registered next to each case table
+GROUPS: dict[str, dict[str, tuple[str, str, tuple[str, ...]]]] = {}
+
+
+def _member(group: str, family: str, host: str, template: str, *args: str) -> None:
+    GROUPS.setdefault(group, {})[host] = (family, template, args)
+
+
+def _group(group: str, host: str) -> tuple[str, list[str]]:
+    """The source instantiating every member of `group` (MLX's headers, as its .metal files write
+    them) and the members' host names; `host` must be one of them."""
+    members = GROUPS[group]
+    assert host in members, f"{host} is not registered in group {group}"
+    family = next(iter(members.values()))[0]
+    lines = [f'#include "{thirdparty.MLX_KERNELS}/{h}"' for h in HEADERS[family]]
+    inst = [f'instantiate_kernel("{h}", {t}, {", ".join(a)})' for h, (_, t, a) in sorted(members.items())]
+    return "\n".join(["#include <metal_stdlib>", *lines, *inst, ""]), sorted(members)
+
+
+def _compile(src: str, host: str, mlx: str, **kw: Any) -> Any:
+    """compile_msl of kernel `host` of `src`, or, when `host` belongs to a group, of the group's source
+    with its members together (the same instantiation: checked)."""
+    from enigma.verify import compile_msl
+
+    for group, members in GROUPS.items():
+        if host in members:
+            gsrc, together = _group(group, host)
+            mine = [ln for ln in src.splitlines() if ln.startswith("instantiate_kernel(")]
+            assert mine and mine[0] in gsrc.splitlines(), f"{host}: {mine} differs from group {group}"
+            return compile_msl(gsrc, host, include_dirs=[mlx], together=together, **kw)
+    return compile_msl(src, host, include_dirs=[mlx], **kw)
+
+
+def _register(group: str, family: str, test: Any, member: Callable[..., tuple[str, str, tuple[str, ...]]]
+              ) -> None:
+    """Every parametrised case of `test` as a member of `group`: member(*params) -> (host, template,
+    template arguments), as the test builds them."""
+    for mark in getattr(test, "pytestmark", []):
+        if mark.name == "parametrize":
+            for params in mark.args[1]:
+                host, template, args = member(*(params if isinstance(params, tuple) else (params,)))
+                _member(group, family, host, template, *args)
+
+
+for _case, (_, _dt_in, _dt_out, *_) in UNARY.items():
+    _t_in = MSL[np.dtype(_dt_in)]
+    _member("unary_v", "unary", f"v_{_case.split('_')[0]}{_t_in}", "unary_v", _t_in, MSL[np.dtype(_dt_out)],
+            _case.split("_")[0])
 
 
 @pytest.mark.parametrize("case", sorted(UNARY))
@@ -107,7 +160,7 @@ def test_mlx_unary_v(case, mlx):
     _, dt_in, dt_out, ref, prep, rtol = UNARY[case]
     op = case.split("_")[0]
     host = f"v_{op}{MSL[np.dtype(dt_in)]}"
-    src = _source("unary", host, "unary_v", MSL[np.dtype(dt_in)], MSL[np.dtype(dt_out)], op)
+    src, together = _group("unary_v", host)
     rng = _rng(case)
     if np.dtype(dt_in).kind == "i":
         x = rng.integers(-50, 50, N).astype(dt_in)
@@ -116,7 +169,7 @@ def test_mlx_unary_v(case, mlx):
     if prep is not None:
         x = prep(x)
     out = np.zeros(N, dt_out)
-    _run(src, host, mlx, x, out, np.uint32(N), threads=_threads(N, dt_in))
+    _run(src, host, mlx, x, out, np.uint32(N), threads=_threads(N, dt_in), together=together)
     if ref is None:  # Erf
         import math
 
@@ -131,12 +184,18 @@ BINARY_RUNS = [(c, "vv") for c in sorted(BINARY)] + [("Add", "sv"), ("Add", "vs"
                                                      ("Divide", "vs")]
 
 
+for _case, _form in BINARY_RUNS:
+    _t_in, _t_out = MSL[np.dtype(BINARY[_case][0])], MSL[np.dtype(BINARY[_case][1])]
+    _member("binary", "binary", f"{_form}_{_case.split('_')[0]}{_t_in}", f"binary_{_form}", _t_in, _t_out,
+            _case.split("_")[0])
+
+
 @pytest.mark.parametrize("case,form", BINARY_RUNS)
 def test_mlx_binary(case, form, mlx):
     dt_in, dt_out, ref, rtol = BINARY[case]
     op = case.split("_")[0]
     host = f"{form}_{op}{MSL[np.dtype(dt_in)]}"
-    src = _source("binary", host, f"binary_{form}", MSL[np.dtype(dt_in)], MSL[np.dtype(dt_out)], op)
+    src, together = _group("binary", host)
     rng = _rng(case + form)
     if np.dtype(dt_in).kind == "i":
         a = rng.integers(-50, 50, N).astype(dt_in)
@@ -152,9 +211,9 @@ def test_mlx_binary(case, form, mlx):
     n = 1 if form == "ss" else N
     out = np.zeros(n, dt_out)
     if form == "ss":
-        _run(src, host, mlx, a, b, out, threads=1)
+        _run(src, host, mlx, a, b, out, threads=1, together=together)
     else:
-        _run(src, host, mlx, a, b, out, np.uint32(n), threads=_threads(n, dt_in))
+        _run(src, host, mlx, a, b, out, np.uint32(n), threads=_threads(n, dt_in), together=together)
     wa = np.broadcast_to(a, (n,)).astype(np.float64 if np.dtype(dt_in).kind == "f" else np.int64)
     wb = np.broadcast_to(b, (n,)).astype(wa.dtype)
     if case == "FloorDivide":
@@ -300,6 +359,10 @@ BF16_UNARY: dict[str, tuple[Callable[..., Any], Callable[..., Any] | None]] = {
 }
 
 
+for _op in BF16_UNARY:
+    _member("unary_v", "unary", f"v_{_op}bfloat16", "unary_v", "bfloat16_t", "bfloat16_t", _op)
+
+
 @pytest.mark.parametrize("op", sorted(BF16_UNARY))
 def test_mlx_unary_v_bfloat16(op, mlx):
     """MLX computes bfloat unary ops in float and rounds once (bf16_math.h): the result is the
@@ -308,11 +371,11 @@ def test_mlx_unary_v_bfloat16(op, mlx):
 
     ref, prep = BF16_UNARY[op]
     host = f"v_{op}bfloat16"
-    src = _source("unary", host, "unary_v", "bfloat16_t", "bfloat16_t", op)
+    src, together = _group("unary_v", host)
     x = (_rng(host).standard_normal(N) * 2).astype(F32)
     x = _from_bf16(_bf16(prep(x) if prep else x))  # exactly representable inputs
     out = np.zeros(N, np.uint16)
-    _run(src, host, mlx, _bf16(x), out, np.uint32(N), threads=_threads(N, np.uint16))
+    _run(src, host, mlx, _bf16(x), out, np.uint32(N), threads=_threads(N, np.uint16), together=together)
     want = bf16_round(ref(x.astype(np.float64)).astype(F32))
     np.testing.assert_allclose(_from_bf16(out), want, rtol=2 ** -7, atol=0)
 
@@ -323,6 +386,10 @@ BF16_BINARY: dict[str, Callable[..., Any]] = {
 }
 
 
+for _op in BF16_BINARY:
+    _member("binary", "binary", f"vv_{_op}bfloat16", "binary_vv", "bfloat16_t", "bfloat16_t", _op)
+
+
 @pytest.mark.parametrize("op", sorted(BF16_BINARY))
 def test_mlx_binary_vv_bfloat16(op, mlx):
     """bfloat binary ops: float32 arithmetic on the exact bfloat inputs, rounded once to bfloat
@@ -330,11 +397,12 @@ def test_mlx_binary_vv_bfloat16(op, mlx):
     from enigma_runtime.dtypes import bf16_round
 
     host = f"vv_{op}bfloat16"
-    src = _source("binary", host, "binary_vv", "bfloat16_t", "bfloat16_t", op)
+    src, together = _group("binary", host)
     rng = _rng(host)
     a, b = (_from_bf16(_bf16(rng.standard_normal(N).astype(F32) * 3)) for _ in range(2))
     out = np.zeros(N, np.uint16)
-    _run(src, host, mlx, _bf16(a), _bf16(b), out, np.uint32(N), threads=_threads(N, np.uint16))
+    _run(src, host, mlx, _bf16(a), _bf16(b), out, np.uint32(N), threads=_threads(N, np.uint16),
+         together=together)
     np.testing.assert_array_equal(_from_bf16(out), bf16_round(BF16_BINARY[op](a, b)))
 
 
@@ -346,15 +414,21 @@ COMPLEX_UNARY: dict[str, Callable[..., Any]] = {"Exp": np.exp, "Negative": np.ne
                                                 "Abs": np.abs, "Log": np.log, "Sqrt": np.sqrt}
 
 
+for _op in COMPLEX_UNARY:
+    _member("unary_v", "unary", f"v_{_op}complex64", "unary_v", "complex64_t",
+            "float" if _op == "Abs" else "complex64_t", _op)
+
+
 @pytest.mark.parametrize("op", sorted(COMPLEX_UNARY))
 def test_mlx_unary_v_complex64(op, mlx):
     """complex64_t (complex.h): two floats, numpy's complex64 memory layout; Abs gives float32."""
     host = f"v_{op}complex64"
     out_t, out_dt = ("float", F32) if op == "Abs" else ("complex64_t", np.complex64)
-    src = _source("unary", host, "unary_v", "complex64_t", out_t, op)
+    src, together = _group("unary_v", host)
     x = _c64(_rng(host), N)
     out = np.zeros(N, out_dt)
-    _run(src, host, mlx, x.view(F32), out.view(F32), np.uint32(N), threads=_threads(N, np.complex64))
+    _run(src, host, mlx, x.view(F32), out.view(F32), np.uint32(N), threads=_threads(N, np.complex64),
+         together=together)
     np.testing.assert_allclose(out, COMPLEX_UNARY[op](x.astype(np.complex128)), rtol=2e-5, atol=2e-6)
 
 
@@ -362,15 +436,19 @@ COMPLEX_BINARY: dict[str, Callable[..., Any]] = {"Add": np.add, "Multiply": np.m
                                                  "Subtract": np.subtract}
 
 
+for _op in COMPLEX_BINARY:
+    _member("binary", "binary", f"vv_{_op}complex64", "binary_vv", "complex64_t", "complex64_t", _op)
+
+
 @pytest.mark.parametrize("op", sorted(COMPLEX_BINARY))
 def test_mlx_binary_vv_complex64(op, mlx):
     host = f"vv_{op}complex64"
-    src = _source("binary", host, "binary_vv", "complex64_t", "complex64_t", op)
+    src, together = _group("binary", host)
     rng = _rng(host)
     a, b = _c64(rng, N), _c64(rng, N)
     out = np.zeros(N, np.complex64)
     _run(src, host, mlx, a.view(F32), b.view(F32), out.view(F32), np.uint32(N),
-         threads=_threads(N, np.complex64))
+         threads=_threads(N, np.complex64), together=together)
     np.testing.assert_allclose(out, COMPLEX_BINARY[op](a.astype(np.complex128), b), rtol=2e-5, atol=2e-6)
 
 
@@ -412,11 +490,10 @@ def _check_red(got: np.ndarray, x: np.ndarray, op: str, axis: Any) -> None:
 def test_mlx_all_reduce(op, dt, mlx):
     """all_reduce in MLX's two passes: 4 threadgroups of 64 threads (2 simdgroups) each reduce a
     row of 250 (the last one short), then one group reduces the 4 partial results."""
-    from enigma.verify import compile_msl
 
     host, src = _red_source("all_reduce", op, dt)
     x = _red_input(host, op, dt, (997,))
-    prog = compile_msl(src, host, include_dirs=[mlx])
+    prog = _compile(src, host, mlx)
     part, out = np.zeros(4, dt), np.zeros(1, dt)
     prog.run({0: x, 1: part, 2: np.uint64(x.size), 3: np.uint64(250)}, grid=(1, 4, 1), block=(64, 1, 1))
     prog.run({0: part, 1: out, 2: np.uint64(4), 3: np.uint64(4)}, grid=(1, 1, 1), block=(32, 1, 1))
@@ -427,12 +504,11 @@ def test_mlx_all_reduce(op, dt, mlx):
 def test_mlx_row_reduce_simple(op, dt, mlx):
     """row_reduce_simple: each group writes REDUCE_N_WRITES = 4 rows (the last group is moved back
     to rows 9..12 of 13); 70-element rows over 32 threads x 4 reads leave a partial block."""
-    from enigma.verify import compile_msl
 
     host, src = _red_source("row_reduce_simple", op, dt)
     x = _red_input(host, op, dt, (13, 70))
     out = np.zeros(13, dt)
-    compile_msl(src, host, include_dirs=[mlx]).run(
+    _compile(src, host, mlx).run(
         {0: x, 1: out, 2: np.uint64(70), 3: np.int64(13)}, grid=(1, 4, 1), block=(32, 1, 1))
     _check_red(out, x, op, 1)
 
@@ -449,7 +525,6 @@ def _strided(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[np.ndarray,
 def test_mlx_row_reduce_small(op, dt, outer, mlx):
     """row_reduce_small over axes (0, 2) of (outer, 6, 7): rows of 7, `outer` rows per output; with 5
     rows one thread per output loops over them, with 40 a simdgroup per output shares them."""
-    from enigma.verify import compile_msl
 
     host, src = _red_source("row_reduce_small", op, dt, "int", "1")
     x = _red_input(host + str(outer), op, dt, (outer, 6, 7))
@@ -458,7 +533,7 @@ def test_mlx_row_reduce_small(op, dt, outer, mlx):
     bufs = {0: x, 1: out, 2: np.int64(7), 3: np.int64(outer), 4: shape, 5: strides, 6: np.int32(1),
             7: np.array([outer], np.int32), 8: np.array([42], np.int64), 9: np.int32(1)}
     launch = dict(grid=(1, 1, 1), block=(6, 1, 1)) if outer <= 8 else dict(grid=(1, 6, 1), block=(32, 1, 1))
-    compile_msl(src, host, include_dirs=[mlx]).run(bufs, **launch)
+    _compile(src, host, mlx).run(bufs, **launch)
     _check_red(out, x, op, (0, 2))
 
 
@@ -466,7 +541,6 @@ def test_mlx_row_reduce_small(op, dt, outer, mlx):
 def test_mlx_row_reduce_looped(op, dt, mlx):
     """row_reduce_looped over axes (0, 2) of (3, 5, 300): a group of 64 threads per output loops over
     3 rows of 300 (one block of 256 and a partial one)."""
-    from enigma.verify import compile_msl
 
     host, src = _red_source("row_reduce_looped", op, dt, "int", "1")
     x = _red_input(host, op, dt, (3, 5, 300))
@@ -474,7 +548,7 @@ def test_mlx_row_reduce_looped(op, dt, mlx):
     out = np.zeros(5, dt)
     bufs = {0: x, 1: out, 2: np.int64(300), 3: np.int64(3), 4: shape, 5: strides, 6: np.int32(1),
             7: np.array([3], np.int32), 8: np.array([1500], np.int64), 9: np.int32(1)}
-    compile_msl(src, host, include_dirs=[mlx]).run(bufs, grid=(1, 5, 1), block=(64, 1, 1))
+    _compile(src, host, mlx).run(bufs, grid=(1, 5, 1), block=(64, 1, 1))
     _check_red(out, x, op, (0, 2))
 
 
@@ -492,12 +566,11 @@ def test_mlx_col_reduce_small(op, dt, mlx):
     combined through threadgroup memory. As MLX launches it, every thread has a column: a thread
     past the last column returns before the kernel's barrier (`column >= reduction_stride`), which
     enigma.verify reports (a launch with 8 x 4 threads and 2 groups across does that)."""
-    from enigma.verify import compile_msl
 
     host, src = _red_source("col_reduce_small", op, dt, "int", "1")
     x = _red_input(host, op, dt, (3, 50, 37))
     out = np.zeros((3, 37), dt)
-    compile_msl(src, host, include_dirs=[mlx]).run(_col_bufs(x, out), grid=(1, 3, 1), block=(10, 4, 1))
+    _compile(src, host, mlx).run(_col_bufs(x, out), grid=(1, 3, 1), block=(10, 4, 1))
     _check_red(out, x, op, 1)
 
 
@@ -505,25 +578,23 @@ def test_mlx_col_reduce_small(op, dt, mlx):
 def test_mlx_col_reduce_looped(op, dt, bm, bn, mlx):
     """col_reduce_looped with MLX's two tiles (BM x BN = 32 x 32: simd_sum across the 32 rows;
     8 x 128: threadgroup-memory combine), 256 threads, over axis 1 of (2, 70, 150)."""
-    from enigma.verify import compile_msl
 
     host, src = _red_source("col_reduce_looped", op, dt, "int", "1", str(bm), str(bn))
     x = _red_input(host, op, dt, (2, 70, 150))
     out = np.zeros((2, 150), dt)
     bufs = _col_bufs(x, out)
     bufs[11] = np.int64(0)  # column_offset
-    compile_msl(src, host, include_dirs=[mlx]).run(bufs, grid=(-(-150 // bn), 2, 1), block=(256, 1, 1))
+    _compile(src, host, mlx).run(bufs, grid=(-(-150 // bn), 2, 1), block=(256, 1, 1))
     _check_red(out, x, op, 1)
 
 
 def test_mlx_init_reduce(mlx):
     """init_reduce fills with the op's identity: Max<float> starts from -inf (MLX's Limits)."""
-    from enigma.verify import compile_msl
 
     host = "init_reduce_maxfloat32"
     src = _source("reduce", host, "init_reduce", "float", "Max<float>")
     out = np.zeros(16, F32)
-    compile_msl(src, host, include_dirs=[mlx]).run({0: out}, grid=(1, 1, 1), block=(8, 2, 1))
+    _compile(src, host, mlx).run({0: out}, grid=(1, 1, 1), block=(8, 2, 1))
     np.testing.assert_array_equal(out, -np.inf)
 
 
@@ -546,7 +617,6 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     ("softmax_single_row", "half", "float", 130), ("softmax_single_row", "bfloat16_t", "float", 77),
     ("softmax_looped", "float", "float", 4500)])
 def test_mlx_softmax(kernel, t, acc, axis, mlx):
-    from enigma.verify import compile_msl
 
     host = f"{kernel}_{t}_{acc}"
     src = _source("softmax", host, kernel, t, acc)
@@ -557,7 +627,7 @@ def test_mlx_softmax(kernel, t, acc, axis, mlx):
     xval = _from_bf16(xin) if t == "bfloat16_t" else xin.astype(F32)
     out = np.zeros_like(xin)
     threads = 1024 if kernel == "softmax_looped" else -(-axis // 128) * 32  # ceil(axis / 4) up to 32k
-    compile_msl(src, host, include_dirs=[mlx]).run({0: xin, 1: out, 2: np.int32(axis)}, grid=(rows, 1, 1),
+    _compile(src, host, mlx).run({0: xin, 1: out, 2: np.int32(axis)}, grid=(rows, 1, 1),
                                                    block=(threads, 1, 1))
     got = _from_bf16(out) if t == "bfloat16_t" else out.astype(F32)
     tol = {"float": 1e-5, "half": 2e-3, "bfloat16_t": 1e-2}[t]
@@ -599,7 +669,6 @@ def test_mlx_contiguous_scan(op, dt, inclusive, reverse, mlx):
     """3 rows of 301, one group per row: 96 threads (ceil(301 / 4) rounded up to the simdgroup width,
     as MLX launches it; the last threads' reads partly past the row's end), and for CumSum float
     32 threads, so each group carries its prefix over 3 blocks of 128."""
-    from enigma.verify import compile_msl
 
     t = MSL[np.dtype(dt)]
     flags = [str(inclusive).lower(), str(reverse).lower()]
@@ -608,7 +677,7 @@ def test_mlx_contiguous_scan(op, dt, inclusive, reverse, mlx):
     x = _scan_input(host, op, dt, (3, 301))
     out = np.zeros_like(x)
     threads = 32 if (op, dt) == ("CumSum", F32) else 96
-    compile_msl(src, host, include_dirs=[mlx]).run({0: x, 1: out, 2: np.uint64(301)}, grid=(1, 3, 1),
+    _compile(src, host, mlx).run({0: x, 1: out, 2: np.uint64(301)}, grid=(1, 3, 1),
                                                    block=(threads, 1, 1))
     want = _scan_ref(x, op, 1, inclusive, reverse)
     if x.dtype.kind == "f":
@@ -622,7 +691,6 @@ def test_mlx_contiguous_scan(op, dt, inclusive, reverse, mlx):
 def test_mlx_strided_scan(op, dt, inclusive, reverse, mlx):
     """A scan over axis 1 of (2, 45, 40): stride 40 (two 32-column blocks, the second partial), 45
     rows (two 32-row tiles); 256 threads per group, one group per (outer index, column block)."""
-    from enigma.verify import compile_msl
 
     t = MSL[np.dtype(dt)]
     flags = [str(inclusive).lower(), str(reverse).lower()]
@@ -631,7 +699,7 @@ def test_mlx_strided_scan(op, dt, inclusive, reverse, mlx):
     x = _scan_input(host, op, dt, (2, 45, 40))
     out = np.zeros_like(x)
     bufs = {0: x, 1: out, 2: np.uint64(45), 3: np.uint64(40), 4: np.uint64(2)}
-    compile_msl(src, host, include_dirs=[mlx]).run(bufs, grid=(1, 4, 1), block=(256, 1, 1))
+    _compile(src, host, mlx).run(bufs, grid=(1, 4, 1), block=(256, 1, 1))
     want = _scan_ref(x, op, 1, inclusive, reverse)
     if x.dtype.kind == "f":
         np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
@@ -650,7 +718,6 @@ HEADERS["sort"] = ("utils.h", "sort.h")
 @pytest.mark.parametrize("dt,arg,threads,per", [(F32, False, 64, 8), (F32, True, 64, 8), (I32, False, 32, 8),
                                                 (F16, True, 128, 4)])
 def test_mlx_block_sort(dt, arg, threads, per, mlx):
-    from enigma.verify import compile_msl
 
     t = MSL[np.dtype(dt)]
     out_t, out_dt = ("uint32_t", np.uint32) if arg else (t, dt)
@@ -664,7 +731,7 @@ def test_mlx_block_sort(dt, arg, threads, per, mlx):
         x[1, ::50] = np.nan
     out = np.zeros((rows, n), out_dt)
     bufs = {0: x, 1: out, 2: np.int32(n), 3: np.int32(1), 4: np.int32(1), 5: np.int32(n), 6: np.int32(n)}
-    compile_msl(src, host, include_dirs=[mlx]).run(bufs, grid=(1, rows, 1), block=(threads, 1, 1))
+    _compile(src, host, mlx).run(bufs, grid=(1, rows, 1), block=(threads, 1, 1))
     if arg:  # ties may come in any order: the indices must give the sorted values
         assert (np.sort(out, axis=1) == np.arange(n)).all()
         np.testing.assert_array_equal(np.take_along_axis(x, out.astype(np.int64), 1), np.sort(x, axis=1))
@@ -814,7 +881,6 @@ def test_mlx_affine_quantize(gs, bits, mlx):
     """affine_quantize (a simdgroup per group of gs values: min and max by simd_min/simd_max, the
     packed values gathered by simd_shuffle_down) against the same arithmetic in numpy float32:
     the scale snapped so that the larger-magnitude edge is exactly representable."""
-    from enigma.verify import compile_msl
 
     host = f"affine_quantize_float_gs{gs}_b{bits}"
     src = _source("quantized", host, "affine_quantize", "float", str(gs), str(bits))
@@ -823,7 +889,7 @@ def test_mlx_affine_quantize(gs, bits, mlx):
     packed = np.zeros(rows * cols * bits // 8, np.uint8)
     scales, biases = np.zeros((rows, cols // gs), F32), np.zeros((rows, cols // gs), F32)
     threads = rows * cols // (gs // 32)  # each thread reduces gs / 32 values
-    compile_msl(src, host, include_dirs=[mlx]).run({0: w, 1: packed, 2: scales, 3: biases},
+    _compile(src, host, mlx).run({0: w, 1: packed, 2: scales, 3: biases},
                                                    grid=(threads // 64, 1, 1), block=(64, 1, 1))
     g = w.reshape(rows, cols // gs, gs)
     n_bins = np.float32(2 ** bits - 1)
@@ -860,11 +926,10 @@ def _e4m3(b: np.ndarray) -> np.ndarray:
 def test_mlx_fp4_qmv(kernel, t, gs, n, k, mlx):
     """fp_quantized.h: fp4 (e2m1) weights, 8 per uint32, with a power-of-two e8m0 scale per 32
     (mxfp4) or an fp8 e4m3 scale per 16 (nvfp4), against numpy with the same values decoded."""
-    from enigma.verify import compile_msl
 
     host = f"{kernel}_{t}_gs{gs}_b4"
     src = _source("fp_quantized", host, kernel, t, str(gs), "4", "false")
-    prog = compile_msl(src, host, include_dirs=[mlx])
+    prog = _compile(src, host, mlx)
     rng = _rng(host)
     m = 3
     q = rng.integers(0, 16, (n, k)).astype(np.uint32)
@@ -892,12 +957,11 @@ def test_mlx_quantized(case, mlx):
     """Launched as MLX does: qmv and qmv_fast 2 simdgroups of 4 rows each per group, grid (M, N / 8);
     qvm 2 simdgroups of 32 columns, grid (M, N / 64); qmm_t and qmm_n 32 x 2 x 2 threads per 32 x 32
     tile of y; dequantize a thread per byte of w."""
-    from enigma.verify import compile_msl
 
     kernel, t, gs, bits, m, n, k, extra = QUANT[case]
     host = f"{case}_gs{gs}"
     src = _source("quantized", host, kernel, t, str(gs), str(bits), *extra)
-    prog = compile_msl(src, host, include_dirs=[mlx])
+    prog = _compile(src, host, mlx)
     rng = _rng(case)
     transposed = kernel in ("affine_qmv_fast", "affine_qmv", "affine_qmm_t", "affine_dequantize")
     w, scales, biases, deq = _quantize(rng, n, k, bits, gs, t) if transposed else \
@@ -959,12 +1023,12 @@ KNOWN_FAILURES["gemv[gemv_t_f32_bn2_partial]"] = (
 
 @pytest.mark.parametrize("case", sorted(GEMVS))
 def test_mlx_gemv(case, mlx):
-    from enigma.verify import KernelError, compile_msl
+    from enigma.verify import KernelError
 
     kernel, t, (bm, bn, sm, sn, tm, tn), axpby, n_out, n_in = GEMVS[case]
     host = f"{case}_{bm}_{bn}_{sm}_{sn}_{tm}_{tn}"
     src = _source("gemv", host, kernel, t, *map(str, (bm, bn, sm, sn, tm, tn)), "false", str(axpby).lower())
-    prog = compile_msl(src, host, include_dirs=[mlx])
+    prog = _compile(src, host, mlx)
     rng = _rng(case)
     mat = _to(t, rng.standard_normal((n_out, n_in) if kernel == "gemv" else (n_in, n_out)))
     vec, bias = _to(t, rng.standard_normal(n_in)), _to(t, rng.standard_normal(n_out))
@@ -1013,7 +1077,6 @@ def _g_launch(shape: tuple[int, ...], n: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize("op,dt,n", [("Exp", F32, 1), ("Abs", I32, 4), ("Sqrt", F16, 2)])
 def test_mlx_unary_g(op, dt, n, mlx):
-    from enigma.verify import compile_msl
 
     t = MSL[np.dtype(dt)]
     host = f"g{n}_{op}{t}"
@@ -1023,7 +1086,7 @@ def test_mlx_unary_g(op, dt, n, mlx):
     view = base.transpose((2, 0, 1))
     out = np.zeros(SHAPE3, dt)
     bufs = {0: base, 1: out, 2: np.array(SHAPE3, np.int32), 3: strides, 4: np.int32(3)}
-    compile_msl(src, host, include_dirs=[mlx]).run(bufs, **_g_launch(SHAPE3, n))
+    _compile(src, host, mlx).run(bufs, **_g_launch(SHAPE3, n))
     want = {"Exp": np.exp, "Abs": np.abs, "Sqrt": np.sqrt}[op](view.astype(dt if dt is I32 else np.float64))
     np.testing.assert_allclose(out.astype(np.float64), want, rtol=1e-3 if dt is F16 else 1e-6)
 
@@ -1032,7 +1095,6 @@ def test_mlx_unary_g(op, dt, n, mlx):
                                          ("binary_g_nd3", "Subtract", 1), ("binary_g_nd2", "Maximum", 1)])
 def test_mlx_binary_g(kernel, op, n, mlx):
     """a transposed, b broadcast along the middle axis (stride 0); binary_g_nd2 on 2-D views."""
-    from enigma.verify import compile_msl
 
     host = f"{kernel}{n}_{op}float32"
     extra = [str(n)] if kernel == "binary_g" else []
@@ -1050,7 +1112,7 @@ def test_mlx_binary_g(kernel, op, n, mlx):
     else:
         bufs.update({3: a_strides, 4: b_strides})
     launch = _g_launch(shape, n) if len(shape) == 3 else dict(grid=(1, shape[0], 1), block=(shape[1], 1, 1))
-    compile_msl(src, host, include_dirs=[mlx]).run(bufs, **launch)
+    _compile(src, host, mlx).run(bufs, **launch)
     want = {"Add": np.add, "Multiply": np.multiply, "Subtract": np.subtract, "Maximum": np.maximum}[op](a, b)
     np.testing.assert_allclose(out, want, rtol=1e-6)
 
@@ -1059,7 +1121,6 @@ def test_mlx_binary_g(kernel, op, n, mlx):
                                                    ("copy_g_nd3", F32, F32, 1), ("copy_gg", F32, F32, 1)])
 def test_mlx_copy_g(kernel, dt_in, dt_out, n, mlx):
     """A transposed view copied to a contiguous array (copy_gg: into a transposed destination)."""
-    from enigma.verify import compile_msl
 
     t_in, t_out = MSL[np.dtype(dt_in)], MSL[np.dtype(dt_out)]
     host = f"{kernel}{n}_{t_in}{t_out}"
@@ -1071,7 +1132,7 @@ def test_mlx_copy_g(kernel, dt_in, dt_out, n, mlx):
         dst_view = dst_base.transpose((2, 1, 0))
         bufs = {0: base, 1: dst_base, 2: np.array(SHAPE3, np.int32), 3: strides,
                 4: np.array(dst_view.strides, np.int64) // dst_base.itemsize, 5: np.int32(3)}
-        compile_msl(src, host, include_dirs=[mlx]).run(bufs, **_g_launch(SHAPE3, 1))
+        _compile(src, host, mlx).run(bufs, **_g_launch(SHAPE3, 1))
         np.testing.assert_array_equal(dst_view, view.astype(dt_out))
         return
     out = np.zeros(SHAPE3, dt_out)
@@ -1079,13 +1140,12 @@ def test_mlx_copy_g(kernel, dt_in, dt_out, n, mlx):
         bufs = {0: base, 1: out, 2: np.array(SHAPE3, np.int32), 3: strides, 5: np.int32(3)}
     else:
         bufs = {0: base, 1: out, 3: strides}
-    compile_msl(src, host, include_dirs=[mlx]).run(bufs, **_g_launch(SHAPE3, n))
+    _compile(src, host, mlx).run(bufs, **_g_launch(SHAPE3, n))
     np.testing.assert_array_equal(out, view.astype(dt_out))
 
 
 def test_mlx_ternary_g(mlx):
     """Select with a transposed condition, a broadcast b and a contiguous c, 2 elements per thread."""
-    from enigma.verify import compile_msl
 
     host = "g2_Selectfloat32"
     src = _source("ternary", host, "ternary_g", "float", "Select", "2")
@@ -1097,7 +1157,7 @@ def test_mlx_ternary_g(mlx):
     out = np.zeros(SHAPE3, F32)
     bufs = {0: cond_base, 1: b_base, 2: c, 3: out, 4: np.array(SHAPE3, np.int32), 5: c_strides,
             6: np.array([0, 0, 1], np.int64), 7: np.array(c.strides, np.int64) // 4, 8: np.int32(3)}
-    compile_msl(src, host, include_dirs=[mlx]).run(bufs, **_g_launch(SHAPE3, 2))
+    _compile(src, host, mlx).run(bufs, **_g_launch(SHAPE3, 2))
     np.testing.assert_array_equal(out, np.where(cond, np.broadcast_to(b_base, SHAPE3), c))
 
 
@@ -1111,14 +1171,13 @@ HEADERS["binary_two"] = ("utils.h", "binary_ops.h", "binary_two.h")
 @pytest.mark.parametrize("kernel,t,axis", [("logsumexp", "float", 203), ("logsumexp", "half", 130),
                                            ("logsumexp_looped", "float", 4500)])
 def test_mlx_logsumexp(kernel, t, axis, mlx):
-    from enigma.verify import compile_msl
 
     host = f"{kernel}_{t}"
     src = _source("logsumexp", host, kernel, t, "float")
     x = _to(t, _rng(host).standard_normal((3, axis)) * 3)
     out = np.zeros(3, x.dtype)
     threads = 1024 if kernel == "logsumexp_looped" else -(-axis // 128) * 32
-    compile_msl(src, host, include_dirs=[mlx]).run({0: x, 1: out, 2: np.int32(axis)}, grid=(3, 1, 1),
+    _compile(src, host, mlx).run({0: x, 1: out, 2: np.int32(axis)}, grid=(3, 1, 1),
                                                    block=(threads, 1, 1))
     xv = _val(t, x)
     want = xv.max(1) + np.log(np.exp(xv - xv.max(1, keepdims=True)).sum(1))
@@ -1128,7 +1187,6 @@ def test_mlx_logsumexp(kernel, t, axis, mlx):
 @pytest.mark.parametrize("dt,form", [(I32, "vv"), (F32, "vv"), (I32, "sv")])
 def test_mlx_binary_two_divmod(dt, form, mlx):
     """DivMod writes the floor quotient and the remainder (numpy's divmod) to two outputs."""
-    from enigma.verify import compile_msl
 
     t = MSL[np.dtype(dt)]
     host = f"{form}_DivMod{t}"
@@ -1140,7 +1198,7 @@ def test_mlx_binary_two_divmod(dt, form, mlx):
     if form == "sv":
         a = a[:1].copy()
     q, r = np.zeros(N, dt), np.zeros(N, dt)
-    compile_msl(src, host, include_dirs=[mlx]).run({0: a, 1: b, 2: q, 3: r, 4: np.uint32(N)}, grid=(1, 1, 1),
+    _compile(src, host, mlx).run({0: a, 1: b, 2: q, 3: r, 4: np.uint32(N)}, grid=(1, 1, 1),
                                                    block=(_threads(N, dt), 1, 1))
     wq, wr = np.divmod(np.broadcast_to(a, (N,)).astype(np.float64 if dt is F32 else dt), b)
     if dt is I32:
@@ -1327,13 +1385,12 @@ CONVS = {
 
 @pytest.mark.parametrize("case", sorted(CONVS))
 def test_mlx_steel_conv2d(case, mlx):
-    from enigma.verify import compile_msl
 
     t, (bm, bn, bk, wm, wn), (nb, h, w, c), (o, kh, kw), st, pad, dil = CONVS[case]
     host = f"implicit_gemm_conv_2d_{t}_bm{bm}_bn{bn}_bk{bk}_wm{wm}_wn{wn}"
     src = _source("conv", host, "implicit_gemm_conv_2d", t, str(bm), str(bn), str(bk), str(wm), str(wn), "0",
                   "false")
-    prog = compile_msl(src, host, include_dirs=[mlx])
+    prog = _compile(src, host, mlx)
     oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) // st[0] + 1
     ow = (w + 2 * pad[1] - dil[1] * (kw - 1) - 1) // st[1] + 1
     rng = _rng(case)
@@ -1376,7 +1433,6 @@ HEADERS["hadamard"] = ("utils.h", "hadamard.h")
 @pytest.mark.parametrize("t,n,radix,width", [("float", 512, 16, 4), ("half", 64, 8, 2),
                                              ("float", 256, 16, 4)])
 def test_mlx_hadamard_n(t, n, radix, width, mlx):
-    from enigma.verify import compile_msl
 
     host = f"hadamard_n_{t}_{n}"
     src = _source("hadamard", host, "hadamard_n", t, str(n), str(radix), str(width))
@@ -1384,7 +1440,7 @@ def test_mlx_hadamard_n(t, n, radix, width, mlx):
     x = _to(t, _rng(host).standard_normal((rows, n)))
     out = np.zeros_like(x)
     scale = 1 / np.sqrt(n)
-    compile_msl(src, host, include_dirs=[mlx]).run({0: x, 1: out, 2: np.float32(scale)}, grid=(1, rows, 1),
+    _compile(src, host, mlx).run({0: x, 1: out, 2: np.float32(scale)}, grid=(1, rows, 1),
                                                    block=(n // radix, 1, 1))
     had = np.ones((1, 1))
     while had.shape[0] < n:  # Sylvester's construction: natural (Walsh-Hadamard) order
@@ -1408,7 +1464,6 @@ PRE, AXIS, POST, IDX_AXIS = 3, 7, 5, 4
 def test_mlx_gather_axis(dt, src_c, mlx):
     """take_along_axis over axis 1 of (3, 7, 5) with int32 indices (some negative); the strided form
     (SrcC false) reads a transposed source through its strides."""
-    from enigma.verify import compile_msl
 
     t = MSL[np.dtype(dt)]
     host = f"gather_axis_{t}_int32_{int(src_c)}"
@@ -1423,7 +1478,7 @@ def test_mlx_gather_axis(dt, src_c, mlx):
             4: np.array(x.strides, np.int64)[[0, 2]] // x.itemsize,
             5: np.array(idx.strides, np.int64)[[0, 2]] // 4, 6: np.uint64(2), 7: np.int32(1),
             8: np.int32(AXIS), 9: np.uint64(x.strides[1] // x.itemsize), 10: np.uint64(POST)}
-    compile_msl(src, host, include_dirs=[mlx]).run(bufs, grid=(1, IDX_AXIS, PRE), block=(POST, 1, 1))
+    _compile(src, host, mlx).run(bufs, grid=(1, IDX_AXIS, PRE), block=(POST, 1, 1))
     np.testing.assert_array_equal(out, np.take_along_axis(x, np.where(idx < 0, idx + AXIS, idx), 1))
 
 
@@ -1431,7 +1486,6 @@ def test_mlx_gather_axis(dt, src_c, mlx):
 def test_mlx_scatter_axis(op, dt, mlx):
     """put_along_axis over axis 1: Sum adds every update with an atomic (indices repeat); None stores
     (indices distinct along the axis, so the result does not depend on the order)."""
-    from enigma.verify import compile_msl
 
     t = MSL[np.dtype(dt)]
     host = f"scatter_axis_{op}_{t}"
@@ -1457,7 +1511,7 @@ def test_mlx_scatter_axis(op, dt, mlx):
             4: np.array(upd.strides, np.int64)[[0, 2]] // upd.itemsize,
             5: np.array(idx.strides, np.int64)[[0, 2]] // 4, 6: np.uint64(2), 7: np.int32(1),
             8: np.int32(AXIS), 9: np.uint64(POST), 10: np.uint64(POST)}
-    compile_msl(src, host, include_dirs=[mlx]).run(bufs, grid=(1, IDX_AXIS, PRE), block=(POST, 1, 1))
+    _compile(src, host, mlx).run(bufs, grid=(1, IDX_AXIS, PRE), block=(POST, 1, 1))
     np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-5)
 
 
@@ -1500,7 +1554,6 @@ def test_mlx_cross_entropy(t, axis, mlx):
 @pytest.mark.parametrize("dt,right", [(F32, False), (F32, True), (I32, False)])
 def test_mlx_searchsorted(dt, right, mlx):
     """Insertion points of 64 values into a sorted array read with stride 2 (ties included)."""
-    from enigma.verify import compile_msl
 
     t = MSL[np.dtype(dt)]
     host = f"searchsorted_{t}_{int(right)}"
@@ -1511,7 +1564,7 @@ def test_mlx_searchsorted(dt, right, mlx):
     strided[::2] = a
     v = np.concatenate([a[::5], rng.integers(-25, 25, 54)]).astype(dt)
     out = np.zeros(v.size, np.uint32)
-    compile_msl(src, host, include_dirs=[mlx]).run({0: strided, 1: v, 2: out, 3: np.uint32(a.size),
+    _compile(src, host, mlx).run({0: strided, 1: v, 2: out, 3: np.uint32(a.size),
                                                     4: np.int64(2)}, grid=(1, 1, 1), block=(v.size, 1, 1))
     np.testing.assert_array_equal(out, np.searchsorted(a, v, side="right" if right else "left"))
 
@@ -1519,13 +1572,13 @@ def test_mlx_return_before_barrier_is_reported(mlx):
     """col_reduce_small launched with more column-threads than columns (not MLX's launch): the
     threads past the last column return before the kernel's threadgroup_barrier, which is reported
     (on a GPU, undefined behaviour)."""
-    from enigma.verify import KernelError, compile_msl
+    from enigma.verify import KernelError
 
     host, src = _red_source("col_reduce_small", "sum", F32, "int", "1")
     x = _red_input(host, "sum", F32, (3, 50, 37))
     out = np.zeros((3, 37), F32)
     with pytest.raises(KernelError, match=r"threadgroup_barrier .* not reached by every thread"):
-        compile_msl(src, host, include_dirs=[mlx]).run(_col_bufs(x, out), grid=(2, 3, 1), block=(8, 4, 1))
+        _compile(src, host, mlx).run(_col_bufs(x, out), grid=(2, 3, 1), block=(8, 4, 1))
 
 
 NOT_CASES = {"test_mlx_out_of_bounds_is_reported", "test_mlx_return_before_barrier_is_reported",
@@ -1551,3 +1604,68 @@ def test_mlx_known_failures_are_few():
     assert len(cases) >= 100
     assert set(KNOWN_FAILURES) <= set(cases)
     assert len(KNOWN_FAILURES) <= 0.1 * len(cases)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the groups compiled together (see GROUPS), each member as its test instantiates it (_compile checks)
+
+def _red(kernel: str, *extra: str) -> Callable[..., tuple[str, str, tuple[str, ...]]]:
+    def member(op: str, dt: Any, *rest: Any) -> tuple[str, str, tuple[str, ...]]:
+        t = MSL[np.dtype(dt)]
+        more = (*extra, *map(str, rest)) if kernel == "col_reduce_looped" else extra
+        host = f"{kernel}_{op}{t}{''.join('_' + e for e in more)}"
+        return host, kernel, (t, t, f"{OPS[op][0]}<{t}>", *more)
+    return member
+
+
+_register("reduce", "reduce", test_mlx_all_reduce, _red("all_reduce"))
+_register("reduce", "reduce", test_mlx_row_reduce_simple, _red("row_reduce_simple"))
+_register("reduce", "reduce", test_mlx_row_reduce_small,
+          lambda op, dt, _: _red("row_reduce_small", "int", "1")(op, dt))
+_register("reduce", "reduce", test_mlx_row_reduce_looped, _red("row_reduce_looped", "int", "1"))
+_register("reduce", "reduce", test_mlx_col_reduce_small, _red("col_reduce_small", "int", "1"))
+_register("reduce", "reduce", test_mlx_col_reduce_looped, _red("col_reduce_looped", "int", "1"))
+_member("reduce", "reduce", "init_reduce_maxfloat32", "init_reduce", "float", "Max<float>")
+
+
+def _scan(kernel: str, prefix: str) -> Callable[..., tuple[str, str, tuple[str, ...]]]:
+    def member(op: str, dt: Any, inclusive: bool, reverse: bool) -> tuple[str, str, tuple[str, ...]]:
+        t, flags = MSL[np.dtype(dt)], [str(inclusive).lower(), str(reverse).lower()]
+        return f"{prefix}_{op}_{t}_{'_'.join(flags)}", kernel, (t, t, f"{op}<{t}>", "4", *flags)
+    return member
+
+
+_register("scan", "scan", test_mlx_contiguous_scan, _scan("contiguous_scan", "contig_scan"))
+_register("scan", "scan", test_mlx_strided_scan, _scan("strided_scan", "strided_scan"))
+
+
+def _sort(dt: Any, arg: bool, threads: int, per: int) -> tuple[str, str, tuple[str, ...]]:
+    t = MSL[np.dtype(dt)]
+    return (f"{'arg' if arg else ''}sort_{t}_{threads}_{per}", "block_sort",
+            (t, "uint32_t" if arg else t, str(arg).lower(), str(threads), str(per)))
+
+
+_register("sort", "sort", test_mlx_block_sort, _sort)
+for _case, (_kernel, _t, _gs, _bits, *_, _extra) in QUANT.items():
+    _member("quantized", "quantized", f"{_case}_gs{_gs}", _kernel, _t, str(_gs), str(_bits), *_extra)
+_register("quantized", "quantized", test_mlx_affine_quantize,
+          lambda gs, bits: (f"affine_quantize_float_gs{gs}_b{bits}", "affine_quantize",
+                            ("float", str(gs), str(bits))))
+for _case, (_kernel, _t, _dims, _axpby, *_) in GEMVS.items():
+    _member("gemv", "gemv", f"{_case}_{'_'.join(map(str, _dims))}", _kernel, _t, *map(str, _dims), "false",
+            str(_axpby).lower())
+_register("unary_v", "unary", test_mlx_unary_g,
+          lambda op, dt, n: (f"g{n}_{op}{MSL[np.dtype(dt)]}", "unary_g",
+                             (MSL[np.dtype(dt)], MSL[np.dtype(dt)], op, str(n))))
+_register("binary", "binary", test_mlx_binary_g,
+          lambda kernel, op, n: (f"{kernel}{n}_{op}float32", kernel,
+                                 ("float", "float", op, *([str(n)] if kernel == "binary_g" else []))))
+_register("copy", "copy", test_mlx_copy,
+          lambda form, dt_in, dt_out: (f"{form}_copy{MSL[np.dtype(dt_in)]}{MSL[np.dtype(dt_out)]}",
+                                       f"copy_{form}", (MSL[np.dtype(dt_in)], MSL[np.dtype(dt_out)])))
+_register("copy", "copy", test_mlx_copy_g,
+          lambda kernel, dt_in, dt_out, n: (f"{kernel}{n}_{MSL[np.dtype(dt_in)]}{MSL[np.dtype(dt_out)]}",
+                                            kernel, (MSL[np.dtype(dt_in)], MSL[np.dtype(dt_out)],
+                                                     *([str(n)] if kernel == "copy_g" else []))))
+_register("softmax", "softmax", test_mlx_softmax,
+          lambda kernel, t, acc, axis: (f"{kernel}_{t}_{acc}", kernel, (t, acc)))
