@@ -1290,6 +1290,42 @@ def test_mlx_sdpa_vector_2pass(t, d, hq, hkv, n, lq, mlx):
     np.testing.assert_allclose(_val(t, out), want, rtol=tol, atol=tol)
 
 
+HEADERS["gemm_splitk"] = ("utils.h", "steel/gemm/gemm.h", "steel/gemm/kernels/steel_gemm_splitk.h")
+
+
+@pytest.mark.parametrize("t,ta,tb,m,n,k,parts", [("float", False, False, 40, 36, 500, 4),
+                                                 ("half", True, False, 64, 64, 256, 2)])
+def test_mlx_steel_gemm_splitk(t, ta, tb, m, n, k, parts, mlx):
+    """Split-K GEMM: gemm_splitk writes each K partition's float product (the last partition also
+    does the K remainder), gemm_splitk_accum sums the partitions into T (MLX's two launches)."""
+    from enigma.verify import compile_msl
+
+    bm, bn, bk, wm, wn = 32, 32, 16, 2, 2
+    mn_al, k_al = m % bm == 0 and n % bn == 0, k % bk == 0
+    host = f"steel_gemm_splitk_{'nt'[ta]}{'nt'[tb]}_{t}_float32_bm{bm}_bn{bn}_bk{bk}_wm{wm}_wn{wn}"
+    acc_host = f"steel_gemm_splitk_accum_{t}_float32"
+    src = "\n".join([_source("gemm_splitk", host, "gemm_splitk", t, "float", str(bm), str(bn), str(bk),
+                                  str(wm), str(wn), str(ta).lower(), str(tb).lower(), str(mn_al).lower(),
+                                  str(k_al).lower()),
+                     f'instantiate_kernel("{acc_host}", gemm_splitk_accum, float, {t})', ""])
+    progs = [compile_msl(src, h, include_dirs=[mlx], together=[host, acc_host]) for h in (host, acc_host)]
+    rng = _rng(f"splitk{t}{m}{n}{k}")
+    a = _to(t, rng.standard_normal((k, m) if ta else (m, k)))
+    b = _to(t, rng.standard_normal((n, k) if tb else (k, n)))
+    tiles_n, tiles_m = -(-n // bn), -(-m // bm)
+    iters = (k // bk) // parts
+    params = np.array([m, n, k, m if ta else k, k if tb else n, n, tiles_n, tiles_m, parts, m * n, iters * bk,
+                       0, iters], np.int32)
+    partial = np.zeros((parts, m, n), F32)
+    progs[0].run({0: a, 1: b, 2: partial, 3: params}, grid=(tiles_n, tiles_m, parts), block=(32, wn, wm))
+    d = np.zeros((m, n), a.dtype)
+    progs[1].run({0: partial, 1: d, 2: np.int32(parts), 3: np.int32(m * n), 4: np.int32(n)},
+                 grid=(1, m, 1), block=(n, 1, 1))
+    av, bv = _val(t, a), _val(t, b)
+    want = (av.T if ta else av) @ (bv.T if tb else bv)
+    tol = {"float": 2e-5, "half": 2e-3}[t]
+    np.testing.assert_allclose(_val(t, d), want, rtol=tol, atol=tol * float(np.abs(want).max()))
+
 # ---------------------------------------------------------------------------------------------------
 # steel attention (steel/attn/kernels/steel_attention.h with attn.h, mma.h, loader.h): the fused
 # attention of MLX's scaled_dot_product_attention for longer queries,
