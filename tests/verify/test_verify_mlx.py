@@ -1220,6 +1220,8 @@ SDPAS = {
     "f32_d64_gqa2": ("float", 64, 4, 2, 45, 1, None),
     "f16_d128_causal": ("half", 128, 2, 1, 40, 3, "causal"),
     "f32_d64_bool_mask": ("float", 64, 2, 2, 37, 2, "bool"),
+    "f32_d64_float_mask": ("float", 64, 4, 2, 41, 1, "float"),
+    "f16_d64_sinks": ("half", 64, 4, 1, 50, 1, "sinks"),
 }
 
 
@@ -1230,8 +1232,8 @@ def test_mlx_sdpa_vector(case, mlx):
     t, d, hq, hkv, n, lq, mask = SDPAS[case]
     host = f"sdpa_vector_{t}_{d}_{d}"
     src = _source("sdpa", host, "sdpa_vector", t, str(d), str(d))
-    fc = {"has_mask": mask == "bool", "bool_mask": mask == "bool", "do_causal": mask == "causal",
-          "query_transposed": False, "float_mask": False, "has_sinks": False}
+    fc = {"has_mask": mask in ("bool", "float"), "bool_mask": mask == "bool", "do_causal": mask == "causal",
+          "query_transposed": False, "float_mask": mask == "float", "has_sinks": mask == "sinks"}
     prog = compile_msl(src, host, include_dirs=[mlx], function_constants=fc)
     rng = _rng(case)
     q, k, v = (_to(t, rng.standard_normal(shape)) for shape in ((hq, lq, d), (hkv, n, d), (hkv, n, d)))
@@ -1240,18 +1242,29 @@ def test_mlx_sdpa_vector(case, mlx):
     bufs: dict[int, Any] = dict(enumerate([q, k, v, out, np.int32(hq // hkv), np.int32(n), np.uint64(n * d),
                                            np.uint64(d), np.uint64(n * d), np.uint64(d), np.float32(scale)]))
     keep = np.ones((hq, lq, n), bool)
+    add = np.zeros((hq, lq, n))
+    sink = np.full((hq, lq, 1), -np.inf)  # an extra logit whose value vector is 0
     if mask == "bool":
         keep = rng.random((hq, lq, n)) < 0.7
         keep[..., 0] = True
         bufs.update({11: keep, 13: np.int32(1), 14: np.int32(n), 15: np.int32(lq * n)})
+    elif mask == "float":  # added to the scores; -inf drops a key
+        fm = _to(t, rng.standard_normal((hq, lq, n)))
+        fm[..., 3::7] = -np.inf
+        keep, add = np.isfinite(fm), np.where(np.isfinite(fm), _val(t, fm), 0.0)
+        bufs.update({12: fm, 13: np.int32(1), 14: np.int32(n), 15: np.int32(lq * n)})
+    elif mask == "sinks":
+        sinks = _to(t, rng.standard_normal(hq))
+        sink = np.broadcast_to(_val(t, sinks)[:, None, None], (hq, lq, 1))
+        bufs.update({16: sinks, 17: np.int32(hq)})
     elif mask == "causal":
         keep = np.arange(n)[None, None, :] <= (n - lq + np.arange(lq))[None, :, None]
     prog.run(bufs, grid=(hq, lq, 1), block=(1024, 1, 1))
     kv = np.repeat(np.arange(hkv), hq // hkv)
-    scores = np.einsum("hqd,hkd->hqk", _val(t, q), _val(t, k)[kv]) * scale
-    scores = np.where(keep, scores, -np.inf)
+    scores = np.einsum("hqd,hkd->hqk", _val(t, q), _val(t, k)[kv]) * scale + add
+    scores = np.concatenate([sink, np.where(keep, scores, -np.inf)], -1)
     p = np.exp(scores - scores.max(-1, keepdims=True))
-    want = np.einsum("hqk,hkd->hqd", p / p.sum(-1, keepdims=True), _val(t, v)[kv])
+    want = np.einsum("hqk,hkd->hqd", (p / p.sum(-1, keepdims=True))[..., 1:], _val(t, v)[kv])
     tol = {"float": 2e-5, "half": 2e-3}[t]
     np.testing.assert_allclose(_val(t, out), want, rtol=tol, atol=tol)
 
