@@ -1339,6 +1339,39 @@ def test_mlx_steel_gemm_splitk(t, ta, tb, m, n, k, parts, mlx):
     tol = {"float": 2e-5, "half": 2e-3}[t]
     np.testing.assert_allclose(_val(t, d), want, rtol=tol, atol=tol * float(np.abs(want).max()))
 
+HEADERS["gemm_gather"] = ("utils.h", "steel/gemm/gemm.h", "steel/gemm/kernels/steel_gemm_gather.h")
+
+
+@pytest.mark.parametrize("t,tb,bm,bn,wm,wn", [("float", False, 16, 64, 1, 2), ("half", True, 32, 32, 2, 2)])
+def test_mlx_steel_gather_mm_rhs(t, tb, bm, bn, wm, wn, mlx):
+    """gather_mm_rhs (mixture of experts): rows of A sorted by expert, `offsets` the first row of
+    each expert; each row tile is scheduled to its expert by a simdgroup scan (schedule_row_tile)
+    and multiplied by that expert's B. Grid: an upper bound of row tiles (the extra ones return)."""
+    from enigma.verify import compile_msl
+
+    bk, m, n, k = 16, 70, 36, 40
+    offsets = np.array([0, 20, 45], np.int32)
+    host = f"steel_gather_mm_rhs_n{'nt'[tb]}_{t}_bm{bm}_bn{bn}_bk{bk}_wm{wm}_wn{wn}"
+    src = _source("gemm_gather", host, "gather_mm_rhs", t, str(bm), str(bn), str(bk), str(wm), str(wn),
+                  "false", str(tb).lower(), "float")
+    prog = compile_msl(src, host, include_dirs=[mlx], function_constants={
+        "align_M": m % bm == 0, "align_N": n % bn == 0, "align_K": k % bk == 0, "has_batch": False})
+    rng = _rng(host)
+    a = _to(t, rng.standard_normal((m, k)))
+    b = _to(t, rng.standard_normal((3, n, k) if tb else (3, k, n)))
+    c = np.zeros((m, n), a.dtype)
+    tiles_n, tiles_m = -(-n // bn), -(-m // bm) + len(offsets)
+    params = np.array([(m, n, k, k, k if tb else n, n, tiles_n, tiles_m, m * k, n * k, m * n, 0, k // bk, 0)],
+                      GEMM_PARAMS)
+    prog.run({0: a, 1: b, 2: offsets, 3: c, 4: params.view(np.uint8), 5: np.int32(len(offsets))},
+             grid=(tiles_n, tiles_m, 1), block=(32, wn, wm))
+    bv = _val(t, b)
+    bv = np.swapaxes(bv, 1, 2) if tb else bv
+    expert = np.searchsorted(offsets, np.arange(m), side="right") - 1
+    want = np.einsum("mk,mkn->mn", _val(t, a), bv[expert])
+    tol = {"float": 2e-5, "half": 2e-3}[t]
+    np.testing.assert_allclose(_val(t, c), want, rtol=tol, atol=tol * float(np.abs(want).max()))
+
 # ---------------------------------------------------------------------------------------------------
 # steel attention (steel/attn/kernels/steel_attention.h with attn.h, mma.h, loader.h): the fused
 # attention of MLX's scaled_dot_product_attention for longer queries,
