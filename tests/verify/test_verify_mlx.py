@@ -908,6 +908,32 @@ def test_mlx_affine_quantize(gs, bits, mlx):
     got = np.stack([(packed >> np.uint8(bits * i)) & np.uint8(2 ** bits - 1) for i in range(per)], -1)
     np.testing.assert_array_equal(got.reshape(rows, cols), q.reshape(rows, cols))
 
+def test_mlx_affine_gather_qmv_fast(mlx):
+    """affine_gather_qmv_fast (mixture of experts): for each of 5 entries, x batch lhs[t] times the
+    4-bit quantized weights of expert rhs[t] (3 experts of 16 x 512), as in MLX's gather_qmm."""
+    from enigma.verify import compile_msl
+
+    host = "affine_gather_qmv_fast_float_gs64_b4"
+    src = _source("quantized", host, "affine_gather_qmv_fast", "float", "64", "4")
+    prog = compile_msl(src, host, include_dirs=[mlx])
+    rng = _rng(host)
+    n, k, gs = 16, 512, 64
+    experts = [_quantize(rng, n, k, 4, gs, "float") for _ in range(3)]
+    w = np.stack([e[0] for e in experts])
+    scales, biases = np.stack([e[1] for e in experts]), np.stack([e[2] for e in experts])
+    x = rng.standard_normal((2, 1, k)).astype(F32)
+    lhs, rhs = np.array([0, 1, 1, 0, 1], np.uint32), np.array([2, 0, 1, 1, 2], np.uint32)
+    y = np.zeros((5, 1, n), F32)
+    one = np.array([1], np.int64)
+    bufs = dict(enumerate([w, scales, biases, x, lhs, rhs, y, np.int32(k), np.int32(n), np.int32(1),
+                           np.array([2, 1, k], np.int32), np.array([k], np.int64), np.int32(1),
+                           np.array([3], np.int32), np.array([n * k // 8], np.int64),
+                           np.array([n * k // gs], np.int64), np.array([n * k // gs], np.int64), np.int32(1),
+                           np.array([5], np.int32), one, one]))
+    prog.run(bufs, grid=(1, n // 8, 5), block=(32, 2, 1))
+    want = np.stack([x[lhs[i], 0].astype(np.float64) @ experts[rhs[i]][3].T for i in range(5)])
+    np.testing.assert_allclose(y[:, 0], want, rtol=2e-5, atol=2e-5 * float(np.abs(want).max()))
+
 HEADERS["fp_quantized"] = ("utils.h", "steel/gemm/gemm.h", "quantized_utils.h", "fp_quantized.h")
 FP4 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6])
 
