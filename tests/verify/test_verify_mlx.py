@@ -1365,6 +1365,35 @@ def test_mlx_steel_gemm_splitk(t, ta, tb, m, n, k, parts, mlx):
     tol = {"float": 2e-5, "half": 2e-3}[t]
     np.testing.assert_allclose(_val(t, d), want, rtol=tol, atol=tol * float(np.abs(want).max()))
 
+HEADERS["gemm_segmented"] = ("utils.h", "steel/gemm/gemm.h", "steel/gemm/kernels/steel_gemm_segmented.h")
+
+
+@pytest.mark.parametrize("t,ta,m,n", [("float", False, 40, 36), ("half", True, 64, 64)])
+def test_mlx_steel_segmented_mm(t, ta, m, n, mlx):
+    """segmented_mm: C[z] = A[:, k0:k1] @ B[k0:k1, :] for each (k0, k1) pair of `segments` (an empty
+    and overlapping segments too, K ends not multiples of BK); grid (tiles_n, tiles_m, segments)."""
+    from enigma.verify import compile_msl
+
+    bm, bn, bk, wm, wn, k = 32, 32, 16, 2, 2, 100
+    segments = np.array([[0, 30], [30, 30], [30, 77], [50, 100]], np.uint32)
+    host = f"steel_segmented_mm_{'nt'[ta]}n_{t}_bm{bm}_bn{bn}_bk{bk}_wm{wm}_wn{wn}"
+    src = _source("gemm_segmented", host, "segmented_mm", t, str(bm), str(bn), str(bk), str(wm), str(wn),
+                  str(ta).lower(), "false", "float")
+    prog = compile_msl(src, host, include_dirs=[mlx], function_constants={
+        "segments_contiguous": True, "align_M": m % bm == 0, "align_N": n % bn == 0})
+    rng = _rng(host)
+    a = _to(t, rng.standard_normal((k, m) if ta else (m, k)))
+    b = _to(t, rng.standard_normal((k, n)))
+    c = np.full((len(segments), m, n), 7, a.dtype)
+    tiles_n, tiles_m = -(-n // bn), -(-m // bm)
+    params = np.array([(m, n, k, m if ta else k, n, n, tiles_n, tiles_m, 0, 0, m * n, 0, 0, 0)], GEMM_PARAMS)
+    prog.run({0: a, 1: b, 2: segments, 3: c, 4: params.view(np.uint8)},
+             grid=(tiles_n, tiles_m, len(segments)), block=(32, wn, wm))
+    av = _val(t, a).T if ta else _val(t, a)
+    want = np.stack([av[:, k0:k1] @ _val(t, b)[k0:k1] for k0, k1 in segments])
+    tol = {"float": 2e-5, "half": 2e-3}[t]
+    np.testing.assert_allclose(_val(t, c), want, rtol=tol, atol=tol * float(np.abs(want).max()))
+
 HEADERS["gemm_gather"] = ("utils.h", "steel/gemm/gemm.h", "steel/gemm/kernels/steel_gemm_gather.h")
 
 
