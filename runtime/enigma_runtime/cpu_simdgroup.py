@@ -298,15 +298,23 @@ def _active(st: State, mask: Any, line: int, what: str) -> np.ndarray | None:
 
 
 def _per_simdgroup(st: State, x: Any, active: np.ndarray | None, line: int, what: str) -> np.ndarray:
-    """A per-thread int value as one value per simdgroup (G, S); it must agree across the lanes."""
+    """A per-thread int value as one value per simdgroup (G, S); it must agree across the lanes.
+    Only the axes the value varies along are materialised (a position built from simd_group_id is a
+    (S, 32) array, not one per thread of the launch)."""
     G, S = _groups(st, line, what)
     if np.ndim(x) == 0 and type(x) is not Aff:  # uniform
         return np.full((G, S), int(x), np.int64)
-    a = np.broadcast_to(np.asarray(mat(x), np.int64), st.geo.full).reshape(G, S, SIMD)
-    first = a[..., 0]
-    differ = (a != first[..., None]).any(-1)
+    full = st.geo.full
+    a = np.asarray(mat(x), np.int64)
+    a = a.reshape((1,) * (6 - a.ndim) + a.shape)
+    gshape = tuple(full[i] if a.shape[i] != 1 else 1 for i in range(3))  # the threadgroup axes it uses
+    t = np.broadcast_to(a, gshape + full[3:]).reshape(-1, S, SIMD)
+    first = t[..., 0]
+    differ = (t != first[..., None]).any(-1)
+    first = np.broadcast_to(first.reshape(gshape + (S,)), full[:3] + (S,)).reshape(G, S)
+    differ = np.broadcast_to(differ.reshape(gshape + (S,)), full[:3] + (S,)).reshape(G, S)
     if active is not None:
-        differ &= active
+        differ = differ & active
     if differ.any():
         g, s = (int(v[0]) for v in np.nonzero(differ))
         raise KernelExecutionError(f"{st.where(line)}: {what}: the lanes of simdgroup {s} of threadgroup {g} "
@@ -318,27 +326,110 @@ def _per_simdgroup(st: State, x: Any, active: np.ndarray | None, line: int, what
 _R = np.arange(N, dtype=np.int64)
 
 
+class Positions:
+    """The positions (`off`, `ld` operands) of a simdgroup matrix op, one per simdgroup (G, S), and,
+    when they allow it, their affine form: `base[g, s] == c0 + sum(coefs * (gz, gy, gx, s1, s2))`
+    for a split of the simdgroup index s = s1 * S2 + s2 (`dims` gives the extents), with one ld for
+    every simdgroup."""
+
+    __slots__ = ("base", "stride", "affine")
+
+    def __init__(self, base: np.ndarray, stride: np.ndarray, gfull: tuple[int, ...]) -> None:
+        self.base, self.stride = base, stride
+        self.affine: tuple[int, tuple[int, ...], tuple[int, ...], int] | None = None
+        ld = int(stride.reshape(-1)[0])
+        if not (stride == ld).all():
+            return
+        G, S = base.shape
+        c0 = int(base.reshape(-1)[0])
+        for s1 in [d for d in range(1, S + 1) if S % d == 0]:
+            dims = gfull + (s1, S // s1)
+            b = base.reshape(dims)
+            pred: Any = c0
+            coefs = []
+            for ax, n in enumerate(dims):
+                k = int(b[tuple(int(i == ax) for i in range(len(dims)))]) - c0 if n > 1 else 0
+                coefs.append(k)
+                if k:
+                    pred = pred + k * np.arange(n, dtype=np.int64).reshape(
+                        [n if i == ax else 1 for i in range(len(dims))])
+            if (pred == b).all():
+                self.affine = (c0, dims, tuple(coefs), ld)
+                return
+
+
+class Block:
+    """Where the 8x8 block of every simdgroup of a launch (chunk) lies in a tensor's flat storage:
+    element (i, j) of simdgroup s of threadgroup g is `flat[base[g, s] + i * rs[g, s] + j * cs[g, s]]`
+    (rs, cs = ld, 1; transposed 1, ld), every active block checked to lie inside the tensor.
+
+    Three ways to reach the elements, fastest first:
+    - `rows`: when the positions are affine (Positions), a strided view of the storage whose items are
+      the blocks' rows (8 consecutive elements as one void item): a load is one strided copy;
+    - `item` and `q`: the rows of an untransposed block are 8 consecutive elements, so the storage read
+      as overlapping 8-element void items (one starting at every element) is gathered and scattered
+      at the (G, S, 8) row starts `q`, a row at a time;
+    - `idx`: the (G, S, 8, 8) element indices (transposed blocks, a non-contiguous storage, or
+      inactive simdgroups, whose positions are clipped into the storage)."""
+
+    __slots__ = ("base", "rs", "cs", "G", "S", "_idx", "_q", "rows", "item")
+
+    def __init__(self, base: np.ndarray, rs: np.ndarray, cs: np.ndarray, G: int, S: int) -> None:
+        self.base, self.rs, self.cs, self.G, self.S = base, rs, cs, G, S
+        self._idx: np.ndarray | None = None
+        self._q: np.ndarray | None = None
+        self.rows: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None  # offset, shape, strides
+        self.item: np.dtype | None = None
+
+    @property
+    def idx(self) -> np.ndarray:
+        if self._idx is None:
+            b, rs, cs = (x[..., None, None] for x in (self.base, self.rs, self.cs))
+            self._idx = b + _R[:, None] * rs + _R[None, :] * cs
+        return self._idx
+
+    @property
+    def q(self) -> np.ndarray:
+        if self._q is None:
+            self._q = (self.base[..., None] + _R * self.rs[..., None]).reshape(-1)
+        return self._q
+
+
 def _block_index(st: State, m: Any, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
-                 line: int, what: str, key: Any) -> np.ndarray:
-    """The (G, S, 8, 8) element indices of every simdgroup's block, checked. Memoised per op while its
-    operands are the same objects (a loop-invariant position: each iteration of a k loop reloads the
-    same threadgroup tile positions)."""
+                 line: int, what: str, key: Any) -> Block:
+    """Every simdgroup's block (checked). Memoised per op while its operands are the same objects (a
+    loop-invariant position: each iteration of a k loop reloads the same threadgroup tile positions);
+    the positions themselves are shared by the ops taking the same operands (blocks at other origins
+    of the same tile)."""
     memo = st.memo.get(key) if active is None else None
     if memo is not None and memo[0] is off and memo[1] is ld and memo[2] is m:
         return memo[3]
-    idx = _block_index_new(st, m, off, ld, origin, transpose, active, line, what)
+    blk = _block_index_new(st, m, off, ld, origin, transpose, active, line, what)
     if active is None:
-        st.memo[key] = (off, ld, m, idx)
-    return idx
+        st.memo[key] = (off, ld, m, blk)
+    return blk
+
+
+def _positions(st: State, off: Any, ld: Any, active: Any, line: int, what: str) -> Positions:
+    """The per-simdgroup positions of the operands, memoised for the operand objects (unmasked)."""
+    key = ("simd_positions", id(off), id(ld))
+    memo = st.memo.get(key) if active is None else None
+    if memo is not None and memo[0] is off and memo[1] is ld:
+        return memo[2]
+    pos = Positions(_per_simdgroup(st, off, active, line, what), _per_simdgroup(st, ld, active, line, what),
+                    st.geo.full[:3])
+    if active is None:
+        st.memo[key] = (off, ld, pos)
+    return pos
 
 
 def _block_index_new(st: State, m: Any, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
-                     line: int, what: str) -> np.ndarray:
-    base = _per_simdgroup(st, off, active, line, what) + origin
-    stride = _per_simdgroup(st, ld, active, line, what)
-    rows, cols = (_R[None, :], _R[:, None]) if transpose else (_R[:, None], _R[None, :])
-    idx = base[..., None, None] + rows * stride[..., None, None] + cols  # (G, S, 8, 8)
-    lo, hi = idx.min(axis=(-1, -2)), idx.max(axis=(-1, -2))
+                     line: int, what: str) -> Block:
+    G, S = _groups(st, line, what)
+    pos = _positions(st, off, ld, active, line, what)
+    base, stride = pos.base + origin, pos.stride
+    span = (N - 1) * stride  # the block spans base + min(0, 7 ld) .. base + max(0, 7 ld) + 7
+    lo, hi = base + np.minimum(span, 0), base + np.maximum(span, 0) + (N - 1)
     bad = (lo < 0) | (hi >= m.size)
     if active is not None:
         bad &= active
@@ -348,10 +439,58 @@ def _block_index_new(st: State, m: Any, off: Any, ld: Any, origin: int, transpos
         raise OutOfBoundsError(f"{st.where(line)}: out-of-bounds {what} of {what_t} {m.name!r} ({m.size} "
                                f"elements): the 8x8 block of simdgroup {s} of threadgroup {g} spans elements "
                                f"{int(lo[g, s])} .. {int(hi[g, s])}; check the bounds test at line {line}")
-    idx = np.clip(idx, 0, max(m.size - 1, 0))
-    if m.shared:
-        idx = idx + (np.arange(idx.shape[0], dtype=np.int64) * m.size)[:, None, None, None]
-    return idx
+    if m.shared:  # threadgroup g's array starts at g * size of the storage
+        base = base + (np.arange(G, dtype=np.int64) * m.size)[:, None]
+    one = np.ones_like(stride)
+    blk = Block(base, one, stride, G, S) if transpose else Block(base, stride, one, G, S)
+    flat = m.flat
+    if active is not None and not active.all():
+        # inactive simdgroups may pass any position: their elements are clipped into the storage
+        blk._idx = np.clip(blk.idx, 0, max(flat.size - 1, 0))
+    elif not transpose and flat.ndim == 1 and flat.strides[0] == flat.itemsize and flat.size >= N:
+        blk.item = np.dtype(f"V{N * flat.itemsize}")
+        if pos.affine is not None:
+            c0, dims, coefs, ld0 = pos.affine
+            if m.shared:
+                gz, gy, gx = dims[:3]
+                coefs = tuple(k + m.size * g for k, g in zip(coefs, (gy * gx, gx, 1, 0, 0)))
+            blk.rows = (c0 + origin, dims + (N,), coefs + (ld0,))
+    return blk
+
+
+def _items(flat: np.ndarray, item: np.dtype) -> np.ndarray:
+    """`flat` as overlapping void items of len(item) bytes, one starting at every element."""
+    return np.ndarray((flat.size - N + 1,), item, buffer=flat, strides=(flat.itemsize,))
+
+
+def gather_blocks(m: Any, blk: Block) -> np.ndarray:
+    """The blocks' elements (G, S, 8, 8), a copy (Block says how they are reached)."""
+    flat = m.flat
+    if blk.item is None:
+        return np.take(flat, blk.idx)
+    if blk.rows is not None:
+        off, shape, strides = blk.rows
+        item = flat.itemsize
+        try:
+            rows = np.ndarray(shape, blk.item, buffer=flat, offset=off * item,
+                              strides=tuple(x * item for x in strides))
+        except (ValueError, TypeError):  # a layout the buffer cannot express (never expected)
+            blk.rows = None
+        else:
+            return rows.copy().view(flat.dtype).reshape(blk.G, blk.S, N, N)
+    return _items(flat, blk.item)[blk.q].view(flat.dtype).reshape(blk.G, blk.S, N, N)
+
+
+def scatter_blocks(m: Any, blk: Block, vals: np.ndarray, active: np.ndarray | None) -> None:
+    """Write `vals` (G, S, 8, 8), of the storage's dtype, to the blocks of the active simdgroups, in
+    simdgroup, row, column order (where blocks overlap, the later one's element stays)."""
+    flat = m.flat
+    if blk.item is not None and active is None:
+        _items(flat, blk.item)[blk.q] = np.ascontiguousarray(vals).view(blk.item).reshape(-1)
+    elif active is None:
+        flat[blk.idx.reshape(-1)] = vals.reshape(-1)
+    else:
+        flat[blk.idx[active].reshape(-1)] = vals[active].reshape(-1)
 
 
 def _check_matrix_op(plan, op, attrs, what):
@@ -391,8 +530,8 @@ def _op_simd_load(plan, op, ins, outs, types, attrs, line):
     def run(st, env, mask):
         active = _active(st, mask, line, "simd_load")
         m = memory(st, t, view)
-        idx = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_load", key)
-        v = np.take(m.flat, idx)
+        blk = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_load", key)
+        v = gather_blocks(m, blk)
         env[out] = SimdMatrix(bf16_from_bits(v) if m.dt.name == "bfloat16" else v)
     return run
 
@@ -411,7 +550,10 @@ def _op_simd_mma(plan, op, ins, outs, types, attrs, line):
                                        "matrices")
         f32 = np.float32
         r = np.matmul(a.a.astype(f32, copy=False), b.a.astype(f32, copy=False))
-        r += c.a
+        if r.shape == c.a.shape:
+            r += c.a
+        else:  # a and b filled (one matrix for every simdgroup), c not
+            r = r + c.a
         r = r.astype(want, copy=False)
         env[out] = SimdMatrix(bf16_round(r) if d.name == "bfloat16" else r)
     return run
@@ -434,12 +576,9 @@ def _op_simd_store(plan, op, ins, outs, types, attrs, line):
         if not m.flat.flags.writeable:
             raise KernelExecutionError(f"{st.where(line)}: simd_store to tensor {m.name!r}, which is "
                                        "read-only")
-        idx = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_store", key)
-        vals = np.broadcast_to(mv.a, idx.shape)
+        blk = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_store", key)
+        vals = np.broadcast_to(mv.a, (blk.G, blk.S, N, N))
         vals = bf16_to_bits(vals) if m.dt.name == "bfloat16" else vals.astype(m.flat.dtype)
         m.before_write()
-        if active is None:
-            m.flat[idx.reshape(-1)] = vals.reshape(-1)
-        else:
-            m.flat[idx[active].reshape(-1)] = vals[active].reshape(-1)
+        scatter_blocks(m, blk, vals, active)
     return run

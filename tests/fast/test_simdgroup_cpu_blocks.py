@@ -1,0 +1,200 @@
+"""The CPU executor's batched simdgroup-matrix path (runtime/enigma_runtime/cpu_simdgroup.py) against
+straightforward references, bit for bit: blocks read as strided row copies (positions affine in the
+threadgroup and simdgroup indices, device and threadgroup memory), gathered a row at a time
+(positions no affine form describes) or an element at a time (transposed blocks), and scattered by
+simd_store, on a 64x48x40 matmul whose block counts (8 x 6 x 5) are not powers of two.
+
+The defined semantics (FORMAT.md, docs/abi.md): simd_mma is `a @ b + c` computed in float32 and
+rounded to c's type; the CPU executor sums each product row with numpy's matmul, enigma.verify's
+header sums the float32 products in k order, then adds c. With float16 inputs every product is exact
+in float32, so both equal the plain k-order sum below. With float32 inputs the CPU executor is held to
+numpy's matmul of each 8x8 block and enigma.verify to the k-order sum of rounded products."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from toolcheck import need_tool
+
+import enigma
+from enigma import Tensor, float16, float32
+from enigma.verify import run_msl
+
+M, N, K = 64, 48, 40  # 8 x 6 x 5 blocks of 8
+
+
+@enigma.func
+def _global_body(a, b, bt, c, ct):
+    """Each simdgroup makes one 8x8 block of c = a @ b straight from device memory, twice: b read as
+    is (row copies) and from its transpose bt (gathered); the second result is stored transposed."""
+    bi = enigma.block_idx().y * 2 + enigma.simd_group_id()  # 2 simdgroups per threadgroup
+    bj = enigma.block_idx().x
+    acc = enigma.simd_matrix(float32)
+    acc_t = enigma.simd_matrix(float32)
+    for kb in range(a.shape[1] // 8):
+        x = enigma.simd_load(a, bi * 8, kb * 8)
+        acc = enigma.simd_mma(x, enigma.simd_load(b, kb * 8, bj * 8), acc)
+        acc_t = enigma.simd_mma(x, enigma.simd_load(bt, bj * 8, kb * 8, transpose=True), acc_t)
+    enigma.simd_store(acc, c, bi * 8, bj * 8)
+    enigma.simd_store(acc_t, ct, bj * 8, bi * 8, transpose=True)
+
+
+@enigma.kernel(block=(64, 1, 1), grid=(N // 8, M // 16, 1))
+def mm_global_f16(a: Tensor[float16, (M, K)], b: Tensor[float16, (K, N)], bt: Tensor[float16, (N, K)],
+                  c: Tensor[float32, (M, N)], ct: Tensor[float32, (N, M)]):
+    _global_body(a, b, bt, c, ct)
+
+
+@enigma.kernel(block=(64, 1, 1), grid=(N // 8, M // 16, 1))
+def mm_global_f32(a: Tensor[float32, (M, K)], b: Tensor[float32, (K, N)], bt: Tensor[float32, (N, K)],
+                  c: Tensor[float32, (M, N)], ct: Tensor[float32, (N, M)]):
+    _global_body(a, b, bt, c, ct)
+
+
+@enigma.func
+def _shared_body(a, b, c, c2):
+    """Four simdgroups share a 32-row strip of a copied to threadgroup memory (rows of 40 elements);
+    simdgroup s takes row block s of it (row copies, threadgroup g's array at g * 1280 of the storage)
+    for c, and row block (3 s) % 4 for c2: positions with no affine form (gathered)."""
+    As = enigma.shared_tensor(a.dtype, (32, K), name="As")
+    t = enigma.thread_idx().x
+    row0 = enigma.block_idx().y * 32
+    for i in enigma.range_constexpr(0, 32 * K, 128):
+        As[(t + i) // K, (t + i) % K] = a[row0 + (t + i) // K, (t + i) % K]
+    enigma.barrier()
+    s = enigma.simd_group_id()
+    r = (s * 3) % 4
+    bj = enigma.block_idx().x
+    acc = enigma.simd_matrix(float32)
+    acc2 = enigma.simd_matrix(float32)
+    for kb in range(a.shape[1] // 8):
+        y = enigma.simd_load(b, kb * 8, bj * 8)
+        acc = enigma.simd_mma(enigma.simd_load(As, s * 8, kb * 8), y, acc)
+        acc2 = enigma.simd_mma(enigma.simd_load(As, r * 8, kb * 8), y, acc2)
+    enigma.simd_store(acc, c, row0 + s * 8, bj * 8)
+    enigma.simd_store(acc2, c2, row0 + r * 8, bj * 8)
+
+
+@enigma.kernel(block=(128, 1, 1), grid=(N // 8, M // 32, 1))
+def mm_shared_f16(a: Tensor[float16, (M, K)], b: Tensor[float16, (K, N)], c: Tensor[float32, (M, N)],
+                  c2: Tensor[float32, (M, N)]):
+    _shared_body(a, b, c, c2)
+
+
+@enigma.kernel(block=(128, 1, 1), grid=(N // 8, M // 32, 1))
+def mm_shared_f32(a: Tensor[float32, (M, K)], b: Tensor[float32, (K, N)], c: Tensor[float32, (M, N)],
+                  c2: Tensor[float32, (M, N)]):
+    _shared_body(a, b, c, c2)
+
+
+def k_order(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The header's simdgroup_multiply_accumulate chained over the 8-deep blocks of k: per block, the
+    float32 products summed in k order from 0, then + the accumulator."""
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    acc = np.zeros((a.shape[0], b.shape[1]), np.float32)
+    for kb in range(0, a.shape[1], 8):
+        s = np.zeros_like(acc)
+        for k in range(kb, kb + 8):
+            s = s + a32[:, k, None] * b32[None, k, :]
+        acc = s + acc
+    return acc
+
+
+def blockwise_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The CPU executor's definition, block by block: numpy's matmul of each 8x8 pair, + the
+    accumulator."""
+    out = np.zeros((a.shape[0], b.shape[1]), np.float32)
+    for i in range(0, a.shape[0], 8):
+        for j in range(0, b.shape[1], 8):
+            acc = np.zeros((8, 8), np.float32)
+            for kb in range(0, a.shape[1], 8):
+                acc = np.matmul(a[i:i + 8, kb:kb + 8].astype(np.float32),
+                                b[kb:kb + 8, j:j + 8].astype(np.float32)) + acc
+            out[i:i + 8, j:j + 8] = acc
+    return out
+
+
+def same_bits(got: np.ndarray, want: np.ndarray) -> None:
+    assert got.dtype == want.dtype == np.float32
+    diff = np.flatnonzero(got.view(np.uint32) != want.view(np.uint32))
+    assert diff.size == 0, f"{diff.size} elements differ, first at {np.unravel_index(diff[0], got.shape)}: " \
+                           f"{got.reshape(-1)[diff[0]]!r} != {want.reshape(-1)[diff[0]]!r}"
+
+
+def _inputs(dt: type, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((M, K)).astype(dt), rng.standard_normal((K, N)).astype(dt)
+
+
+def _run_global(kernel, a, b, device):
+    ck = enigma.compile(kernel)
+    c, ct = np.full((M, N), np.nan, np.float32), np.full((N, M), np.nan, np.float32)
+    args = (a, b, np.ascontiguousarray(b.T), c, ct)
+    ck(*args, device="cpu") if device == "cpu" else run_msl(ck, *args)
+    return c, ct
+
+
+def _run_shared(kernel, a, b, device):
+    ck = enigma.compile(kernel)
+    c, c2 = np.full((M, N), np.nan, np.float32), np.full((M, N), np.nan, np.float32)
+    ck(a, b, c, c2, device="cpu") if device == "cpu" else run_msl(ck, a, b, c, c2)
+    return c, c2
+
+
+@pytest.mark.parametrize("device", ["cpu", "verify"])
+def test_float16_blocks_are_the_k_order_sum_bit_for_bit(device):
+    if device == "verify":
+        need_tool("clang++-19", "clang++")
+    a, b = _inputs(np.float16, 11)
+    want = k_order(a, b)
+    c, ct = _run_global(mm_global_f16, a, b, device)
+    same_bits(c, want)
+    same_bits(ct, np.ascontiguousarray(want.T))
+    for c in _run_shared(mm_shared_f16, a, b, device):
+        same_bits(c, want)
+
+
+def test_float32_blocks_on_the_cpu_are_numpys_blockwise_matmul_bit_for_bit():
+    a, b = _inputs(np.float32, 12)
+    want = blockwise_matmul(a, b)
+    c, ct = _run_global(mm_global_f32, a, b, "cpu")
+    same_bits(c, want)
+    same_bits(ct, np.ascontiguousarray(want.T))
+    for c in _run_shared(mm_shared_f32, a, b, "cpu"):
+        same_bits(c, want)
+    np.testing.assert_allclose(want, k_order(a, b), rtol=1e-4, atol=1e-4)  # the two orders: rounding apart
+
+
+def test_float32_blocks_through_verify_are_the_k_order_sum_bit_for_bit():
+    need_tool("clang++-19", "clang++")
+    a, b = _inputs(np.float32, 12)
+    want = k_order(a, b)
+    c, ct = _run_global(mm_global_f32, a, b, "verify")
+    same_bits(c, want)
+    same_bits(ct, np.ascontiguousarray(want.T))
+    for c in _run_shared(mm_shared_f32, a, b, "verify"):
+        same_bits(c, want)
+
+
+def test_each_way_of_reaching_the_blocks_is_taken():
+    """Strided row copies serve the affine positions, row gathers the other untransposed blocks and
+    element gathers the transposed ones (so the tests above check all three): count what the loads of
+    one launch use."""
+    from enigma_runtime import cpu_simdgroup
+
+    used = {"rows": 0, "items": 0, "elements": 0}
+    real = cpu_simdgroup.gather_blocks
+
+    def counting(m, blk):
+        used["rows" if blk.rows is not None else "items" if blk.item is not None else "elements"] += 1
+        return real(m, blk)
+
+    cpu_simdgroup.gather_blocks = counting
+    try:
+        a, b = _inputs(np.float16, 13)
+        _run_global(mm_global_f16, a, b, "cpu")
+        assert used == {"rows": 10, "items": 0, "elements": 5}, used  # per k block: a, b; bt transposed
+        used.update(rows=0, items=0, elements=0)
+        _run_shared(mm_shared_f16, a, b, "cpu")
+        assert used == {"rows": 10, "items": 5, "elements": 0}, used  # b, As; the permuted As blocks
+    finally:
+        cpu_simdgroup.gather_blocks = real
