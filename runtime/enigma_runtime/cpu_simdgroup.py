@@ -332,10 +332,11 @@ class Positions:
     for a split of the simdgroup index s = s1 * S2 + s2 (`dims` gives the extents), with one ld for
     every simdgroup."""
 
-    __slots__ = ("base", "stride", "affine")
+    __slots__ = ("base", "stride", "affine", "key")
 
     def __init__(self, base: np.ndarray, stride: np.ndarray, gfull: tuple[int, ...]) -> None:
         self.base, self.stride = base, stride
+        self.key: Any = None  # the value key it is cached under (unmasked positions)
         self.affine: tuple[int, tuple[int, ...], tuple[int, ...], int] | None = None
         ld = int(stride.reshape(-1)[0])
         if not (stride == ld).all():
@@ -395,38 +396,81 @@ class Block:
         return self._q
 
 
+# Blocks outlive a launch: a plan keeps up to CACHED of those it built (keyed by the op, the launch
+# geometry, the operands' values and the tensor's size) for launches of at most CACHED_SIMDGROUPS
+# simdgroups, so launches of the same shapes skip the positions, the bounds checks and the index arrays.
+CACHED = 128
+CACHED_SIMDGROUPS = 1 << 14
+
+
+def _value_key(x: Any) -> Any:
+    """A hashable key of a position operand's value (uniform, Aff or per-thread array)."""
+    if type(x) is Aff:
+        return ("aff", x.c, x.k)
+    a = np.asarray(x)
+    if a.ndim == 0:
+        return int(a)
+    return (a.shape, a.dtype.str, a.tobytes())
+
+
+def _plan_cache(st: State) -> dict:
+    if st.geo.ngroups * (st.geo.tpg // SIMD) > CACHED_SIMDGROUPS:
+        return {}  # a launch this large: the blocks are kept for this launch only (State.memo)
+    cache = st.plan.__dict__.get("simd_blocks")
+    if cache is None or len(cache) >= CACHED:
+        cache = st.plan.__dict__["simd_blocks"] = {}
+    return cache
+
+
 def _block_index(st: State, m: Any, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
                  line: int, what: str, key: Any) -> Block:
     """Every simdgroup's block (checked). Memoised per op while its operands are the same objects (a
-    loop-invariant position: each iteration of a k loop reloads the same threadgroup tile positions);
-    the positions themselves are shared by the ops taking the same operands (blocks at other origins
-    of the same tile)."""
-    memo = st.memo.get(key) if active is None else None
+    loop-invariant position: each iteration of a k loop reloads the same threadgroup tile positions),
+    and across launches by value (CACHED); the positions themselves are shared by the ops taking the
+    same operands (blocks at other origins of the same tile)."""
+    if active is not None:
+        return _block_index_new(st, m, _positions(st, off, ld, active, line, what), origin, transpose,
+                                active, line, what)
+    memo = st.memo.get(key)
     if memo is not None and memo[0] is off and memo[1] is ld and memo[2] is m:
         return memo[3]
-    blk = _block_index_new(st, m, off, ld, origin, transpose, active, line, what)
-    if active is None:
-        st.memo[key] = (off, ld, m, blk)
+    pos = _positions(st, off, ld, None, line, what)
+    flat = m.flat
+    contiguous = flat.ndim == 1 and flat.strides[0] == flat.itemsize
+    vkey = (key, pos.key, m.size, m.shared, flat.dtype.str, contiguous)
+    cache = _plan_cache(st)
+    blk = cache.get(vkey)
+    if blk is None:
+        blk = cache[vkey] = _block_index_new(st, m, pos, origin, transpose, None, line, what)
+    st.memo[key] = (off, ld, m, blk)
     return blk
 
 
 def _positions(st: State, off: Any, ld: Any, active: Any, line: int, what: str) -> Positions:
-    """The per-simdgroup positions of the operands, memoised for the operand objects (unmasked)."""
+    """The per-simdgroup positions of the operands, memoised for the operand objects and across
+    launches by value (unmasked)."""
+    if active is not None:
+        return Positions(_per_simdgroup(st, off, active, line, what),
+                         _per_simdgroup(st, ld, active, line, what), st.geo.full[:3])
     key = ("simd_positions", id(off), id(ld))
-    memo = st.memo.get(key) if active is None else None
+    memo = st.memo.get(key)
     if memo is not None and memo[0] is off and memo[1] is ld:
         return memo[2]
-    pos = Positions(_per_simdgroup(st, off, active, line, what), _per_simdgroup(st, ld, active, line, what),
-                    st.geo.full[:3])
-    if active is None:
-        st.memo[key] = (off, ld, pos)
+    vkey = ("simd_positions", st.geo.full, _value_key(off), _value_key(ld))
+    cache = _plan_cache(st)
+    pos = cache.get(vkey)
+    if pos is None:
+        pos = Positions(_per_simdgroup(st, off, None, line, what), _per_simdgroup(st, ld, None, line, what),
+                        st.geo.full[:3])
+        pos.key = vkey
+        cache[vkey] = pos
+    st.memo[key] = (off, ld, pos)
     return pos
 
 
-def _block_index_new(st: State, m: Any, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
+def _block_index_new(st: State, m: Any, pos: Positions, origin: int, transpose: bool, active: Any,
                      line: int, what: str) -> Block:
     G, S = _groups(st, line, what)
-    pos = _positions(st, off, ld, active, line, what)
     base, stride = pos.base + origin, pos.stride
     span = (N - 1) * stride  # the block spans base + min(0, 7 ld) .. base + max(0, 7 ld) + 7
     lo, hi = base + np.minimum(span, 0), base + np.maximum(span, 0) + (N - 1)
