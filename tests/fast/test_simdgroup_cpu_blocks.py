@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from enigma_runtime import OutOfBoundsError
 from toolcheck import need_tool
 
 import enigma
-from enigma import Tensor, float16, float32
+from enigma import Tensor, float16, float32, int32
 from enigma.verify import run_msl
 
 M, N, K = 64, 48, 40  # 8 x 6 x 5 blocks of 8
@@ -198,3 +199,28 @@ def test_each_way_of_reaching_the_blocks_is_taken():
         assert used == {"rows": 10, "items": 5, "elements": 0}, used  # b, As; the permuted As blocks
     finally:
         cpu_simdgroup.gather_blocks = real
+
+
+@enigma.kernel(block=(64, 1, 1), grid=(2, 1, 1))
+def copy_blocks(a: Tensor[float32, ("m", 16)], out: Tensor[float32, (16, 16)], row: int32):  # noqa: F821
+    """Threadgroup g's simdgroup s copies the block of a at (row + 8 s, 8 g) to out (8 s, 8 g)."""
+    s, g = enigma.simd_group_id(), enigma.block_idx().x
+    enigma.simd_store(enigma.simd_load(a, row + s * 8, g * 8), out, s * 8, g * 8)
+
+
+def test_blocks_kept_across_launches_follow_the_positions_and_sizes():
+    """The plan keeps the blocks of a launch for the next ones (CACHED): a launch at other positions or
+    with a smaller tensor gets its own blocks and bounds check, never the kept ones."""
+    ck = enigma.compile(copy_blocks)
+    rng = np.random.default_rng(14)
+    a = rng.standard_normal((40, 16)).astype(np.float32)
+    for row in (0, 8, 24, 0):
+        out = np.zeros((16, 16), np.float32)
+        ck(a, out, row, device="cpu")
+        same_bits(out, a[row:row + 16])
+    small = np.ascontiguousarray(a[:20])  # rows 8 .. 23 of 20: out of bounds
+    with pytest.raises(OutOfBoundsError, match=r"simd_load of tensor 'a' \(320 elements\)"):
+        ck(small, np.zeros((16, 16), np.float32), 8, device="cpu")
+    out = np.zeros((16, 16), np.float32)
+    ck(small, out, 4, device="cpu")
+    same_bits(out, small[4:20])
