@@ -379,7 +379,7 @@ class Block:
         self.base, self.rs, self.cs, self.G, self.S = base, rs, cs, G, S
         self._idx: np.ndarray | None = None
         self._q: np.ndarray | None = None
-        self.rows: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None  # offset, shape, strides
+        self.rows: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None  # bytes: offset, shape, strides
         self.item: np.dtype | None = None
 
     @property
@@ -498,7 +498,8 @@ def _block_index_new(st: State, m: Any, pos: Positions, origin: int, transpose: 
             if m.shared:
                 gz, gy, gx = dims[:3]
                 coefs = tuple(k + m.size * g for k, g in zip(coefs, (gy * gx, gx, 1, 0, 0)))
-            blk.rows = (c0 + origin, dims + (N,), coefs + (ld0,))
+            item = flat.itemsize
+            blk.rows = ((c0 + origin) * item, dims + (N,), tuple(k * item for k in coefs + (ld0,)))
     return blk
 
 
@@ -514,10 +515,8 @@ def gather_blocks(m: Any, blk: Block) -> np.ndarray:
         return np.take(flat, blk.idx)
     if blk.rows is not None:
         off, shape, strides = blk.rows
-        item = flat.itemsize
         try:
-            rows = np.ndarray(shape, blk.item, buffer=flat, offset=off * item,
-                              strides=tuple(x * item for x in strides))
+            rows = np.ndarray(shape, blk.item, buffer=flat, offset=off, strides=strides)
         except (ValueError, TypeError):  # a layout the buffer cannot express (never expected)
             blk.rows = None
         else:
@@ -585,21 +584,28 @@ def _op_simd_mma(plan, op, ins, outs, types, attrs, line):
     d, _ = types[0]
     a_id, b_id, c_id = ins
     out, want = outs[0], _value_np(d)
+    f32 = np.dtype(np.float32)
+    defs = _defs(plan)
+    # operands known to be float32 matrices (values of bfloat16 ones are float32 too) need no cast
+    cast = [defs.get(i, (None, 0))[0] not in (BY_NAME["float32"], BY_NAME["bfloat16"]) for i in (a_id, b_id)]
+    bf16 = d.name == "bfloat16"
 
     def run(st, env, mask):
-        _active(st, mask, line, "simd_mma")
-        a, b, c = (env[i] for i in (a_id, b_id, c_id))
-        if not all(type(x) is SimdMatrix for x in (a, b, c)):
+        if mask is not None:
+            _active(st, mask, line, "simd_mma")
+        a, b, c = env[a_id], env[b_id], env[c_id]
+        if type(a) is not SimdMatrix or type(b) is not SimdMatrix or type(c) is not SimdMatrix:
             raise KernelExecutionError(f"{st.where(line)}: simd_mma of values that are not simdgroup "
                                        "matrices")
-        f32 = np.float32
-        r = np.matmul(a.a.astype(f32, copy=False), b.a.astype(f32, copy=False))
+        r = np.matmul(a.a.astype(f32, copy=False) if cast[0] else a.a,
+                      b.a.astype(f32, copy=False) if cast[1] else b.a)
         if r.shape == c.a.shape:
             r += c.a
         else:  # a and b filled (one matrix for every simdgroup), c not
             r = r + c.a
-        r = r.astype(want, copy=False)
-        env[out] = SimdMatrix(bf16_round(r) if d.name == "bfloat16" else r)
+        if r.dtype != want:
+            r = r.astype(want)
+        env[out] = SimdMatrix(bf16_round(r) if bf16 else r)
     return run
 
 
