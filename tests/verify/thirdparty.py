@@ -50,9 +50,10 @@ def _unavailable(msg: str) -> None:
     pytest.skip(msg)
 
 
-def fetch(pin: tuple[str, str, str, str], platform: str | None = None) -> Path:
+def fetch(pin: tuple[str, str, str, str], platform: str | None = None, python: str | None = None) -> Path:
     """The pinned file from the registry (`pip download`), checked against its sha256, cached
-    (`platform`: the wheel of that platform, e.g. macosx_14_0_arm64, whatever this machine is)."""
+    (`platform`: the wheel of that platform, e.g. macosx_14_0_arm64, whatever this machine is;
+    `python`: of that CPython version, e.g. "3.11", for wheels built per version)."""
     package, version, filename, sha = pin
     out = corpus_dir() / sha[:16] / filename
     if out.is_file():
@@ -64,6 +65,9 @@ def fetch(pin: tuple[str, str, str, str], platform: str | None = None) -> Path:
             cmd += ["--only-binary=:all:"]
         if platform:
             cmd += ["--platform", platform]
+        if python:
+            cmd += ["--python-version", python, "--implementation", "cp",
+                    "--abi", "cp" + python.replace(".", "")]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
