@@ -364,21 +364,24 @@ class Block:
     element (i, j) of simdgroup s of threadgroup g is `flat[base[g, s] + i * rs[g, s] + j * cs[g, s]]`
     (rs, cs = ld, 1; transposed 1, ld), every active block checked to lie inside the tensor.
 
-    Three ways to reach the elements, fastest first:
+    The rows of an untransposed block are 8 consecutive elements, each read or written as one void
+    item (`item`), so the elements are reached, fastest first:
+    - `aligned` = (shift, rows): when every row start is shift + a multiple of 8, the storage from
+      `shift` on is a contiguous array of 8-element items, taken and put at item indices `rows`;
     - `rows`: when the positions are affine (Positions), a strided view of the storage whose items are
-      the blocks' rows (8 consecutive elements as one void item): a load is one strided copy;
-    - `item` and `q`: the rows of an untransposed block are 8 consecutive elements, so the storage read
-      as overlapping 8-element void items (one starting at every element) is gathered and scattered
-      at the (G, S, 8) row starts `q`, a row at a time;
+      the blocks' rows: a load is one strided copy;
+    - `q`: the (G, S, 8) row starts, gathered and scattered on the storage read as overlapping items
+      (one starting at every element);
     - `idx`: the (G, S, 8, 8) element indices (transposed blocks, a non-contiguous storage, or
       inactive simdgroups, whose positions are clipped into the storage)."""
 
-    __slots__ = ("base", "rs", "cs", "G", "S", "_idx", "_q", "rows", "item")
+    __slots__ = ("base", "rs", "cs", "G", "S", "_idx", "_q", "aligned", "rows", "item")
 
     def __init__(self, base: np.ndarray, rs: np.ndarray, cs: np.ndarray, G: int, S: int) -> None:
         self.base, self.rs, self.cs, self.G, self.S = base, rs, cs, G, S
         self._idx: np.ndarray | None = None
         self._q: np.ndarray | None = None
+        self.aligned: tuple[int, np.ndarray] | None = None
         self.rows: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None  # bytes: offset, shape, strides
         self.item: np.dtype | None = None
 
@@ -500,6 +503,10 @@ def _block_index_new(st: State, m: Any, pos: Positions, origin: int, transpose: 
                 coefs = tuple(k + m.size * g for k, g in zip(coefs, (gy * gx, gx, 1, 0, 0)))
             item = flat.itemsize
             blk.rows = ((c0 + origin) * item, dims + (N,), tuple(k * item for k in coefs + (ld0,)))
+        q = blk.q
+        shift = int(q[0]) % N
+        if not ((q - shift) % N).any():
+            blk.aligned = (shift, (q - shift) // N)
     return blk
 
 
@@ -508,10 +515,18 @@ def _items(flat: np.ndarray, item: np.dtype) -> np.ndarray:
     return np.ndarray((flat.size - N + 1,), item, buffer=flat, strides=(flat.itemsize,))
 
 
+def _aligned_items(flat: np.ndarray, item: np.dtype, shift: int) -> np.ndarray:
+    """`flat[shift:]` as consecutive void items of len(item) bytes (a contiguous array)."""
+    return flat[shift: shift + (flat.size - shift) // N * N].view(item)
+
+
 def gather_blocks(m: Any, blk: Block) -> SimdMatrix:
     """The blocks' elements as a matrix value (G, S, 8, 8), a copy (Block says how they are reached)."""
     flat = m.flat
-    if blk.rows is not None:
+    if blk.aligned is not None:
+        shift, rows = blk.aligned
+        v = np.take(_aligned_items(flat, blk.item, shift), rows).view(flat.dtype).reshape(blk.G, blk.S, N, N)
+    elif blk.rows is not None:
         off, shape, strides = blk.rows
         v = np.ndarray(shape, blk.item, buffer=flat, offset=off, strides=strides).copy()
         v = v.view(flat.dtype).reshape(blk.G, blk.S, N, N)
@@ -527,7 +542,12 @@ def scatter_blocks(m: Any, blk: Block, vals: np.ndarray, active: np.ndarray | No
     simdgroup, row, column order (where blocks overlap, the later one's element stays)."""
     flat = m.flat
     if blk.item is not None and active is None:
-        _items(flat, blk.item)[blk.q] = np.ascontiguousarray(vals).view(blk.item).reshape(-1)
+        rows = np.ascontiguousarray(vals).view(blk.item).reshape(-1)
+        if blk.aligned is not None:
+            shift, at = blk.aligned
+            _aligned_items(flat, blk.item, shift)[at] = rows
+        else:
+            _items(flat, blk.item)[blk.q] = rows
     elif active is None:
         flat[blk.idx.reshape(-1)] = vals.reshape(-1)
     else:

@@ -1,8 +1,11 @@
 """The CPU executor's batched simdgroup-matrix path (runtime/enigma_runtime/cpu_simdgroup.py) against
-straightforward references, bit for bit: blocks read as strided row copies (positions affine in the
-threadgroup and simdgroup indices, device and threadgroup memory), gathered a row at a time
-(positions no affine form describes) or an element at a time (transposed blocks), and scattered by
-simd_store, on a 64x48x40 matmul whose block counts (8 x 6 x 5) are not powers of two.
+straightforward references, bit for bit, on a 64x48x40 matmul whose block counts (8 x 6 x 5) are not
+powers of two, through device and threadgroup memory, with every way the executor reaches the blocks
+(cpu_simdgroup.Block): rows at multiples of 8 elements taken as whole items (`aligned`), rows of
+positions affine in the threadgroup and simdgroup indices copied through one strided view (`rows`;
+a and As have rows of 41 elements, so their blocks are not aligned), rows of positions no affine form
+describes gathered (`items`), and transposed blocks gathered element by element (`elements`); the
+stores scatter aligned rows (c), unaligned rows (c2, rows of 49 elements) and elements (ct).
 
 The defined semantics (FORMAT.md, docs/abi.md): simd_mma is `a @ b + c` computed in float32 and
 rounded to c's type; the CPU executor sums each product row with numpy's matmul, enigma.verify's
@@ -21,17 +24,18 @@ from enigma import Tensor, float16, float32, int32
 from enigma.verify import run_msl
 
 M, N, K = 64, 48, 40  # 8 x 6 x 5 blocks of 8
+KP, NP = K + 1, N + 1  # rows of a, As and c2: one element longer, so their blocks are not aligned
 
 
 @enigma.func
 def _global_body(a, b, bt, c, ct):
-    """Each simdgroup makes one 8x8 block of c = a @ b straight from device memory, twice: b read as
-    is (row copies) and from its transpose bt (gathered); the second result is stored transposed."""
+    """Each simdgroup makes one 8x8 block of c = a[:, :K] @ b straight from device memory, twice: b
+    read as is and from its transpose bt; the second result is stored transposed."""
     bi = enigma.block_idx().y * 2 + enigma.simd_group_id()  # 2 simdgroups per threadgroup
     bj = enigma.block_idx().x
     acc = enigma.simd_matrix(float32)
     acc_t = enigma.simd_matrix(float32)
-    for kb in range(a.shape[1] // 8):
+    for kb in range(b.shape[0] // 8):
         x = enigma.simd_load(a, bi * 8, kb * 8)
         acc = enigma.simd_mma(x, enigma.simd_load(b, kb * 8, bj * 8), acc)
         acc_t = enigma.simd_mma(x, enigma.simd_load(bt, bj * 8, kb * 8, transpose=True), acc_t)
@@ -40,23 +44,23 @@ def _global_body(a, b, bt, c, ct):
 
 
 @enigma.kernel(block=(64, 1, 1), grid=(N // 8, M // 16, 1))
-def mm_global_f16(a: Tensor[float16, (M, K)], b: Tensor[float16, (K, N)], bt: Tensor[float16, (N, K)],
+def mm_global_f16(a: Tensor[float16, (M, KP)], b: Tensor[float16, (K, N)], bt: Tensor[float16, (N, K)],
                   c: Tensor[float32, (M, N)], ct: Tensor[float32, (N, M)]):
     _global_body(a, b, bt, c, ct)
 
 
 @enigma.kernel(block=(64, 1, 1), grid=(N // 8, M // 16, 1))
-def mm_global_f32(a: Tensor[float32, (M, K)], b: Tensor[float32, (K, N)], bt: Tensor[float32, (N, K)],
+def mm_global_f32(a: Tensor[float32, (M, KP)], b: Tensor[float32, (K, N)], bt: Tensor[float32, (N, K)],
                   c: Tensor[float32, (M, N)], ct: Tensor[float32, (N, M)]):
     _global_body(a, b, bt, c, ct)
 
 
 @enigma.func
 def _shared_body(a, b, c, c2):
-    """Four simdgroups share a 32-row strip of a copied to threadgroup memory (rows of 40 elements);
-    simdgroup s takes row block s of it (row copies, threadgroup g's array at g * 1280 of the storage)
-    for c, and row block (3 s) % 4 for c2: positions with no affine form (gathered)."""
-    As = enigma.shared_tensor(a.dtype, (32, K), name="As")
+    """Four simdgroups share a 32-row strip of a[:, :K] copied to threadgroup memory (rows of 41
+    elements); simdgroup s takes row block s of it (threadgroup g's array at g * 1312 of the storage)
+    for c, and row block (3 s) % 4 for c2: positions with no affine form."""
+    As = enigma.shared_tensor(a.dtype, (32, KP), name="As")
     t = enigma.thread_idx().x
     row0 = enigma.block_idx().y * 32
     for i in enigma.range_constexpr(0, 32 * K, 128):
@@ -67,7 +71,7 @@ def _shared_body(a, b, c, c2):
     bj = enigma.block_idx().x
     acc = enigma.simd_matrix(float32)
     acc2 = enigma.simd_matrix(float32)
-    for kb in range(a.shape[1] // 8):
+    for kb in range(b.shape[0] // 8):
         y = enigma.simd_load(b, kb * 8, bj * 8)
         acc = enigma.simd_mma(enigma.simd_load(As, s * 8, kb * 8), y, acc)
         acc2 = enigma.simd_mma(enigma.simd_load(As, r * 8, kb * 8), y, acc2)
@@ -76,14 +80,14 @@ def _shared_body(a, b, c, c2):
 
 
 @enigma.kernel(block=(128, 1, 1), grid=(N // 8, M // 32, 1))
-def mm_shared_f16(a: Tensor[float16, (M, K)], b: Tensor[float16, (K, N)], c: Tensor[float32, (M, N)],
-                  c2: Tensor[float32, (M, N)]):
+def mm_shared_f16(a: Tensor[float16, (M, KP)], b: Tensor[float16, (K, N)], c: Tensor[float32, (M, N)],
+                  c2: Tensor[float32, (M, NP)]):
     _shared_body(a, b, c, c2)
 
 
 @enigma.kernel(block=(128, 1, 1), grid=(N // 8, M // 32, 1))
-def mm_shared_f32(a: Tensor[float32, (M, K)], b: Tensor[float32, (K, N)], c: Tensor[float32, (M, N)],
-                  c2: Tensor[float32, (M, N)]):
+def mm_shared_f32(a: Tensor[float32, (M, KP)], b: Tensor[float32, (K, N)], c: Tensor[float32, (M, N)],
+                  c2: Tensor[float32, (M, NP)]):
     _shared_body(a, b, c, c2)
 
 
@@ -122,8 +126,9 @@ def same_bits(got: np.ndarray, want: np.ndarray) -> None:
 
 
 def _inputs(dt: type, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """a (M, KP) whose last column no block reads, and b (K, N)."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((M, K)).astype(dt), rng.standard_normal((K, N)).astype(dt)
+    return rng.standard_normal((M, KP)).astype(dt), rng.standard_normal((K, N)).astype(dt)
 
 
 def _run_global(kernel, a, b, device):
@@ -135,10 +140,12 @@ def _run_global(kernel, a, b, device):
 
 
 def _run_shared(kernel, a, b, device):
+    """c, and c2 without its last column (which must stay NaN: no block covers it)."""
     ck = enigma.compile(kernel)
-    c, c2 = np.full((M, N), np.nan, np.float32), np.full((M, N), np.nan, np.float32)
+    c, c2 = np.full((M, N), np.nan, np.float32), np.full((M, NP), np.nan, np.float32)
     ck(a, b, c, c2, device="cpu") if device == "cpu" else run_msl(ck, a, b, c, c2)
-    return c, c2
+    assert np.isnan(c2[:, N]).all()
+    return c, np.ascontiguousarray(c2[:, :N])
 
 
 @pytest.mark.parametrize("device", ["cpu", "verify"])
@@ -146,7 +153,7 @@ def test_float16_blocks_are_the_k_order_sum_bit_for_bit(device):
     if device == "verify":
         need_tool("clang++-19", "clang++")
     a, b = _inputs(np.float16, 11)
-    want = k_order(a, b)
+    want = k_order(a[:, :K], b)
     c, ct = _run_global(mm_global_f16, a, b, device)
     same_bits(c, want)
     same_bits(ct, np.ascontiguousarray(want.T))
@@ -156,19 +163,20 @@ def test_float16_blocks_are_the_k_order_sum_bit_for_bit(device):
 
 def test_float32_blocks_on_the_cpu_are_numpys_blockwise_matmul_bit_for_bit():
     a, b = _inputs(np.float32, 12)
-    want = blockwise_matmul(a, b)
+    want = blockwise_matmul(a[:, :K], b)
     c, ct = _run_global(mm_global_f32, a, b, "cpu")
     same_bits(c, want)
     same_bits(ct, np.ascontiguousarray(want.T))
     for c in _run_shared(mm_shared_f32, a, b, "cpu"):
         same_bits(c, want)
-    np.testing.assert_allclose(want, k_order(a, b), rtol=1e-4, atol=1e-4)  # the two orders: rounding apart
+    # the two orders agree to rounding
+    np.testing.assert_allclose(want, k_order(a[:, :K], b), rtol=1e-4, atol=1e-4)
 
 
 def test_float32_blocks_through_verify_are_the_k_order_sum_bit_for_bit():
     need_tool("clang++-19", "clang++")
     a, b = _inputs(np.float32, 12)
-    want = k_order(a, b)
+    want = k_order(a[:, :K], b)
     c, ct = _run_global(mm_global_f32, a, b, "verify")
     same_bits(c, want)
     same_bits(ct, np.ascontiguousarray(want.T))
@@ -177,26 +185,25 @@ def test_float32_blocks_through_verify_are_the_k_order_sum_bit_for_bit():
 
 
 def test_each_way_of_reaching_the_blocks_is_taken():
-    """Strided row copies serve the affine positions, row gathers the other untransposed blocks and
-    element gathers the transposed ones (so the tests above check all three): count what the loads of
-    one launch use."""
+    """Count the ways the loads of one launch reach their blocks (so the tests above check them all)."""
     from enigma_runtime import cpu_simdgroup
 
-    used = {"rows": 0, "items": 0, "elements": 0}
+    used = {"aligned": 0, "rows": 0, "items": 0, "elements": 0}
     real = cpu_simdgroup.gather_blocks
 
     def counting(m, blk):
-        used["rows" if blk.rows is not None else "items" if blk.item is not None else "elements"] += 1
+        used["aligned" if blk.aligned is not None else "rows" if blk.rows is not None else
+             "items" if blk.item is not None else "elements"] += 1
         return real(m, blk)
 
     cpu_simdgroup.gather_blocks = counting
     try:
         a, b = _inputs(np.float16, 13)
         _run_global(mm_global_f16, a, b, "cpu")
-        assert used == {"rows": 10, "items": 0, "elements": 5}, used  # per k block: a, b; bt transposed
-        used.update(rows=0, items=0, elements=0)
+        assert used == {"aligned": 5, "rows": 5, "items": 0, "elements": 5}, used  # b, a, bt per k block
+        used.update(aligned=0, rows=0, items=0, elements=0)
         _run_shared(mm_shared_f16, a, b, "cpu")
-        assert used == {"rows": 10, "items": 5, "elements": 0}, used  # b, As; the permuted As blocks
+        assert used == {"aligned": 5, "rows": 5, "items": 5, "elements": 0}, used  # b, As, permuted As
     finally:
         cpu_simdgroup.gather_blocks = real
 
