@@ -522,32 +522,32 @@ def _aligned_items(flat: np.ndarray, item: np.dtype, shift: int) -> np.ndarray:
 
 def gather_blocks(m: Any, blk: Block) -> SimdMatrix:
     """The blocks' elements as a matrix value (G, S, 8, 8), a copy (Block says how they are reached)."""
-    flat = m.flat
-    if blk.aligned is not None:
+    flat, item = m.flat, blk.item
+    if item is None:
+        v = np.take(flat, blk.idx)
+    elif blk.aligned is not None:
         shift, rows = blk.aligned
-        v = np.take(_aligned_items(flat, blk.item, shift), rows).view(flat.dtype).reshape(blk.G, blk.S, N, N)
+        v = np.take(_aligned_items(flat, item, shift), rows).view(flat.dtype).reshape(blk.G, blk.S, N, N)
     elif blk.rows is not None:
         off, shape, strides = blk.rows
-        v = np.ndarray(shape, blk.item, buffer=flat, offset=off, strides=strides).copy()
+        v = np.ndarray(shape, item, buffer=flat, offset=off, strides=strides).copy()
         v = v.view(flat.dtype).reshape(blk.G, blk.S, N, N)
-    elif blk.item is not None:
-        v = _items(flat, blk.item)[blk.q].view(flat.dtype).reshape(blk.G, blk.S, N, N)
     else:
-        v = np.take(flat, blk.idx)
+        v = _items(flat, item)[blk.q].view(flat.dtype).reshape(blk.G, blk.S, N, N)
     return SimdMatrix(bf16_from_bits(v) if m.dt.name == "bfloat16" else v)
 
 
 def scatter_blocks(m: Any, blk: Block, vals: np.ndarray, active: np.ndarray | None) -> None:
     """Write `vals` (G, S, 8, 8), of the storage's dtype, to the blocks of the active simdgroups, in
     simdgroup, row, column order (where blocks overlap, the later one's element stays)."""
-    flat = m.flat
-    if blk.item is not None and active is None:
-        rows = np.ascontiguousarray(vals).view(blk.item).reshape(-1)
+    flat, item = m.flat, blk.item
+    if item is not None and active is None:
+        rows = np.ascontiguousarray(vals).view(item).reshape(-1)
         if blk.aligned is not None:
             shift, at = blk.aligned
-            _aligned_items(flat, blk.item, shift)[at] = rows
+            _aligned_items(flat, item, shift)[at] = rows
         else:
-            _items(flat, blk.item)[blk.q] = rows
+            _items(flat, item)[blk.q] = rows
     elif active is None:
         flat[blk.idx.reshape(-1)] = vals.reshape(-1)
     else:
