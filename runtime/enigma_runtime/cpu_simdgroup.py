@@ -517,7 +517,7 @@ def _items(flat: np.ndarray, item: np.dtype) -> np.ndarray:
 
 def _aligned_items(flat: np.ndarray, item: np.dtype, shift: int) -> np.ndarray:
     """`flat[shift:]` as consecutive void items of len(item) bytes (a contiguous array)."""
-    return flat[shift: shift + (flat.size - shift) // N * N].view(item)
+    return np.ndarray(((flat.size - shift) // N,), item, buffer=flat, offset=shift * flat.itemsize)
 
 
 def gather_blocks(m: Any, blk: Block) -> SimdMatrix:
@@ -527,7 +527,7 @@ def gather_blocks(m: Any, blk: Block) -> SimdMatrix:
         v = np.take(flat, blk.idx)
     elif blk.aligned is not None:
         shift, rows = blk.aligned
-        v = np.take(_aligned_items(flat, item, shift), rows).view(flat.dtype).reshape(blk.G, blk.S, N, N)
+        v = _aligned_items(flat, item, shift).take(rows).view(flat.dtype).reshape(blk.G, blk.S, N, N)
     elif blk.rows is not None:
         off, shape, strides = blk.rows
         v = np.ndarray(shape, item, buffer=flat, offset=off, strides=strides).copy()
