@@ -365,17 +365,19 @@ class Block:
     (rs, cs = ld, 1; transposed 1, ld), every active block checked to lie inside the tensor.
 
     The rows of an untransposed block are 8 consecutive elements, each read or written as one void
-    item (`item`), so the elements are reached, fastest first:
+    item (`item`); a transposed block is the transpose of the untransposed one at the same position
+    (`transposed`: the block is read as rows, then transposed). The elements are reached, fastest
+    first:
     - `aligned` = (shift, rows): when every row start is shift + a multiple of 8, the storage from
       `shift` on is a contiguous array of 8-element items, taken and put at item indices `rows`;
     - `rows`: when the positions are affine (Positions), a strided view of the storage whose items are
       the blocks' rows: a load is one strided copy;
     - `q`: the (G, S, 8) row starts, gathered and scattered on the storage read as overlapping items
       (one starting at every element);
-    - `idx`: the (G, S, 8, 8) element indices (transposed blocks, a non-contiguous storage, or
-      inactive simdgroups, whose positions are clipped into the storage)."""
+    - `idx`: the (G, S, 8, 8) element indices (a non-contiguous storage, or inactive simdgroups,
+      whose positions are clipped into the storage)."""
 
-    __slots__ = ("base", "rs", "cs", "G", "S", "_idx", "_q", "aligned", "rows", "item")
+    __slots__ = ("base", "rs", "cs", "G", "S", "_idx", "_q", "aligned", "rows", "item", "transposed")
 
     def __init__(self, base: np.ndarray, rs: np.ndarray, cs: np.ndarray, G: int, S: int) -> None:
         self.base, self.rs, self.cs, self.G, self.S = base, rs, cs, G, S
@@ -384,6 +386,7 @@ class Block:
         self.aligned: tuple[int, np.ndarray] | None = None
         self.rows: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None  # bytes: offset, shape, strides
         self.item: np.dtype | None = None
+        self.transposed = False
 
     @property
     def idx(self) -> np.ndarray:
@@ -395,7 +398,8 @@ class Block:
     @property
     def q(self) -> np.ndarray:
         if self._q is None:
-            self._q = (self.base[..., None] + _R * self.rs[..., None]).reshape(-1)
+            ld = self.cs if self.transposed else self.rs  # the untransposed block's row stride
+            self._q = (self.base[..., None] + _R * ld[..., None]).reshape(-1)
         return self._q
 
 
@@ -494,8 +498,8 @@ def _block_index_new(st: State, m: Any, pos: Positions, origin: int, transpose: 
     if active is not None and not active.all():
         # inactive simdgroups may pass any position: their elements are clipped into the storage
         blk._idx = np.clip(blk.idx, 0, max(flat.size - 1, 0))
-    elif not transpose and flat.ndim == 1 and flat.strides[0] == flat.itemsize and flat.size >= N:
-        blk.item = np.dtype(f"V{N * flat.itemsize}")
+    elif flat.ndim == 1 and flat.strides[0] == flat.itemsize and flat.size >= N:
+        blk.item, blk.transposed = np.dtype(f"V{N * flat.itemsize}"), transpose
         if pos.affine is not None:
             c0, dims, coefs, ld0 = pos.affine
             if m.shared:
@@ -525,15 +529,18 @@ def gather_blocks(m: Any, blk: Block) -> SimdMatrix:
     flat, item = m.flat, blk.item
     if item is None:
         v = np.take(flat, blk.idx)
-    elif blk.aligned is not None:
-        shift, rows = blk.aligned
-        v = _aligned_items(flat, item, shift).take(rows).view(flat.dtype).reshape(blk.G, blk.S, N, N)
-    elif blk.rows is not None:
-        off, shape, strides = blk.rows
-        v = np.ndarray(shape, item, buffer=flat, offset=off, strides=strides).copy()
-        v = v.view(flat.dtype).reshape(blk.G, blk.S, N, N)
     else:
-        v = _items(flat, item)[blk.q].view(flat.dtype).reshape(blk.G, blk.S, N, N)
+        if blk.aligned is not None:
+            shift, rows = blk.aligned
+            v = _aligned_items(flat, item, shift).take(rows)
+        elif blk.rows is not None:
+            off, shape, strides = blk.rows
+            v = np.ndarray(shape, item, buffer=flat, offset=off, strides=strides).copy()
+        else:
+            v = _items(flat, item)[blk.q]
+        v = v.view(flat.dtype).reshape(blk.G, blk.S, N, N)
+        if blk.transposed:
+            v = np.ascontiguousarray(v.swapaxes(-1, -2))
     return SimdMatrix(bf16_from_bits(v) if m.dt.name == "bfloat16" else v)
 
 
@@ -542,7 +549,7 @@ def scatter_blocks(m: Any, blk: Block, vals: np.ndarray, active: np.ndarray | No
     simdgroup, row, column order (where blocks overlap, the later one's element stays)."""
     flat, item = m.flat, blk.item
     if item is not None and active is None:
-        rows = np.ascontiguousarray(vals).view(item).reshape(-1)
+        rows = np.ascontiguousarray(vals.swapaxes(-1, -2) if blk.transposed else vals).view(item).reshape(-1)
         if blk.aligned is not None:
             shift, at = blk.aligned
             _aligned_items(flat, item, shift)[at] = rows

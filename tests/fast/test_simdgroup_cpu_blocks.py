@@ -4,8 +4,9 @@ powers of two, through device and threadgroup memory, with every way the executo
 (cpu_simdgroup.Block): rows at multiples of 8 elements taken as whole items (`aligned`), rows of
 positions affine in the threadgroup and simdgroup indices copied through one strided view (`rows`;
 a and As have rows of 41 elements, so their blocks are not aligned), rows of positions no affine form
-describes gathered (`items`), and transposed blocks gathered element by element (`elements`); the
-stores scatter aligned rows (c), unaligned rows (c2, rows of 49 elements) and elements (ct).
+describes gathered (`items`); transposed blocks are read as rows and transposed (bt, ct). The stores
+scatter aligned rows (c, ct) and unaligned ones (c2, rows of 49 elements); blocks of part of the
+simdgroups (masked_blocks) are gathered and scattered element by element.
 
 The defined semantics (FORMAT.md, docs/abi.md): simd_mma is `a @ b + c` computed in float32 and
 rounded to c's type; the CPU executor sums each product row with numpy's matmul, enigma.verify's
@@ -185,27 +186,58 @@ def test_float32_blocks_through_verify_are_the_k_order_sum_bit_for_bit():
 
 
 def test_each_way_of_reaching_the_blocks_is_taken():
-    """Count the ways the loads of one launch reach their blocks (so the tests above check them all)."""
+    """Count the ways the loads of one launch reach their blocks (so the tests above check them all;
+    masked_blocks below takes the element path)."""
     from enigma_runtime import cpu_simdgroup
 
-    used = {"aligned": 0, "rows": 0, "items": 0, "elements": 0}
+    used: dict[str, int] = {}
     real = cpu_simdgroup.gather_blocks
 
     def counting(m, blk):
-        used["aligned" if blk.aligned is not None else "rows" if blk.rows is not None else
-             "items" if blk.item is not None else "elements"] += 1
+        way = "aligned" if blk.aligned is not None else "rows" if blk.rows is not None else \
+            "items" if blk.item is not None else "elements"
+        way += " transposed" if blk.transposed else ""
+        used[way] = used.get(way, 0) + 1
         return real(m, blk)
 
     cpu_simdgroup.gather_blocks = counting
     try:
         a, b = _inputs(np.float16, 13)
         _run_global(mm_global_f16, a, b, "cpu")
-        assert used == {"aligned": 5, "rows": 5, "items": 0, "elements": 5}, used  # b, a, bt per k block
-        used.update(aligned=0, rows=0, items=0, elements=0)
+        assert used == {"aligned": 5, "rows": 5, "aligned transposed": 5}, used  # b, a, bt per k block
+        used.clear()
         _run_shared(mm_shared_f16, a, b, "cpu")
-        assert used == {"aligned": 5, "rows": 5, "items": 5, "elements": 0}, used  # b, As, permuted As
+        assert used == {"aligned": 5, "rows": 5, "items": 5}, used  # b, As, the permuted As blocks
+        used.clear()
+        _run_masked(np.arange(16 * 16, dtype=np.float32).reshape(16, 16))
+        assert used == {"elements": 2}, used
     finally:
         cpu_simdgroup.gather_blocks = real
+
+
+@enigma.kernel(block=(64, 1, 1), grid=(1, 1, 1))
+def masked_blocks(a: Tensor[float32, (16, 16)], out: Tensor[float32, (16, 16)]):
+    """Only simdgroup 1 loads and stores (a condition uniform per simdgroup: masked, not divergent)."""
+    s = enigma.simd_group_id()
+    if s == 1:
+        m = enigma.simd_load(a, 8, 0)
+        enigma.simd_store(m, out, 0, 8)
+        enigma.simd_store(enigma.simd_load(a, 0, 8, transpose=True), out, 8, 8)
+
+
+def _run_masked(a):
+    out = np.full((16, 16), np.nan, np.float32)
+    enigma.compile(masked_blocks)(a, out, device="cpu")
+    return out
+
+
+def test_blocks_of_part_of_the_simdgroups():
+    a = np.random.default_rng(15).standard_normal((16, 16)).astype(np.float32)
+    out = _run_masked(a)
+    want = np.full((16, 16), np.nan, np.float32)
+    want[0:8, 8:16] = a[8:16, 0:8]
+    want[8:16, 8:16] = a[0:8, 8:16].T
+    same_bits(out, want)
 
 
 @enigma.kernel(block=(64, 1, 1), grid=(2, 1, 1))
