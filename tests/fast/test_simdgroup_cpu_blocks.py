@@ -21,7 +21,7 @@ from enigma_runtime import OutOfBoundsError
 from toolcheck import need_tool
 
 import enigma
-from enigma import Tensor, float16, float32, int32
+from enigma import Tensor, bfloat16, float16, float32, int32
 from enigma.verify import run_msl
 
 M, N, K = 64, 48, 40  # 8 x 6 x 5 blocks of 8
@@ -53,6 +53,12 @@ def mm_global_f16(a: Tensor[float16, (M, KP)], b: Tensor[float16, (K, N)], bt: T
 @enigma.kernel(block=(64, 1, 1), grid=(N // 8, M // 16, 1))
 def mm_global_f32(a: Tensor[float32, (M, KP)], b: Tensor[float32, (K, N)], bt: Tensor[float32, (N, K)],
                   c: Tensor[float32, (M, N)], ct: Tensor[float32, (N, M)]):
+    _global_body(a, b, bt, c, ct)
+
+
+@enigma.kernel(block=(64, 1, 1), grid=(N // 8, M // 16, 1))
+def mm_global_bf16(a: Tensor[bfloat16, (M, KP)], b: Tensor[bfloat16, (K, N)], bt: Tensor[bfloat16, (N, K)],
+                   c: Tensor[float32, (M, N)], ct: Tensor[float32, (N, M)]):
     _global_body(a, b, bt, c, ct)
 
 
@@ -160,6 +166,27 @@ def test_float16_blocks_are_the_k_order_sum_bit_for_bit(device):
     same_bits(ct, np.ascontiguousarray(want.T))
     for c in _run_shared(mm_shared_f16, a, b, device):
         same_bits(c, want)
+
+
+def _bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (truncated: any bfloat16 values will do)."""
+    return (np.ascontiguousarray(x, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def _bf16_values(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+@pytest.mark.parametrize("device", ["cpu", "verify"])
+def test_bfloat16_blocks_are_the_k_order_sum_bit_for_bit(device):
+    """bfloat16 tensors hold bit patterns (uint16): the blocks move as such and are read as values."""
+    if device == "verify":
+        need_tool("clang++-19", "clang++")
+    a, b = (_bf16(x) for x in _inputs(np.float32, 16))
+    want = k_order(_bf16_values(a[:, :K]), _bf16_values(b))
+    c, ct = _run_global(mm_global_bf16, a, b, device)
+    same_bits(c, want)
+    same_bits(ct, np.ascontiguousarray(want.T))
 
 
 def test_float32_blocks_on_the_cpu_are_numpys_blockwise_matmul_bit_for_bit():
