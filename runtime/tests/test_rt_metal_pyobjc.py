@@ -1,7 +1,7 @@
 """The fake Metal held to the real PyObjC: pyobjc-framework-Metal's macOS wheel, pinned by version and
 sha256, is downloaded (never installed) into enigma's cache directory (tests/verify/thirdparty.py's
-`fetch`), its `Metal/_metadata.py` is read as data (ast, nothing executed)
-and its extension module's strings collected. Then launches through the FAKE Metal
+`fetch`), its `Metal/_metadata.py` read as data (ast, nothing executed) and its extension module's
+strings collected. Then launches through the FAKE Metal
 (test_rt_metal_fake.py) are recorded, and every selector, function and constant the runtime uses must
 exist in the wheel and be called with the conventions its metadata gives: out-parameters (`error:`)
 passed as None and returned in a tuple, pointer + length arguments given a bytes-like object of that

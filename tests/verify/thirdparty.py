@@ -1,6 +1,7 @@
 """Third-party Metal kernels for the corpus (issue 13), obtained at test time from package registries,
 pinned by version and sha256 and cached in enigma.verify's cache directory; never stored in the
-repository. Under CI=true a failed download fails the test; elsewhere it skips.
+repository. Under CI=true a failed download fails the test; elsewhere it skips. (`fetch` also gets
+pyobjc-framework-Metal's wheel for runtime/tests/test_rt_metal_pyobjc.py.)
 
 mlx-metal: its macOS wheel carries MLX's kernel headers; `mlx_include()` extracts them.
 
