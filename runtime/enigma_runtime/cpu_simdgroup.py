@@ -51,7 +51,9 @@ def _value_np(d: DType) -> np.dtype:
 
 class SimdMatrix:
     """The value of a simdgroup matrix: `a[g, s]` is the 8x8 matrix of simdgroup s of threadgroup g
-    (leading axes may be 1: broadcast, as for a filled matrix)."""
+    (leading axes may be 1: broadcast, as for a filled matrix). bfloat16 matrices hold float32 values
+    (rounded to bfloat16), and so do float16 ones loaded from memory (exact: simd_load widens them
+    once for every simd_mma that uses them)."""
 
     __slots__ = ("a",)
 
@@ -541,7 +543,10 @@ def gather_blocks(m: Any, blk: Block) -> SimdMatrix:
         v = v.view(flat.dtype).reshape(blk.G, blk.S, N, N)
         if blk.transposed:
             v = np.ascontiguousarray(v.swapaxes(-1, -2))
-    return SimdMatrix(bf16_from_bits(v) if m.dt.name == "bfloat16" else v)
+    name = m.dt.name
+    if name == "float16":  # widened once here rather than by every simd_mma using it
+        return SimdMatrix(v.astype(np.float32))
+    return SimdMatrix(bf16_from_bits(v) if name == "bfloat16" else v)
 
 
 def scatter_blocks(m: Any, blk: Block, vals: np.ndarray, active: np.ndarray | None) -> None:
