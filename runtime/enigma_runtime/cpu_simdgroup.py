@@ -545,8 +545,20 @@ def gather_blocks(m: Any, blk: Block) -> SimdMatrix:
             v = np.ascontiguousarray(v.swapaxes(-1, -2))
     name = m.dt.name
     if name == "float16":  # widened once here rather than by every simd_mma using it
-        return SimdMatrix(v.astype(np.float32))
+        return SimdMatrix(np.take(_f16_to_f32(), v.view(np.uint16)))
     return SimdMatrix(bf16_from_bits(v) if name == "bfloat16" else v)
+
+
+_F16_TO_F32: list[np.ndarray] = []
+
+
+def _f16_to_f32() -> np.ndarray:
+    """The float32 value of every float16 bit pattern (numpy's own conversion, built once): a table
+    lookup widens a block twice as fast as numpy's float16 cast here."""
+    if not _F16_TO_F32:
+        _F16_TO_F32.append(np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+                           .astype(np.float32))
+    return _F16_TO_F32[0]
 
 
 def scatter_blocks(m: Any, blk: Block, vals: np.ndarray, active: np.ndarray | None) -> None:

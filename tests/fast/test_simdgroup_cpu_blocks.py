@@ -290,3 +290,25 @@ def test_blocks_kept_across_launches_follow_the_positions_and_sizes():
     out = np.zeros((16, 16), np.float32)
     ck(small, out, 4, device="cpu")
     same_bits(out, small[4:20])
+
+
+@enigma.kernel(block=(32, 1, 1), grid=(1, 1, 1))
+def f16_round_trip(a: Tensor[float16, (8, 8)], out: Tensor[float16, (8, 8)], wide: Tensor[float32, (8, 8)]):
+    m = enigma.simd_load(a, 0, 0)
+    enigma.simd_store(m, out, 0, 0)
+    enigma.simd_store(enigma.simd_mma(m, enigma.simd_load(a, 0, 0), enigma.simd_matrix(float32)), wide, 0, 0)
+
+
+def test_float16_blocks_keep_every_value():
+    """A float16 block is widened to float32 when loaded (a table of numpy's conversions): zeros of both
+    signs, subnormals, the largest values, infinities and NaN come back as they went in."""
+    bits = np.array([0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x7C00, 0xFC00,
+                     0x7E00, 0x3C00, 0xBC00, 0x3555, 0x1234, 0xC123], np.uint16)
+    a = np.resize(bits, 64).reshape(8, 8).view(np.float16)
+    out, wide = np.zeros((8, 8), np.float16), np.zeros((8, 8), np.float32)
+    enigma.compile(f16_round_trip)(a, out, wide, device="cpu")
+    np.testing.assert_array_equal(out.view(np.uint16), a.view(np.uint16))
+    a32 = a.astype(np.float32)
+    with np.errstate(all="ignore"):  # inf - inf
+        want = np.matmul(a32, a32) + np.float32(0)
+    np.testing.assert_array_equal(wide, want)  # NaN where numpy's has NaN
