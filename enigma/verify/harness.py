@@ -30,11 +30,17 @@ from enigma.verify.msl import (
     KernelSig,
     MslError,
     expand_macros,
-    parse_kernel,
+    parse_kernels,
     remap_lines,
     threadgroup_param_vars,
 )
-from enigma.verify.wrapper import ThreadgroupVar, entry_source, prepare_source
+from enigma.verify.wrapper import (
+    ThreadgroupVar,
+    entries_source,
+    entry_source,
+    entry_symbol,
+    prepare_source,
+)
 
 SCHEDULES = {"forward": 0, "reverse": 1, "random": 2}
 MAX_TIMEOUT = 24 * 3600.0  # seconds; an isolated child still running 5 s after its timeout is killed
@@ -102,10 +108,10 @@ def _load(path: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(path), mode=os.RTLD_NOW | ctypes.RTLD_LOCAL)
 
 
-def _entry_address(lib: ctypes.CDLL) -> int:
-    addr = ctypes.cast(lib.enigma_entry, ctypes.c_void_p).value
+def _entry_address(lib: ctypes.CDLL, symbol: str) -> int:
+    addr = ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value
     if not addr:
-        raise KernelError(f"{lib._name}: enigma_entry has no address")
+        raise KernelError(f"{lib._name}: {symbol} has no address")
     return addr
 
 
@@ -119,26 +125,42 @@ class _Buffer:
     nbytes: int
 
 
+class _Library:
+    """Kernels `names` of one source compiled into one library (one entry point each)."""
+
+    def __init__(self, source: str, names: Sequence[str | None], file: str,
+                 function_constants: Mapping[Any, Any] | None, include_dirs: Sequence[str | os.PathLike]
+                 ) -> None:
+        # the source's own macros (if they write declarations) and headers (`#include "x.h"`)
+        code = expand_macros(source, file, include_dirs)
+        sigs = parse_kernels(code, names, file)
+        prepared, tvars = prepare_source(code, dict(function_constants or {}), file)
+        if code is not source:
+            tvars = remap_lines(sigs[0], tvars, code, file)[1]
+            sigs = [remap_lines(sig, [], code, file)[0] for sig in sigs]
+        self.sigs, self.tvars = sigs, tvars
+        self.full = prepared + (entry_source(sigs[0], file) if len(sigs) == 1 else entries_source(sigs, file))
+        self.library = _clang.compile_kernel_library(self.full, file_name=file)
+
+
 class MslProgram:
     """One Metal kernel compiled for the CPU and loaded (keep it to run the kernel many times)."""
 
     def __init__(self, source: str, name: str | None = None, file: str = "kernel.metal",
                  function_constants: Mapping[Any, Any] | None = None,
-                 include_dirs: Sequence[str | os.PathLike] = ()) -> None:
+                 include_dirs: Sequence[str | os.PathLike] = (), *,
+                 _shared: tuple[_Library, int] | None = None) -> None:
         self.source, self.file = source, file
-        # the source's own macros (if they write declarations) and headers (`#include "x.h"`)
-        code = expand_macros(source, file, include_dirs)
-        self.sig: KernelSig = parse_kernel(code, name, file)
-        prepared, self.threadgroup_vars = prepare_source(code, dict(function_constants or {}), file)
-        if code is not source:
-            self.sig, self.threadgroup_vars = remap_lines(self.sig, self.threadgroup_vars, code, file)
+        built, me = _shared or (_Library(source, [name], file, function_constants, include_dirs), 0)
+        self.sig: KernelSig = built.sigs[me]
+        self.threadgroup_vars: list[ThreadgroupVar] = list(built.tvars)
         self._tg_first = len(self.threadgroup_vars)  # [[threadgroup(i)]] parameters come after
         self.threadgroup_vars += threadgroup_param_vars(self.sig, self._tg_first)
-        self._full = prepared + entry_source(self.sig, file)
-        self.library = _clang.compile_kernel_library(self._full, file_name=file)
+        self._full, self.library = built.full, built.library
+        self._symbol = entry_symbol(me if len(built.sigs) > 1 else None)
         rt = _runtime()
         self._lib = _load(self.library)
-        self._entry = _entry_address(self._lib)
+        self._entry = _entry_address(self._lib, self._symbol)
         self._race: tuple[Path, ctypes.CDLL, int] | None = None  # the instrumented library, on demand
         self.threadgroup_memory: int | None = None  # bytes of threadgroup variables, known after a run
         self._rt = rt
@@ -151,7 +173,9 @@ class MslProgram:
             schedule: str = "random", seed: int = 0, isolate: bool = True, timeout: float = 60.0,
             race_check: bool = False, threadgroup_memory: Mapping[int, int] | None = None) -> None:
         """Run one dispatchThreadgroups(grid, block) launch. `buffers[i]` binds [[buffer(i)]]: a numpy
-        array (written back in place if the parameter is writable), a numpy scalar or bytes.
+        array (written back in place if the parameter is writable), a numpy scalar or bytes. One
+        array object given at several indices is one buffer there (the same address), as when Metal
+        binds one MTLBuffer at several indices (ggml binds src0 for an absent mask so).
         `threadgroup_memory[i]` is the length in bytes of the [[threadgroup(i)]] parameter.
         `race_check` runs a build instrumented on every load and store that reports two threads of a
         group touching the same threadgroup memory between two barriers (one of them writing).
@@ -215,7 +239,7 @@ class MslProgram:
         if self._race is None:
             lib = _clang.compile_kernel_library(self._full, file_name=self.file, race=True)
             handle = _load(lib)
-            self._race = (lib, handle, _entry_address(handle))
+            self._race = (lib, handle, _entry_address(handle, self._symbol))
         return self._race[0], self._race[2]
 
     def _run_locked(self, arrays: dict[int, np.ndarray], grid3, block3, schedule, seed, isolate, timeout,
@@ -226,7 +250,11 @@ class MslProgram:
         ptrs = (ctypes.c_void_p * max(nbuf, 1))()
         bufs: list[_Buffer] = []
         try:
+            shared: dict[int, _Buffer] = {}  # one array at several indices: one buffer, as in Metal
             for i, a in arrays.items():
+                if id(a) in shared:
+                    ptrs[i] = shared[id(a)].ptr
+                    continue
                 out = ctypes.c_void_p()
                 slot = rt.enigma_buf_alloc(a.nbytes, ctypes.byref(out))
                 if slot < 0 or not out.value:
@@ -236,6 +264,7 @@ class MslProgram:
                 if a.nbytes:
                     ctypes.memmove(out.value, a.ctypes.data, a.nbytes)
                 ptrs[i] = out.value
+                shared[id(a)] = bufs[-1]
             err = _Err()
             code = rt.enigma_run(entry, ptrs, (ctypes.c_uint32 * 3)(*grid3),
                                  (ctypes.c_uint32 * 3)(*block3), SCHEDULES[schedule], seed,
@@ -250,9 +279,9 @@ class MslProgram:
                     raise KernelError(f"{self.file}: " + self._oob_text(b, off, True) + " (found after the "
                                       "run in the buffer's padding: the thread and line are unknown)")
             for b in bufs:
-                p = self.sig.buffer(b.index)
                 a = arrays[b.index]
-                if not p.is_const and a.nbytes and a.flags.writeable:
+                writable = any(not self.sig.buffer(i).is_const for i, x in arrays.items() if x is a)
+                if writable and a.nbytes and a.flags.writeable:
                     ctypes.memmove(a.ctypes.data, b.ptr, a.nbytes)
         finally:
             for b in bufs:
@@ -321,7 +350,20 @@ class MslProgram:
                                thread, group)
         if code == 2:
             b = next((b for b in bufs if b.slot == e.buffer), None)
-            if b is not None:
+            if msg.startswith("misaligned "):
+                size = int(msg.split()[1])
+                kind = "write" if e.is_write else "read"
+                if b is not None:
+                    p = self.sig.buffer(b.index)
+                    what = f"[[buffer({b.index})]] {b.param} (`{' '.join(p.type_text.split())}`)"
+                elif 0 <= e.tg_var < len(self.threadgroup_vars):
+                    what = f"threadgroup {self.threadgroup_vars[e.tg_var].name}"
+                else:
+                    what = "memory"
+                text = (f"misaligned {size}-byte {kind} of {what} at byte offset {e.offset}: Metal requires "
+                        f"a {size}-byte vector access at a multiple of {size} bytes (undefined behaviour "
+                        "otherwise; use a packed_ type or scalar accesses for unaligned data)")
+            elif b is not None:
                 text = self._oob_text(b, e.offset, bool(e.is_write))
             elif 0 <= e.tg_var < len(self.threadgroup_vars):
                 text = self._tg_oob_text(self.threadgroup_vars[e.tg_var], e.offset, int(e.tg_size),
@@ -371,22 +413,40 @@ def _symbolizer_argv(library: Path, offset: int) -> list[str] | None:
     return None
 
 
-_programs: dict[tuple[str, str | None, str, str, str], MslProgram] = {}
+_programs: dict[tuple[str, str | None, str, str, str, str], MslProgram] = {}
 
 
 def compile_msl(source: str, name: str | None = None, file: str = "kernel.metal",
                 function_constants: Mapping[Any, Any] | None = None,
-                include_dirs: Sequence[str | os.PathLike] = ()) -> MslProgram:
+                include_dirs: Sequence[str | os.PathLike] = (), *,
+                together: Sequence[str] = ()) -> MslProgram:
     """Compile (cached on disk by content) and load kernel `name` of `source` (a template kernel by the
     host_name of its instantiation); `function_constants` ({index or name: value}) gives the values
     of `[[function_constant(i)]]` declarations; `include_dirs` are searched for the source's own
-    `#include "..."` headers (an edited header is noticed: its size and mtime are part of the key)."""
-    key = (source, name, file, repr(sorted((str(k), repr(v)) for k, v in (function_constants or {}).items())),
-           _headers_fingerprint(include_dirs))
+    `#include "..."` headers (an edited header is noticed: its size and mtime are part of the key).
+
+    `together` names other kernels of the same source to compile in the same library: one clang run
+    over the source serves them all (a large source such as ggml-metal.metal costs seconds per run),
+    and a later `compile_msl(source, other, ..., together=...)` with the same names returns its
+    program from that library. Each program still runs only its own kernel."""
+    fcs = repr(sorted((str(k), repr(v)) for k, v in (function_constants or {}).items()))
+    fingerprint = _headers_fingerprint(include_dirs)
+    group = sorted({name or "", *together}) if together else []
+
+    def key(n: str | None) -> tuple[str, str | None, str, str, str, str]:
+        return (source, n, file, fcs, fingerprint, "\0".join(group))
+
     with _lock:
-        if key not in _programs:
-            _programs[key] = MslProgram(source, name, file, function_constants, include_dirs)
-        return _programs[key]
+        if key(name) not in _programs:
+            if not together:
+                _programs[key(name)] = MslProgram(source, name, file, function_constants, include_dirs)
+            else:
+                names: list[str | None] = [n or None for n in group]
+                built = _Library(source, names, file, function_constants, include_dirs)
+                for i, n in enumerate(names):
+                    _programs[key(n)] = MslProgram(source, n, file, function_constants, include_dirs,
+                                                   _shared=(built, i))
+        return _programs[key(name)]
 
 
 def _headers_fingerprint(include_dirs: Sequence[str | os.PathLike]) -> str:

@@ -287,16 +287,26 @@ def _operand_end(code: str, i: int) -> int:
 
 def _vector_cast_edits(src: str, code: str) -> list[tuple[int, int, str]]:
     """`(float4) h` converts lane by lane in Metal (a C-style cast between vector types of other
-    sizes is a bitcast error in clang): written as the converting constructor `float4(h)`."""
+    sizes is a bitcast error in clang): written as the converting constructor `float4(h)`. A cast
+    to a template's type parameter (`(q4_t) x`, ggml: a vector type in some instantiations, a scalar
+    in others) is written `metal::enigma_cast<q4_t>(x)`: lane by lane between vectors, `(T) x`
+    otherwise."""
     edits = []
-    for m in _VECTOR_CAST.finditer(code):
-        before = code[:m.start()].rstrip()
-        if before and (before[-1] in ")]" or (re.search(r"\w$", before)
-                                               and not re.search(r"\b(?:return|else|case|do)$", before))):
-            continue  # `f(float4)`, `sizeof(float4)`: a call or declaration, not a cast
-        end = _operand_end(code, m.end())
-        if end > m.end():
-            edits.append((m.start(), end, f"{m.group(1)}({src[m.end():end]})"))
+    tparams = set(re.findall(r"\btemplate\s*<[^;{]*?\b(?:typename|class)\s+(\w+)", code))
+    tparams |= set(re.findall(r"(?:[<,]\s*)(?:typename|class)\s+(\w+)\s*(?=[,>=])", code))
+    pats = [_VECTOR_CAST]
+    if tparams:
+        pats.append(re.compile(r"\(\s*(" + "|".join(sorted(map(re.escape, tparams))) + r")\s*\)[ \t]*"))
+    for k, pat in enumerate(pats):
+        for m in pat.finditer(code):
+            before = code[:m.start()].rstrip()
+            if before and (before[-1] in ")]" or (re.search(r"\w$", before)
+                                                   and not re.search(r"\b(?:return|else|case|do)$", before))):
+                continue  # `f(float4)`, `sizeof(float4)`: a call or declaration, not a cast
+            end = _operand_end(code, m.end())
+            if end > m.end():
+                head = f"{m.group(1)}(" if k == 0 else f"metal::enigma_cast<{m.group(1)}>("
+                edits.append((m.start(), end, f"{head}{src[m.end():end]})"))
     return edits
 
 
@@ -386,9 +396,19 @@ def _substitute(text: str, names: dict[str, str]) -> str:
 def parse_kernel(src: str, name: str | None = None, file: str = "kernel.metal") -> KernelSig:
     """The signature of kernel `name` (or of the only kernel) in `src`: a plain kernel by its function
     name, a template kernel by the `host_name` of its instantiation."""
+    return parse_kernels(src, [name], file)[0]
+
+
+def parse_kernels(src: str, names: Sequence[str | None], file: str = "kernel.metal") -> list[KernelSig]:
+    """parse_kernel for several kernels of one source (the source is scanned once)."""
     check_attributes(src, file)
     code = strip_comments(src)
     found = _kernels(src, code)
+    uses_sync = bool(SYNC_NAMES.search(code))
+    return [_signature(code, found, name, file, uses_sync) for name in names]
+
+
+def _signature(code: str, found: list[_Kernel], name: str | None, file: str, uses_sync: bool) -> KernelSig:
     if not found:
         raise MslError("no `kernel void <name>(...)` function (or [[host_name]] instantiation of a template "
                        "kernel) in the source", file)
@@ -434,7 +454,7 @@ def parse_kernel(src: str, name: str | None = None, file: str = "kernel.metal") 
                                f"{p.name})", file, p.line)
             seen[p.attr, p.index] = p
     callee = f"{k.func}<{k.targs}>" if k.targs else k.func
-    return KernelSig(k.name, tuple(params), k.line, bool(SYNC_NAMES.search(code)), callee)
+    return KernelSig(k.name, tuple(params), k.line, uses_sync, callee)
 
 
 def _assign_indices(params: list[Param]) -> list[Param]:

@@ -83,12 +83,31 @@ def _tg_param_expr(p: Param) -> str:
     return f"({' '.join(p.type_text.split())})enigma_rt_tg_param({p.index})"
 
 
-def entry_source(sig: KernelSig, file: str = "kernel.metal") -> str:
-    """C++ (for OpenCL) text defining `enigma_entry` for kernel `sig`."""
+ENTRY_SYMBOL = "enigma_entry"
+
+
+def entry_symbol(i: int | None) -> str:
+    """The entry point's name: `enigma_entry` for a library of one kernel, `enigma_entry_<i>` for the
+    i-th of a library built for several kernels of one source (see entries_source)."""
+    return ENTRY_SYMBOL if i is None else f"{ENTRY_SYMBOL}_{i}"
+
+
+def _entry(sig: KernelSig, file: str, symbol: str) -> str:
     args = [_buffer_expr(p) if p.is_buffer else _tg_param_expr(p) if p.attr == "threadgroup"
             else _builtin_expr(p, file) for p in sig.params]
     call = f"{sig.callee or sig.name}(" + ",\n      ".join(args) + ");"
-    return (f'\n#line 1 "<enigma entry for {sig.name}>"\n{CTX_DECL}'
+    return (f'\n#line 1 "<enigma entry for {sig.name}>"\n'
             # the entry point only reads the dispatcher's context: no access checks (kernel calls are)
             f'extern "C" __attribute__((no_sanitize("thread")))\n'
-            f'void enigma_entry(const enigma_ctx* c) {{\n  {call}\n}}\n')
+            f'void {symbol}(const enigma_ctx* c) {{\n  {call}\n}}\n')
+
+
+def entry_source(sig: KernelSig, file: str = "kernel.metal") -> str:
+    """C++ (for OpenCL) text defining `enigma_entry` for kernel `sig`."""
+    return CTX_DECL + _entry(sig, file, entry_symbol(None))
+
+
+def entries_source(sigs: list[KernelSig], file: str = "kernel.metal") -> str:
+    """C++ text defining `enigma_entry_<i>` for each kernel sigs[i] of one source: one library (one
+    clang run over the source) serves them all."""
+    return CTX_DECL + "".join(_entry(sig, file, entry_symbol(i)) for i, sig in enumerate(sigs))

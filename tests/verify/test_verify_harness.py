@@ -580,3 +580,82 @@ def test_erf_is_not_in_the_compatibility_header_as_it_is_not_in_metal():
     with pytest.raises(CompileError) as e:
         compile_msl(src)
     assert "erf" in str(e.value)
+
+
+TWO_KERNELS = """#include <metal_stdlib>
+using namespace metal;
+kernel void twice(device const float* a [[buffer(0)]], device float* out [[buffer(1)]],
+                  uint i [[thread_position_in_grid]]) { out[i] = 2 * a[i]; }
+kernel void same(device const float* a [[buffer(0)]], device const float* b [[buffer(1)]],
+                 device int* out [[buffer(2)]], uint i [[thread_position_in_grid]]) { out[i] = a == b; }
+kernel void shift(device const float* a [[buffer(0)]], device float* out [[buffer(1)]],
+                  uint i [[thread_position_in_grid]]) {
+  device float4* o = (device float4*)(out + 1);  // misaligned for float4 (Metal: undefined)
+  o[i] = float4(a[i]);
+}
+"""
+
+
+def test_kernels_compiled_together_share_one_library():
+    together = ["same", "shift"]
+    p = compile_msl(TWO_KERNELS, "twice", together=together)
+    q = compile_msl(TWO_KERNELS, "same", together=["twice", "shift"])
+    assert p.library == q.library and p.name == "twice" and q.name == "same"
+    a = np.arange(8, dtype=np.float32)
+    out = np.zeros(8, np.float32)
+    p.run({0: a, 1: out}, grid=1, block=8)
+    np.testing.assert_array_equal(out, 2 * a)
+    with pytest.raises(MslError, match="no kernel named 'nope'"):
+        compile_msl(TWO_KERNELS, "twice", together=["nope"])
+
+
+def test_one_array_at_two_indices_is_one_buffer():
+    """Metal binds one MTLBuffer at several indices with one address (ggml passes src0 again for an
+    absent mask and compares the pointers)."""
+    prog = compile_msl(TWO_KERNELS, "same")
+    a, b = np.zeros(4, np.float32), np.zeros(4, np.float32)
+    out = np.zeros(4, np.int32)
+    prog.run({0: a, 1: a, 2: out}, grid=1, block=4)
+    assert out.tolist() == [1, 1, 1, 1]
+    prog.run({0: a, 1: b, 2: out}, grid=1, block=4)
+    assert out.tolist() == [0, 0, 0, 0]
+
+
+def test_misaligned_vector_access_is_named():
+    """A float4 store at an address that is not a multiple of 16: on x86 the aligned vector move
+    faults without an address; the report names the access, the buffer and the offset."""
+    a = np.zeros(4, np.float32)
+    out = np.zeros(32, np.float32)
+    with pytest.raises(KernelError, match=r"kernel.metal:10: misaligned 16-byte write of "
+                       r"\[\[buffer\(1\)\]\] out \(`device float\*`\) at byte offset 4: Metal requires"):
+        run_msl(TWO_KERNELS, a, out, name="shift", grid=1, block=4)
+
+
+WARP_SYNCHRONOUS = """#include <metal_stdlib>
+using namespace metal;
+kernel void k(device const float* x [[buffer(0)]], device float* out [[buffer(1)]],
+              ushort l [[thread_index_in_simdgroup]]) {
+  threadgroup float sr[16];
+  float v = x[l];
+  v += simd_shuffle_down(v, 16);
+  v += simd_shuffle_down(v, 8);
+  v += simd_shuffle_down(v, 4);  // lanes 0-3 hold the sums of the lanes l % 4 == lane
+  for (short i = l; i < 16; i += 4) sr[i] = v;   // lanes 4-15 write partial sums first, then
+  threadgroup_barrier(mem_flags::mem_threadgroup);  // lanes 0-3 overwrite them a round later
+  if (l < 16) out[l] = sr[l];
+}
+"""
+
+
+@pytest.mark.parametrize("schedule", ["forward", "reverse", "random"])
+def test_threadgroup_accesses_run_in_lockstep(schedule):
+    """ggml's flash attention stores a reduction from several lanes to one threadgroup address in
+    successive iterations of one loop and relies on the GPU running a simdgroup's lanes in step (the
+    last iteration's lane wins). Threads yield at every threadgroup access, so the k-th access of
+    every thread comes before any thread's (k+1)-th, whatever the schedule."""
+    x = np.arange(32, dtype=np.float32)
+    out = np.zeros(16, np.float32)
+    run_msl(WARP_SYNCHRONOUS, x, out, grid=1, block=32, schedule=schedule)
+    np.testing.assert_array_equal(out, np.tile(x.reshape(8, 4).sum(0), 4))
+    with pytest.raises(KernelError, match=r"kernel.metal:10: data race on threadgroup memory sr\["):
+        run_msl(WARP_SYNCHRONOUS, x, out, grid=1, block=32, race_check=True)

@@ -369,3 +369,23 @@ def test_function_pointer_template_parameters_and_ggml_matrix_forms():
     np.testing.assert_array_equal(sel, np.where(np.arange(32) & 2, -1, 1))
     np.testing.assert_array_equal(diag, 2 * np.eye(8, dtype=np.float32))
     np.testing.assert_array_equal(filled, np.full((8, 8), 3, np.float32))
+
+
+def test_casts_to_template_type_parameters_convert_lane_by_lane():
+    """ggml: `sq4[i] = (q4_t) q4[i];` with q4_t = half4 and q4 a float4 (a bitcast error in clang's
+    C-style cast); the same template with q4_t = float keeps a scalar cast."""
+    src = H + """template <typename q4_t, typename s_t>
+void f(device const float4* q, device q4_t* out, device s_t* s, uint i) {
+  out[i] = (q4_t) q[i];
+  s[i] = (s_t) q[i].x + (s_t)(q[i].y);
+}
+kernel void k(device const float4* q [[buffer(0)]], device half4* out [[buffer(1)]],
+              device int* s [[buffer(2)]], uint i [[thread_position_in_grid]]) {
+  f<half4, int>(q, out, s, i);
+}
+"""
+    q = (np.arange(8, dtype=np.float32) * 1.25).reshape(2, 4)
+    out, s = np.zeros((2, 4), np.float16), np.zeros(2, np.int32)
+    run_msl(src, q, out, s, grid=1, block=2)
+    np.testing.assert_array_equal(out, q.astype(np.float16))
+    np.testing.assert_array_equal(s, q[:, 0].astype(np.int32) + q[:, 1].astype(np.int32))

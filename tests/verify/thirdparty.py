@@ -5,6 +5,8 @@ pyobjc-framework-Metal's wheel for runtime/tests/test_rt_metal_pyobjc.py.)
 
 mlx-metal: its macOS wheel carries MLX's kernel headers; `mlx_include()` extracts them.
 
+llama-cpp-python: its sdist vendors llama.cpp's ggml-metal kernels; `ggml_metal_dir()` extracts them.
+
 tinygrad: its MetalRenderer renders Metal on Linux (the renderer only: no Metal device or compiler
 is needed). `render_tinygrad()` runs tinygrad_render.py in a subprocess with the pinned wheel on its
 path and returns, per case, the kernels tinygrad wrote (source exactly as rendered), their launch and
@@ -35,6 +37,12 @@ TINYGRAD = ("tinygrad", "0.11.0", "tinygrad-0.11.0-py3-none-any.whl",
 MLX_METAL = ("mlx-metal", "0.32.4", "mlx_metal-0.32.4-py3-none-macosx_14_0_arm64.whl",
              "8019b2db622599267d66cc168b2f0dbf5af929790a6c3b3913e00eabc42a7947")
 MLX_KERNELS = "mlx/backend/metal/kernels"
+# llama.cpp's ggml-metal kernels, as llama-cpp-python's sdist vendors them (ggml-metal.metal with its
+# headers ggml-metal-impl.h and ggml-common.h); the sdist comes from the index directly: `pip download`
+# of an sdist would build its metadata (CMake) first
+LLAMA_CPP = ("llama-cpp-python", "0.3.16", "llama_cpp_python-0.3.16.tar.gz",
+             "34ed0f9bd9431af045bb63d9324ae620ad0536653740e9bb163a2e1fcb973be6")
+GGML_SRC = "vendor/llama.cpp/ggml/src"
 
 
 def corpus_dir() -> Path:
@@ -52,13 +60,16 @@ def _unavailable(msg: str) -> None:
 
 
 def fetch(pin: tuple[str, str, str, str], platform: str | None = None, python: str | None = None) -> Path:
-    """The pinned file from the registry (`pip download`), checked against its sha256, cached
-    (`platform`: the wheel of that platform, e.g. macosx_14_0_arm64, whatever this machine is;
-    `python`: of that CPython version, e.g. "3.11", for wheels built per version)."""
+    """The pinned file from the registry (`pip download`; an sdist from the index's simple page),
+    checked against its sha256, cached (`platform`: the wheel of that platform, e.g.
+    macosx_14_0_arm64, whatever this machine is; `python`: of that CPython version, e.g. "3.11", for
+    wheels built per version)."""
     package, version, filename, sha = pin
     out = corpus_dir() / sha[:16] / filename
     if out.is_file():
         return out
+    if filename.endswith(".tar.gz"):
+        return _fetch_sdist(pin, out)
     with tempfile.TemporaryDirectory(dir=corpus_dir()) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
                "-d", tmp, f"{package}=={version}"]
@@ -82,6 +93,63 @@ def fetch(pin: tuple[str, str, str, str], platform: str | None = None, python: s
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(got, out)
     return out
+
+
+def _fetch_sdist(pin: tuple[str, str, str, str], out: Path) -> Path:
+    """An sdist by its file name from the package index's simple page (PEP 503; pip's index, else
+    PyPI), checked against the pinned sha256."""
+    import re
+    import urllib.parse
+    import urllib.request
+
+    package, version, filename, sha = pin
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    name = re.sub(r"[-_.]+", "-", package).lower()
+    page_url = f"{index}/{name}/" + ("index.html" if index.startswith("file:") else "")  # a local index
+    try:
+        page = urllib.request.urlopen(page_url, timeout=60).read().decode()
+        href = next((h for h in re.findall(r'href="([^"]+)"', page)
+                     if urllib.parse.urlsplit(h).path.endswith("/" + filename)), None)
+        if href is None:
+            _unavailable(f"{filename} is not on {index}/{name}/")
+        data = urllib.request.urlopen(urllib.parse.urljoin(page_url, href), timeout=300).read()
+    except OSError as e:
+        _unavailable(f"cannot download {package}=={version} ({filename}): {e}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha:
+        pytest.fail(f"{filename}: sha256 {digest}, expected the pinned {sha}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    return out
+
+
+def ggml_metal_dir() -> Path:
+    """llama.cpp's ggml-metal directory (ggml-metal.metal, ggml-metal-impl.h) with ggml-common.h
+    beside it, from the pinned llama-cpp-python sdist (extracted once)."""
+    import tarfile
+
+    sdist = fetch(LLAMA_CPP)
+    d = sdist.parent / "ggml-metal"
+    if not (d / "ggml-metal.metal").is_file():
+        root = f"{LLAMA_CPP[2][:-len('.tar.gz')]}/{GGML_SRC}/"
+        wanted = {root + "ggml-common.h", root + "ggml-metal/ggml-metal.metal",
+                  root + "ggml-metal/ggml-metal-impl.h"}
+        with tempfile.TemporaryDirectory(dir=sdist.parent) as tmp:
+            with tarfile.open(sdist) as t:
+                for m in t.getmembers():
+                    if m.name in wanted and m.isfile():
+                        f = t.extractfile(m)
+                        assert f is not None
+                        (Path(tmp) / Path(m.name).name).write_bytes(f.read())
+            try:
+                os.replace(tmp, d)
+            except OSError:  # another process extracted it first
+                if not d.is_dir():
+                    raise
+            Path(tmp).mkdir(exist_ok=True)  # TemporaryDirectory removes it again
+    return d
 
 
 def mlx_include() -> Path:

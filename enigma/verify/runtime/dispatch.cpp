@@ -143,6 +143,12 @@ ucontext_t g_sched_uc;
 #endif
 bool g_fiber_mode;
 size_t g_stack_size = 256 * 1024;
+// the access being checked: a general-protection fault right after it (x86: an aligned vector move at
+// a misaligned address reports no fault address) is explained by it (on_fault)
+const char* g_last_access = nullptr;
+size_t g_last_size = 0;
+bool g_last_write = false;
+
 ErrInfo* g_err;
 sigjmp_buf g_abort;  // in-process mode: a fault or an error jumps here
 char* g_altstack;  // the signal stack (allocated before a fork: the child does not allocate)
@@ -409,6 +415,9 @@ void run_group_fibers(const Launch& L, const uint32_t g[3], int n, int* ord) {
       if (f->st == READY) resume(f);
     }
     if (resolve_simd(n)) continue;
+    bool yielded = false;  // threads that yielded at a threadgroup access (lockstep_yield) run on
+    for (int i = 0; i < n && !yielded; i++) yielded = g_fibers[i].st == READY;
+    if (yielded) continue;
     int first_wait = -1, first_done = -1;
     for (int i = 0; i < n; i++) {
       if (g_fibers[i].st == AT_BARRIER && first_wait < 0) first_wait = i;
@@ -539,6 +548,27 @@ void on_fault(int sig, siginfo_t* si, void* ucv) {
       e->tg_size = v.size;
       e->offset = (int64_t)((char*)si->si_addr - v.data);
     }
+  }
+  if (sig == SIGSEGV && si->si_code == SI_KERNEL && g_last_size > 1 && g_last_access
+      && (uintptr_t)g_last_access % g_last_size != 0) {
+    // a misaligned access (e.g. a float4 at an address that is not a multiple of 16)
+    for (int i = 0; i < kMaxBufs; i++) {
+      const Buf& b = g_bufs[i];
+      if (b.map && g_last_access >= b.map && g_last_access < b.map + b.map_len) {
+        e->buffer = i;
+        e->offset = (int64_t)(g_last_access - b.data);
+      }
+    }
+    for (int i = 0; i < g_ntg; i++) {
+      const TgVar& v = g_tg[i];
+      if (v.map && g_last_access >= v.map && g_last_access < v.map + v.map_len) {
+        e->tg_var = i;
+        e->tg_size = v.size;
+        e->offset = (int64_t)(g_last_access - v.data);
+      }
+    }
+    e->is_write = g_last_write;
+    snprintf(e->msg, sizeof e->msg, "misaligned %zu", g_last_size);
   }
   if (g_cur) set_thread(g_cur->ctx);
   if (sig == SIGALRM) {
@@ -807,9 +837,22 @@ void tg_race_access(TgVar& v, int id, const char* a, size_t n, bool write, void*
 // the mapping of a threadgroup array or a buffer must lie within its data (else an out-of-bounds
 // report naming it); in a race-checking run the access is also recorded. `atomic` accesses are
 // bounds-checked only (atomics never race).
+// Threadgroup memory in lockstep: with fibers (a kernel with barriers or simd-group calls), every
+// thread yields at each threadgroup access, and the scheduler resumes the threads in turn, so the
+// k-th threadgroup access of every thread happens before any thread's (k+1)-th, as the lanes of a
+// simdgroup execute on a GPU. Warp-synchronous code that relies on it (ggml's flash attention
+// stores a reduction from several lanes to one address in successive loop iterations: the last
+// iteration's lane must win) computes what the GPU computes; race_check still reports such code.
+inline void lockstep_yield() {
+  g_cur->st = READY;
+  switch_to_sched();
+}
+
 inline void access(const void* p, size_t n, bool write, void* pc, bool atomic = false) {
   const char* a = (const char*)p;
-  if (!g_race)
+  g_last_access = a, g_last_size = n, g_last_write = write;
+  const bool lockstep = g_fiber_mode && g_cur && !atomic;  // an atomic's load and store stay together
+  if (!g_race && !lockstep)
     for (const Range& r : g_ok)
       if (a >= r.lo && a + n <= r.hi) return;
   for (int id = 0; id < g_ntg; id++) {
@@ -817,9 +860,13 @@ inline void access(const void* p, size_t n, bool write, void* pc, bool atomic = 
     if (!v.map || a < v.map || a >= v.map + v.map_len) continue;
     if (a < v.data || a + n > v.data + v.size) oob(-1, id, (int64_t)(a - v.data), write, pc);
     if (g_race && g_cur && v.shadow && !atomic) tg_race_access(v, id, a, n, write, pc);
-    else if (!g_race) ok_add(v.data, v.size);
+    else if (!g_race && !lockstep) ok_add(v.data, v.size);
+    if (lockstep) lockstep_yield();
     return;
   }
+  if (lockstep && !g_race)
+    for (const Range& r : g_ok)
+      if (a >= r.lo && a + n <= r.hi) return;
   for (int slot = 0; slot < g_nbufs; slot++) {
     const Buf& b = g_bufs[slot];
     if (!b.map || a < b.map || a >= b.map + b.map_len) continue;
