@@ -25,9 +25,10 @@ from enigma.compiler import (
     compile,  # noqa: F401 - enigma.compile; not in __all__ (shadows the builtin)
 )
 from enigma.errors import EnigmaError
+from enigma.frontend.func import func
 from enigma.frontend.grid import select
 from enigma.frontend.jit import empty, jit, zeros
-from enigma.frontend.kernel import func, kernel
+from enigma.frontend.kernel import kernel
 from enigma.frontend.language import MATH_FUNCTIONS as _MATH
 from enigma.frontend.language import (
     atomic_add,

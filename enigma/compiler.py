@@ -15,8 +15,8 @@ from typing import Any
 
 from enigma import ir
 from enigma.frontend.jit import JitFunction, entry_of, record_of
-from enigma.frontend.kernel import Launch
 from enigma.frontend.language import ceil_div
+from enigma.frontend.launch import Launch
 from enigma.options import DEFAULT_MACOS_TARGET, DEFAULT_MSL_VERSION, CompileOptions, OptionsError
 
 MSL_VERSION = DEFAULT_MSL_VERSION

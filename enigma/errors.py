@@ -7,10 +7,14 @@ how to fix it:
 """
 from __future__ import annotations
 
+import collections
 import linecache
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 _PKG = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -69,3 +73,30 @@ def _synthetic(path: str) -> bool:
 def is_user_file(path: str) -> bool:
     """Whether `path` is the kernel author's source: a real file outside the enigma package."""
     return not path.startswith(_PKG) and not _synthetic(path)
+
+
+def wrap_error(e: Exception, what: str) -> EnigmaError:
+    """A Python exception raised while tracing, located at the innermost user line."""
+    file, line = "", 0
+    user = [(fs.filename, fs.lineno or 0) for fs in traceback.extract_tb(e.__traceback__)
+            if is_user_file(fs.filename)]
+    if user:
+        file, line = user[-1]
+    if isinstance(e, RecursionError) and user:  # the recursive call: the user line repeated most often
+        file, line = collections.Counter(user).most_common(1)[0][0]
+    cls = EnigmaTypeError if isinstance(e, TypeError) else EnigmaError
+    hint = "this Python error was raised by the kernel code itself at trace time"
+    if isinstance(e, RecursionError):
+        hint = ("a function calls itself without end: helpers (@enigma.func too) are inlined at trace time, "
+                "so recursion must stop on a Python (compile-time) condition; use a loop for run-time "
+                "repetition")
+    return cls(f"{type(e).__name__} while tracing {what}: {e}", file, line, hint=hint)
+
+
+def def_line(fn: Callable[..., Any]) -> int:
+    """The line of `def` (co_firstlineno is the first decorator's line)."""
+    code = fn.__code__
+    for line in range(code.co_firstlineno, code.co_firstlineno + 50):
+        if linecache.getline(code.co_filename, line).lstrip().startswith(("def ", "async def ")):
+            return line
+    return code.co_firstlineno

@@ -204,3 +204,19 @@ def private_imports() -> list[str]:
 
 def test_no_private_names_imported_across_modules():
     assert private_imports() == []
+
+
+def test_frontend_modules_import_down_the_documented_list():
+    """docs/ARCHITECTURE.md lists the frontend's modules in order ("The frontend's modules"): each
+    imports only modules listed before it, and every module is listed."""
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    block = re.search(r"## The frontend's modules\n.*?```\n(.*?)```", doc, re.S)
+    assert block, "docs/ARCHITECTURE.md has no list of the frontend's modules"
+    order = [m[:-3] for line in block.group(1).splitlines()  # the names before each description
+             for m in re.findall(r"\b\w+\.py\b", line.strip().split("  ")[0])]
+    rank = {f"enigma.frontend.{name}": i for i, name in enumerate(order)}
+    graph = _graph()
+    frontend = [m for m in graph if m.startswith("enigma.frontend.")]
+    assert sorted(set(frontend) - set(rank)) == [], "list every frontend module in docs/ARCHITECTURE.md"
+    upward = [(m, d) for m in frontend for d in graph[m] if d in rank and rank[d] > rank[m]]
+    assert upward == []

@@ -12,20 +12,11 @@ from typing import Any
 import numpy as np
 from enigma_runtime.dtypes import DType
 
-from enigma.errors import EnigmaError, user_frame
+from enigma.errors import EnigmaError, def_line, user_frame, wrap_error
 from enigma.frontend.grid import Expr, guards
-from enigma.frontend.kernel import (
-    HostFloat,
-    HostTensor,
-    KernelFunction,
-    Launch,
-    Recording,
-    Step,
-    def_line,
-    host_value,
-    jit_state,
-    wrap_error,
-)
+from enigma.frontend.host import HostFloat, HostTensor, host_value
+from enigma.frontend.kernel import KernelFunction
+from enigma.frontend.launch import Launch, Recording, Step, jit_state
 
 
 class JitFunction:

@@ -1,18 +1,14 @@
-"""@enigma.kernel (device code, traced to ir.Kernel), @enigma.func, and the launches a kernel call
-records (`kernel(args...).launch(grid=..., block=...)` inside an @enigma.jit: see jit.py)."""
+"""@enigma.kernel: device code traced to ir.Kernel per specialisation (argument dtypes, shapes and
+constexpr values), its `specialize=` variants, and `kernel(args...)` inside an @enigma.jit, whose
+`.launch(grid=..., block=...)` records the launch (launch.py; the @jit itself is jit.py)."""
 from __future__ import annotations
 
-import collections
 import functools
 import inspect
 import itertools
-import linecache
-import math
 import re
-import threading
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,181 +16,24 @@ from enigma_runtime import dtypes as dt
 from enigma_runtime.dtypes import DType
 
 from enigma import ir
-from enigma.errors import EnigmaError, EnigmaTypeError, is_user_file, user_frame
+from enigma.errors import EnigmaError, user_frame, wrap_error
 from enigma.frontend import control
 from enigma.frontend.builder import Builder, tracing
+from enigma.frontend.func import func as func  # noqa: F401 - the old import path of @enigma.func
 from enigma.frontend.grid import Choice, Expr, and_condition, flatten_choices, substitute
+from enigma.frontend.host import HostFloat, HostTensor, host_value
+from enigma.frontend.launch import Launch, Step, jit_state, make_launch
+from enigma.frontend.params import Param, parse_params
 from enigma.frontend.rewrite import rewrite
-from enigma.frontend.simd_checks import check_block
 from enigma.frontend.tensors import TensorRef
-from enigma.frontend.types import ConstexprType, Shape, TensorSpec, TensorType
+from enigma.frontend.types import Shape, TensorSpec, TensorType
 from enigma.frontend.values import Val
-
-_SCALAR_PY = {int: dt.int32, float: dt.float32, bool: dt.bool_}
-# names a kernel parameter cannot have: C++/MSL keywords, qualifiers and types the generated source uses
-MSL_RESERVED = frozenset("""
-    auto bool break case char class const constant constexpr continue default delete device do double else
-    enum explicit extern false float for friend goto half if inline int kernel long namespace new operator
-    private protected public register return short signed sizeof static struct switch template this
-    thread threadgroup true typedef typename uint uchar ushort union unsigned using virtual void volatile
-    while bfloat metal vertex fragment sampler texture atomic_int atomic_uint simd float2 float3 float4
-    half2 half3 half4 int2 int3 int4 uint2 uint3 uint4 size_t ptrdiff_t
-""".split())
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    kind: str  # "tensor" | "scalar" | "constexpr"
-    tensor: TensorType | None = None
-    dtype: DType | None = None
-    ctype: type | None = None
-    default: Any = inspect.Parameter.empty
-
-
-class HostTensor:
-    """A jit-time view of a tensor argument: a numpy array or a TensorSpec. `.shape` entries are ints
-    (static) or `Expr` sizes (known now for arrays, symbolic for specs) usable in grid arithmetic.
-    A temporary (`enigma.empty` in a @jit) has `sizes`: its shape as given (ints and expressions)."""
-
-    def __init__(self, label: str, dtype: DType, shape: Shape, array: np.ndarray | None = None,
-                 sizes: tuple[Any, ...] | None = None) -> None:
-        self.label, self.dtype, self.spec_shape, self.array = label, dtype, tuple(shape), array
-        self.init, self.line = "empty", 0  # a temporary's initial contents ("empty"/"zeros") and line
-        if sizes is not None:
-            self.shape: tuple[Any, ...] = tuple(sizes)
-        else:
-            self.shape = tuple(self._size(k, s) for k, s in enumerate(self.spec_shape))
-
-    def _size(self, axis: int, s: int | str | None) -> int | Expr:
-        if self.array is not None:
-            return Expr("dim", name=self.label, host=self, axis=axis, value=int(self.array.shape[axis]))
-        if isinstance(s, int):
-            return s
-        if isinstance(s, str):
-            return Expr("sym", name=s, host=self, axis=axis)
-        return Expr("dim", name=self.label, host=self, axis=axis)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.spec_shape)
-
-    def __repr__(self) -> str:
-        return f"HostTensor({self.label}: {self.dtype.name}{list(self.spec_shape)})"
-
-
-class HostFloat(float):
-    """A float argument of a @jit (`origin` names it). Arithmetic on it gives a HostFloat without an
-    origin: a shipped entry passes scalars through unchanged, so a launch refuses a derived one."""
-
-    origin: str | None = None
-
-    @staticmethod
-    def of(value: float, origin: str | None) -> HostFloat:
-        f = HostFloat(value)
-        f.origin = origin
-        return f
-
-
-def _derived(name: str) -> Callable[..., Any]:
-    def op(self: HostFloat, *args: Any) -> Any:
-        r = getattr(float, name)(self, *args)
-        return HostFloat.of(r, None) if isinstance(r, float) else r
-    return op
-
-
-def _undecidable(name: str) -> Callable[..., Any]:
-    def op(self: HostFloat, *args: Any) -> Any:
-        raise TypeError(f"{name} on the @jit's float argument {self.origin or '(derived)'}: a compiled jit "
-                        "passes float arguments to kernels unchanged and cannot decide on their values in "
-                        "Python; decide in the kernel")
-    return op
-
-
-for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
-              "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__",
-              "__neg__", "__pos__", "__abs__"):
-    setattr(HostFloat, _name, _derived(_name))
-for _name in ("__bool__", "__lt__", "__le__", "__gt__", "__ge__"):
-    setattr(HostFloat, _name, _undecidable(_name.strip("_")))
-
-
-def host_value(x: Any, label: str) -> Any:
-    if isinstance(x, HostTensor):
-        return x
-    if isinstance(x, np.ndarray):
-        return HostTensor(label, dt.from_numpy(x.dtype), x.shape, x)
-    if isinstance(x, TensorSpec):
-        return HostTensor(label, x.dtype, x.shape)
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return Expr("arg", name=label, value=int(x))
-    if isinstance(x, np.floating):
-        return float(x)
-    return x
-
-
-@dataclass
-class Launch:
-    """One kernel launch chosen by a @jit function (or a bare kernel's decorator)."""
-
-    kernel: ir.Kernel
-    bindings: dict[str, Any]  # kernel parameter -> jit value (HostTensor, Expr, number)
-    grid: tuple[Any, Any, Any] | None  # ints where known, Expr where symbolic
-    block: tuple[int, int, int] | None
-    grid_json: list[Any] | None  # FORMAT.md grid expressions over the kernel's argument names
-    source: str
-    options: dict[str, Any]
-    grid_exprs: tuple[Any, Any, Any] | None = None  # the grid as the jit computed it (ints and Exprs)
-
-
-@dataclass
-class Step:
-    """One `kernel(...).launch(...)` of a @jit: one Launch per case of the choices it uses (the
-    condition is True, or a condition Expr when `enigma.select` chose the kernel or a value)."""
-
-    cases: list[tuple[Any, Launch]]
-    file: str
-    line: int
-
-
-@dataclass
-class Recording:
-    """What one run of a @jit records: its launches in order, the temporaries it allocated, the
-    expressions whose values Python used (guards: (expr, value, file, line)) and what it returned."""
-
-    steps: list[Step] = field(default_factory=list)
-    temps: list[HostTensor] = field(default_factory=list)
-    guards: list[tuple[Any, int, str, int]] = field(default_factory=list)
-    returned: Any = None
 
 
 def _err(message: str, file: str, line: int, hint: str = "",
          cls: type[EnigmaError] = EnigmaError) -> EnigmaError:
     return cls(message, file, line, hint=hint)
 
-
-def wrap_error(e: Exception, what: str) -> EnigmaError:
-    """A Python exception raised while tracing, located at the innermost user line."""
-    file, line = "", 0
-    user = [(fs.filename, fs.lineno or 0) for fs in traceback.extract_tb(e.__traceback__)
-            if is_user_file(fs.filename)]
-    if user:
-        file, line = user[-1]
-    if isinstance(e, RecursionError) and user:  # the recursive call: the user line repeated most often
-        file, line = collections.Counter(user).most_common(1)[0][0]
-    cls = EnigmaTypeError if isinstance(e, TypeError) else EnigmaError
-    hint = "this Python error was raised by the kernel code itself at trace time"
-    if isinstance(e, RecursionError):
-        hint = ("a function calls itself without end: helpers (@enigma.func too) are inlined at trace time, "
-                "so recursion must stop on a Python (compile-time) condition; use a loop for run-time "
-                "repetition")
-    return cls(f"{type(e).__name__} while tracing {what}: {e}", file, line, hint=hint)
-
-
-# ---------------------------------------------------------------------------------------------------
-# @kernel
 
 def variant_name(values: dict[str, Any]) -> str:
     """A C-identifier suffix for a `specialize=` entry: its distinct values in parameter-name order
@@ -302,46 +141,8 @@ class KernelFunction:
     @property
     def params(self) -> list[Param]:
         if self._params is None:
-            self._params = self._parse_params()
+            self._params = parse_params(self.fn, self.name, self.file, lambda: self.def_line)
         return self._params
-
-    def _parse_params(self) -> list[Param]:
-        fn = self.fn
-        closure = {n: c.cell_contents for n, c in zip(fn.__code__.co_freevars, fn.__closure__ or ())
-                   if _has_contents(c)}
-        try:
-            ann = inspect.get_annotations(fn, locals=closure, eval_str=True)
-        except Exception as e:  # noqa: BLE001 - any failure evaluating a string annotation
-            raise _err(f"cannot evaluate the annotations of kernel {self.name!r}: {e}", self.file,
-                       self.def_line) from e
-        params = []
-        for p in inspect.signature(fn).parameters.values():
-            if p.name in MSL_RESERVED or p.name.startswith("enigma_"):
-                raise _err(f"kernel parameter name {p.name!r} is reserved in the generated Metal source",
-                           self.file, self.def_line, "rename the parameter")
-            if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                raise _err(f"kernel parameter {p.name!r} must be a plain positional parameter "
-                           "(no *args/**kwargs/keyword-only)", self.file, self.def_line)
-            a = ann.get(p.name, inspect.Parameter.empty)
-            if p.default is not inspect.Parameter.empty and not isinstance(a, ConstexprType):
-                raise _err(f"kernel parameter {p.name!r} has a default value ({p.default!r}); only "
-                           "Constexpr parameters can have one", self.file, self.def_line,
-                           f"pass {p.name!r} at every launch, or make it a compile-time value: "
-                           f"{p.name}: enigma.Constexpr[{type(p.default).__name__}] = {p.default!r}")
-            if isinstance(a, TensorType):
-                params.append(Param(p.name, "tensor", tensor=a))
-            elif isinstance(a, ConstexprType):
-                params.append(Param(p.name, "constexpr", ctype=a.type, default=p.default))
-            elif isinstance(a, DType):
-                params.append(Param(p.name, "scalar", dtype=a))
-            elif a in _SCALAR_PY:
-                params.append(Param(p.name, "scalar", dtype=_SCALAR_PY[a]))
-            else:
-                what = "has no annotation" if a is inspect.Parameter.empty else f"is annotated {a!r}"
-                raise _err(f"kernel parameter {p.name!r} {what}", self.file, self.def_line,
-                           "annotate every kernel parameter: enigma.Tensor[float32], a dtype such as "
-                           "enigma.int32, or enigma.Constexpr[int]")
-        return params
 
     # -- calling from a @jit function
     @staticmethod
@@ -582,23 +383,6 @@ class KernelFunction:
         return {"args": [(a.name, a.kind, a.dtype.name, a.shape) for a in kernel.args], "constexpr": cx}
 
 
-def def_line(fn: Callable[..., Any]) -> int:
-    """The line of `def` (co_firstlineno is the first decorator's line)."""
-    code = fn.__code__
-    for line in range(code.co_firstlineno, code.co_firstlineno + 50):
-        if linecache.getline(code.co_filename, line).lstrip().startswith(("def ", "async def ")):
-            return line
-    return code.co_firstlineno
-
-
-def _has_contents(cell: Any) -> bool:
-    try:
-        _ = cell.cell_contents
-    except ValueError:
-        return False
-    return True
-
-
 class KernelCall:
     """`kernel(args...)` inside a @jit function; `.launch(grid=..., block=...)` records the launch.
     `kernel` may be a Choice of kernels (`enigma.select(cond, k1, k2)(args...)`)."""
@@ -626,94 +410,6 @@ class KernelCall:
                                                 substitute(block, picked), file, line)))
         jit_state.stack[-1].steps.append(Step(cases, file, line))
 
-
-
-
-class JitState(threading.local):
-    def __init__(self) -> None:
-        self.stack: list[Recording] = []  # what the @jit functions running in this thread recorded
-
-
-jit_state = JitState()
-
-
-def _norm3(v: Any, what: str, file: str, line: int) -> tuple[Any, ...] | None:
-    if v is None:
-        return None
-    if isinstance(v, (int, Expr, np.integer)):
-        v = (v,)
-    v = tuple(v)
-    if not 1 <= len(v) <= 3:
-        raise EnigmaError(f"{what} has {len(v)} entries; it takes 1 to 3 (x, y, z)", file, line)
-    out = []
-    for x in v + (1,) * (3 - len(v)):
-        if isinstance(x, np.integer):
-            x = int(x)
-        if not isinstance(x, (int, Expr)) or isinstance(x, bool):
-            raise EnigmaError(f"{what} entries must be ints or launch-size expressions, got "
-                              f"{type(x).__name__} {x!r}", file, line,
-                              hint="compute sizes from jit argument shapes with + - * // and enigma.ceil_div")
-        out.append(x)
-    return tuple(out)
-
-
-def make_launch(kernel: ir.Kernel, bindings: dict[str, Any], grid: Any, block: Any, source: str,
-                options: dict[str, Any], file: str, line: int, in_jit: bool = False) -> Launch:
-    """The launch of `kernel`; its grid as expressions over the kernel's arguments (`grid_json`). In a
-    @jit a grid that depends on more than the kernel's arguments has no such form (grid_json None):
-    the jit's entry carries the grid over the jit's arguments instead."""
-    g = _norm3(grid, "grid", file, line)
-    blk = _norm3(block, "block", file, line)
-    if blk is not None:
-        vals = [x if isinstance(x, int) or x.value is None else int(x) for x in blk]  # int(): a guard
-        vals = [x if isinstance(x, int) else None for x in vals]
-        if any(x is None for x in vals):
-            raise EnigmaError(f"block {blk} depends on sizes known only at launch", file, line,
-                              hint="the threadgroup size is fixed at compile time: use ints")
-        if any(x < 1 for x in vals):  # type: ignore[operator]
-            raise EnigmaError(f"block {tuple(vals)} has a non-positive size", file, line)
-        threads = math.prod(vals)  # type: ignore[arg-type]
-        if threads > ir.MAX_THREADS_PER_THREADGROUP:
-            raise EnigmaError(f"block {tuple(vals)} has {threads} threads; Metal runs at most "
-                              f"{ir.MAX_THREADS_PER_THREADGROUP} per threadgroup", file, line,
-                              hint="use a smaller block and more threadgroups in the grid")
-        blk = tuple(vals)
-        check_block(kernel, blk, file, line)  # block reductions and simdgroup matrices: whole simdgroups
-    grid_json = None
-    exprs = g
-    if g is not None:
-        resolve = _resolver(kernel, bindings, file, line)
-        try:
-            grid_json = [x if isinstance(x, int) else x.to_json(resolve) for x in g]
-        except EnigmaError:
-            if not in_jit:
-                raise
-        g = tuple(x if isinstance(x, int) else (x.value if x.value is not None else x) for x in g)
-    return Launch(kernel, bindings, g, blk, grid_json, source, options, exprs)  # type: ignore[arg-type]
-
-
-def _resolver(kernel: ir.Kernel, bindings: dict[str, Any], file: str, line: int) -> Callable[[Expr], Any]:
-    host_arg = {id(v): n for n, v in bindings.items() if isinstance(v, HostTensor)}
-    scalar_arg = {id(v): a.name for a in kernel.args if a.kind == "scalar"
-                  for v in [bindings.get(a.name)] if isinstance(v, Expr)}
-    syms = {s for a in kernel.args for s in a.shape if isinstance(s, str)}
-
-    def resolve(e: Expr) -> Any:
-        if e.kind == "sym" and e.name in syms:
-            return {"sym": e.name}
-        if e.kind in ("sym", "dim") and id(e.host) in host_arg:
-            name = host_arg[id(e.host)]
-            static = kernel.arg(name).shape[e.axis]
-            return static if isinstance(static, int) else {"dim": [name, e.axis]}
-        if id(e) in scalar_arg:
-            return {"arg": scalar_arg[id(e)]}
-        if e.value is not None:
-            return e.value
-        raise EnigmaError(f"the launch size {e} is not known at compile time and is not an argument of "
-                          f"kernel {kernel.name!r}", file, line,
-                          hint="launch sizes may use the kernel's tensor sizes and scalar arguments only")
-
-    return resolve
 
 
 def kernel(fn: Callable[..., Any] | None = None, *, block: Any = None, grid: Any = None,
@@ -748,23 +444,3 @@ def check_grid_function(fn: Callable[..., Any], grid: Callable[..., Any]) -> Non
                           fn.__code__.co_filename, fn.__code__.co_firstlineno,
                           hint=f"give it one parameter per kernel parameter, in order: grid=lambda "
                                f"{', '.join(kernel_params)}: (...)") from None
-
-
-class DeviceFunction:
-    """`@enigma.func`: a helper called from kernel bodies, with the same control-flow rewrite as a kernel
-    (plain helpers also work, but only with Python-valued `if`/`while`)."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        functools.update_wrapper(self, fn)
-        self.fn = fn
-        self._rewritten: Callable[..., Any] | None = None
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._rewritten is None:
-            self._rewritten = rewrite(self.fn, control, keep_defaults=True)[0]
-        return self._rewritten(*args, **kwargs)
-
-
-def func(fn: Callable[..., Any]) -> DeviceFunction:
-    """`@enigma.func`: a device helper whose `if`/`for range`/`while` on traced values compile to IR."""
-    return DeviceFunction(fn)

@@ -1,6 +1,6 @@
 """What needs whole simdgroups: block reductions (frontend/reductions.py) and simdgroup matrices
 (frontend/simdgroup.py) need a threadgroup size that is a multiple of 32, checked where a launch's block
-is known (frontend/kernel.py, make_launch). A leaf module (IR and errors only), so that the launch code
+is known (frontend/launch.py, make_launch). A leaf module (IR and errors only), so that the launch code
 imports no kernel-language module."""
 from __future__ import annotations
 

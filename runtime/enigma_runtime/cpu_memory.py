@@ -14,7 +14,7 @@ from .errors import KernelExecutionError, OutOfBoundsError
 
 
 class State(Protocol):
-    """What memory access needs of a launch's state (enigma_runtime.cpu.State): its thread space and
+    """What memory access needs of a launch's state (enigma_runtime.cpu_state.State): its thread space and
     how to name a line in errors."""
 
     geo: Geo

@@ -22,7 +22,8 @@ from . import grid as _grid
 from .binding import Bound, bind, check_requires, describe_signature, describe_value, matches
 from .devices import default_device
 from .errors import GridError, KernelNotFoundError, LaunchError
-from .manifest import Manifest, closest, find_artifact_dir, read_ir, read_manifest, validate_spec
+from .manifest import Manifest, closest, find_artifact_dir, read_manifest
+from .validation import read_ir, validate_spec
 
 DEVICES = ("cpu", "metal")  # the built-in devices; devices.names() lists every known one
 MAX_THREADS_PER_THREADGROUP = devices.MAX_THREADS_PER_THREADGROUP

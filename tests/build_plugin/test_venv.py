@@ -190,8 +190,9 @@ ZOO_SCRIPT = textwrap.dedent("""\
 
 
 def test_every_zoo_jit_from_an_installed_wheel(tmp_path, wheelhouse, runner):
-    """tests/zoo.py as a package's kernel module: the wheel ships every zoo jit as an entry, and a fresh
-    venv (enigma-runtime and numpy only) runs each with its own arguments at three sizes."""
+    """The zoo's modules (tests/zoo.py and tests/zoo_kernels/) as a package's kernel modules: the wheel
+    ships every zoo jit as an entry, and a fresh venv (enigma-runtime and numpy only) runs each with its
+    own arguments at three sizes."""
     import numpy as np
 
     sys.path.insert(0, str(REPO / "tests"))
@@ -202,6 +203,8 @@ def test_every_zoo_jit_from_an_installed_wheel(tmp_path, wheelhouse, runner):
     (proj / "pyproject.toml").write_text(ZOO_PYPROJECT)
     (proj / "src" / "zoo_pkg" / "__init__.py").write_text("")
     shutil.copy(REPO / "tests" / "zoo.py", proj / "src" / "zoo_pkg" / "zoo.py")
+    shutil.copytree(REPO / "tests" / "zoo_kernels", proj / "src" / "zoo_pkg" / "zoo_kernels",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "w", proj,
         env=pip_env(wheelhouse, tmp_path / "cache"))
     (whl,) = (tmp_path / "w").glob("*.whl")

@@ -39,8 +39,8 @@ def test_the_runtime_picks_the_variant_by_argument(tmp_path):
         k = enigma_runtime.load("enigma_optional_pkg", "masked_softmax")
         rng = np.random.default_rng(4)
         for mask in (True, False):
-            x, m, y, scale = zoo._masked_softmax_in(mask)(rng)
-            want = zoo._masked_softmax_ref(x, m, y, scale)[0]
+            x, m, y, scale = zoo.masked_softmax_inputs(mask)(rng)
+            want = zoo.masked_softmax_ref(x, m, y, scale)[0]
             k(x, m, y, scale, grid=(x.shape[0], 1, 1), block=(zoo.SM_BLOCK, 1, 1), device="cpu")
             np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
         with pytest.raises(TypeError, match="no specialisation matches"):

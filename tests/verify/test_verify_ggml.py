@@ -119,6 +119,69 @@ def quant_q8_0(rng: np.random.Generator, rows: int, cols: int) -> tuple[np.ndarr
     return b, (b["d"].astype(F32)[..., None] * b["qs"].astype(F32)).reshape(rows, cols)
 
 
+Q4_K = np.dtype([("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", (12,)), ("qs", "u1", (128,))])
+Q6_K = np.dtype([("ql", "u1", (128,)), ("qh", "u1", (64,)), ("scales", "i1", (16,)), ("d", "<f2")])
+
+
+def _scale_min_k4(j: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (q: the blocks' scales)."""
+    q = q.astype(np.int32)
+    if j < 4:
+        return q[..., j] & 63, q[..., j + 4] & 63
+    return (q[..., j + 4] & 15) | ((q[..., j - 4] >> 6) << 4), (q[..., j + 4] >> 4) | ((q[..., j] >> 6) << 4)
+
+
+def quant_q4_K(rng: np.random.Generator, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random q4_K rows (cols a multiple of 256) and their values, as ggml's dequantize_row_q4_K."""
+    b = np.zeros((rows, cols // 256), Q4_K)
+    b["d"] = rng.uniform(0.001, 0.01, b.shape).astype(F16)
+    b["dmin"] = rng.uniform(0.001, 0.01, b.shape).astype(F16)
+    b["scales"] = rng.integers(0, 256, b["scales"].shape)
+    b["qs"] = rng.integers(0, 256, b["qs"].shape)
+    d, dmin = b["d"].astype(F32)[..., None], b["dmin"].astype(F32)[..., None]
+    out = np.zeros(b.shape + (256,), F32)
+    for j in range(4):  # 64 values: 32 low nibbles, then 32 high nibbles of qs[32 j : 32 j + 32]
+        q = b["qs"][..., 32 * j:32 * j + 32].astype(F32)
+        for half, nib in ((0, q % 16), (1, q // 16)):
+            sc, m = _scale_min_k4(2 * j + half, b["scales"])
+            at = 64 * j + 32 * half
+            out[..., at:at + 32] = (d * sc[..., None]) * nib - dmin * m[..., None]
+    return b, out.reshape(rows, cols)
+
+
+def quant_q6_K(rng: np.random.Generator, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random q6_K rows and their values, as ggml's dequantize_row_q6_K."""
+    b = np.zeros((rows, cols // 256), Q6_K)
+    b["d"] = rng.uniform(0.0005, 0.002, b.shape).astype(F16)
+    b["scales"] = rng.integers(-128, 128, b["scales"].shape)
+    b["ql"] = rng.integers(0, 256, b["ql"].shape)
+    b["qh"] = rng.integers(0, 256, b["qh"].shape)
+    d = b["d"].astype(F32)[..., None]
+    out = np.zeros(b.shape + (256,), F32)
+    ql, qh, sc = b["ql"].astype(np.int32), b["qh"].astype(np.int32), b["scales"].astype(F32)
+    for n in (0, 1):  # two halves of 128 values
+        lo, hi, s8 = ql[..., 64 * n:64 * n + 64], qh[..., 32 * n:32 * n + 32], sc[..., 8 * n:8 * n + 8]
+        l = np.arange(32)
+        q = [((lo[..., l] & 15) | ((hi >> 0 & 3) << 4)) - 32,
+             ((lo[..., l + 32] & 15) | ((hi >> 2 & 3) << 4)) - 32,
+             ((lo[..., l] >> 4) | ((hi >> 4 & 3) << 4)) - 32,
+             ((lo[..., l + 32] >> 4) | ((hi >> 6 & 3) << 4)) - 32]
+        for k in range(4):
+            out[..., 128 * n + 32 * k + l] = d * s8[..., l // 16 + 2 * k] * q[k]
+    return b, out.reshape(rows, cols)
+
+
+# name fragment -> (builder, ggml's N_SG, N_R0 for mul_mv: rows per threadgroup = N_SG * N_R0)
+QUANTS: dict[str, tuple[Callable[..., tuple[np.ndarray, np.ndarray]], int, int]] = {
+    "q4_0": (quant_q4_0, 2, 4), "q8_0": (quant_q8_0, 2, 4), "q4_K": (quant_q4_K, 2, 4),
+    "q6_K": (quant_q6_K, 2, 1),
+}
+
+
+def _quant(name: str) -> tuple[Callable[..., tuple[np.ndarray, np.ndarray]], int, int]:
+    return next(v for k, v in QUANTS.items() if f"_{k}" in name)
+
+
 # ---- the cases ---------------------------------------------------------------------------------
 
 @dataclass
@@ -311,12 +374,13 @@ def mul_mv_f32(g: Ggml, name: str) -> Launch:
 
 
 def mul_mv_quant(g: Ggml, name: str, rows: int = 16) -> Launch:
-    """kernel_mul_mv_{q4_0,q8_0}_f32: nsg = 2 simdgroups, nr0 = 4 rows each (ggml-metal-impl.h). A
-    threadgroup reads all its 8 rows whether they exist or not: `rows` a multiple of 8 (see
-    test_ggml_mul_mv_q4_0_reads_rows_past_the_matrix)."""
+    """kernel_mul_mv_{q4_0,q8_0,q4_K,q6_K}_f32: N_SG simdgroups of N_R0 rows each (ggml-metal-impl.h).
+    A threadgroup reads all its rows whether they exist or not: `rows` a multiple of N_SG * N_R0
+    (see test_ggml_mul_mv_q4_0_reads_rows_past_the_matrix)."""
     rng = _rng(name)
-    cols, n1 = 256, 3
-    blocks, vals = (quant_q4_0 if "q4_0" in name else quant_q8_0)(rng, rows, cols)
+    cols, n1 = 512, 3
+    quant, nsg, nr0 = _quant(name)
+    blocks, vals = quant(rng, rows, cols)
     b = rng.standard_normal((1, 1, n1, cols)).astype(F32)
     out = np.zeros((1, 1, n1, rows), F32)
     src0 = blocks.view(np.uint8).reshape(rows, -1)
@@ -324,19 +388,20 @@ def mul_mv_quant(g: Ggml, name: str, rows: int = 16) -> Launch:
           "nb01": src0.shape[1], "nb02": src0.nbytes, "nb03": src0.nbytes}
     args = g.kargs("ggml_metal_kargs_mul_mv", t0, tensor(b, "1"), tensor(out, ""), r2=1, r3=1)
     want = b[0, 0].astype(np.float64) @ vals.T.astype(np.float64)
-    return Launch({0: args, 1: src0, 2: b, 3: out}, (-(-rows // 8), n1, 1), (32, 2), out, want[None, None],
-                  rtol=1e-4, atol=1e-4)
+    return Launch({0: args, 1: src0, 2: b, 3: out}, (-(-rows // (nsg * nr0)), n1, 1), (32, nsg), out,
+                  want[None, None], rtol=1e-4, atol=1e-4)
 
 
 def mul_mm(g: Ggml, name: str) -> Launch:
     """kernel_mul_mm_{f32,f16,q4_0,q8_0}_f32: simdgroup-matrix tiles of 64 x 32, 128 threads, 8 KiB of
     threadgroup memory (ggml-metal.m); sizes not multiples of the tiles."""
     rng = _rng(name)
-    rows, cols, n1 = 72, 64, 40  # rows a multiple of 4: see test_ggml_mul_mm_misaligned_float4_store
+    rows, n1 = 72, 40  # rows a multiple of 4: see test_ggml_mul_mm_misaligned_float4_store
+    cols = 256 if "_K" in name else 64
     b = rng.standard_normal((1, 1, n1, cols)).astype(F32)
     out = np.zeros((1, 1, n1, rows), F32)
-    if "q4_0" in name or "q8_0" in name:
-        blocks, vals = (quant_q4_0 if "q4_0" in name else quant_q8_0)(rng, rows, cols)
+    if name[len("kernel_mul_mm_"):].startswith("q"):
+        blocks, vals = _quant(name)[0](rng, rows, cols)
         src0 = blocks.view(np.uint8).reshape(rows, -1)
     else:
         dt = F16 if "f16" in name else F32
@@ -355,15 +420,16 @@ def mul_mm(g: Ggml, name: str) -> Launch:
 def get_rows(g: Ggml, name: str) -> Launch:
     rng = _rng(name)
     idx = np.array([[3, 0, 5, 3]], I32)
-    out = np.zeros((1, 4, 64), F32)
+    cols = 256 if "_K" in name else 64
+    out = np.zeros((1, 4, cols), F32)
     if name == "kernel_get_rows_f32":
-        src0 = rng.standard_normal((6, 64)).astype(F32)
+        src0 = rng.standard_normal((6, cols)).astype(F32)
         vals = src0
     else:
-        blocks, vals = (quant_q4_0 if "q4_0" in name else quant_q8_0)(rng, 6, 64)
+        blocks, vals = _quant(name)[0](rng, 6, cols)
         src0 = blocks.view(np.uint8).reshape(6, -1)
-    args = g.kargs("ggml_metal_kargs_get_rows", ne00=64, nb01=src0.strides[0], nb02=src0.nbytes, ne10=4,
-                   nb10=4, nb11=16, nb1=64 * 4, nb2=4 * 64 * 4)
+    args = g.kargs("ggml_metal_kargs_get_rows", ne00=cols, nb01=src0.strides[0], nb02=src0.nbytes, ne10=4,
+                   nb10=4, nb11=16, nb1=cols * 4, nb2=4 * cols * 4)
     return Launch({0: args, 1: src0, 2: idx, 3: out}, (4, 1, 1), (32,), out, vals[idx[0]][None])
 
 
@@ -545,6 +611,9 @@ CASES: dict[str, Callable[[Ggml, str], Launch]] = {
     "kernel_mul_mm_f32_f32": mul_mm, "kernel_mul_mm_f16_f32": mul_mm, "kernel_mul_mm_q4_0_f32": mul_mm,
     "kernel_mul_mm_q8_0_f32": mul_mm,
     "kernel_get_rows_f32": get_rows, "kernel_get_rows_q4_0": get_rows, "kernel_get_rows_q8_0": get_rows,
+    "kernel_get_rows_q4_K": get_rows, "kernel_get_rows_q6_K": get_rows,
+    "kernel_mul_mv_q4_K_f32": mul_mv_quant, "kernel_mul_mv_q6_K_f32": mul_mv_quant,
+    "kernel_mul_mm_q4_K_f32": mul_mm, "kernel_mul_mm_q6_K_f32": mul_mm,
     "kernel_rope_norm_f32": rope, "kernel_rope_neox_f32": rope,
     "kernel_cpy_f32_f16": cpy, "kernel_cpy_f16_f32": cpy, "kernel_cpy_f32_f32": cpy,
     "kernel_argsort_f32_i32_asc": argsort, "kernel_argsort_f32_i32_desc": argsort,
