@@ -9,7 +9,7 @@
   batched numpy matmul. Every op checks that all 32 lanes of each simdgroup take part (no divergent
   control flow) and that the threadgroup holds whole simdgroups.
 
-`compile_op` is the executor's hook (cpu.py calls it for every op before its own catalogue).
+`compile_op` is the executor's hook (cpu_plan.py calls it for every op before its own catalogue).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from .cpu_space import parse_type as parse_scalar_type
 from .dtypes import BY_NAME, DType
 from .errors import IRError, KernelExecutionError, OutOfBoundsError
 
-# the executor's Plan and State (cpu.py) are duck-typed here: cpu.py imports this module
+# the executor's Plan (cpu_plan.py) and State (cpu_state.py) are duck-typed here: cpu_plan.py imports
+# this module
 Plan = Any
 State = Any
 
@@ -196,8 +197,7 @@ def memory(st: State, name: str, view: str | None) -> Any:
         d = BY_NAME[view]
         raw = base.flat.view(np.uint8)
         n = raw.size // d.itemsize
-        # a cpu_memory.Memory over the same bytes (built through the base's class: cpu_memory imports
-        # cpu.py, which imports this module)
+        # a memory of the base's class (cpu_memory.Memory) over the same bytes
         m = views[(name, view)] = type(base)(name, raw[: n * d.itemsize].view(d.np), d, n, base.shared,
                                              base.written)
     return m
