@@ -9,7 +9,7 @@
   batched numpy matmul. Every op checks that all 32 lanes of each simdgroup take part (no divergent
   control flow) and that the threadgroup holds whole simdgroups.
 
-`compile_op` is the executor's hook (cpu.py calls it for every op before its own catalogue).
+`compile_op` is the executor's hook (cpu_plan.py calls it for every op before its own catalogue).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from .cpu_space import parse_type as parse_scalar_type
 from .dtypes import BY_NAME, DType
 from .errors import IRError, KernelExecutionError, OutOfBoundsError
 
-# the executor's Plan and State (cpu.py) are duck-typed here: cpu.py imports this module
+# the executor's Plan (cpu_plan.py) and State (cpu_state.py) are duck-typed here: cpu_plan.py imports
+# this module
 Plan = Any
 State = Any
 
@@ -51,7 +52,9 @@ def _value_np(d: DType) -> np.dtype:
 
 class SimdMatrix:
     """The value of a simdgroup matrix: `a[g, s]` is the 8x8 matrix of simdgroup s of threadgroup g
-    (leading axes may be 1: broadcast, as for a filled matrix)."""
+    (leading axes may be 1: broadcast, as for a filled matrix). bfloat16 matrices hold float32 values
+    (rounded to bfloat16), and so do float16 ones loaded from memory (exact: simd_load widens them
+    once for every simd_mma that uses them)."""
 
     __slots__ = ("a",)
 
@@ -194,8 +197,7 @@ def memory(st: State, name: str, view: str | None) -> Any:
         d = BY_NAME[view]
         raw = base.flat.view(np.uint8)
         n = raw.size // d.itemsize
-        # a cpu_memory.Memory over the same bytes (built through the base's class: cpu_memory imports
-        # cpu.py, which imports this module)
+        # a memory of the base's class (cpu_memory.Memory) over the same bytes
         m = views[(name, view)] = type(base)(name, raw[: n * d.itemsize].view(d.np), d, n, base.shared,
                                              base.written)
     return m
@@ -298,15 +300,23 @@ def _active(st: State, mask: Any, line: int, what: str) -> np.ndarray | None:
 
 
 def _per_simdgroup(st: State, x: Any, active: np.ndarray | None, line: int, what: str) -> np.ndarray:
-    """A per-thread int value as one value per simdgroup (G, S); it must agree across the lanes."""
+    """A per-thread int value as one value per simdgroup (G, S); it must agree across the lanes.
+    Only the axes the value varies along are materialised (a position built from simd_group_id is a
+    (S, 32) array, not one per thread of the launch)."""
     G, S = _groups(st, line, what)
     if np.ndim(x) == 0 and type(x) is not Aff:  # uniform
         return np.full((G, S), int(x), np.int64)
-    a = np.broadcast_to(np.asarray(mat(x), np.int64), st.geo.full).reshape(G, S, SIMD)
-    first = a[..., 0]
-    differ = (a != first[..., None]).any(-1)
+    full = st.geo.full
+    a = np.asarray(mat(x), np.int64)
+    a = a.reshape((1,) * (6 - a.ndim) + a.shape)
+    gshape = tuple(full[i] if a.shape[i] != 1 else 1 for i in range(3))  # the threadgroup axes it uses
+    t = np.broadcast_to(a, gshape + full[3:]).reshape(-1, S, SIMD)
+    first = t[..., 0]
+    differ = (t != first[..., None]).any(-1)
+    first = np.broadcast_to(first.reshape(gshape + (S,)), full[:3] + (S,)).reshape(G, S)
+    differ = np.broadcast_to(differ.reshape(gshape + (S,)), full[:3] + (S,)).reshape(G, S)
     if active is not None:
-        differ &= active
+        differ = differ & active
     if differ.any():
         g, s = (int(v[0]) for v in np.nonzero(differ))
         raise KernelExecutionError(f"{st.where(line)}: {what}: the lanes of simdgroup {s} of threadgroup {g} "
@@ -318,27 +328,161 @@ def _per_simdgroup(st: State, x: Any, active: np.ndarray | None, line: int, what
 _R = np.arange(N, dtype=np.int64)
 
 
+class Positions:
+    """The positions (`off`, `ld` operands) of a simdgroup matrix op, one per simdgroup (G, S), and,
+    when they allow it, their affine form: `base[g, s] == c0 + sum(coefs * (gz, gy, gx, s1, s2))`
+    for a split of the simdgroup index s = s1 * S2 + s2 (`dims` gives the extents), with one ld for
+    every simdgroup."""
+
+    __slots__ = ("base", "stride", "affine", "key")
+
+    def __init__(self, base: np.ndarray, stride: np.ndarray, gfull: tuple[int, ...]) -> None:
+        self.base, self.stride = base, stride
+        self.key: Any = None  # the value key it is cached under (unmasked positions)
+        self.affine: tuple[int, tuple[int, ...], tuple[int, ...], int] | None = None
+        ld = int(stride.reshape(-1)[0])
+        if not (stride == ld).all():
+            return
+        G, S = base.shape
+        c0 = int(base.reshape(-1)[0])
+        for s1 in [d for d in range(1, S + 1) if S % d == 0]:
+            dims = gfull + (s1, S // s1)
+            b = base.reshape(dims)
+            pred: Any = c0
+            coefs = []
+            for ax, n in enumerate(dims):
+                k = int(b[tuple(int(i == ax) for i in range(len(dims)))]) - c0 if n > 1 else 0
+                coefs.append(k)
+                if k:
+                    pred = pred + k * np.arange(n, dtype=np.int64).reshape(
+                        [n if i == ax else 1 for i in range(len(dims))])
+            if (pred == b).all():
+                self.affine = (c0, dims, tuple(coefs), ld)
+                return
+
+
+class Block:
+    """Where the 8x8 block of every simdgroup of a launch (chunk) lies in a tensor's flat storage:
+    element (i, j) of simdgroup s of threadgroup g is `flat[base[g, s] + i * rs[g, s] + j * cs[g, s]]`
+    (rs, cs = ld, 1; transposed 1, ld), every active block checked to lie inside the tensor.
+
+    The rows of an untransposed block are 8 consecutive elements, each read or written as one void
+    item (`item`); a transposed block is the transpose of the untransposed one at the same position
+    (`transposed`: the block is read as rows, then transposed). The elements are reached, fastest
+    first:
+    - `aligned` = (shift, rows): when every row start is shift + a multiple of 8, the storage from
+      `shift` on is a contiguous array of 8-element items, taken and put at item indices `rows`;
+    - `rows`: when the positions are affine (Positions), a strided view of the storage whose items are
+      the blocks' rows: a load is one strided copy;
+    - `q`: the (G, S, 8) row starts, gathered and scattered on the storage read as overlapping items
+      (one starting at every element);
+    - `idx`: the (G, S, 8, 8) element indices (a non-contiguous storage, or inactive simdgroups,
+      whose positions are clipped into the storage)."""
+
+    __slots__ = ("base", "rs", "cs", "G", "S", "_idx", "_q", "aligned", "rows", "item", "transposed")
+
+    def __init__(self, base: np.ndarray, rs: np.ndarray, cs: np.ndarray, G: int, S: int) -> None:
+        self.base, self.rs, self.cs, self.G, self.S = base, rs, cs, G, S
+        self._idx: np.ndarray | None = None
+        self._q: np.ndarray | None = None
+        self.aligned: tuple[int, np.ndarray] | None = None
+        self.rows: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None  # bytes: offset, shape, strides
+        self.item: np.dtype | None = None
+        self.transposed = False
+
+    @property
+    def idx(self) -> np.ndarray:
+        if self._idx is None:
+            b, rs, cs = (x[..., None, None] for x in (self.base, self.rs, self.cs))
+            self._idx = b + _R[:, None] * rs + _R[None, :] * cs
+        return self._idx
+
+    @property
+    def q(self) -> np.ndarray:
+        if self._q is None:
+            ld = self.cs if self.transposed else self.rs  # the untransposed block's row stride
+            self._q = (self.base[..., None] + _R * ld[..., None]).reshape(-1)
+        return self._q
+
+
+# Blocks outlive a launch: a plan keeps up to CACHED of those it built (keyed by the op, the launch
+# geometry, the operands' values and the tensor's size) for launches of at most CACHED_SIMDGROUPS
+# simdgroups, so launches of the same shapes skip the positions, the bounds checks and the index arrays.
+CACHED = 128
+CACHED_SIMDGROUPS = 1 << 14
+
+
+def _value_key(x: Any) -> Any:
+    """A hashable key of a position operand's value (uniform, Aff or per-thread array)."""
+    if type(x) is Aff:
+        return ("aff", x.c, x.k)
+    a = np.asarray(x)
+    if a.ndim == 0:
+        return int(a)
+    return (a.shape, a.dtype.str, a.tobytes())
+
+
+def _plan_cache(st: State) -> dict:
+    if st.geo.ngroups * (st.geo.tpg // SIMD) > CACHED_SIMDGROUPS:
+        return {}  # a launch this large: the blocks are kept for this launch only (State.memo)
+    cache = st.plan.__dict__.get("simd_blocks")
+    if cache is None or len(cache) >= CACHED:
+        cache = st.plan.__dict__["simd_blocks"] = {}
+    return cache
+
+
 def _block_index(st: State, m: Any, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
-                 line: int, what: str, key: Any) -> np.ndarray:
-    """The (G, S, 8, 8) element indices of every simdgroup's block, checked. Memoised per op while its
-    operands are the same objects (a loop-invariant position: each iteration of a k loop reloads the
-    same threadgroup tile positions)."""
-    memo = st.memo.get(key) if active is None else None
+                 line: int, what: str, key: Any) -> Block:
+    """Every simdgroup's block (checked). Memoised per op while its operands are the same objects (a
+    loop-invariant position: each iteration of a k loop reloads the same threadgroup tile positions),
+    and across launches by value (CACHED); the positions themselves are shared by the ops taking the
+    same operands (blocks at other origins of the same tile)."""
+    if active is not None:
+        return _block_index_new(st, m, _positions(st, off, ld, active, line, what), origin, transpose,
+                                active, line, what)
+    memo = st.memo.get(key)
     if memo is not None and memo[0] is off and memo[1] is ld and memo[2] is m:
         return memo[3]
-    idx = _block_index_new(st, m, off, ld, origin, transpose, active, line, what)
-    if active is None:
-        st.memo[key] = (off, ld, m, idx)
-    return idx
+    pos = _positions(st, off, ld, None, line, what)
+    flat = m.flat
+    contiguous = flat.ndim == 1 and flat.strides[0] == flat.itemsize
+    vkey = (key, pos.key, m.size, m.shared, flat.dtype.str, contiguous)
+    cache = _plan_cache(st)
+    blk = cache.get(vkey)
+    if blk is None:
+        blk = cache[vkey] = _block_index_new(st, m, pos, origin, transpose, None, line, what)
+    st.memo[key] = (off, ld, m, blk)
+    return blk
 
 
-def _block_index_new(st: State, m: Any, off: Any, ld: Any, origin: int, transpose: bool, active: Any,
-                     line: int, what: str) -> np.ndarray:
-    base = _per_simdgroup(st, off, active, line, what) + origin
-    stride = _per_simdgroup(st, ld, active, line, what)
-    rows, cols = (_R[None, :], _R[:, None]) if transpose else (_R[:, None], _R[None, :])
-    idx = base[..., None, None] + rows * stride[..., None, None] + cols  # (G, S, 8, 8)
-    lo, hi = idx.min(axis=(-1, -2)), idx.max(axis=(-1, -2))
+def _positions(st: State, off: Any, ld: Any, active: Any, line: int, what: str) -> Positions:
+    """The per-simdgroup positions of the operands, memoised for the operand objects and across
+    launches by value (unmasked)."""
+    if active is not None:
+        return Positions(_per_simdgroup(st, off, active, line, what),
+                         _per_simdgroup(st, ld, active, line, what), st.geo.full[:3])
+    key = ("simd_positions", id(off), id(ld))
+    memo = st.memo.get(key)
+    if memo is not None and memo[0] is off and memo[1] is ld:
+        return memo[2]
+    vkey = ("simd_positions", st.geo.full, _value_key(off), _value_key(ld))
+    cache = _plan_cache(st)
+    pos = cache.get(vkey)
+    if pos is None:
+        pos = Positions(_per_simdgroup(st, off, None, line, what), _per_simdgroup(st, ld, None, line, what),
+                        st.geo.full[:3])
+        pos.key = vkey
+        cache[vkey] = pos
+    st.memo[key] = (off, ld, pos)
+    return pos
+
+
+def _block_index_new(st: State, m: Any, pos: Positions, origin: int, transpose: bool, active: Any,
+                     line: int, what: str) -> Block:
+    G, S = _groups(st, line, what)
+    base, stride = pos.base + origin, pos.stride
+    span = (N - 1) * stride  # the block spans base + min(0, 7 ld) .. base + max(0, 7 ld) + 7
+    lo, hi = base + np.minimum(span, 0), base + np.maximum(span, 0) + (N - 1)
     bad = (lo < 0) | (hi >= m.size)
     if active is not None:
         bad &= active
@@ -348,10 +492,90 @@ def _block_index_new(st: State, m: Any, off: Any, ld: Any, origin: int, transpos
         raise OutOfBoundsError(f"{st.where(line)}: out-of-bounds {what} of {what_t} {m.name!r} ({m.size} "
                                f"elements): the 8x8 block of simdgroup {s} of threadgroup {g} spans elements "
                                f"{int(lo[g, s])} .. {int(hi[g, s])}; check the bounds test at line {line}")
-    idx = np.clip(idx, 0, max(m.size - 1, 0))
-    if m.shared:
-        idx = idx + (np.arange(idx.shape[0], dtype=np.int64) * m.size)[:, None, None, None]
-    return idx
+    if m.shared:  # threadgroup g's array starts at g * size of the storage
+        base = base + (np.arange(G, dtype=np.int64) * m.size)[:, None]
+    one = np.ones_like(stride)
+    blk = Block(base, one, stride, G, S) if transpose else Block(base, stride, one, G, S)
+    flat = m.flat
+    if active is not None and not active.all():
+        # inactive simdgroups may pass any position: their elements are clipped into the storage
+        blk._idx = np.clip(blk.idx, 0, max(flat.size - 1, 0))
+    elif flat.ndim == 1 and flat.strides[0] == flat.itemsize and flat.size >= N:
+        blk.item, blk.transposed = np.dtype(f"V{N * flat.itemsize}"), transpose
+        if pos.affine is not None:
+            c0, dims, coefs, ld0 = pos.affine
+            if m.shared:
+                gz, gy, gx = dims[:3]
+                coefs = tuple(k + m.size * g for k, g in zip(coefs, (gy * gx, gx, 1, 0, 0)))
+            item = flat.itemsize
+            blk.rows = ((c0 + origin) * item, dims + (N,), tuple(k * item for k in coefs + (ld0,)))
+        q = blk.q
+        shift = int(q[0]) % N
+        if not ((q - shift) % N).any():
+            blk.aligned = (shift, (q - shift) // N)
+    return blk
+
+
+def _items(flat: np.ndarray, item: np.dtype) -> np.ndarray:
+    """`flat` as overlapping void items of len(item) bytes, one starting at every element."""
+    return np.ndarray((flat.size - N + 1,), item, buffer=flat, strides=(flat.itemsize,))
+
+
+def _aligned_items(flat: np.ndarray, item: np.dtype, shift: int) -> np.ndarray:
+    """`flat[shift:]` as consecutive void items of len(item) bytes (a contiguous array)."""
+    return np.ndarray(((flat.size - shift) // N,), item, buffer=flat, offset=shift * flat.itemsize)
+
+
+def gather_blocks(m: Any, blk: Block) -> SimdMatrix:
+    """The blocks' elements as a matrix value (G, S, 8, 8), a copy (Block says how they are reached)."""
+    flat, item = m.flat, blk.item
+    if item is None:
+        v = np.take(flat, blk.idx)
+    else:
+        if blk.aligned is not None:
+            shift, rows = blk.aligned
+            v = _aligned_items(flat, item, shift).take(rows)
+        elif blk.rows is not None:
+            off, shape, strides = blk.rows
+            v = np.ndarray(shape, item, buffer=flat, offset=off, strides=strides).copy()
+        else:
+            v = _items(flat, item)[blk.q]
+        v = v.view(flat.dtype).reshape(blk.G, blk.S, N, N)
+        if blk.transposed:
+            v = np.ascontiguousarray(v.swapaxes(-1, -2))
+    name = m.dt.name
+    if name == "float16":  # widened once here rather than by every simd_mma using it
+        return SimdMatrix(np.take(_f16_to_f32(), v.view(np.uint16)))
+    return SimdMatrix(bf16_from_bits(v) if name == "bfloat16" else v)
+
+
+_F16_TO_F32: list[np.ndarray] = []
+
+
+def _f16_to_f32() -> np.ndarray:
+    """The float32 value of every float16 bit pattern (numpy's own conversion, built once): a table
+    lookup widens a block twice as fast as numpy's float16 cast here."""
+    if not _F16_TO_F32:
+        _F16_TO_F32.append(np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+                           .astype(np.float32))
+    return _F16_TO_F32[0]
+
+
+def scatter_blocks(m: Any, blk: Block, vals: np.ndarray, active: np.ndarray | None) -> None:
+    """Write `vals` (G, S, 8, 8), of the storage's dtype, to the blocks of the active simdgroups, in
+    simdgroup, row, column order (where blocks overlap, the later one's element stays)."""
+    flat, item = m.flat, blk.item
+    if item is not None and active is None:
+        rows = np.ascontiguousarray(vals.swapaxes(-1, -2) if blk.transposed else vals).view(item).reshape(-1)
+        if blk.aligned is not None:
+            shift, at = blk.aligned
+            _aligned_items(flat, item, shift)[at] = rows
+        else:
+            _items(flat, item)[blk.q] = rows
+    elif active is None:
+        flat[blk.idx.reshape(-1)] = vals.reshape(-1)
+    else:
+        flat[blk.idx[active].reshape(-1)] = vals[active].reshape(-1)
 
 
 def _check_matrix_op(plan, op, attrs, what):
@@ -389,11 +613,16 @@ def _op_simd_load(plan, op, ins, outs, types, attrs, line):
     key = ("simd_load", out)
 
     def run(st, env, mask):
+        off, ld = env[off_id], env[ld_id]
+        if mask is None and view is None:  # the loop-invariant case: the block memoised (_block_index)
+            m = st.mem[t]
+            memo = st.memo.get(key)
+            if memo is not None and memo[0] is off and memo[1] is ld and memo[2] is m:
+                env[out] = gather_blocks(m, memo[3])
+                return
         active = _active(st, mask, line, "simd_load")
         m = memory(st, t, view)
-        idx = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_load", key)
-        v = np.take(m.flat, idx)
-        env[out] = SimdMatrix(bf16_from_bits(v) if m.dt.name == "bfloat16" else v)
+        env[out] = gather_blocks(m, _block_index(st, m, off, ld, origin, tr, active, line, "simd_load", key))
     return run
 
 
@@ -402,18 +631,28 @@ def _op_simd_mma(plan, op, ins, outs, types, attrs, line):
     d, _ = types[0]
     a_id, b_id, c_id = ins
     out, want = outs[0], _value_np(d)
+    f32 = np.dtype(np.float32)
+    defs = _defs(plan)
+    # operands known to be float32 matrices (values of bfloat16 ones are float32 too) need no cast
+    cast = [defs.get(i, (None, 0))[0] not in (BY_NAME["float32"], BY_NAME["bfloat16"]) for i in (a_id, b_id)]
+    bf16 = d.name == "bfloat16"
 
     def run(st, env, mask):
-        _active(st, mask, line, "simd_mma")
-        a, b, c = (env[i] for i in (a_id, b_id, c_id))
-        if not all(type(x) is SimdMatrix for x in (a, b, c)):
+        if mask is not None:
+            _active(st, mask, line, "simd_mma")
+        a, b, c = env[a_id], env[b_id], env[c_id]
+        if type(a) is not SimdMatrix or type(b) is not SimdMatrix or type(c) is not SimdMatrix:
             raise KernelExecutionError(f"{st.where(line)}: simd_mma of values that are not simdgroup "
                                        "matrices")
-        f32 = np.float32
-        r = np.matmul(a.a.astype(f32, copy=False), b.a.astype(f32, copy=False))
-        r += c.a
-        r = r.astype(want, copy=False)
-        env[out] = SimdMatrix(bf16_round(r) if d.name == "bfloat16" else r)
+        r = np.matmul(a.a.astype(f32, copy=False) if cast[0] else a.a,
+                      b.a.astype(f32, copy=False) if cast[1] else b.a)
+        if r.shape == c.a.shape:
+            r += c.a
+        else:  # a and b filled (one matrix for every simdgroup), c not
+            r = r + c.a
+        if r.dtype != want:
+            r = r.astype(want)
+        env[out] = SimdMatrix(bf16_round(r) if bf16 else r)
     return run
 
 
@@ -434,12 +673,9 @@ def _op_simd_store(plan, op, ins, outs, types, attrs, line):
         if not m.flat.flags.writeable:
             raise KernelExecutionError(f"{st.where(line)}: simd_store to tensor {m.name!r}, which is "
                                        "read-only")
-        idx = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_store", key)
-        vals = np.broadcast_to(mv.a, idx.shape)
+        blk = _block_index(st, m, env[off_id], env[ld_id], origin, tr, active, line, "simd_store", key)
+        vals = np.broadcast_to(mv.a, (blk.G, blk.S, N, N))
         vals = bf16_to_bits(vals) if m.dt.name == "bfloat16" else vals.astype(m.flat.dtype)
         m.before_write()
-        if active is None:
-            m.flat[idx.reshape(-1)] = vals.reshape(-1)
-        else:
-            m.flat[idx[active].reshape(-1)] = vals[active].reshape(-1)
+        scatter_blocks(m, blk, vals, active)
     return run

@@ -1,17 +1,24 @@
-"""The fake Metal held to the real PyObjC: pyobjc-framework-Metal's macOS wheel is downloaded (never
-installed) into the pytest cache, its `Metal/_metadata.py` is read as data (ast, nothing executed)
-and its extension module's strings collected. Then launches through the FAKE Metal
+"""The fake Metal held to the real PyObjC: pyobjc-framework-Metal's macOS wheel, pinned by version and
+sha256, is downloaded (never installed) into enigma's cache directory (tests/verify/thirdparty.py's
+`fetch`), its `Metal/_metadata.py` read as data (ast, nothing executed) and its extension module's
+strings collected. Then launches through the FAKE Metal
 (test_rt_metal_fake.py) are recorded, and every selector, function and constant the runtime uses must
 exist in the wheel and be called with the conventions its metadata gives: out-parameters (`error:`)
 passed as None and returned in a tuple, pointer + length arguments given a bytes-like object of that
 length, the variable-length pointer of `contents` read with `as_buffer`. The fake's enum values must be
-PyObjC's. Off CI the test skips when the download is impossible; under CI=true it fails."""
+PyObjC's. Off CI the test skips when the download is impossible; under CI=true it fails.
+
+MTLCompileOptions' scalar properties need no PyObjC metadata, so the wheel does not name their setters
+(`properties` below); Apple's documentation of MTLCompileOptions is the reference for them (checked
+for macOS 14 and 15+): `languageVersion` (macOS 10.11+), `mathMode` and `mathFloatingPointFunctions`
+(macOS 15+; they replace `fastMathEnabled`, deprecated there) are read-write properties, so their
+setters are `setLanguageVersion:`, `setMathMode:` and `setMathFloatingPointFunctions:`, the names
+metal.py calls; it calls the macOS 15 pair only when the options object has them and
+`setFastMathEnabled:` (which the wheel names) otherwise."""
 from __future__ import annotations
 
 import ast
-import os
 import re
-import subprocess
 import sys
 import types
 import zipfile
@@ -65,35 +72,19 @@ class Wheel:
         return selector.encode() in self.selectors or selector in self.so_strings
 
 
-def _download(cache: Path) -> Path | None:
-    found = sorted(cache.glob("pyobjc_framework_metal-*.whl"))
-    if found:
-        return found[-1]
-    try:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "--platform", "macosx_11_0_universal2", "pyobjc-framework-Metal", "-d", str(cache),
-                        "--disable-pip-version-check", "-q"], check=True, capture_output=True, timeout=300)
-    except (OSError, subprocess.SubprocessError) as e:
-        out = getattr(e, "stderr", b"") or b""
-        print(f"pip download failed: {e} {out.decode(errors='replace')[-2000:]}")
-        return None
-    found = sorted(cache.glob("pyobjc_framework_metal-*.whl"))
-    return found[-1] if found else None
+# tests/verify/thirdparty.py pins and caches the registry downloads of both test trees
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "verify"))
+import thirdparty  # noqa: E402
+
+# (package, version, file name, sha256): the wheel of CPython 3.11 whatever Python runs the tests
+PYOBJC_METAL = ("pyobjc-framework-Metal", "12.2.2",
+                "pyobjc_framework_metal-12.2.2-cp311-cp311-macosx_10_9_universal2.whl",
+                "9e56862fd12eb3d3da429f15d6721f966d5791e27419ea0fa08f5f3dd0981fe8")
 
 
 @pytest.fixture(scope="module")
-def wheel(request, tmp_path_factory) -> Wheel:
-    # pytest's cache directory keeps the download between runs; without the cache plugin
-    # (-p no:cacheprovider) a temporary directory of this run
-    store = getattr(request.config, "cache", None)
-    cache = Path(store.mkdir("pyobjc-framework-metal")) if store is not None else \
-        tmp_path_factory.mktemp("pyobjc-framework-metal")
-    path = _download(cache)
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("cannot download pyobjc-framework-Metal's macOS wheel (needed under CI=true)")
-        pytest.skip("cannot download pyobjc-framework-Metal's macOS wheel (no network?)")
-    return Wheel(path)
+def wheel() -> Wheel:
+    return Wheel(thirdparty.fetch(PYOBJC_METAL, platform="macosx_11_0_universal2", python="3.11"))
 
 
 # -- recording the runtime's calls into the fake ---------------------------------------------------------
@@ -199,7 +190,7 @@ def test_every_selector_the_runtime_calls_exists_in_pyobjc(wheel, recorded, make
     fake, log = recorded
     _exercise(fake, make_package, monkeypatch)
     # plain Objective-C properties of MTLCompileOptions with scalar values need no PyObjC metadata, so
-    # the wheel does not name them; their getters' metadata or Apple's headers are the reference
+    # the wheel does not name their setters; Apple's documentation is the reference (module docstring)
     properties = {"setLanguageVersion:", "setMathMode:", "setMathFloatingPointFunctions:"}
     nsobject = {"new"}  # +[NSObject new], inherited by every class
     called: set[str] = set()

@@ -53,3 +53,39 @@ def test_a_missing_file_fails_under_ci_and_skips_elsewhere(tmp_path, cache, monk
     outcome = pytest.fail.Exception if ci else pytest.skip.Exception
     with pytest.raises(outcome, match="some_pkg-2.0.tar.gz is not on"):
         thirdparty.fetch(pin)
+
+
+def _wheel(tag: str) -> tuple[str, bytes]:
+    import io
+    import zipfile
+
+    name = f"enigma_fake_wheel-1.0-{tag}.whl"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        info = "enigma_fake_wheel-1.0.dist-info/"
+        z.writestr(info + "METADATA", "Metadata-Version: 2.1\nName: enigma-fake-wheel\nVersion: 1.0\n")
+        z.writestr(info + "WHEEL",
+                   f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n")
+        z.writestr(info + "RECORD", "")
+    return name, buf.getvalue()
+
+
+def test_a_wheel_built_per_python_comes_for_the_version_asked(tmp_path, cache, monkeypatch):
+    """pyobjc-framework-Metal's wheels are built per CPython version: `python` picks one, whatever
+    Python runs the tests (pip download --python-version, --implementation cp, --abi)."""
+    tags = ("cp311-cp311-macosx_10_9_universal2", "cp312-cp312-macosx_10_13_universal2")
+    wheels = dict(_wheel(t) for t in tags)
+    root = tmp_path / "index" / "enigma-fake-wheel"
+    (root / "files").mkdir(parents=True)
+    links = []
+    for name, data in wheels.items():
+        (root / "files" / name).write_bytes(data)
+        links.append(f'<a href="files/{name}#sha256={hashlib.sha256(data).hexdigest()}">{name}</a>')
+    (root / "index.html").write_text("<html><body>" + "\n".join(links) + "</body></html>")
+    monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "index").as_uri())
+    monkeypatch.setenv("CI", "true")  # a wheel pip does not pick fails, never skips
+    for python, name in (("3.12", "enigma_fake_wheel-1.0-cp312-cp312-macosx_10_13_universal2.whl"),
+                         ("3.11", "enigma_fake_wheel-1.0-cp311-cp311-macosx_10_9_universal2.whl")):
+        pin = ("enigma-fake-wheel", "1.0", name, hashlib.sha256(wheels[name]).hexdigest())
+        got = thirdparty.fetch(pin, platform="macosx_11_0_universal2", python=python)
+        assert got.name == name and got.read_bytes() == wheels[name]

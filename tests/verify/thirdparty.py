@@ -1,6 +1,7 @@
 """Third-party Metal kernels for the corpus (issue 13), obtained at test time from package registries,
 pinned by version and sha256 and cached in enigma.verify's cache directory; never stored in the
-repository. Under CI=true a failed download fails the test; elsewhere it skips.
+repository. Under CI=true a failed download fails the test; elsewhere it skips. (`fetch` also gets
+pyobjc-framework-Metal's wheel for runtime/tests/test_rt_metal_pyobjc.py.)
 
 mlx-metal: its macOS wheel carries MLX's kernel headers; `mlx_include()` extracts them.
 
@@ -58,10 +59,11 @@ def _unavailable(msg: str) -> None:
     pytest.skip(msg)
 
 
-def fetch(pin: tuple[str, str, str, str], platform: str | None = None) -> Path:
+def fetch(pin: tuple[str, str, str, str], platform: str | None = None, python: str | None = None) -> Path:
     """The pinned file from the registry (`pip download`; an sdist from the index's simple page),
     checked against its sha256, cached (`platform`: the wheel of that platform, e.g.
-    macosx_14_0_arm64, whatever this machine is)."""
+    macosx_14_0_arm64, whatever this machine is; `python`: of that CPython version, e.g. "3.11", for
+    wheels built per version)."""
     package, version, filename, sha = pin
     out = corpus_dir() / sha[:16] / filename
     if out.is_file():
@@ -75,6 +77,9 @@ def fetch(pin: tuple[str, str, str, str], platform: str | None = None) -> Path:
             cmd += ["--only-binary=:all:"]
         if platform:
             cmd += ["--platform", platform]
+        if python:
+            cmd += ["--python-version", python, "--implementation", "cp",
+                    "--abi", "cp" + python.replace(".", "")]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
