@@ -26,15 +26,9 @@ from enigma_runtime import binding, devices
 from enigma_runtime.kernel import Kernel
 
 from enigma.verify import clang as _clang
-from enigma.verify.msl import (
-    KernelSig,
-    MslError,
-    absent_params,
-    expand_macros,
-    parse_kernels,
-    remap_lines,
-    threadgroup_param_vars,
-)
+from enigma.verify.msl import KernelSig, MslError, expand_macros, parse_kernels
+from enigma.verify.rewrite import absent_params
+from enigma.verify.threadgroup import remap_lines, threadgroup_param_vars
 from enigma.verify.wrapper import (
     ThreadgroupVar,
     entries_source,

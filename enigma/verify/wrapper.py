@@ -9,16 +9,9 @@ from __future__ import annotations
 
 import re
 
-from enigma.verify.msl import (
-    BUILTINS_SCALAR,
-    BUILTINS_VEC,
-    KernelSig,
-    MslError,
-    Param,
-    ThreadgroupVar,
-    rewrite_source,
-    strip_comments,
-)
+from enigma.verify.msl import BUILTINS_SCALAR, BUILTINS_VEC, KernelSig, MslError, Param, strip_comments
+from enigma.verify.rewrite import rewrite_source
+from enigma.verify.threadgroup import ThreadgroupVar
 
 CTX_DECL = """
 struct enigma_ctx {
@@ -33,7 +26,7 @@ def prepare_source(src: str, function_constants: dict[object, object] | None = N
                    file: str = "kernel.metal") -> tuple[str, list[ThreadgroupVar]]:
     """The source as the harness compiles it, and its threadgroup variables.
 
-    Each threadgroup declaration (msl.find_threadgroup_vars: every form Metal allows) becomes a
+    Each threadgroup declaration (threadgroup.find_threadgroup_vars: every form Metal allows) becomes a
     reference to storage from the dispatcher (`enigma_rt_tg_alloc`): a mapping whose end touches a
     guard page (an out-of-bounds access is reported with the variable's name), filled with 0xFF
     before every threadgroup. The address also escapes, so clang cannot fold a read of a

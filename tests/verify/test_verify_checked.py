@@ -11,7 +11,8 @@ from toolcheck import need_tool
 import enigma
 from enigma import Tensor, float32, int32
 from enigma.verify import KernelError, compile_msl, run_msl
-from enigma.verify.msl import find_threadgroup_vars, strip_comments
+from enigma.verify.msl import strip_comments
+from enigma.verify.threadgroup import find_threadgroup_vars
 
 pytestmark = pytest.mark.needs_clang
 H = "#include <metal_stdlib>\nusing namespace metal;\n"
