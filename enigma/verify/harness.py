@@ -147,6 +147,7 @@ class MslProgram:
                  include_dirs: Sequence[str | os.PathLike] = (), *,
                  _shared: tuple[_Library, int] | None = None) -> None:
         self.source, self.file = source, file
+        self.include_dirs = [str(d) for d in include_dirs]
         built, me = _shared or (_Library(source, [name], file, function_constants, include_dirs), 0)
         self.sig: KernelSig = built.sigs[me]
         self.threadgroup_vars: list[ThreadgroupVar] = list(built.tvars)
@@ -314,8 +315,10 @@ class MslProgram:
                 where = f" (threadgroup {group})" if group else ""
             return KernelError(f"{self.file}:{e.line}: {msg}{where}" if e.line else msg + where, e.line,
                                thread, group)
-        line = self._symbolize(e, library)
-        loc = f"{self.file}:{line}: " if line else f"{self.file}: "
+        where_file, line = self._symbolize(e, library)
+        loc = f"{where_file}:{line}: " if line else f"{self.file}: "
+        if where_file != self.file:
+            line = 0  # KernelError.line is a line of the .metal file; the message names the header
         if code == 5 and 0 <= e.tg_var < len(self.threadgroup_vars):
             v = self.threadgroup_vars[e.tg_var]  # ids are list positions (parameters after declarations)
             itemsize = MSL_SIZES.get(v.type.replace("metal::", ""))
@@ -377,19 +380,37 @@ class MslProgram:
         return KernelError(f"{loc}kernel {self.name} crashed the isolated run (signal {e.sig}){where}", line,
                            thread, group)
 
-    def _symbolize(self, e: _Err, library: Path) -> int:
-        """The .metal line of the faulting instruction (from the library's line tables), or 0."""
+    def _symbolize(self, e: _Err, library: Path) -> tuple[str, int]:
+        """Where the faulting instruction is (from the library's line tables): the innermost inlined
+        frame in the kernel's own source, `(file, line)`, or in one of its own headers
+        (`("utils.h", line)`, a path relative to its include directory when it is under one),
+        skipping the compatibility layer's frames; `(file, 0)` when unknown."""
+        none = (self.file, 0)
         if not e.rip or not e.so_path or Path(e.so_path.decode()).resolve() != library.resolve():
-            return 0
+            return none
         argv = _symbolizer_argv(library, e.rip - e.so_base)
         if argv is None:
-            return 0
+            return none
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
         except (OSError, subprocess.TimeoutExpired):
-            return 0
-        m = re.search(re.escape(self.file) + r":(\d+)", out)
-        return int(m.group(1)) if m else 0
+            return none
+        layer = str(_clang.include_dir())
+        for path, ln in re.findall(r"^(.+?):(\d+)(?::\d+)?\s*$", out, re.M):
+            if path.startswith(layer) or path.startswith("<enigma entry") or int(ln) == 0:
+                continue
+            if Path(path).name == self.file or path == self.file:
+                return self.file, int(ln)
+            return self._header_name(path), int(ln)
+        return none
+
+    def _header_name(self, path: str) -> str:
+        for d in self.include_dirs:
+            try:
+                return str(Path(path).resolve().relative_to(Path(d).resolve()))
+            except ValueError:
+                continue
+        return Path(path).name
 
 
 def _symbolizer_argv(library: Path, offset: int) -> list[str] | None:

@@ -623,3 +623,26 @@ kernel void k(device const float4* q [[buffer(0)]], device half4* out [[buffer(1
     run_msl(src, q, out, s, grid=1, block=2)
     np.testing.assert_array_equal(out, q.astype(np.float16))
     np.testing.assert_array_equal(s, q[:, 0].astype(np.int32) + q[:, 1].astype(np.int32))
+
+
+def test_a_fault_in_the_sources_own_header_names_the_header(tmp_path):
+    """MLX's kernels live in its headers: an out-of-bounds access there is reported at the header's
+    line (relative to its include directory), not as a bare `kernel.metal:`."""
+    from enigma.verify import KernelError
+
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "load.h").write_text(
+        "template <typename T>\nT load(device const T* x, uint i) {\n  return x[i + 1];\n}\n")
+    src = H + '#include "ops/load.h"\n' + """kernel void k(device const float* x [[buffer(0)]],
+              device float* out [[buffer(1)]], uint i [[thread_position_in_grid]]) {
+  out[i] = load(x, i);
+}
+"""
+    x, out = np.zeros(4, np.float32), np.zeros(4, np.float32)
+    with pytest.raises(KernelError, match=r"^ops/load.h:3: out-of-bounds read access to "
+                       r"\[\[buffer\(0\)\]\] x"):
+        run_msl(src, x, out, grid=1, block=4, include_dirs=[tmp_path])
+    with pytest.raises(KernelError, match=r"^kernel.metal:6: out-of-bounds write access to "
+                       r"\[\[buffer\(1\)\]\]"):
+        run_msl(src.replace("out[i] = load(x, i);", "out[i + 1] = x[i];"), x, out, grid=1, block=4,
+                include_dirs=[tmp_path])
