@@ -1,5 +1,5 @@
 """enigma.verify on the whole third-party corpus: tinygrad (tests/verify/test_verify_thirdparty.py),
-MLX (test_verify_mlx.py) and llama.cpp's ggml-metal (test_verify_ggml.py), each kernel compiled as
+MLX (test_verify_mlx_*.py) and llama.cpp's ggml-metal (test_verify_ggml.py), each kernel compiled as
 written, run and compared with numpy. Two runs of those test files in a fresh cache directory:
 cold (download of the pinned sources, rendering, every compile) and warm (everything cached: the
 per-kernel check is the warm run's time over its number of test cases).
@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ["tests/verify/test_verify_thirdparty.py", "tests/verify/test_verify_mlx.py",
+FILES = ["tests/verify/test_verify_thirdparty.py",
+         *(f"tests/verify/test_verify_mlx_{family}.py"
+           for family in ("elementwise", "reduce", "gemm", "quantized", "attention", "misc")),
          "tests/verify/test_verify_ggml.py"]
 
 
