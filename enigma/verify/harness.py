@@ -13,11 +13,8 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-import shutil
-import subprocess
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,8 @@ from enigma_runtime import binding, devices
 from enigma_runtime.kernel import Kernel
 
 from enigma.verify import clang as _clang
-from enigma.verify.msl import KernelSig, MslError, expand_macros, parse_kernels
+from enigma.verify.msl import MSL_NUMPY, KernelSig, MslError, expand_macros, parse_kernels
+from enigma.verify.report import Buffer, ErrInfo, KernelError, launch_error, oob_text
 from enigma.verify.rewrite import absent_params
 from enigma.verify.threadgroup import remap_lines, threadgroup_param_vars
 from enigma.verify.wrapper import (
@@ -39,41 +37,6 @@ from enigma.verify.wrapper import (
 
 SCHEDULES = {"forward": 0, "reverse": 1, "random": 2}
 MAX_TIMEOUT = 24 * 3600.0  # seconds; an isolated child still running 5 s after its timeout is killed
-# Metal element type names -> the numpy dtype a buffer of them holds
-MSL_NUMPY = {
-    "float": np.float32, "half": np.float16, "bfloat": np.uint16, "int": np.int32, "uint": np.uint32,
-    "short": np.int16, "ushort": np.uint16, "char": np.int8, "uchar": np.uint8, "bool": np.bool_,
-    "long": np.int64, "ulong": np.uint64, "int32_t": np.int32, "uint32_t": np.uint32,
-    "atomic_int": np.int32, "atomic_uint": np.uint32, "atomic_float": np.float32,
-}
-
-
-MSL_SIZES = {n: np.dtype(t).itemsize for n, t in MSL_NUMPY.items()}
-MSL_SIZES.update({f"{n}{k}": MSL_SIZES[n] * (4 if k == 3 else k)  # a 3-vector is padded to 4 lanes
-                  for n in ("float", "half", "int", "uint", "short", "ushort", "char", "uchar", "bool")
-                  for k in (2, 3, 4)})
-
-
-class KernelError(RuntimeError):
-    """The kernel failed while running on the CPU (the message names the .metal line when known)."""
-
-    def __init__(self, message: str, line: int = 0, thread: tuple[int, ...] | None = None,
-                 group: tuple[int, ...] | None = None) -> None:
-        super().__init__(message)
-        self.line, self.thread, self.group = line, thread, group
-
-
-class _Err(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_int32), ("line", ctypes.c_int32), ("is_write", ctypes.c_int32),
-                ("have_thread", ctypes.c_int32), ("tid", ctypes.c_uint32 * 3), ("gid", ctypes.c_uint32 * 3),
-                ("addr", ctypes.c_uint64), ("rip", ctypes.c_uint64), ("so_base", ctypes.c_uint64),
-                ("buffer", ctypes.c_int32), ("sig", ctypes.c_int32), ("offset", ctypes.c_int64),
-                ("so_path", ctypes.c_char * 512), ("msg", ctypes.c_char * 2048),
-                ("tg_bytes", ctypes.c_uint64), ("tg_var", ctypes.c_int32), ("pad_", ctypes.c_int32),
-                ("tg_size", ctypes.c_uint64), ("other", ctypes.c_uint32 * 3), ("other_write", ctypes.c_int32),
-                ("other_gid", ctypes.c_uint32 * 3), ("pad2_", ctypes.c_int32)]
-
-
 _lock = threading.RLock()
 _rt: ctypes.CDLL | None = None
 
@@ -91,8 +54,8 @@ def _runtime() -> ctypes.CDLL:
         lib.enigma_run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
                                    ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32),
                                    ctypes.c_int, ctypes.c_uint64, ctypes.c_int, ctypes.c_int,
-                                   ctypes.c_double, ctypes.c_int, ctypes.POINTER(_Err)]
-        assert lib.enigma_err_size() == ctypes.sizeof(_Err), "dispatcher ErrInfo layout mismatch"
+                                   ctypes.c_double, ctypes.c_int, ctypes.POINTER(ErrInfo)]
+        assert lib.enigma_err_size() == ctypes.sizeof(ErrInfo), "dispatcher ErrInfo layout mismatch"
         _rt = lib
     return _rt
 
@@ -108,16 +71,6 @@ def _entry_address(lib: ctypes.CDLL, symbol: str) -> int:
     if not addr:
         raise KernelError(f"{lib._name}: {symbol} has no address")
     return addr
-
-
-@dataclass
-class _Buffer:
-    slot: int
-    ptr: int
-    param: str
-    index: int
-    itemsize: int
-    nbytes: int
 
 
 class _Library:
@@ -247,9 +200,9 @@ class MslProgram:
         library, entry = self._race_entry() if race_check else (self.library, self._entry)
         nbuf = max([*arrays, *self.sig.buffer_indices], default=-1) + 1  # an absent buffer reads null
         ptrs = (ctypes.c_void_p * max(nbuf, 1))()
-        bufs: list[_Buffer] = []
+        bufs: list[Buffer] = []
         try:
-            shared: dict[int, _Buffer] = {}  # one array at several indices: one buffer, as in Metal
+            shared: dict[int, Buffer] = {}  # one array at several indices: one buffer, as in Metal
             for i, a in arrays.items():
                 if id(a) in shared:
                     ptrs[i] = shared[id(a)].ptr
@@ -259,23 +212,23 @@ class MslProgram:
                 if slot < 0 or not out.value:
                     raise KernelError(f"cannot allocate a guarded buffer of {a.nbytes} bytes")
                 p = self.sig.buffer(i)
-                bufs.append(_Buffer(slot, out.value, p.name, i, max(a.itemsize, 1), a.nbytes))
+                bufs.append(Buffer(slot, out.value, p.name, i, max(a.itemsize, 1), a.nbytes))
                 if a.nbytes:
                     ctypes.memmove(out.value, a.ctypes.data, a.nbytes)
                 ptrs[i] = out.value
                 shared[id(a)] = bufs[-1]
-            err = _Err()
+            err = ErrInfo()
             code = rt.enigma_run(entry, ptrs, (ctypes.c_uint32 * 3)(*grid3),
                                  (ctypes.c_uint32 * 3)(*block3), SCHEDULES[schedule], seed,
                                  int(self.sig.uses_sync),
                                  int(isolate), float(timeout), int(race_check), ctypes.byref(err))
             if code:
-                raise self._error(code, err, bufs, library)
+                raise launch_error(self, code, err, bufs, library)
             self.threadgroup_memory = int(err.tg_bytes)
             for b in bufs:
                 off = rt.enigma_buf_check(b.slot)
                 if off != -(2**63):
-                    raise KernelError(f"{self.file}: " + self._oob_text(b, off, True) + " (found after the "
+                    raise KernelError(f"{self.file}: " + oob_text(self, b, off, True) + " (found after the "
                                       "run in the buffer's padding: the thread and line are unknown)")
             for b in bufs:
                 a = arrays[b.index]
@@ -285,151 +238,6 @@ class MslProgram:
         finally:
             for b in bufs:
                 rt.enigma_buf_free(b.slot)
-
-    def _oob_text(self, b: _Buffer, off: int, is_write: bool | None) -> str:
-        kind = "" if is_write is None else ("write" if is_write else "read")
-        p = self.sig.buffer(b.index)
-        elem = off // b.itemsize if off >= 0 else -((-off + b.itemsize - 1) // b.itemsize)
-        return (f"out-of-bounds {kind} access to [[buffer({b.index})]] {p.name} (`{p.type_text}`): "
-                f"byte offset {off}, element {elem}, but the buffer holds {b.nbytes // b.itemsize} elements "
-                f"({b.nbytes} bytes)").replace("  ", " ")
-
-    def _tg_oob_text(self, v: ThreadgroupVar, off: int, size: int, is_write: bool) -> str:
-        itemsize = MSL_SIZES.get(v.type.replace("metal::", ""))
-        elem = f", element {off // itemsize} of {size // itemsize}" if itemsize and off >= 0 else ""
-        return (f"out-of-bounds {'write' if is_write else 'read'} access to threadgroup array {v.name} "
-                f"(`threadgroup {v.type} {v.name}{v.dims}`, declared at line {v.line}): byte offset "
-                f"{off}{elem} ({size} bytes)")
-
-    def _error(self, code: int, e: _Err, bufs: list[_Buffer], library: Path) -> Exception:
-        if code < 0:
-            what = "fork" if code == -2 else "map memory"
-            return KernelError(f"{self.file}: the dispatcher could not {what} to run kernel {self.name} "
-                               "(out of memory or processes?); try isolate=False")
-        thread = tuple(e.tid) if e.have_thread else None
-        group = tuple(e.gid) if e.have_thread else None
-        where = f" (thread_position_in_threadgroup {thread}, threadgroup {group})" if thread else ""
-        msg = e.msg.decode(errors="replace")
-        if code == 1:
-            if "thread_position_in_threadgroup" in msg:
-                where = f" (threadgroup {group})" if group else ""
-            return KernelError(f"{self.file}:{e.line}: {msg}{where}" if e.line else msg + where, e.line,
-                               thread, group)
-        where_file, line = self._symbolize(e, library)
-        loc = f"{where_file}:{line}: " if line else f"{self.file}: "
-        if where_file != self.file:
-            line = 0  # KernelError.line is a line of the .metal file; the message names the header
-        if code == 5 and 0 <= e.tg_var < len(self.threadgroup_vars):
-            v = self.threadgroup_vars[e.tg_var]  # ids are list positions (parameters after declarations)
-            itemsize = MSL_SIZES.get(v.type.replace("metal::", ""))
-            elem = f"{v.name}[{e.offset // itemsize}]" if itemsize else f"byte {e.offset} of {v.name}"
-            other = ("other threads" if e.other[0] == 0xFFFFFFFF else
-                     f"thread_position_in_threadgroup {tuple(e.other)}")
-            return KernelError(
-                f"{loc}data race on threadgroup memory {elem} (`threadgroup {v.type} {v.name}{v.dims}`, line "
-                f"{v.line}): thread_position_in_threadgroup {thread} of threadgroup {group} "
-                f"{'writes' if e.is_write else 'reads'} it here, but {other} "
-                f"{'wrote' if e.other_write else 'read'} it since the last threadgroup_barrier; put a "
-                f"threadgroup_barrier between the two accesses", line, thread, group)
-        if code == 5:
-            b = next((b for b in bufs if b.slot == e.buffer), None)
-            p = self.sig.buffer(b.index) if b else None
-            what = (f"[[buffer({b.index})]] {p.name} element {e.offset // b.itemsize}" if b and p
-                    else f"device memory (byte {e.offset})")
-            same = tuple(e.other_gid) == group
-            return KernelError(
-                f"{loc}data race on {what}: thread_position_in_threadgroup {thread} of threadgroup {group} "
-                f"{'writes' if e.is_write else 'reads'} it here, but thread_position_in_threadgroup "
-                f"{tuple(e.other)} of threadgroup {tuple(e.other_gid)} "
-                f"{'wrote' if e.other_write else 'read'} it "
-                + ("since the last threadgroup_barrier" if same else
-                   "(threads of different threadgroups are never ordered: use atomics or separate launches)"),
-                line, thread, group)
-        if code == 3:
-            how = f" ({msg})" if msg else ""
-            return KernelError(f"{loc}kernel {self.name} did not finish within the timeout{how}{where}", line,
-                               thread, group)
-        if code == 2:
-            b = next((b for b in bufs if b.slot == e.buffer), None)
-            if msg.startswith("misaligned "):
-                size = int(msg.split()[1])
-                kind = "write" if e.is_write else "read"
-                if b is not None:
-                    p = self.sig.buffer(b.index)
-                    what = f"[[buffer({b.index})]] {b.param} (`{' '.join(p.type_text.split())}`)"
-                elif 0 <= e.tg_var < len(self.threadgroup_vars):
-                    what = f"threadgroup {self.threadgroup_vars[e.tg_var].name}"
-                else:
-                    what = "memory"
-                text = (f"misaligned {size}-byte {kind} of {what} at byte offset {e.offset}: Metal requires "
-                        f"a {size}-byte vector access at a multiple of {size} bytes (undefined behaviour "
-                        "otherwise; use a packed_ type or scalar accesses for unaligned data)")
-            elif b is not None:
-                text = self._oob_text(b, e.offset, bool(e.is_write))
-            elif 0 <= e.tg_var < len(self.threadgroup_vars):
-                text = self._tg_oob_text(self.threadgroup_vars[e.tg_var], e.offset, int(e.tg_size),
-                                         bool(e.is_write))
-            elif msg:
-                text = msg
-            else:
-                names = {4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE (integer division "
-                         "by zero?)", 11: "SIGSEGV"}
-                text = (f"{names.get(e.sig, f'signal {e.sig}')}: invalid memory access at address "
-                        f"{e.addr:#x}" if e.sig in (7, 11) else names.get(e.sig, f"signal {e.sig}"))
-            return KernelError(f"{loc}{text}{where}", line, thread, group)
-        return KernelError(f"{loc}kernel {self.name} crashed the isolated run (signal {e.sig}){where}", line,
-                           thread, group)
-
-    def _symbolize(self, e: _Err, library: Path) -> tuple[str, int]:
-        """Where the faulting instruction is (from the library's line tables): the innermost inlined
-        frame in the kernel's own source, `(file, line)`, or in one of its own headers
-        (`("utils.h", line)`, a path relative to its include directory when it is under one),
-        skipping the compatibility layer's frames; `(file, 0)` when unknown."""
-        none = (self.file, 0)
-        if not e.rip or not e.so_path or Path(e.so_path.decode()).resolve() != library.resolve():
-            return none
-        argv = _symbolizer_argv(library, e.rip - e.so_base)
-        if argv is None:
-            return none
-        try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return none
-        layer = str(_clang.include_dir())
-        for path, ln in re.findall(r"^(.+?):(\d+)(?::\d+)?\s*$", out, re.M):
-            if path.startswith(layer) or path.startswith("<enigma entry") or int(ln) == 0:
-                continue
-            if Path(path).name == self.file or path == self.file:
-                return self.file, int(ln)
-            return self._header_name(path), int(ln)
-        return none
-
-    def _header_name(self, path: str) -> str:
-        for d in self.include_dirs:
-            try:
-                return str(Path(path).resolve().relative_to(Path(d).resolve()))
-            except ValueError:
-                continue
-        return Path(path).name
-
-
-def _symbolizer_argv(library: Path, offset: int) -> list[str] | None:
-    """A command printing the source lines (innermost inlined frame first) of `offset` in `library`:
-    llvm-symbolizer (next to clang, or on PATH), else llvm-addr2line or GNU addr2line (binutils)."""
-    clang = _clang.find_clang()
-    exe = Path(clang.argv[0])
-    suffix = re.search(r"-\d+$", exe.name)
-    ver = suffix.group(0) if suffix else ""
-    here = exe.resolve().parent if exe.is_absolute() else None
-    for name in (f"llvm-symbolizer{ver}", "llvm-symbolizer"):
-        tool = shutil.which(name) or (str(here / name) if here and (here / name).exists() else None)
-        if tool:
-            return [tool, f"--obj={library}", hex(offset)]
-    for name in (f"llvm-addr2line{ver}", "llvm-addr2line", "addr2line"):
-        tool = shutil.which(name)
-        if tool:
-            return [tool, "-i", "-e", str(library), hex(offset)]
-    return None
 
 
 _programs: dict[tuple[str, str | None, str, str, str, str], MslProgram] = {}

@@ -9,6 +9,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 # builtin attributes of kernel parameters -> name of the field in the dispatcher's per-thread Ctx
 # (vector builtins) or of a scalar field
 BUILTINS_VEC = {
@@ -36,6 +38,21 @@ OTHER_ATTRS = {
 }
 KNOWN_ATTRS = set(BUILTINS_VEC) | set(BUILTINS_SCALAR) | ZERO_BUILTINS | RESOURCE_ATTRS | OTHER_ATTRS
 SYNC_NAMES = re.compile(r"\b(threadgroup_barrier|simdgroup_\w+|simd_\w+|quad_\w+)\s*\(")
+
+
+# Metal element type names -> the numpy dtype a buffer of them holds
+MSL_NUMPY = {
+    "float": np.float32, "half": np.float16, "bfloat": np.uint16, "int": np.int32, "uint": np.uint32,
+    "short": np.int16, "ushort": np.uint16, "char": np.int8, "uchar": np.uint8, "bool": np.bool_,
+    "long": np.int64, "ulong": np.uint64, "int32_t": np.int32, "uint32_t": np.uint32,
+    "atomic_int": np.int32, "atomic_uint": np.uint32, "atomic_float": np.float32,
+}
+
+
+MSL_SIZES = {n: np.dtype(t).itemsize for n, t in MSL_NUMPY.items()}
+MSL_SIZES.update({f"{n}{k}": MSL_SIZES[n] * (4 if k == 3 else k)  # a 3-vector is padded to 4 lanes
+                  for n in ("float", "half", "int", "uint", "short", "ushort", "char", "uchar", "bool")
+                  for k in (2, 3, 4)})
 
 
 class MslError(ValueError):

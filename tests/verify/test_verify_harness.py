@@ -539,10 +539,10 @@ def test_race_check_treats_simdgroup_calls_as_ordering_their_lanes():
 
 def test_fault_lines_also_come_from_gnu_addr2line(monkeypatch):
     """Without llvm-symbolizer (not in every clang install) binutils' addr2line names the line."""
-    from enigma.verify import harness
+    from enigma.verify import report
 
     tool = need_tool("addr2line")
-    monkeypatch.setattr(harness, "_symbolizer_argv", lambda lib, off: [tool, "-i", "-e", str(lib), hex(off)])
+    monkeypatch.setattr(report, "symbolizer_argv", lambda lib, off: [tool, "-i", "-e", str(lib), hex(off)])
     src = H + """kernel void k(device float* a [[buffer(0)]], uint t [[thread_position_in_grid]]) {
     float x = a[t] * 2.0f;
     a[t + 16] = x;
