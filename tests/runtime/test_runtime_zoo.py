@@ -45,6 +45,18 @@ def test_package_lists_every_zoo_kernel(compiled, zoo_package):
     assert sorted(lib.names()) == sorted({ck.signature["name"] for _, _, ck in compiled.values()})
 
 
+def _run_and_compare(k, entry, ins, ck, device: str) -> None:
+    """Run loaded kernel `k` on the zoo entry's inputs on `device` (the launch from the signature where
+    it has one, else the compiled one) and compare its outputs with the entry's numpy reference."""
+    args = _copy(entry.kernel_args(ins))
+    expected = entry.reference(*_copy(args))
+    grid = None if ck.signature.get("grid") is not None else ck.grid
+    block = None if ck.signature.get("block") is not None else ck.block
+    k(*args, grid=grid, block=block, device=device)
+    for i, want in zip(entry.outputs, expected):
+        np.testing.assert_allclose(args[i], want, rtol=entry.rtol, atol=entry.atol)
+
+
 @pytest.mark.parametrize("name", [e.name for e in zoo.ZOO])
 def test_zoo_kernel_from_the_package_on_cpu(name, compiled, zoo_package):
     entry, ins, ck = compiled[name]
@@ -52,13 +64,7 @@ def test_zoo_kernel_from_the_package_on_cpu(name, compiled, zoo_package):
     # the specialisation compiled for this entry (a kernel may ship several: the optional mask)
     sp = next(sp for sp in k.specs if sp.spec["kernel_name"] == ck.kernel_name)
     assert sp.metal_source == ck.metal_source
-    args = _copy(entry.kernel_args(ins))
-    expected = entry.reference(*_copy(args))
-    grid = None if ck.signature.get("grid") is not None else ck.grid
-    block = None if ck.signature.get("block") is not None else ck.block
-    k(*args, grid=grid, block=block, device="cpu")
-    for i, want in zip(entry.outputs, expected):
-        np.testing.assert_allclose(args[i], want, rtol=entry.rtol, atol=entry.atol)
+    _run_and_compare(k, entry, ins, ck, "cpu")
 
 
 @pytest.mark.needs_clang
@@ -73,13 +79,7 @@ def test_zoo_kernel_from_the_package_on_msl_cpu(name, compiled, zoo_package):
 
     entry, ins, ck = compiled[name]
     k = enigma_runtime.load(zoo_package, ck.signature["name"])
-    args = _copy(entry.kernel_args(ins))
-    expected = entry.reference(*_copy(args))
-    grid = None if ck.signature.get("grid") is not None else ck.grid
-    block = None if ck.signature.get("block") is not None else ck.block
-    k(*args, grid=grid, block=block, device="msl-cpu")
-    for i, want in zip(entry.outputs, expected):
-        np.testing.assert_allclose(args[i], want, rtol=entry.rtol, atol=entry.atol)
+    _run_and_compare(k, entry, ins, ck, "msl-cpu")
 
 
 @pytest.mark.parametrize("name", [e.name for e in zoo.ZOO])
